@@ -1,0 +1,143 @@
+//! HBI's HTTP API (poem + poem-openapi): routes, OpenAPI document, Swagger UI and ReDoc,
+//! all served from this binary (no CDN), and the `Application` that binds them to a port.
+
+pub mod error;
+pub mod routes;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hbi_shared::{Backends, Settings};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::middleware::{SizeLimit, Tracing};
+use poem::{EndpointExt, Route, Server};
+use poem_openapi::OpenApiService;
+use tokio_util::sync::CancellationToken;
+
+use routes::books::BooksApi;
+use routes::jobs::JobsApi;
+use routes::system::SystemApi;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub backends: Backends,
+    pub settings: Arc<Settings>,
+    pub started: Instant,
+}
+
+/// Headroom over the upload limit for the multipart envelope.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, JobsApi), ()> {
+    OpenApiService::new((SystemApi, BooksApi, JobsApi), "HBI: Hybrid Book Index", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
+             then read its table of contents, back-of-book index and pages.",
+        )
+}
+
+/// The whole HTTP surface: the API, /openapi.json, /docs (Swagger UI) and /redoc.
+pub fn routes(state: AppState) -> impl poem::Endpoint {
+    let api = openapi_service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let redoc = api.redoc();
+    let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
+    Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/redoc", redoc)
+        .with(SizeLimit::new(usize::try_from(body_limit).unwrap_or(usize::MAX)))
+        .with(Tracing)
+        .data(state)
+        .catch_all_error(error::to_fastapi_shape)
+}
+
+/// A bound, not yet running HTTP server (zero2prod's `Application`): build it on port 0 in
+/// tests and ask for the port.
+pub struct Application {
+    acceptor: poem::listener::TcpAcceptor,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn bind(addr: SocketAddr, state: AppState) -> anyhow::Result<Self> {
+        let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+        Ok(Self { acceptor, state })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.acceptor
+            .local_addr()
+            .into_iter()
+            .find_map(|addr| addr.as_socket_addr().copied())
+    }
+
+    /// Serves until `shutdown`, then finishes open requests (bounded). The outbox relay runs
+    /// alongside: whichever process accepts uploads also makes sure they reach the queue.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let relay = tokio::spawn(hbi_shared::jobs::relay::run(
+            self.state.backends.jobs.clone(),
+            self.state.backends.queue.clone(),
+            Duration::from_millis(self.state.settings.queue.relay_interval_ms),
+            shutdown.clone(),
+        ));
+        let app = routes(self.state);
+        let signal = shutdown.clone();
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, async move { signal.cancelled().await }, Some(Duration::from_secs(10)))
+            .await?;
+        relay.abort();
+        Ok(())
+    }
+}
+
+/// A small HTTP surface for `hbi worker`: /health, /health/live, /health/ready.
+pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use poem::handler;
+    use poem::web::{Data, Json};
+
+    #[handler]
+    fn live(Data(state): Data<&AppState>) -> Json<serde_json::Value> {
+        Json(serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        }))
+    }
+
+    #[handler]
+    async fn ready(Data(state): Data<&AppState>) -> poem::Response {
+        use poem::IntoResponse;
+        let readiness = state.readiness().await;
+        let status = if readiness.status == "ok" {
+            poem::http::StatusCode::OK
+        } else {
+            poem::http::StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::json!({
+            "status": readiness.status,
+            "checks": readiness.checks.iter().map(|(name, check)| (name.clone(), serde_json::json!({
+                "status": check.status, "kind": check.kind, "error": check.error,
+            }))).collect::<serde_json::Map<_, _>>(),
+            "version": readiness.version,
+            "uptime_seconds": readiness.uptime_seconds,
+        });
+        (status, Json(body)).into_response()
+    }
+
+    let app = Route::new()
+        .at("/health", poem::get(live))
+        .at("/health/live", poem::get(live))
+        .at("/health/ready", poem::get(ready))
+        .data(state)
+        .catch_all_error(error::to_fastapi_shape);
+    Server::new(TcpListener::bind(addr))
+        .run_with_graceful_shutdown(app, async move { shutdown.cancelled().await }, Some(Duration::from_secs(5)))
+        .await?;
+    Ok(())
+}

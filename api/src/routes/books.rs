@@ -1,0 +1,532 @@
+use hbi_shared::db::entities::{book, job, toc_entry};
+use hbi_shared::domain::{ContentHash, JobState, parse_id};
+use hbi_shared::jobs::relay;
+use hbi_shared::jobs::store::StoredFile;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::multipart::Upload;
+use poem_openapi::{ApiResponse, Multipart, Object, OpenApi};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::ApiTags;
+use crate::AppState;
+use crate::error::{ErrorDetail, ValidationError, ValidationIssue, internal};
+
+pub struct BooksApi;
+
+/// A book in the catalogue.
+#[derive(Debug, Clone, Object)]
+pub struct Book {
+    pub id: String,
+    pub title: String,
+    pub author: Option<String>,
+    /// File name of the uploaded original.
+    pub source_path: Option<String>,
+    /// `created`, `queued`, `processing`, `ready`, `needs_review` or `failed`.
+    pub status: String,
+    /// SHA-256 of the uploaded original.
+    pub content_hash: Option<String>,
+    pub page_count: Option<i32>,
+    /// Where the ToC came from: `outline`, `printed_contents`, `headings` or `none`.
+    pub toc_source: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<book::Model> for Book {
+    fn from(m: book::Model) -> Self {
+        Self {
+            id: m.id,
+            title: m.title,
+            author: m.author,
+            source_path: m.source_path,
+            status: m.status,
+            content_hash: m.content_hash,
+            page_count: m.page_count,
+            toc_source: m.toc_source,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct BookCreate {
+    #[oai(validator(min_length = 1, max_length = 1000))]
+    pub title: String,
+    #[oai(validator(max_length = 1000))]
+    pub author: Option<String>,
+}
+
+#[derive(Debug, Multipart)]
+pub struct UploadForm {
+    /// The book as a PDF file.
+    pub file: Upload,
+}
+
+#[derive(Debug, Object)]
+pub struct UploadAccepted {
+    pub book: Book,
+    pub job_id: String,
+    /// Where to poll the job: `/jobs/{job_id}`.
+    pub status_url: String,
+    /// The job's state at the time of the answer.
+    pub status: String,
+}
+
+/// One node of the nested table of contents.
+#[derive(Debug, Clone, Object)]
+pub struct TocNode {
+    pub title: String,
+    /// 1-based physical page, when known.
+    pub page_number: Option<u32>,
+    /// The page number as printed in the book (`xii`, `7`...).
+    pub page_label: Option<String>,
+    /// 1 for chapters, 2 for their sections, and so on.
+    pub level: u32,
+    pub children: Vec<TocNode>,
+}
+
+#[derive(Debug, Object)]
+pub struct PageView {
+    pub book_id: String,
+    /// 1-based physical page.
+    pub number: u32,
+    /// The page number as printed.
+    pub label: String,
+    pub text: String,
+    /// Titles of the ToC entries enclosing this page, outermost first.
+    pub section_path: Vec<String>,
+    /// Back-of-book index terms whose locators point at this page.
+    pub index_terms: Vec<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateBookResponse {
+    #[oai(status = 201)]
+    Created(Json<Book>),
+    #[oai(status = 422)]
+    Invalid(Json<ValidationError>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum ListBooksResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<Book>>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum BookResponse {
+    #[oai(status = 200)]
+    Ok(Json<Book>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteBookResponse {
+    /// The book, its file, rows, index and graph are gone.
+    #[oai(status = 204)]
+    Deleted,
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    /// A job is running on the book; cancel it first.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum UploadResponse {
+    /// The same content was processed before; this is its result.
+    #[oai(status = 200)]
+    AlreadyProcessed(Json<UploadAccepted>),
+    /// Stored and queued; poll `status_url`.
+    #[oai(status = 202)]
+    Accepted(Json<UploadAccepted>),
+    /// Empty file or not a PDF.
+    #[oai(status = 400)]
+    BadFile(Json<ErrorDetail>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    /// A job for this book is still queued or running.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorDetail>),
+    /// Over the upload size limit.
+    #[oai(status = 413)]
+    TooLarge(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum TocResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<TocNode>>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum PageResponse {
+    #[oai(status = 200)]
+    Ok(Json<PageView>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+const BOOK_NOT_FOUND: &str = "Book not found";
+
+/// Largest page a book may list at once.
+const MAX_LIST_LIMIT: u64 = 1000;
+
+#[OpenApi]
+impl BooksApi {
+    /// Create a book (metadata only; upload its PDF next)
+    #[oai(path = "/books/", method = "post", tag = "ApiTags::Books", operation_id = "create_book")]
+    async fn create(&self, state: Data<&AppState>, body: Json<BookCreate>) -> CreateBookResponse {
+        let title = body.title.trim();
+        if title.is_empty() {
+            // The validator has checked the length; a title of spaces only is empty too.
+            return CreateBookResponse::Invalid(Json(ValidationError {
+                detail: vec![ValidationIssue {
+                    loc: vec!["body".to_owned(), "title".to_owned()],
+                    msg: "title must not be blank".to_owned(),
+                    kind: "value_error".to_owned(),
+                }],
+            }));
+        }
+        match state.backends.catalog.create_book(title, body.author.as_deref().map(str::trim)).await {
+            Ok(book) => CreateBookResponse::Created(Json(book.into())),
+            Err(err) => CreateBookResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// List books, oldest first
+    #[oai(path = "/books/", method = "get", tag = "ApiTags::Books", operation_id = "list_books")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        /// How many books to skip.
+        #[oai(default)]
+        skip: Query<u64>,
+        /// How many books to return (at most 1000).
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<u64>,
+    ) -> ListBooksResponse {
+        match state.backends.catalog.books(skip.0, limit.0.min(MAX_LIST_LIMIT)).await {
+            Ok(books) => ListBooksResponse::Ok(Json(books.into_iter().map(Book::from).collect())),
+            Err(err) => ListBooksResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// One book
+    #[oai(path = "/books/:book_id", method = "get", tag = "ApiTags::Books", operation_id = "get_book")]
+    async fn get(&self, state: Data<&AppState>, book_id: Path<String>) -> BookResponse {
+        match find_book(&state, &book_id).await {
+            Ok(Some(book)) => BookResponse::Ok(Json(book.into())),
+            Ok(None) => BookResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
+            Err(err) => BookResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// Delete a book with its file, pages, ToC, index entries, search index and graph
+    #[oai(path = "/books/:book_id", method = "delete", tag = "ApiTags::Books", operation_id = "delete_book")]
+    async fn delete(&self, state: Data<&AppState>, book_id: Path<String>) -> DeleteBookResponse {
+        match delete_book(&state, &book_id).await {
+            Ok(DeleteOutcome::Deleted) => DeleteBookResponse::Deleted,
+            Ok(DeleteOutcome::NotFound) => DeleteBookResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
+            Ok(DeleteOutcome::Busy) => DeleteBookResponse::Conflict(ErrorDetail::json(
+                "a job is processing this book; cancel it or wait for it to finish",
+            )),
+            Err(err) => DeleteBookResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// Upload the book's PDF and queue its processing
+    ///
+    /// Answers 202 with the job to poll. Uploading the same content again answers 200 with
+    /// the existing result, unless `reprocess=true`.
+    #[oai(path = "/books/:book_id/upload", method = "post", tag = "ApiTags::Books", operation_id = "upload_book")]
+    async fn upload(
+        &self,
+        state: Data<&AppState>,
+        book_id: Path<String>,
+        /// Process the file again even if this content was processed before.
+        #[oai(default)]
+        reprocess: Query<bool>,
+        form: UploadForm,
+    ) -> UploadResponse {
+        match upload(&state, &book_id, reprocess.0, form.file).await {
+            Ok(response) => response,
+            Err(err) => UploadResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// The book's table of contents, nested
+    #[oai(path = "/books/:book_id/toc", method = "get", tag = "ApiTags::Books", operation_id = "get_toc")]
+    async fn toc(&self, state: Data<&AppState>, book_id: Path<String>) -> TocResponse {
+        match book_toc(&state, &book_id).await {
+            Ok(Some(toc)) => TocResponse::Ok(Json(toc)),
+            Ok(None) => TocResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
+            Err(err) => TocResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// One page: printed label, text, section path and index terms
+    #[oai(path = "/books/:book_id/pages/:number", method = "get", tag = "ApiTags::Books", operation_id = "get_page")]
+    async fn page(
+        &self,
+        state: Data<&AppState>,
+        book_id: Path<String>,
+        /// 1-based physical page number.
+        #[oai(validator(minimum(value = "1")))]
+        number: Path<u32>,
+    ) -> PageResponse {
+        match book_page(&state, &book_id, number.0).await {
+            Ok(Ok(page)) => PageResponse::Ok(Json(page)),
+            Ok(Err(detail)) => PageResponse::NotFound(ErrorDetail::json(detail)),
+            Err(err) => PageResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+async fn find_book(state: &AppState, raw_id: &str) -> anyhow::Result<Option<book::Model>> {
+    match parse_id(raw_id) {
+        Some(id) => state.backends.catalog.book(&id).await,
+        None => Ok(None),
+    }
+}
+
+enum DeleteOutcome {
+    Deleted,
+    NotFound,
+    Busy,
+}
+
+async fn delete_book(state: &AppState, raw_id: &str) -> anyhow::Result<DeleteOutcome> {
+    let Some(book) = find_book(state, raw_id).await? else { return Ok(DeleteOutcome::NotFound) };
+    let backends = &state.backends;
+    if let Some(job) = backends.jobs.latest_for_book(&book.id).await? {
+        if job.state == JobState::Running.as_str() {
+            return Ok(DeleteOutcome::Busy);
+        }
+    }
+    backends.text.delete_book(&book.id).await?;
+    backends.graph.delete_book(&book.id).await?;
+    backends.catalog.delete_book(&book.id).await?;
+    // The blob is shared by every book with the same content: remove it with the last one.
+    if let Some(hash) = book.content_hash.as_deref().and_then(|h| h.parse::<ContentHash>().ok()) {
+        if backends.catalog.books_with_content(hash.as_str()).await?.is_empty() {
+            backends.blobs.delete(&hash).await?;
+        }
+    }
+    Ok(DeleteOutcome::Deleted)
+}
+
+/// Streams the upload into a scratch file while hashing it, so a large book never sits
+/// in memory, then stores it content-addressed and commits the job.
+async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -> anyhow::Result<UploadResponse> {
+    let Some(book) = find_book(state, raw_id).await? else {
+        return Ok(UploadResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)));
+    };
+    let backends = &state.backends;
+    if let Some(job) = backends.jobs.latest_for_book(&book.id).await? {
+        let job_state: Option<JobState> = job.state.parse().ok();
+        if matches!(job_state, Some(JobState::Queued | JobState::Running | JobState::Failed)) {
+            return Ok(UploadResponse::Conflict(ErrorDetail::json(format!(
+                "job {} for this book is still {}; wait for it or cancel it",
+                job.id, job.state
+            ))));
+        }
+    }
+    let original_name = file.file_name().map(sanitize_file_name);
+    let limit = state.settings.max_upload_bytes();
+    let scratch_dir = state.settings.storage.data_dir.join("scratch");
+    tokio::fs::create_dir_all(&scratch_dir).await?;
+    let scratch = tempfile::NamedTempFile::new_in(&scratch_dir)?;
+    let mut output = tokio::fs::File::create(scratch.path()).await?;
+    let mut input = file.into_async_read();
+    let mut hasher = Sha256::new();
+    let mut head = Vec::with_capacity(1024);
+    let mut size: u64 = 0;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = input.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        size += read as u64;
+        if size > limit {
+            return Ok(UploadResponse::TooLarge(ErrorDetail::json(format!(
+                "the file is larger than the upload limit of {} MB",
+                state.settings.limits.max_upload_mb
+            ))));
+        }
+        if head.len() < 1024 {
+            head.extend_from_slice(&buffer[..read.min(1024 - head.len())]);
+        }
+        hasher.update(&buffer[..read]);
+        output.write_all(&buffer[..read]).await?;
+    }
+    output.flush().await?;
+    drop(output);
+    if let Err(err) = hbi_extraction::validate_header(&head) {
+        return Ok(UploadResponse::BadFile(ErrorDetail::json(err.to_string())));
+    }
+    let hash = ContentHash::from_digest(&hasher.finalize());
+
+    if !reprocess && book.content_hash.as_deref() == Some(hash.as_str()) {
+        if let Some(job) = backends.jobs.latest_for_book(&book.id).await? {
+            if job.state == JobState::Succeeded.as_str() {
+                return Ok(UploadResponse::AlreadyProcessed(Json(accepted(book, &job))));
+            }
+        }
+    }
+
+    backends.blobs.put_file(&hash, scratch.path()).await?;
+    let stored = StoredFile { sha256: hash, size_bytes: size, content_type: "application/pdf".to_owned(), original_name };
+    let job = backends.jobs.create_ingest_job(&book.id, &stored, state.settings.worker.max_attempts).await?;
+    // The job is committed; enqueue now, or leave it to the outbox relay if the queue is down.
+    if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {
+        tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "job left to the outbox relay");
+    }
+    tracing::info!(book_id = %book.id, job_id = %job.id, bytes = size, "upload accepted");
+    let book = backends.catalog.book(&book.id).await?.unwrap_or(book);
+    Ok(UploadResponse::Accepted(Json(accepted(book, &job))))
+}
+
+fn accepted(book: book::Model, job: &job::Model) -> UploadAccepted {
+    UploadAccepted {
+        book: book.into(),
+        job_id: job.id.clone(),
+        status_url: format!("/jobs/{}", job.id),
+        status: job.state.clone(),
+    }
+}
+
+/// Keeps only the last path component, without control characters: a file name is a label,
+/// never a path.
+fn sanitize_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." { "upload.pdf".to_owned() } else { cleaned }
+}
+
+async fn book_toc(state: &AppState, raw_id: &str) -> anyhow::Result<Option<Vec<TocNode>>> {
+    let Some(book) = find_book(state, raw_id).await? else { return Ok(None) };
+    let labels = state.backends.catalog.page_labels(&book.id).await?;
+    let chapters = state.backends.graph.chapters(&book.id).await?;
+    let flat: Vec<(u32, String, Option<u32>)> = chapters.into_iter().map(|c| (c.level, c.title, c.page)).collect();
+    Ok(Some(nest_toc(&flat, &labels)))
+}
+
+/// Builds the nested ToC from flat `(level, title, page)` rows in document order.
+pub fn nest_toc(flat: &[(u32, String, Option<u32>)], labels: &[String]) -> Vec<TocNode> {
+    fn take_children(flat: &[(u32, String, Option<u32>)], labels: &[String], index: &mut usize, level: u32) -> Vec<TocNode> {
+        let mut nodes = Vec::new();
+        while let Some((entry_level, title, page)) = flat.get(*index) {
+            if *entry_level < level {
+                break;
+            }
+            *index += 1;
+            let children = take_children(flat, labels, index, entry_level + 1);
+            nodes.push(TocNode {
+                title: title.clone(),
+                page_number: *page,
+                page_label: page.and_then(|p| labels.get((p as usize).checked_sub(1)?).cloned()),
+                level: *entry_level,
+                children,
+            });
+        }
+        nodes
+    }
+    let mut index = 0;
+    let mut roots = Vec::new();
+    while index < flat.len() {
+        let level = flat[index].0;
+        roots.extend(take_children(flat, labels, &mut index, level));
+    }
+    roots
+}
+
+async fn book_page(state: &AppState, raw_id: &str, number: u32) -> anyhow::Result<Result<PageView, String>> {
+    let Some(book) = find_book(state, raw_id).await? else { return Ok(Err(BOOK_NOT_FOUND.to_owned())) };
+    let Some(page) = state.backends.catalog.page(&book.id, number).await? else {
+        return Ok(Err(format!("page {number} not found; the book has {} pages", book.page_count.unwrap_or(0))));
+    };
+    let toc = state.backends.catalog.toc(&book.id).await?;
+    Ok(Ok(PageView {
+        book_id: book.id,
+        number,
+        label: page.label,
+        text: page.text,
+        section_path: section_path(&toc, number),
+        index_terms: Vec::new(),
+    }))
+}
+
+/// Titles of the ToC entries that enclose `page`: the last entry starting on or before the
+/// page at each level, outermost first.
+fn section_path(toc: &[toc_entry::Model], page: u32) -> Vec<String> {
+    let mut path: Vec<(i32, String)> = Vec::new();
+    for entry in toc {
+        let Some(start) = entry.page else { continue };
+        if i64::from(start) > i64::from(page) {
+            break;
+        }
+        while path.last().is_some_and(|(level, _)| *level >= entry.level) {
+            path.pop();
+        }
+        path.push((entry.level, entry.title.clone()));
+    }
+    path.into_iter().map(|(_, title)| title).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_follows_levels_and_labels_follow_pages() {
+        let flat = vec![
+            (1, "A".to_owned(), Some(1)),
+            (2, "A.1".to_owned(), Some(2)),
+            (3, "A.1.a".to_owned(), Some(2)),
+            (1, "B".to_owned(), Some(3)),
+            (2, "B.1".to_owned(), None),
+        ];
+        let labels = vec!["i".to_owned(), "1".to_owned(), "2".to_owned()];
+        let toc = nest_toc(&flat, &labels);
+        assert_eq!(toc.len(), 2);
+        assert_eq!(toc[0].children[0].children[0].title, "A.1.a");
+        assert_eq!(toc[0].page_label.as_deref(), Some("i"));
+        assert_eq!(toc[1].page_label.as_deref(), Some("2"));
+        assert_eq!(toc[1].children[0].page_label, None);
+    }
+
+    #[test]
+    fn file_names_lose_their_paths() {
+        assert_eq!(sanitize_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_file_name("C:\\books\\r.pdf"), "r.pdf");
+        assert_eq!(sanitize_file_name(".."), "upload.pdf");
+        assert_eq!(sanitize_file_name("a\u{0}b.pdf"), "ab.pdf");
+    }
+}

@@ -1,0 +1,18 @@
+//! The HTTP operations, one module per tag. Handlers are thin: they parse, call the
+//! catalog, job store or backends of `hbi_shared`, and shape the answer.
+
+pub mod books;
+pub mod jobs;
+pub mod system;
+
+use poem_openapi::Tags;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Books: create, upload, read their structure
+    Books,
+    /// Processing jobs: state, progress, cancellation
+    Jobs,
+    /// Health, readiness and counts
+    System,
+}

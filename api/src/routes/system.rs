@@ -1,0 +1,153 @@
+use std::collections::BTreeMap;
+
+use hbi_shared::domain::{BookStatus, JobState};
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::AppState;
+use crate::error::{ErrorDetail, internal};
+
+pub struct SystemApi;
+
+#[derive(Debug, Object)]
+pub struct Health {
+    /// `ok` while the process serves requests.
+    pub status: String,
+    pub version: String,
+    pub uptime_seconds: f64,
+}
+
+#[derive(Debug, Object)]
+pub struct DependencyStatus {
+    /// `ok` or `error`.
+    pub status: String,
+    /// Which implementation serves it (`sql`, `sqlite`, `local`...).
+    pub kind: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ok` when every dependency answers, `error` otherwise.
+    pub status: String,
+    pub checks: BTreeMap<String, DependencyStatus>,
+    pub version: String,
+    pub uptime_seconds: f64,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadinessResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// At least one dependency is down; `checks` names it.
+    #[oai(status = 503)]
+    NotReady(Json<Readiness>),
+}
+
+#[derive(Debug, Object)]
+pub struct Stats {
+    /// Books whose processing succeeded.
+    pub total_books_indexed: u64,
+    pub total_books: u64,
+    /// Messages waiting on the queue, read from the queue.
+    pub jobs_in_queue: u64,
+    pub jobs_running: u64,
+    /// Jobs in the dead-letter queue.
+    pub dlq_size: u64,
+    pub jobs_succeeded: u64,
+    /// Jobs waiting for a scheduled retry.
+    pub jobs_retrying: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum StatsResponse {
+    #[oai(status = 200)]
+    Ok(Json<Stats>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[OpenApi]
+impl SystemApi {
+    /// Liveness (same as /health/live)
+    #[oai(path = "/health", method = "get", tag = "ApiTags::System", operation_id = "health")]
+    async fn health(&self, state: Data<&AppState>) -> Json<Health> {
+        Json(state.health())
+    }
+
+    /// Liveness: the process is up
+    #[oai(path = "/health/live", method = "get", tag = "ApiTags::System", operation_id = "health_live")]
+    async fn live(&self, state: Data<&AppState>) -> Json<Health> {
+        Json(state.health())
+    }
+
+    /// Readiness: one check per dependency, 503 when one fails
+    #[oai(path = "/health/ready", method = "get", tag = "ApiTags::System", operation_id = "health_ready")]
+    async fn ready(&self, state: Data<&AppState>) -> ReadinessResponse {
+        let readiness = state.readiness().await;
+        if readiness.status == "ok" {
+            ReadinessResponse::Ready(Json(readiness))
+        } else {
+            ReadinessResponse::NotReady(Json(readiness))
+        }
+    }
+
+    /// Counts of books and jobs
+    #[oai(path = "/stats", method = "get", tag = "ApiTags::System", operation_id = "stats")]
+    async fn stats(&self, state: Data<&AppState>) -> StatsResponse {
+        match collect_stats(&state).await {
+            Ok(stats) => StatsResponse::Ok(Json(stats)),
+            Err(err) => StatsResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+}
+
+async fn collect_stats(state: &AppState) -> anyhow::Result<Stats> {
+    let jobs = &state.backends.jobs;
+    let catalog = &state.backends.catalog;
+    let mut total_books = 0;
+    for status in BookStatus::ALL {
+        total_books += catalog.count_books_with_status(*status).await?;
+    }
+    Ok(Stats {
+        total_books_indexed: catalog.count_books_with_status(BookStatus::Ready).await?
+            + catalog.count_books_with_status(BookStatus::NeedsReview).await?,
+        total_books,
+        jobs_in_queue: state.backends.queue.depth().await?,
+        jobs_running: jobs.count_in_state(JobState::Running).await?,
+        dlq_size: jobs.count_in_state(JobState::Dead).await?,
+        jobs_succeeded: jobs.count_in_state(JobState::Succeeded).await?,
+        jobs_retrying: jobs.count_in_state(JobState::Failed).await?,
+    })
+}
+
+impl AppState {
+    fn health(&self) -> Health {
+        Health {
+            status: "ok".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    pub async fn readiness(&self) -> Readiness {
+        let checks = self.backends.check_all().await;
+        let all_ok = checks.iter().all(|check| check.error.is_none());
+        Readiness {
+            status: if all_ok { "ok" } else { "error" }.to_owned(),
+            checks: checks
+                .into_iter()
+                .map(|check| {
+                    let status = if check.error.is_none() { "ok" } else { "error" };
+                    (check.name.to_owned(), DependencyStatus { status: status.to_owned(), kind: check.kind.to_owned(), error: check.error })
+                })
+                .collect(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}

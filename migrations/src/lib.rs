@@ -1,0 +1,16 @@
+//! Database schema for HBI. Every migration runs unchanged on SQLite and PostgreSQL;
+//! backend-specific objects (FTS5 tables, tsvector columns) are created behind a
+//! `get_database_backend()` check inside the migration that owns them.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_core::Migration)]
+    }
+}

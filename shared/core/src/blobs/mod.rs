@@ -1,0 +1,33 @@
+//! Original files, content-addressed by SHA-256. The embedded shape keeps them on local disk;
+//! production puts them in S3. The pipeline and the API see only [`BlobStore`].
+
+mod local;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+pub use local::LocalBlobStore;
+
+use crate::domain::ContentHash;
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// A short name for logs and health checks (`local`, `s3`).
+    fn kind(&self) -> &'static str;
+
+    /// Stores the file at `source` under `hash`. Idempotent: storing the same content twice
+    /// leaves one blob.
+    async fn put_file(&self, hash: &ContentHash, source: &Path) -> anyhow::Result<()>;
+
+    async fn exists(&self, hash: &ContentHash) -> anyhow::Result<bool>;
+
+    /// Copies the blob into the local file `dest` (streamed, never whole in memory).
+    async fn fetch_to_file(&self, hash: &ContentHash, dest: &Path) -> anyhow::Result<()>;
+
+    /// Removes the blob; removing a missing blob is not an error.
+    async fn delete(&self, hash: &ContentHash) -> anyhow::Result<()>;
+
+    /// Readiness: can the store be reached and written?
+    async fn check(&self) -> anyhow::Result<()>;
+}

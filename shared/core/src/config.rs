@@ -1,0 +1,211 @@
+//! Typed configuration, read once at start: `config/default.toml` (or the built-in copy of it),
+//! an optional `config/local.toml`, then `HBI__SECTION__KEY` environment variables and the
+//! conventional `DATABASE_URL` / `REDIS_URL`. Validation names the offending key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The built-in defaults; `config/default.toml` in the repository is the same file.
+const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub storage: StorageSettings,
+    pub database: DatabaseSettings,
+    pub queue: QueueSettings,
+    pub worker: WorkerSettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// Where `hbi serve` / `hbi api` listen.
+    pub bind: SocketAddr,
+    /// Where `hbi worker` serves /health and /metrics.
+    pub worker_bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StorageSettings {
+    /// Root of everything the embedded shape keeps on disk.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// Empty: a SQLite file `hbi.db` under `storage.data_dir`.
+    #[serde(default)]
+    pub url: String,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueSettings {
+    /// Empty: the durable SQLite queue `queue.db` under `storage.data_dir`.
+    #[serde(default)]
+    pub redis_url: String,
+    pub name: String,
+    pub poll_interval_ms: u64,
+    /// How often a worker proves it is alive; a job whose worker missed two beats is re-delivered.
+    pub heartbeat_secs: u64,
+    /// How often the outbox relay looks for committed jobs not yet on the queue.
+    pub relay_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    /// First retry delay; each further attempt doubles it.
+    pub retry_base_delay_ms: u64,
+    /// Upper bound for one extraction run; the extractor child is killed past it.
+    pub stage_timeout_secs: u64,
+    /// Address-space limit of the extractor child process.
+    pub extractor_memory_mb: u64,
+    /// The `hbi` executable that runs `hbi extract`; empty means this very executable.
+    #[serde(default)]
+    pub extractor_path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitSettings {
+    pub max_upload_mb: u64,
+    pub max_pages: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `json` (default, for machines) or `pretty` (for people at a terminal).
+    pub format: String,
+    /// A tracing filter such as `info` or `hbi_worker=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// Command-line overrides that win over every other layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// Loads the layers from `config_dir` (default `./config`) and the environment.
+    pub fn load(config_dir: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let dir = config_dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("config"));
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
+            .add_source(config::File::from(dir.join("default.toml")).required(false))
+            .add_source(config::File::from(dir.join("local.toml")).required(false))
+            .add_source(
+                config::Environment::with_prefix("HBI")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        // The conventional variables of the original HBI and of most hosting platforms.
+        if let Some(url) = non_empty_env("DATABASE_URL") {
+            builder = builder.set_override("database.url", url)?;
+        }
+        if let Some(url) = non_empty_env("REDIS_URL") {
+            builder = builder.set_override("queue.redis_url", url)?;
+        }
+        if let Some(bind) = overrides.bind {
+            builder = builder.set_override("server.bind", bind.to_string())?;
+            builder = builder.set_override("server.worker_bind", bind.to_string())?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            builder = builder.set_override("storage.data_dir", dir.to_string_lossy().into_owned())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.to_owned() });
+        if self.storage.data_dir.as_os_str().is_empty() {
+            return invalid("storage.data_dir", "must not be empty");
+        }
+        if !self.database.url.is_empty()
+            && !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return invalid("database.url", "must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self.queue.name.trim().is_empty() {
+            return invalid("queue.name", "must not be empty");
+        }
+        if self.queue.poll_interval_ms == 0 {
+            return invalid("queue.poll_interval_ms", "must be at least 1");
+        }
+        if self.queue.heartbeat_secs == 0 {
+            return invalid("queue.heartbeat_secs", "must be at least 1");
+        }
+        if self.worker.concurrency == 0 || self.worker.concurrency > 256 {
+            return invalid("worker.concurrency", "must be between 1 and 256");
+        }
+        if self.worker.max_attempts == 0 || self.worker.max_attempts > 100 {
+            return invalid("worker.max_attempts", "must be between 1 and 100");
+        }
+        if self.worker.stage_timeout_secs == 0 {
+            return invalid("worker.stage_timeout_secs", "must be at least 1");
+        }
+        if self.worker.extractor_memory_mb < 64 {
+            return invalid("worker.extractor_memory_mb", "must be at least 64");
+        }
+        if self.limits.max_upload_mb == 0 {
+            return invalid("limits.max_upload_mb", "must be at least 1");
+        }
+        if self.limits.max_pages == 0 {
+            return invalid("limits.max_pages", "must be at least 1");
+        }
+        if !matches!(self.log.format.as_str(), "json" | "pretty") {
+            return invalid("log.format", "must be `json` or `pretty`");
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one, or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("hbi.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    pub fn blob_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("blobs")
+    }
+
+    pub fn queue_db_path(&self) -> PathBuf {
+        self.storage.data_dir.join("queue.db")
+    }
+
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.limits.max_upload_mb.saturating_mul(1024 * 1024)
+    }
+
+    pub fn stage_timeout(&self) -> Duration {
+        Duration::from_secs(self.worker.stage_timeout_secs)
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}

@@ -1,0 +1,177 @@
+//! Domain vocabulary shared by the API, the worker and the stores.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A SHA-256 of a file's bytes, lower-case hex. Parsing guarantees the shape, so a
+/// `ContentHash` is always safe to use as a blob key or a path component.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ContentHash(String);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(hex::encode(Sha256::digest(bytes)))
+    }
+
+    pub fn from_digest(digest: &[u8]) -> Self {
+        Self(hex::encode(digest))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ContentHash {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(format!("not a sha256 hex digest: {s:?}"))
+        }
+    }
+}
+
+impl TryFrom<String> for ContentHash {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ContentHash> for String {
+    fn from(hash: ContentHash) -> Self {
+        hash.0
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {}: {other:?}", stringify!($name))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// `queued -> running -> succeeded | failed (retry scheduled) | dead (in the DLQ) | cancelled`.
+    JobState {
+        Queued => "queued",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        Dead => "dead",
+        Cancelled => "cancelled",
+    }
+}
+
+impl JobState {
+    /// A job in one of these states will never run again by itself.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Dead | JobState::Cancelled)
+    }
+}
+
+string_enum! {
+    /// Pipeline stages, in the order they run.
+    Stage {
+        Validate => "validate",
+        Store => "store",
+        ExtractText => "extract_text",
+        Toc => "toc",
+        Index => "index",
+        Chunk => "chunk",
+        Embed => "embed",
+        IndexText => "index_text",
+        IndexVectors => "index_vectors",
+        Graph => "graph",
+        Quality => "quality",
+    }
+}
+
+string_enum! {
+    /// What a book is ready for.
+    BookStatus {
+        Created => "created",
+        Queued => "queued",
+        Processing => "processing",
+        Ready => "ready",
+        NeedsReview => "needs_review",
+        Failed => "failed",
+    }
+}
+
+/// What travels on the queue: only ids. Everything else is read from the database, so a
+/// message delivered twice, late or to another replica is harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMessage {
+    pub job_id: String,
+}
+
+/// A new random id for books and jobs (time-ordered, so listings sort by creation).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Accepts only canonical UUIDs as resource ids, so an id from a URL is safe anywhere.
+pub fn parse_id(raw: &str) -> Option<String> {
+    uuid::Uuid::parse_str(raw).ok().map(|id| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hash_rejects_anything_but_lower_hex_sha256() {
+        assert!("../../etc/passwd".parse::<ContentHash>().is_err());
+        assert!("ABCDEF".repeat(11)[..64].parse::<ContentHash>().is_err());
+        let hash = ContentHash::of(b"hello");
+        assert_eq!(hash.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(hash.as_str().parse::<ContentHash>(), Ok(hash));
+    }
+
+    #[test]
+    fn states_round_trip_through_text() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(*state));
+        }
+        assert!("dead".parse::<JobState>().is_ok_and(JobState::is_final));
+        assert!(!JobState::Failed.is_final());
+    }
+}

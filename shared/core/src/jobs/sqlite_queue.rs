@@ -1,0 +1,108 @@
+//! The embedded shape's durable queue: apalis on a SQLite file of its own (`queue.db`), so
+//! queued jobs survive a restart and queue polling never contends with the metadata database.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::*;
+use apalis_sqlite::SqliteStorage;
+use async_trait::async_trait;
+use sea_orm::sqlx::{self, SqlitePool};
+use tokio_util::sync::CancellationToken;
+
+use super::{JobHandler, JobQueue};
+use crate::domain::JobMessage;
+
+/// apalis' own redelivery budget, spent only when a worker dies holding a message; HBI's
+/// retries with backoff and its dead-letter queue are decided in the database.
+const DELIVERY_ATTEMPTS: usize = 20;
+
+pub struct SqliteJobQueue {
+    pool: SqlitePool,
+    config: apalis_sqlite::Config,
+    poll_interval: Duration,
+}
+
+impl SqliteJobQueue {
+    pub async fn open(path: &Path, queue: &str, heartbeat: Duration, poll_interval: Duration) -> anyhow::Result<Self> {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = crate::db::sqlite_pool(&url, 4).await?;
+        SqliteStorage::setup(&pool).await.context("preparing the sqlite queue")?;
+        let config = apalis_sqlite::Config::default()
+            .queue(queue)
+            .heartbeat_interval(heartbeat)
+            .missed_heartbeats(2)
+            .batch_size(1);
+        Ok(Self { pool, config, poll_interval })
+    }
+
+    fn storage(&self) -> SqliteStorage<JobMessage> {
+        SqliteStorage::new(&self.pool).with_config(self.config.clone())
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqliteJobQueue {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn enqueue(&self, message: &JobMessage, delay: Duration) -> anyhow::Result<()> {
+        let task = TaskBuilder::new(message.clone())
+            .max_attempts(DELIVERY_ATTEMPTS)
+            .run_after(delay)
+            .build();
+        self.storage()
+            .push_task(task)
+            .await
+            .map_err(|err| anyhow::anyhow!("pushing job {} to the sqlite queue: {err}", message.job_id))
+    }
+
+    async fn depth(&self) -> anyhow::Result<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 \
+             AND (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts))",
+        )
+        .bind(self.config.queue.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn check(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        worker_name: String,
+        concurrency: usize,
+        handler: Arc<dyn JobHandler>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let backend = self.storage().poll_with_interval(self.poll_interval);
+        let worker = WorkerBuilder::new(worker_name)
+            .backend(backend)
+            .concurrency(concurrency)
+            .data(SharedHandler(handler))
+            .build(deliver);
+        // Run on a task of its own: the worker's future is 'static, which keeps the
+        // higher-ranked lifetimes of the async trait out of apalis' service bounds.
+        let run = tokio::spawn(worker.run_until(async move {
+            shutdown.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        }));
+        run.await?.map_err(|err| anyhow::anyhow!("sqlite queue worker stopped: {err}"))
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct SharedHandler(pub(super) Arc<dyn JobHandler>);
+
+pub(super) async fn deliver(message: JobMessage, handler: Data<SharedHandler>) -> Result<(), BoxDynError> {
+    let SharedHandler(inner) = &*handler;
+    inner.handle(message).await.map_err(|err| -> BoxDynError { err.into() })
+}

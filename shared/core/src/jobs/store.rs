@@ -1,0 +1,323 @@
+//! Job state in the database: the single source of truth for every replica.
+//!
+//! Each transition is one conditional UPDATE, so two workers that receive the same message
+//! cannot both run it, and a message for a finished job is dropped.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+
+use crate::db::entities::{book, file, job, job_attempt};
+use crate::domain::{BookStatus, ContentHash, JobState, Stage, new_id};
+
+/// The file half of an upload, already in the blob store.
+#[derive(Debug, Clone)]
+pub struct StoredFile {
+    pub sha256: ContentHash,
+    pub size_bytes: u64,
+    pub content_type: String,
+    pub original_name: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct JobStore {
+    db: DatabaseConnection,
+}
+
+fn chrono_delay(delay: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+}
+
+impl JobStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Commits the file, the book's new content and a queued job in one transaction (the
+    /// outbox half of the upload); the relay puts the job on the queue afterwards.
+    pub async fn create_ingest_job(&self, book_id: &str, file: &StoredFile, max_attempts: u32) -> anyhow::Result<job::Model> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        if file::Entity::find_by_id(file.sha256.to_string()).one(&txn).await?.is_none() {
+            file::ActiveModel {
+                sha256: Set(file.sha256.to_string()),
+                size_bytes: Set(i64::try_from(file.size_bytes).unwrap_or(i64::MAX)),
+                content_type: Set(file.content_type.clone()),
+                original_name: Set(file.original_name.clone()),
+                created_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        book::Entity::update_many()
+            .col_expr(book::Column::ContentHash, Expr::value(file.sha256.to_string()))
+            .col_expr(book::Column::SourcePath, Expr::value(file.original_name.clone()))
+            .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(now))
+            .filter(book::Column::Id.eq(book_id))
+            .exec(&txn)
+            .await?;
+        let job = job::ActiveModel {
+            id: Set(new_id()),
+            book_id: Set(book_id.to_owned()),
+            file_sha256: Set(file.sha256.to_string()),
+            state: Set(JobState::Queued.as_str().to_owned()),
+            stage: Set(None),
+            progress_done: Set(0),
+            progress_total: Set(0),
+            attempts: Set(0),
+            max_attempts: Set(i32::try_from(max_attempts).unwrap_or(3)),
+            error: Set(None),
+            error_stage: Set(None),
+            retryable: Set(true),
+            worker_id: Set(None),
+            lease_until: Set(None),
+            enqueued_at: Set(None),
+            run_after: Set(None),
+            cancel_requested: Set(false),
+            created_at: Set(now),
+            started_at: Set(None),
+            finished_at: Set(None),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(job)
+    }
+
+    pub async fn get(&self, job_id: &str) -> anyhow::Result<Option<job::Model>> {
+        Ok(job::Entity::find_by_id(job_id).one(&self.db).await?)
+    }
+
+    pub async fn list(&self, state: Option<JobState>, limit: u64) -> anyhow::Result<Vec<job::Model>> {
+        let mut query = job::Entity::find().order_by_desc(job::Column::CreatedAt).limit(limit);
+        if let Some(state) = state {
+            query = query.filter(job::Column::State.eq(state.as_str()));
+        }
+        Ok(query.all(&self.db).await?)
+    }
+
+    pub async fn attempts(&self, job_id: &str) -> anyhow::Result<Vec<job_attempt::Model>> {
+        Ok(job_attempt::Entity::find()
+            .filter(job_attempt::Column::JobId.eq(job_id))
+            .order_by_asc(job_attempt::Column::Attempt)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn latest_for_book(&self, book_id: &str) -> anyhow::Result<Option<job::Model>> {
+        Ok(job::Entity::find()
+            .filter(job::Column::BookId.eq(book_id))
+            .order_by_desc(job::Column::CreatedAt)
+            .one(&self.db)
+            .await?)
+    }
+
+    pub async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64> {
+        Ok(job::Entity::find().filter(job::Column::State.eq(state.as_str())).count(&self.db).await?)
+    }
+
+    /// Jobs committed but not yet on the queue: new uploads and scheduled retries.
+    pub async fn outbox(&self, limit: u64) -> anyhow::Result<Vec<job::Model>> {
+        Ok(job::Entity::find()
+            .filter(job::Column::EnqueuedAt.is_null())
+            .filter(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Failed.as_str()]))
+            .order_by_asc(job::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    pub async fn mark_enqueued(&self, job_id: &str) -> anyhow::Result<()> {
+        job::Entity::update_many()
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Utc::now()))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::EnqueuedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a job for `worker_id` if nobody else holds it: a queued job, a job whose retry is
+    /// due, or a running job whose lease ran out (its worker died). Returns the job as claimed.
+    pub async fn claim(&self, job_id: &str, worker_id: &str, lease: Duration) -> anyhow::Result<Option<job::Model>> {
+        let now = Utc::now();
+        let claimable = Condition::any()
+            .add(job::Column::State.eq(JobState::Queued.as_str()))
+            .add(
+                // A retry runs once its backoff has passed, not on an early duplicate message.
+                Condition::all()
+                    .add(job::Column::State.eq(JobState::Failed.as_str()))
+                    .add(Condition::any().add(job::Column::RunAfter.is_null()).add(job::Column::RunAfter.lte(now))),
+            )
+            .add(
+                Condition::all()
+                    .add(job::Column::State.eq(JobState::Running.as_str()))
+                    .add(job::Column::LeaseUntil.lt(now)),
+            );
+        let result = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Running.as_str()))
+            .col_expr(job::Column::WorkerId, Expr::value(worker_id))
+            .col_expr(job::Column::LeaseUntil, Expr::value(now + chrono_delay(lease)))
+            .col_expr(job::Column::Attempts, Expr::col(job::Column::Attempts).add(1))
+            .col_expr(job::Column::StartedAt, Expr::value(now))
+            .col_expr(job::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::CancelRequested.eq(false))
+            .filter(claimable)
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected != 1 {
+            return Ok(None);
+        }
+        let Some(job) = self.get(job_id).await? else { return Ok(None) };
+        job_attempt::ActiveModel {
+            job_id: Set(job.id.clone()),
+            attempt: Set(job.attempts),
+            worker_id: Set(worker_id.to_owned()),
+            stage: Set(None),
+            outcome: Set(JobState::Running.as_str().to_owned()),
+            error: Set(None),
+            started_at: Set(now),
+            finished_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await?;
+        book::Entity::update_many()
+            .col_expr(book::Column::Status, Expr::value(BookStatus::Processing.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(now))
+            .filter(book::Column::Id.eq(&job.book_id))
+            .exec(&self.db)
+            .await?;
+        Ok(Some(job))
+    }
+
+    /// Heartbeat: keeps the leases of this worker's running jobs alive.
+    pub async fn extend_leases(&self, worker_id: &str, lease: Duration) -> anyhow::Result<()> {
+        job::Entity::update_many()
+            .col_expr(job::Column::LeaseUntil, Expr::value(Utc::now() + chrono_delay(lease)))
+            .filter(job::Column::WorkerId.eq(worker_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn report_progress(&self, job_id: &str, stage: Stage, done: u32, total: u32) -> anyhow::Result<()> {
+        job::Entity::update_many()
+            .col_expr(job::Column::Stage, Expr::value(stage.as_str()))
+            .col_expr(job::Column::ProgressDone, Expr::value(i32::try_from(done).unwrap_or(i32::MAX)))
+            .col_expr(job::Column::ProgressTotal, Expr::value(i32::try_from(total).unwrap_or(i32::MAX)))
+            .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn cancel_requested(&self, job_id: &str) -> anyhow::Result<bool> {
+        Ok(self.get(job_id).await?.is_some_and(|job| job.cancel_requested))
+    }
+
+    /// Ends the running attempt of `job` with `outcome`. Only the worker holding the job may.
+    pub async fn finish(&self, job: &job::Model, worker_id: &str, outcome: Outcome) -> anyhow::Result<JobState> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let (state, book_status, error, error_stage, retryable, run_after) = match &outcome {
+            Outcome::Succeeded { book_status } => (JobState::Succeeded, *book_status, None, None, true, None),
+            Outcome::Cancelled => (JobState::Cancelled, BookStatus::Failed, Some("cancelled by request".to_owned()), None, false, None),
+            Outcome::Failed { stage, error, retryable, retry_delay } => {
+                let retry = *retryable && job.attempts < job.max_attempts;
+                if retry {
+                    let run_after = now + chrono_delay(*retry_delay);
+                    (JobState::Failed, BookStatus::Queued, Some(error.clone()), Some(*stage), true, Some(run_after))
+                } else {
+                    (JobState::Dead, BookStatus::Failed, Some(error.clone()), Some(*stage), *retryable, None)
+                }
+            }
+        };
+        let finished_at = state.is_final().then_some(now);
+        let updated = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(state.as_str()))
+            .col_expr(job::Column::Error, Expr::value(error.clone()))
+            .col_expr(job::Column::ErrorStage, Expr::value(error_stage.map(|s| s.as_str())))
+            .col_expr(job::Column::Retryable, Expr::value(retryable))
+            .col_expr(job::Column::RunAfter, Expr::value(run_after))
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::FinishedAt, Expr::value(finished_at))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(&job.id))
+            .filter(job::Column::WorkerId.eq(worker_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            // Someone else took the job over (our lease ran out); their outcome counts.
+            txn.rollback().await?;
+            anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id);
+        }
+        job_attempt::Entity::update_many()
+            .col_expr(job_attempt::Column::Outcome, Expr::value(state.as_str()))
+            .col_expr(job_attempt::Column::Error, Expr::value(error))
+            .col_expr(job_attempt::Column::Stage, Expr::value(error_stage.map(|s| s.as_str())))
+            .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
+            .filter(job_attempt::Column::JobId.eq(&job.id))
+            .filter(job_attempt::Column::Attempt.eq(job.attempts))
+            .exec(&txn)
+            .await?;
+        book::Entity::update_many()
+            .col_expr(book::Column::Status, Expr::value(book_status.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(now))
+            .filter(book::Column::Id.eq(&job.book_id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(state)
+    }
+
+    /// Asks a job to stop. A queued or retrying job is cancelled at once; a running one is
+    /// stopped by its worker, which polls this flag. Returns the job after the request.
+    pub async fn request_cancel(&self, job_id: &str) -> anyhow::Result<Option<job::Model>> {
+        let now = Utc::now();
+        job::Entity::update_many()
+            .col_expr(job::Column::CancelRequested, Expr::value(true))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Cancelled.as_str()))
+            .col_expr(job::Column::CancelRequested, Expr::value(true))
+            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Failed.as_str()]))
+            .exec(&self.db)
+            .await?;
+        self.get(job_id).await
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        self.db.execute_unprepared("SELECT 1").await?;
+        Ok(())
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded { book_status: BookStatus },
+    Cancelled,
+    Failed { stage: Stage, error: String, retryable: bool, retry_delay: Duration },
+}

@@ -1,0 +1,130 @@
+//! Runs `hbi extract` in a child process with an address-space limit and a deadline, so a
+//! hostile or gigantic PDF can crash, hang or bloat only that child: its job fails with a
+//! clear error and the worker goes on (the design Apache Tika uses).
+//!
+//! Protocol: the child prints the extraction JSON on stdout and, with `--progress jsonl`,
+//! one `{"done":N,"total":M}` line per page on stderr; a refused input exits with code 2
+//! and a `{"error":"..."}` line.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use hbi_extraction::Extraction;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code of `hbi extract` for an input it refuses (not a PDF, encrypted, damaged...).
+pub const EXIT_INPUT_REFUSED: i32 = 2;
+
+/// Largest extraction output accepted from the child.
+const MAX_OUTPUT_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone)]
+pub struct ExtractorConfig {
+    pub program: PathBuf,
+    pub memory_limit_mb: u64,
+    pub max_pages: usize,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractorFailure {
+    /// The file itself is unusable; running it again cannot help.
+    #[error("{0}")]
+    InputRefused(String),
+    #[error("extraction took longer than {0:?} and was stopped")]
+    TimedOut(Duration),
+    #[error("extraction was cancelled")]
+    Cancelled,
+    /// A crash, an out-of-memory kill or unreadable output.
+    #[error("{0}")]
+    Crashed(String),
+}
+
+#[derive(Deserialize)]
+struct ChildMessage {
+    done: Option<u32>,
+    total: Option<u32>,
+    error: Option<String>,
+}
+
+/// Extracts `pdf` with page text, reporting `(done, total)` pages through `progress`.
+pub async fn extract_in_child(
+    config: &ExtractorConfig,
+    pdf: &Path,
+    cancel: &CancellationToken,
+    progress: &(dyn Fn(u32, u32) + Send + Sync),
+) -> Result<Extraction, ExtractorFailure> {
+    let mut child = Command::new(&config.program)
+        .arg("extract")
+        .arg(pdf)
+        .args(["--json", "--pages", "--progress", "jsonl"])
+        .arg("--memory-limit-mb")
+        .arg(config.memory_limit_mb.to_string())
+        .arg("--max-pages")
+        .arg(config.max_pages.to_string())
+        .env("HBI__LOG__LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|err| ExtractorFailure::Crashed(format!("could not start the extractor {}: {err}", config.program.display())))?;
+
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(ExtractorFailure::Crashed("extractor pipes are missing".to_owned()));
+    };
+    let read_stdout = async move {
+        let mut output = Vec::new();
+        stdout.take(MAX_OUTPUT_BYTES).read_to_end(&mut output).await.map(|_| output)
+    };
+    let read_stderr = async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut last_error = None;
+        let mut other = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<ChildMessage>(&line) {
+                Ok(ChildMessage { error: Some(error), .. }) => last_error = Some(error),
+                Ok(ChildMessage { done: Some(done), total: Some(total), .. }) => progress(done, total),
+                _ => {
+                    if other.len() < 20 {
+                        other.push(line);
+                    }
+                }
+            }
+        }
+        (last_error, other)
+    };
+    let run = async { tokio::join!(read_stdout, read_stderr, child.wait()) };
+
+    let (output, (child_error, stray_lines), status) = tokio::select! {
+        joined = run => joined,
+        () = tokio::time::sleep(config.timeout) => return Err(ExtractorFailure::TimedOut(config.timeout)),
+        () = cancel.cancelled() => return Err(ExtractorFailure::Cancelled),
+    };
+    // Leaving the select drops the child on the early returns above; kill_on_drop ends it.
+    let status = status.map_err(|err| ExtractorFailure::Crashed(format!("waiting for the extractor: {err}")))?;
+    if status.code() == Some(EXIT_INPUT_REFUSED) {
+        return Err(ExtractorFailure::InputRefused(child_error.unwrap_or_else(|| "the file was refused".to_owned())));
+    }
+    if !status.success() {
+        let detail = child_error.or_else(|| stray_lines.last().cloned()).unwrap_or_default();
+        return Err(ExtractorFailure::Crashed(describe_crash(status, &detail)));
+    }
+    let output = output.map_err(|err| ExtractorFailure::Crashed(format!("reading extractor output: {err}")))?;
+    serde_json::from_slice(&output).map_err(|err| ExtractorFailure::Crashed(format!("unreadable extractor output: {err}")))
+}
+
+fn describe_crash(status: std::process::ExitStatus, detail: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (_, Some(9)) => "the extractor was killed (out of memory or by a signal)".to_owned(),
+        (_, Some(signal)) => format!("the extractor died with signal {signal}"),
+        (Some(code), _) => format!("the extractor failed with exit code {code}"),
+        _ => "the extractor failed".to_owned(),
+    };
+    if detail.is_empty() { how } else { format!("{how}: {detail}") }
+}

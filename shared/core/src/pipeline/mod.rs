@@ -1,0 +1,296 @@
+//! The book pipeline, run by a worker for each delivered job:
+//! validate -> store -> extract_text (child process) -> toc -> index_text -> graph.
+//!
+//! Every stage writes idempotently (replace-by-book), so a job delivered twice leaves one
+//! copy of everything. Failures are classified: a refused input goes straight to the
+//! dead-letter state, anything else is retried with exponential backoff until
+//! `max_attempts`, then dead.
+
+pub mod extractor;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
+
+use self::extractor::{ExtractorConfig, ExtractorFailure, extract_in_child};
+use crate::backends::Backends;
+use crate::catalog::{PageRecord, TocRecord};
+use crate::db::entities::job;
+use crate::domain::{BookStatus, ContentHash, JobMessage, JobState, Stage};
+use crate::graph::{BookGraph, chapters_from_flat_toc};
+use crate::jobs::JobHandler;
+use crate::jobs::relay;
+use crate::jobs::store::Outcome;
+use crate::text_index::IndexedPage;
+
+/// How often a running job looks for a cancel request and writes its progress.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub worker_id: String,
+    /// How long a claimed job stays ours without a heartbeat.
+    pub lease: Duration,
+    pub retry_base_delay: Duration,
+    pub max_file_bytes: u64,
+    pub extractor: ExtractorConfig,
+    pub scratch_dir: std::path::PathBuf,
+}
+
+pub struct Pipeline {
+    backends: Backends,
+    settings: PipelineSettings,
+}
+
+/// Why a stage failed, and whether trying again could help.
+#[derive(Debug)]
+struct StageError {
+    stage: Stage,
+    message: String,
+    retryable: bool,
+}
+
+impl StageError {
+    fn retryable(stage: Stage, err: impl std::fmt::Display) -> Self {
+        Self { stage, message: err.to_string(), retryable: true }
+    }
+
+    fn refused(stage: Stage, message: impl Into<String>) -> Self {
+        Self { stage, message: message.into(), retryable: false }
+    }
+}
+
+fn anyhow_at(stage: Stage) -> impl Fn(anyhow::Error) -> StageError {
+    move |err| StageError::retryable(stage, format!("{err:#}"))
+}
+
+enum RunEnd {
+    Done(BookStatus),
+    Cancelled,
+}
+
+impl Pipeline {
+    pub fn new(backends: Backends, settings: PipelineSettings) -> Self {
+        Self { backends, settings }
+    }
+
+    fn retry_delay(&self, attempt: i32) -> Duration {
+        let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(16);
+        self.settings.retry_base_delay.saturating_mul(2u32.saturating_pow(exponent))
+    }
+
+    async fn stage(&self, job: &job::Model, stage: Stage) -> Result<(), StageError> {
+        tracing::info!(job_id = %job.id, book_id = %job.book_id, stage = %stage, "stage started");
+        self.backends
+            .jobs
+            .report_progress(&job.id, stage, 0, 0)
+            .await
+            .map_err(anyhow_at(stage))
+    }
+
+    async fn run(&self, job: &job::Model, cancel: &CancellationToken) -> Result<RunEnd, StageError> {
+        let jobs = &self.backends.jobs;
+        let hash: ContentHash = job
+            .file_sha256
+            .parse()
+            .map_err(|err: String| StageError::refused(Stage::Validate, err))?;
+        tokio::fs::create_dir_all(&self.settings.scratch_dir).await.map_err(|err| StageError::retryable(Stage::Validate, err))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("hbi-job-")
+            .tempdir_in(&self.settings.scratch_dir)
+            .map_err(|err| StageError::retryable(Stage::Validate, err))?;
+        let local_pdf = scratch.path().join("book.pdf");
+
+        self.stage(job, Stage::Validate).await?;
+        self.backends
+            .blobs
+            .fetch_to_file(&hash, &local_pdf)
+            .await
+            .map_err(anyhow_at(Stage::Validate))?;
+        validate_file(&local_pdf, &hash, self.settings.max_file_bytes).await?;
+
+        self.stage(job, Stage::Store).await?;
+        if !self.backends.blobs.exists(&hash).await.map_err(anyhow_at(Stage::Store))? {
+            return Err(StageError::retryable(Stage::Store, "the original file is missing from the blob store"));
+        }
+
+        self.stage(job, Stage::ExtractText).await?;
+        let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u32, 0u32));
+        let progress_writer = spawn_progress_writer(jobs.clone(), job.id.clone(), progress_rx);
+        let extracted = extract_in_child(&self.settings.extractor, &local_pdf, cancel, &move |done, total| {
+            progress_tx.send_replace((done, total));
+        })
+        .await;
+        progress_writer.abort();
+        let extraction = match extracted {
+            Ok(extraction) => extraction,
+            Err(ExtractorFailure::Cancelled) => return Ok(RunEnd::Cancelled),
+            Err(ExtractorFailure::InputRefused(message)) => return Err(StageError::refused(Stage::ExtractText, message)),
+            Err(err) => return Err(StageError::retryable(Stage::ExtractText, err)),
+        };
+        let total = extraction.page_count;
+        jobs.report_progress(&job.id, Stage::ExtractText, total, total).await.map_err(anyhow_at(Stage::ExtractText))?;
+        if cancel.is_cancelled() {
+            return Ok(RunEnd::Cancelled);
+        }
+
+        self.stage(job, Stage::Toc).await?;
+        let pages: Vec<PageRecord> = extraction
+            .pages
+            .iter()
+            .map(|p| PageRecord { number: p.number, label: p.label.clone(), text: p.text.clone() })
+            .collect();
+        let toc: Vec<TocRecord> = extraction
+            .toc
+            .iter()
+            .map(|e| TocRecord { level: e.level, title: e.title.clone(), page: e.page })
+            .collect();
+        let toc_source = serde_json::to_value(extraction.toc_source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "none".to_owned());
+        self.backends
+            .catalog
+            .save_extraction(&job.book_id, &pages, &toc, &toc_source)
+            .await
+            .map_err(anyhow_at(Stage::Toc))?;
+
+        self.stage(job, Stage::IndexText).await?;
+        let indexed: Vec<IndexedPage> = pages.iter().map(|p| IndexedPage { number: p.number, text: p.text.clone() }).collect();
+        self.backends
+            .text
+            .index_pages(&job.book_id, &indexed)
+            .await
+            .map_err(anyhow_at(Stage::IndexText))?;
+
+        self.stage(job, Stage::Graph).await?;
+        let title = self
+            .backends
+            .catalog
+            .book(&job.book_id)
+            .await
+            .map_err(anyhow_at(Stage::Graph))?
+            .map(|book| book.title)
+            .unwrap_or_default();
+        let flat: Vec<(u32, String, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.clone(), e.page)).collect();
+        let graph = BookGraph {
+            book_id: job.book_id.clone(),
+            content_hash: hash.to_string(),
+            title,
+            page_labels: extraction.page_labels.clone(),
+            chapters: chapters_from_flat_toc(&flat),
+        };
+        self.backends.graph.write_book(&graph).await.map_err(anyhow_at(Stage::Graph))?;
+        Ok(RunEnd::Done(BookStatus::Ready))
+    }
+}
+
+/// Checks the local copy against what the upload promised: the hash, the size limit and
+/// the PDF signature. Deeper checks (encryption, damage) belong to the extractor.
+async fn validate_file(path: &Path, expected: &ContentHash, max_bytes: u64) -> Result<(), StageError> {
+    let io = |err: std::io::Error| StageError::retryable(Stage::Validate, err);
+    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+    if size > max_bytes {
+        return Err(StageError::refused(Stage::Validate, format!("the file is {size} bytes, over the limit of {max_bytes}")));
+    }
+    let mut file = tokio::fs::File::open(path).await.map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut head = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = file.read(&mut buffer).await.map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        if head.len() < 1024 {
+            head.extend_from_slice(&buffer[..read.min(1024 - head.len())]);
+        }
+        hasher.update(&buffer[..read]);
+    }
+    let actual = ContentHash::from_digest(&hasher.finalize());
+    if &actual != expected {
+        return Err(StageError::retryable(Stage::Validate, format!("stored blob hash {actual} does not match {expected}")));
+    }
+    hbi_extraction::validate_header(&head).map_err(|err| StageError::refused(Stage::Validate, err.to_string()))
+}
+
+/// Writes the latest `(done, total)` to the job row, at most every [`WATCH_INTERVAL`].
+fn spawn_progress_writer(
+    jobs: crate::jobs::store::JobStore,
+    job_id: String,
+    mut updates: tokio::sync::watch::Receiver<(u32, u32)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while updates.changed().await.is_ok() {
+            let (done, total) = *updates.borrow_and_update();
+            if let Err(err) = jobs.report_progress(&job_id, Stage::ExtractText, done, total).await {
+                tracing::warn!(job_id = %job_id, error = %format!("{err:#}"), "could not record progress");
+            }
+            tokio::time::sleep(WATCH_INTERVAL).await;
+        }
+    })
+}
+
+/// Cancels `token` when the job's cancel flag is set in the database.
+fn spawn_cancel_watch(jobs: crate::jobs::store::JobStore, job_id: String, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            if jobs.cancel_requested(&job_id).await.unwrap_or(false) {
+                token.cancel();
+                return;
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl JobHandler for Pipeline {
+    async fn handle(&self, message: JobMessage) -> anyhow::Result<()> {
+        let jobs = &self.backends.jobs;
+        let worker_id = &self.settings.worker_id;
+        let Some(job) = jobs.claim(&message.job_id, worker_id, self.settings.lease).await? else {
+            tracing::debug!(job_id = %message.job_id, "message skipped: job is finished, cancelled or held by another worker");
+            return Ok(());
+        };
+        let span = tracing::info_span!("job", job_id = %job.id, book_id = %job.book_id, attempt = job.attempts);
+        let _entered = span.enter();
+        tracing::info!("job started");
+        let started = std::time::Instant::now();
+
+        let cancel = CancellationToken::new();
+        let watcher = spawn_cancel_watch(jobs.clone(), job.id.clone(), cancel.clone());
+        let result = self.run(&job, &cancel).await;
+        watcher.abort();
+
+        let outcome = match result {
+            Ok(RunEnd::Done(book_status)) => Outcome::Succeeded { book_status },
+            Ok(RunEnd::Cancelled) => Outcome::Cancelled,
+            Err(err) => Outcome::Failed {
+                stage: err.stage,
+                error: err.message,
+                retryable: err.retryable,
+                retry_delay: self.retry_delay(job.attempts),
+            },
+        };
+        let state = jobs.finish(&job, worker_id, outcome.clone()).await?;
+        match (&outcome, state) {
+            (Outcome::Failed { error, stage, .. }, JobState::Failed) => {
+                tracing::warn!(stage = %stage, error = %error, "job failed; retry scheduled");
+                if let Some(current) = jobs.get(&job.id).await? {
+                    // The relay would pick it up too; publishing now saves a sweep.
+                    if let Err(err) = relay::publish(jobs, self.backends.queue.as_ref(), &current).await {
+                        tracing::warn!(error = %format!("{err:#}"), "retry left to the outbox relay");
+                    }
+                }
+            }
+            (Outcome::Failed { error, stage, .. }, _) => tracing::error!(stage = %stage, error = %error, "job moved to the dead-letter queue"),
+            _ => tracing::info!(state = %state, seconds = started.elapsed().as_secs_f64(), "job finished"),
+        }
+        Ok(())
+    }
+}

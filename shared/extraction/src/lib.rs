@@ -1,0 +1,301 @@
+//! Book structure extraction from PDF files: page labels, the outline table of contents and
+//! the text of each page.
+//!
+//! Everything here treats the PDF as untrusted input: malformed structures become
+//! [`ExtractError`]s (when the file as a whole is unusable) or entries in
+//! [`Extraction::warnings`] (when only a part of it is broken). Recursion is capped and
+//! reference cycles are tracked with visited sets, so a hostile file can neither panic nor hang
+//! the extractor.
+
+mod labels;
+mod outline;
+mod tables;
+mod text;
+mod textstring;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use lopdf::{Document, LoadOptions, ObjectId};
+use serde::{Deserialize, Serialize};
+
+pub use textstring::decode_text_string;
+
+/// Limits applied before and during extraction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtractOptions {
+    /// Refuse books with more pages than this.
+    pub max_pages: usize,
+    /// Refuse files larger than this many bytes.
+    pub max_file_bytes: u64,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            max_pages: 20_000,
+            max_file_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a file could not be extracted at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// No `%PDF-` marker in the first 1024 bytes.
+    #[error("the file is not a PDF")]
+    NotPdf,
+    /// The file has no content.
+    #[error("the file is empty")]
+    Empty,
+    /// The trailer has an `/Encrypt` entry.
+    #[error("the PDF is encrypted; upload an unencrypted copy")]
+    Encrypted,
+    /// The file is larger than [`ExtractOptions::max_file_bytes`].
+    #[error("the file is too large ({bytes} bytes, the limit is {limit} bytes)")]
+    TooLarge { bytes: u64, limit: u64 },
+    /// The document has more pages than [`ExtractOptions::max_pages`].
+    #[error("the PDF has too many pages ({pages}, the limit is {limit})")]
+    TooManyPages { pages: usize, limit: usize },
+    /// lopdf could not parse the file.
+    #[error("the PDF is damaged: {0}")]
+    Corrupt(String),
+    /// The document parsed but has no pages.
+    #[error("the PDF has no pages")]
+    NoPages,
+}
+
+/// How far into the file the `%PDF-` marker may appear.
+const MAGIC_WINDOW: usize = 1024;
+/// Most warnings kept; further ones are only counted.
+const MAX_WARNINGS: usize = 200;
+/// Largest decompressed size of one page's content (or one font stream), in bytes.
+pub(crate) const MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
+
+/// Cheap check of a file's first bytes: not empty and carries the `%PDF-` marker.
+pub fn validate_header(bytes: &[u8]) -> Result<(), ExtractError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ExtractError::Empty);
+    }
+    let window = &bytes[..bytes.len().min(MAGIC_WINDOW)];
+    if window.windows(5).any(|w| w == b"%PDF-") {
+        Ok(())
+    } else {
+        Err(ExtractError::NotPdf)
+    }
+}
+
+/// The text of one page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PageText {
+    /// 1-based physical page number.
+    pub number: u32,
+    /// Printed page label.
+    pub label: String,
+    /// Text, one line per printed line, in content-stream order.
+    pub text: String,
+}
+
+/// Where the table of contents came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TocSource {
+    Outline,
+    PrintedContents,
+    Headings,
+    None,
+}
+
+/// One table-of-contents entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TocEntry {
+    /// Nesting level, 1 = top.
+    pub level: u32,
+    pub title: String,
+    /// 1-based physical page, `None` when the destination could not be resolved.
+    pub page: Option<u32>,
+}
+
+/// One back-of-book index entry (not produced yet).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexEntry {
+    pub path: Vec<String>,
+    pub pages: Vec<[u32; 2]>,
+    pub see: Vec<String>,
+    pub see_also: Vec<String>,
+}
+
+/// Everything extracted from one book.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Extraction {
+    pub page_count: u32,
+    /// One printed label per physical page.
+    pub page_labels: Vec<String>,
+    pub toc_source: TocSource,
+    /// Flat, in document order.
+    pub toc: Vec<TocEntry>,
+    pub index: Vec<IndexEntry>,
+    /// Filled only when page text was requested.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub pages: Vec<PageText>,
+    /// Problems met but survived.
+    pub warnings: Vec<String>,
+}
+
+/// Progress reports from [`extract`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Pages { done: u32, total: u32 },
+}
+
+/// Collects warnings, keeping at most [`MAX_WARNINGS`].
+#[derive(Debug, Default)]
+pub(crate) struct Warnings {
+    list: Vec<String>,
+    dropped: usize,
+}
+
+impl Warnings {
+    pub(crate) fn push(&mut self, message: impl Into<String>) {
+        if self.list.len() < MAX_WARNINGS {
+            self.list.push(message.into());
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if self.dropped > 0 {
+            self.list
+                .push(format!("{} more warnings were not listed", self.dropped));
+        }
+        self.list
+    }
+}
+
+/// Extract page labels, the outline table of contents and (when `with_page_text`) the text of
+/// every page. `progress` is called after each page of text, and at least once with
+/// `done == total`.
+pub fn extract(
+    bytes: &[u8],
+    opts: &ExtractOptions,
+    with_page_text: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Extraction, ExtractError> {
+    validate_header(bytes)?;
+    let size = bytes.len() as u64;
+    if size > opts.max_file_bytes {
+        return Err(ExtractError::TooLarge {
+            bytes: size,
+            limit: opts.max_file_bytes,
+        });
+    }
+    let doc = load(bytes)?;
+    if doc.trailer.has(b"Encrypt") {
+        return Err(ExtractError::Encrypted);
+    }
+
+    let pages: Vec<ObjectId> = guarded(|| doc.page_iter().collect()).unwrap_or_default();
+    if pages.is_empty() {
+        return Err(ExtractError::NoPages);
+    }
+    if pages.len() > opts.max_pages {
+        return Err(ExtractError::TooManyPages {
+            pages: pages.len(),
+            limit: opts.max_pages,
+        });
+    }
+    let total = u32::try_from(pages.len()).map_err(|_| ExtractError::TooManyPages {
+        pages: pages.len(),
+        limit: opts.max_pages,
+    })?;
+
+    let mut warnings = Warnings::default();
+    let page_labels = guarded(|| labels::page_labels(&doc, pages.len(), &mut warnings))
+        .unwrap_or_else(|| {
+            warnings.push("page labels could not be read");
+            (1..=pages.len()).map(|n| n.to_string()).collect()
+        });
+    let toc = guarded(|| outline::outline_toc(&doc, &pages, &mut warnings)).unwrap_or_else(|| {
+        warnings.push("the outline could not be read");
+        Vec::new()
+    });
+    let toc_source = if toc.is_empty() {
+        TocSource::None
+    } else {
+        TocSource::Outline
+    };
+
+    let mut page_texts = Vec::new();
+    if with_page_text {
+        let mut extractor = text::TextExtractor::new(&doc);
+        page_texts.reserve(pages.len());
+        for (i, &page_id) in pages.iter().enumerate() {
+            let number = (i + 1) as u32;
+            let text = match guarded(|| extractor.page_text(page_id, &mut warnings)) {
+                Some(Ok(text)) => text,
+                Some(Err(message)) => {
+                    warnings.push(format!("page {number}: {message}"));
+                    String::new()
+                }
+                None => {
+                    warnings.push(format!("page {number}: the text could not be read"));
+                    String::new()
+                }
+            };
+            page_texts.push(PageText {
+                number,
+                label: page_labels
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| number.to_string()),
+                text,
+            });
+            progress(Progress::Pages {
+                done: number,
+                total,
+            });
+        }
+    } else {
+        progress(Progress::Pages { done: total, total });
+    }
+
+    Ok(Extraction {
+        page_count: total,
+        page_labels,
+        toc_source,
+        toc,
+        index: Vec::new(),
+        pages: page_texts,
+        warnings: warnings.finish(),
+    })
+}
+
+/// Run `f`, turning a panic inside a dependency into `None`.
+fn guarded<T>(f: impl FnOnce() -> T) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(f)).ok()
+}
+
+fn load(bytes: &[u8]) -> Result<Document, ExtractError> {
+    let options = LoadOptions {
+        max_decompressed_size: Some(MAX_STREAM_BYTES),
+        ..LoadOptions::default()
+    };
+    match guarded(|| Document::load_mem_with_options(bytes, options)) {
+        Some(Ok(doc)) => Ok(doc),
+        Some(Err(err)) => {
+            if mentions_encrypt(bytes) {
+                Err(ExtractError::Encrypted)
+            } else {
+                Err(ExtractError::Corrupt(err.to_string()))
+            }
+        }
+        None => Err(ExtractError::Corrupt(
+            "the file structure could not be read".into(),
+        )),
+    }
+}
+
+/// Whether a trailer (or cross-reference stream dictionary) names an `/Encrypt` dictionary.
+fn mentions_encrypt(bytes: &[u8]) -> bool {
+    bytes.windows(8).any(|w| w == b"/Encrypt")
+}

@@ -1,0 +1,1089 @@
+//! Page text: a small content-stream interpreter that tracks the text and graphics state,
+//! decodes strings through each font's encoding and lays the glyphs out into lines.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use lopdf::content::{Content, Operation};
+use lopdf::{Dictionary, Document, Object, ObjectId};
+
+use crate::labels::{dict_get, resolve, resolve_dict};
+use crate::tables::{
+    GLYPH_NAMES, MAC_ROMAN_ENCODING, STANDARD_ENCODING, SYMBOL_ENCODING, WIN_ANSI_ENCODING,
+};
+use crate::{MAX_STREAM_BYTES, Warnings};
+
+/// Deepest nesting of form XObjects followed.
+const MAX_XOBJECT_DEPTH: usize = 8;
+/// Most operators interpreted on one page (including its forms).
+const MAX_OPERATIONS: usize = 5_000_000;
+/// Largest code range expanded from one `bfrange` line.
+const MAX_RANGE: u32 = 0x1_0000;
+/// Deepest `q` nesting tracked.
+const MAX_STATE_STACK: usize = 256;
+
+type Matrix = [f32; 6];
+const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+
+fn mul(m: &Matrix, n: &Matrix) -> Matrix {
+    [
+        m[0] * n[0] + m[1] * n[2],
+        m[0] * n[1] + m[1] * n[3],
+        m[2] * n[0] + m[3] * n[2],
+        m[2] * n[1] + m[3] * n[3],
+        m[4] * n[0] + m[5] * n[2] + n[4],
+        m[4] * n[1] + m[5] * n[3] + n[5],
+    ]
+}
+
+fn translate(tx: f32, ty: f32, m: &Matrix) -> Matrix {
+    mul(&[1.0, 0.0, 0.0, 1.0, tx, ty], m)
+}
+
+/// A font reduced to what text extraction needs.
+#[derive(Debug, Default)]
+struct FontInfo {
+    /// Codes are two bytes (Type0 fonts).
+    two_byte: bool,
+    /// From `/ToUnicode`.
+    to_unicode: HashMap<u32, String>,
+    /// From `/Encoding` (simple fonts).
+    encoding: Vec<Option<String>>,
+    /// Glyph widths in thousandths of the font size.
+    widths: HashMap<u32, f32>,
+    default_width: f32,
+    /// Set for fonts without `/Widths` (the standard 14): widths are estimated.
+    family: Option<Family>,
+}
+
+/// Families of the standard 14 fonts, for width estimates when a font has no `/Widths`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Serif,
+    Sans,
+    Mono,
+}
+
+/// Rough advance width (thousandths of an em) of a character in a standard font.
+fn estimate_width(family: Family, text: Option<&str>) -> f32 {
+    let Some(c) = text.and_then(|t| t.chars().next()) else {
+        return 500.0;
+    };
+    match family {
+        Family::Mono => 600.0,
+        Family::Sans => match c {
+            ' ' | '.' | ',' | ':' | ';' | '!' | '/' | '\\' | 'f' | 't' | 'I' => 278.0,
+            'i' | 'j' | 'l' | '\'' | '|' => 222.0,
+            'm' => 833.0,
+            'w' | 'C' | 'D' | 'H' | 'N' | 'R' | 'U' => 722.0,
+            'M' => 833.0,
+            'W' => 944.0,
+            '(' | ')' | '[' | ']' | '-' | 'r' => 333.0,
+            c if c.is_ascii_uppercase() => 667.0,
+            _ => 556.0,
+        },
+        Family::Serif => match c {
+            ' ' | '.' | ',' | ':' | ';' | '\'' => 250.0,
+            'i' | 'j' | 'l' | 't' | '/' | '\\' => 278.0,
+            'f' | 'r' | 'I' | '(' | ')' | '[' | ']' | '-' | '!' => 333.0,
+            's' => 389.0,
+            'a' | 'c' | 'e' | 'z' | '?' => 444.0,
+            'm' => 778.0,
+            'w' | 'A' | 'D' | 'G' | 'H' | 'N' | 'O' | 'Q' | 'U' | 'V' | 'X' | 'Y' => 722.0,
+            'M' => 889.0,
+            'W' => 944.0,
+            c if c.is_ascii_uppercase() => 611.0,
+            _ => 500.0,
+        },
+    }
+}
+
+impl FontInfo {
+    fn text_of(&self, code: u32) -> Option<&str> {
+        if let Some(s) = self.to_unicode.get(&code) {
+            return Some(s);
+        }
+        if self.two_byte {
+            return None;
+        }
+        self.encoding.get(code as usize).and_then(|s| s.as_deref())
+    }
+
+    fn width_of(&self, code: u32) -> f32 {
+        if let Some(family) = self.family {
+            return estimate_width(family, self.text_of(code));
+        }
+        self.widths
+            .get(&code)
+            .copied()
+            .unwrap_or(self.default_width)
+    }
+}
+
+/// Unicode for a glyph name: the Adobe Glyph List, `uniXXXX`, `uXXXX`, `a_b` ligatures and
+/// `name.suffix` variants.
+pub(crate) fn glyph_to_unicode(name: &[u8]) -> Option<String> {
+    let name = std::str::from_utf8(name).ok()?;
+    if let Ok(i) = GLYPH_NAMES.binary_search_by(|(n, _)| n.as_bytes().cmp(name.as_bytes())) {
+        let code = GLYPH_NAMES.get(i)?.1;
+        return char::from_u32(u32::from(code)).map(String::from);
+    }
+    if let Some(hex) = name.strip_prefix("uni")
+        && hex.len() >= 4
+        && hex.len() % 4 == 0
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        let units: Vec<u16> = (0..hex.len() / 4)
+            .filter_map(|i| u16::from_str_radix(hex.get(i * 4..i * 4 + 4)?, 16).ok())
+            .collect();
+        return Some(
+            char::decode_utf16(units)
+                .map(|r| r.unwrap_or('\u{FFFD}'))
+                .collect(),
+        );
+    }
+    if let Some(hex) = name.strip_prefix('u')
+        && (4..=6).contains(&hex.len())
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return u32::from_str_radix(hex, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .map(String::from);
+    }
+    if let Some((base, _)) = name.split_once('.')
+        && !base.is_empty()
+    {
+        return glyph_to_unicode(base.as_bytes());
+    }
+    if name.contains('_') {
+        let parts: Option<Vec<String>> = name
+            .split('_')
+            .map(|p| glyph_to_unicode(p.as_bytes()))
+            .collect();
+        return parts.map(|p| p.concat());
+    }
+    None
+}
+
+fn table_strings(table: &[u16; 256]) -> Vec<Option<String>> {
+    table
+        .iter()
+        .map(|&u| {
+            if u == 0 {
+                None
+            } else {
+                char::from_u32(u32::from(u)).map(String::from)
+            }
+        })
+        .collect()
+}
+
+fn named_encoding(name: &[u8]) -> Option<&'static [u16; 256]> {
+    match name {
+        b"WinAnsiEncoding" => Some(&WIN_ANSI_ENCODING),
+        b"MacRomanEncoding" => Some(&MAC_ROMAN_ENCODING),
+        b"StandardEncoding" => Some(&STANDARD_ENCODING),
+        _ => None,
+    }
+}
+
+fn number(object: &Object) -> Option<f32> {
+    match object {
+        Object::Integer(i) => Some(*i as f32),
+        Object::Real(r) => Some(*r),
+        _ => None,
+    }
+}
+
+fn finite(v: f32) -> f32 {
+    if v.is_finite() {
+        v.clamp(-1.0e7, 1.0e7)
+    } else {
+        0.0
+    }
+}
+
+/// Parse a ToUnicode CMap: `bfchar` and `bfrange` sections (ranges with a start string or an
+/// array of strings). Also returns whether all code space ranges are one byte long.
+fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
+    #[derive(Debug)]
+    enum Tok<'a> {
+        Hex(Vec<u8>),
+        Name(&'a [u8]),
+        Open,
+        Close,
+        Word(&'a [u8]),
+    }
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        match b {
+            b'<' if data.get(i + 1) == Some(&b'<') => i += 2,
+            b'>' if data.get(i + 1) == Some(&b'>') => i += 2,
+            b'<' => {
+                let start = i + 1;
+                let end = data[start..]
+                    .iter()
+                    .position(|&c| c == b'>')
+                    .map_or(data.len(), |p| start + p);
+                let digits: Vec<u8> = data[start..end]
+                    .iter()
+                    .copied()
+                    .filter(u8::is_ascii_hexdigit)
+                    .collect();
+                let bytes = digits
+                    .chunks(2)
+                    .map(|pair| {
+                        let hi = hex_val(pair[0]);
+                        let lo = pair.get(1).map_or(0, |&c| hex_val(c));
+                        hi << 4 | lo
+                    })
+                    .collect();
+                toks.push(Tok::Hex(bytes));
+                i = end + 1;
+            }
+            b'[' => {
+                toks.push(Tok::Open);
+                i += 1;
+            }
+            b']' => {
+                toks.push(Tok::Close);
+                i += 1;
+            }
+            b'%' => {
+                while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'(' => {
+                // Literal strings only appear in the header; skip them.
+                let mut depth = 0usize;
+                while i < data.len() {
+                    match data[i] {
+                        b'\\' => i += 1,
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth = depth.saturating_sub(1);
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ if b.is_ascii_whitespace() || b == b'{' || b == b'}' || b == b')' => i += 1,
+            _ => {
+                let is_name = b == b'/';
+                let start = if is_name { i + 1 } else { i };
+                let mut end = start;
+                while end < data.len() && !b" \t\r\n\x0c\x00[]<>()/%{}".contains(&data[end]) {
+                    end += 1;
+                }
+                let word = &data[start..end];
+                toks.push(if is_name {
+                    Tok::Name(word)
+                } else {
+                    Tok::Word(word)
+                });
+                i = end.max(i + 1);
+            }
+        }
+    }
+
+    let code_of = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .take(4)
+            .fold(0u32, |acc, &b| acc << 8 | u32::from(b))
+    };
+    let utf16 = |bytes: &[u8]| -> String {
+        let units = bytes
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]));
+        char::decode_utf16(units)
+            .map(|r| r.unwrap_or('\u{FFFD}'))
+            .collect()
+    };
+    let mut map = HashMap::new();
+    let mut one_byte_space: Option<bool> = None;
+    let mut k = 0;
+    while k < toks.len() {
+        match &toks[k] {
+            Tok::Word(b"begincodespacerange") => {
+                k += 1;
+                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(_))) = (toks.get(k), toks.get(k + 1)) {
+                    let one = lo.len() == 1;
+                    one_byte_space = Some(one_byte_space.unwrap_or(true) && one);
+                    k += 2;
+                }
+            }
+            Tok::Word(b"beginbfchar") => {
+                k += 1;
+                loop {
+                    match (toks.get(k), toks.get(k + 1)) {
+                        (Some(Tok::Hex(src)), Some(Tok::Hex(dst))) => {
+                            map.insert(code_of(src), utf16(dst));
+                        }
+                        (Some(Tok::Hex(src)), Some(Tok::Name(name))) => {
+                            if let Some(s) = glyph_to_unicode(name) {
+                                map.insert(code_of(src), s);
+                            }
+                        }
+                        _ => break,
+                    }
+                    k += 2;
+                }
+            }
+            Tok::Word(b"beginbfrange") => {
+                k += 1;
+                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(k), toks.get(k + 1))
+                {
+                    let (lo, hi) = (code_of(lo), code_of(hi));
+                    let count = if hi >= lo {
+                        (hi - lo).min(MAX_RANGE)
+                    } else {
+                        0
+                    };
+                    match toks.get(k + 2) {
+                        Some(Tok::Hex(dst)) => {
+                            let base = utf16(dst);
+                            let mut units: Vec<u16> = base.encode_utf16().collect();
+                            for off in 0..=count {
+                                if hi < lo {
+                                    break;
+                                }
+                                map.insert(lo + off, String::from_utf16_lossy(&units));
+                                if let Some(last) = units.last_mut() {
+                                    *last = last.wrapping_add(1);
+                                }
+                            }
+                            k += 3;
+                        }
+                        Some(Tok::Open) => {
+                            let mut j = k + 3;
+                            let mut off = 0;
+                            while let Some(Tok::Hex(dst)) = toks.get(j) {
+                                if off <= count && hi >= lo {
+                                    map.insert(lo + off, utf16(dst));
+                                }
+                                off += 1;
+                                j += 1;
+                            }
+                            k = j + 1; // past ']'
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            _ => k += 1,
+        }
+    }
+    (map, one_byte_space)
+}
+
+fn hex_val(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0,
+    }
+}
+
+/// The built-in encoding of an embedded Type 1 font program (`dup 12 /fi put` lines in its
+/// clear-text part), used when a simple font has neither `/Encoding` nor `/ToUnicode`.
+fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<Option<String>>> {
+    let stream = match dict_get(doc, descriptor, b"FontFile")? {
+        Object::Stream(s) => s,
+        _ => return None,
+    };
+    let data = stream.get_plain_content_with_limit(MAX_STREAM_BYTES).ok()?;
+    let clear_len = data
+        .windows(5)
+        .position(|w| w == b"eexec")
+        .unwrap_or(data.len().min(65_536));
+    let clear = data.get(..clear_len)?;
+    if clear.windows(19).any(|w| w == b"/Encoding StandardE") {
+        return None;
+    }
+    let mut table: Vec<Option<String>> = vec![None; 256];
+    let text = String::from_utf8_lossy(clear);
+    let mut found = false;
+    let words: Vec<&str> = text.split_ascii_whitespace().collect();
+    for w in words.windows(4) {
+        if w[0] == "dup"
+            && w[3] == "put"
+            && let (Ok(code), Some(name)) = (w[1].parse::<usize>(), w[2].strip_prefix('/'))
+            && code < 256
+        {
+            table[code] = glyph_to_unicode(name.as_bytes());
+            found = true;
+        }
+    }
+    found.then_some(table)
+}
+
+fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
+    let subtype = match dict_get(doc, font, b"Subtype") {
+        Some(Object::Name(n)) => n.as_slice(),
+        _ => b"",
+    };
+    let mut info = FontInfo {
+        default_width: 500.0,
+        ..FontInfo::default()
+    };
+    let mut one_byte_cmap = None;
+    if let Some(Object::Stream(s)) = dict_get(doc, font, b"ToUnicode")
+        && let Ok(data) = s.get_plain_content_with_limit(MAX_STREAM_BYTES)
+    {
+        let (map, one) = parse_to_unicode(&data);
+        info.to_unicode = map;
+        one_byte_cmap = one;
+    }
+
+    if subtype == b"Type0" {
+        info.two_byte = one_byte_cmap != Some(true);
+        info.default_width = 1000.0;
+        let descendant = match dict_get(doc, font, b"DescendantFonts") {
+            Some(Object::Array(a)) => a.first().and_then(|d| resolve_dict(doc, d)),
+            _ => None,
+        };
+        if let Some(cid) = descendant {
+            if let Some(dw) = dict_get(doc, cid, b"DW").and_then(number) {
+                info.default_width = finite(dw);
+            }
+            if let Some(Object::Array(w)) = dict_get(doc, cid, b"W") {
+                let mut i = 0;
+                while i < w.len() {
+                    let Some(first) = resolve(doc, &w[i]).and_then(number) else {
+                        break;
+                    };
+                    let first = first.max(0.0) as u32;
+                    match w.get(i + 1).and_then(|o| resolve(doc, o)) {
+                        Some(Object::Array(list)) => {
+                            for (j, v) in list.iter().enumerate().take(MAX_RANGE as usize) {
+                                if let Some(v) = resolve(doc, v).and_then(number) {
+                                    info.widths
+                                        .insert(first.saturating_add(j as u32), finite(v));
+                                }
+                            }
+                            i += 2;
+                        }
+                        Some(last) => {
+                            let (Some(last), Some(v)) = (
+                                number(last),
+                                w.get(i + 2).and_then(|o| resolve(doc, o)).and_then(number),
+                            ) else {
+                                break;
+                            };
+                            let last = (last.max(0.0) as u32).min(first.saturating_add(MAX_RANGE));
+                            for c in first..=last {
+                                info.widths.insert(c, finite(v));
+                            }
+                            i += 3;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        return info;
+    }
+
+    // Simple fonts: base encoding, then differences.
+    let descriptor = dict_get(doc, font, b"FontDescriptor").and_then(|d| resolve_dict(doc, d));
+    let symbolic_name =
+        matches!(dict_get(doc, font, b"BaseFont"), Some(Object::Name(n)) if n.ends_with(b"Symbol"));
+    let mut encoding = table_strings(if symbolic_name {
+        &SYMBOL_ENCODING
+    } else {
+        &STANDARD_ENCODING
+    });
+    let mut differences = None;
+    match dict_get(doc, font, b"Encoding") {
+        Some(Object::Name(n)) => {
+            if let Some(t) = named_encoding(n) {
+                encoding = table_strings(t);
+            }
+        }
+        Some(Object::Dictionary(d)) => {
+            match dict_get(doc, d, b"BaseEncoding") {
+                Some(Object::Name(n)) => {
+                    if let Some(t) = named_encoding(n) {
+                        encoding = table_strings(t);
+                    }
+                }
+                _ => {
+                    if info.to_unicode.is_empty()
+                        && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd))
+                    {
+                        encoding = t;
+                    }
+                }
+            }
+            if let Some(Object::Array(diffs)) = dict_get(doc, d, b"Differences") {
+                differences = Some(diffs);
+            }
+        }
+        _ => {
+            if info.to_unicode.is_empty()
+                && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd))
+            {
+                encoding = t;
+            }
+        }
+    }
+    if let Some(diffs) = differences {
+        let mut code: usize = 0;
+        for item in diffs {
+            match resolve(doc, item) {
+                Some(Object::Integer(c)) => code = usize::try_from(*c).unwrap_or(usize::MAX),
+                Some(Object::Name(name)) => {
+                    if let Some(slot) = encoding.get_mut(code) {
+                        *slot = glyph_to_unicode(name);
+                    }
+                    code = code.saturating_add(1);
+                }
+                _ => {}
+            }
+        }
+    }
+    info.encoding = encoding;
+
+    // Widths.
+    let first_char = dict_get(doc, font, b"FirstChar")
+        .and_then(number)
+        .unwrap_or(0.0)
+        .max(0.0) as u32;
+    let mut scale = 1.0;
+    if subtype == b"Type3"
+        && let Some(Object::Array(m)) = dict_get(doc, font, b"FontMatrix")
+        && let Some(a) = m.first().and_then(number)
+    {
+        scale = finite(a * 1000.0);
+    }
+    if let Some(Object::Array(widths)) = dict_get(doc, font, b"Widths") {
+        for (j, w) in widths.iter().enumerate().take(256) {
+            if let Some(w) = resolve(doc, w).and_then(number) {
+                info.widths
+                    .insert(first_char.saturating_add(j as u32), finite(w * scale));
+            }
+        }
+        info.default_width = descriptor
+            .and_then(|fd| dict_get(doc, fd, b"MissingWidth"))
+            .and_then(number)
+            .map_or(0.0, finite);
+    } else if subtype != b"Type3" {
+        let base = match dict_get(doc, font, b"BaseFont") {
+            Some(Object::Name(n)) => String::from_utf8_lossy(n).to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        info.family = Some(if base.contains("courier") || base.contains("mono") {
+            Family::Mono
+        } else if base.contains("helvetica") || base.contains("arial") || base.contains("sans") {
+            Family::Sans
+        } else {
+            Family::Serif
+        });
+    }
+    info
+}
+
+#[derive(Debug, Clone)]
+struct GState {
+    ctm: Matrix,
+    font: Option<Rc<FontInfo>>,
+    size: f32,
+    char_spacing: f32,
+    word_spacing: f32,
+    scale: f32,
+    leading: f32,
+    rise: f32,
+}
+
+impl Default for GState {
+    fn default() -> Self {
+        Self {
+            ctm: IDENTITY,
+            font: None,
+            size: 0.0,
+            char_spacing: 0.0,
+            word_spacing: 0.0,
+            scale: 1.0,
+            leading: 0.0,
+            rise: 0.0,
+        }
+    }
+}
+
+/// Builds lines from positioned text runs.
+#[derive(Debug, Default)]
+struct Lines {
+    out: String,
+    cur: String,
+    active: bool,
+    y: f32,
+    end_x: f32,
+    size: f32,
+}
+
+impl Lines {
+    fn add(&mut self, x: f32, y: f32, size: f32, text: &str, end_x: f32) {
+        let size = size.abs().max(1.0);
+        if self.active {
+            let tol = 0.5 * size.max(self.size);
+            let same_line =
+                (y - self.y).abs() <= tol && x >= self.end_x - 1.2 * size.max(self.size);
+            if same_line {
+                let gap = x - self.end_x;
+                if gap < -0.1 * size && self.compose_accent(text) {
+                    self.end_x = self.end_x.max(end_x);
+                    return;
+                }
+                if gap > 0.15 * size.min(self.size).max(1.0)
+                    && !self.cur.ends_with(' ')
+                    && !text.starts_with(' ')
+                    && !self.cur.is_empty()
+                {
+                    self.cur.push(' ');
+                }
+                push_clean(&mut self.cur, text);
+                self.end_x = self.end_x.max(end_x);
+                return;
+            }
+            self.flush();
+        }
+        self.active = true;
+        self.y = y;
+        self.size = size;
+        self.end_x = end_x;
+        push_clean(&mut self.cur, text);
+    }
+
+    /// TeX draws accented letters as a spacing accent overprinted on the base letter: fold the
+    /// two into one precomposed character when the text moved back to overprint.
+    fn compose_accent(&mut self, text: &str) -> bool {
+        let mut cur_chars = self.cur.chars();
+        let Some(last) = cur_chars.next_back() else {
+            return false;
+        };
+        let mut new_chars = text.chars();
+        let Some(first) = new_chars.next() else {
+            return false;
+        };
+        let Some(combined) = compose(last, first).or_else(|| compose(first, last)) else {
+            return false;
+        };
+        let prefix_len = cur_chars.as_str().len();
+        self.cur.truncate(prefix_len);
+        self.cur.push(combined);
+        push_clean(&mut self.cur, new_chars.as_str());
+        true
+    }
+
+    fn flush(&mut self) {
+        let line = self.cur.trim();
+        if !line.is_empty() {
+            if !self.out.is_empty() {
+                self.out.push('\n');
+            }
+            self.out.push_str(line);
+        }
+        self.cur.clear();
+        self.active = false;
+    }
+
+    fn finish(mut self) -> String {
+        self.flush();
+        self.out
+    }
+}
+
+/// A spacing accent and a base letter as one precomposed character.
+fn compose(accent: char, base: char) -> Option<char> {
+    let base = match base {
+        '\u{0131}' => 'i',
+        '\u{0237}' => 'j',
+        c => c,
+    };
+    let (from, to): (&str, &str) = match accent {
+        '\u{00A8}' => ("aeiouyAEIOUY", "äëïöüÿÄËÏÖÜŸ"),
+        '\u{00B4}' | '\u{02CA}' => ("aeiouycnszAEIOUYCNSZ", "áéíóúýćńśźÁÉÍÓÚÝĆŃŚŹ"),
+        '`' | '\u{02CB}' => ("aeiouAEIOU", "àèìòùÀÈÌÒÙ"),
+        '\u{02C6}' | '^' => ("aeiouAEIOU", "âêîôûÂÊÎÔÛ"),
+        '\u{02DC}' | '~' => ("anoANO", "ãñõÃÑÕ"),
+        '\u{00B8}' => ("cCsS", "çÇşŞ"),
+        '\u{02C7}' => ("cerszCERSZ", "čěřšžČĚŘŠŽ"),
+        '\u{02DA}' => ("auAU", "åůÅŮ"),
+        '\u{02D8}' => ("agAG", "ăğĂĞ"),
+        '\u{00AF}' | '\u{02C9}' => ("aeiouAEIOU", "āēīōūĀĒĪŌŪ"),
+        '\u{02D9}' => ("zZ", "żŻ"),
+        _ => return None,
+    };
+    let i = from.chars().position(|c| c == base)?;
+    to.chars().nth(i)
+}
+
+/// Append text with ligatures expanded, soft hyphens and control characters dropped and
+/// no-break spaces made plain.
+fn push_clean(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\u{00AD}' => {}
+            '\u{FB00}' => out.push_str("ff"),
+            '\u{FB01}' => out.push_str("fi"),
+            '\u{FB02}' => out.push_str("fl"),
+            '\u{FB03}' => out.push_str("ffi"),
+            '\u{FB04}' => out.push_str("ffl"),
+            '\u{FB05}' | '\u{FB06}' => out.push_str("st"),
+            '\u{00A0}' | '\t' | '\n' | '\r' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// Extracts page text, caching decoded fonts by object id across pages.
+pub(crate) struct TextExtractor<'a> {
+    doc: &'a Document,
+    fonts: HashMap<ObjectId, Rc<FontInfo>>,
+}
+
+struct PageRun<'a, 'b> {
+    ex: &'b mut TextExtractor<'a>,
+    lines: Lines,
+    ops: usize,
+    forms: Vec<ObjectId>,
+    truncated: bool,
+}
+
+impl<'a> TextExtractor<'a> {
+    pub(crate) fn new(doc: &'a Document) -> Self {
+        Self {
+            doc,
+            fonts: HashMap::new(),
+        }
+    }
+
+    /// Text of one page. `Err` means nothing could be read from it.
+    pub(crate) fn page_text(
+        &mut self,
+        page_id: ObjectId,
+        warnings: &mut Warnings,
+    ) -> Result<String, String> {
+        let doc = self.doc;
+        let content = doc
+            .get_page_content_with_limit(page_id, MAX_STREAM_BYTES)
+            .map_err(|e| format!("the page content could not be read ({e})"))?;
+        let mut resources: Vec<&'a Dictionary> = Vec::new();
+        if let Ok((direct, ids)) = doc.get_page_resources(page_id) {
+            resources.extend(direct);
+            resources.extend(ids.iter().filter_map(|id| doc.get_dictionary(*id).ok()));
+        }
+        let mut run = PageRun {
+            ex: self,
+            lines: Lines::default(),
+            ops: 0,
+            forms: Vec::new(),
+            truncated: false,
+        };
+        let ok = run.run(&content, &resources, IDENTITY, 0);
+        let truncated = run.truncated;
+        let text = run.lines.finish();
+        if !ok {
+            if text.is_empty() {
+                return Err("the page content could not be decoded".into());
+            }
+            warnings.push(format!(
+                "page object {} {}: part of the page content could not be decoded",
+                page_id.0, page_id.1
+            ));
+        }
+        if truncated {
+            warnings.push(format!(
+                "page object {} {}: the page content is too long or nested too deeply; part of it was skipped",
+                page_id.0, page_id.1
+            ));
+        }
+        Ok(text)
+    }
+
+    fn font(&mut self, resources: &[&'a Dictionary], name: &[u8]) -> Option<Rc<FontInfo>> {
+        let doc = self.doc;
+        for res in resources {
+            let Some(fonts) = dict_get(doc, res, b"Font").and_then(|f| resolve_dict(doc, f)) else {
+                continue;
+            };
+            let Ok(entry) = fonts.get(name) else { continue };
+            if let Object::Reference(id) = entry {
+                if let Some(f) = self.fonts.get(id) {
+                    return Some(f.clone());
+                }
+                let dict = resolve_dict(doc, entry)?;
+                let info = Rc::new(build_font(doc, dict));
+                self.fonts.insert(*id, info.clone());
+                return Some(info);
+            }
+            let dict = resolve_dict(doc, entry)?;
+            return Some(Rc::new(build_font(doc, dict)));
+        }
+        None
+    }
+}
+
+impl<'a> PageRun<'a, '_> {
+    /// Interpret one content stream. Returns false when decoding stopped on an error.
+    fn run(
+        &mut self,
+        content: &[u8],
+        resources: &[&'a Dictionary],
+        ctm: Matrix,
+        depth: usize,
+    ) -> bool {
+        let mut gs = GState {
+            ctm,
+            ..GState::default()
+        };
+        let mut stack: Vec<GState> = Vec::new();
+        let mut tm = IDENTITY;
+        let mut tlm = IDENTITY;
+        let mut ok = true;
+        for op in Content::decode_iter(content) {
+            let op: Operation = match op {
+                Ok(op) => op,
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            };
+            self.ops += 1;
+            if self.ops > MAX_OPERATIONS {
+                self.truncated = true;
+                break;
+            }
+            let nums = |i: usize| op.operands.get(i).and_then(number).map_or(0.0, finite);
+            match op.operator.as_str() {
+                "q" if stack.len() < MAX_STATE_STACK => stack.push(gs.clone()),
+                "Q" => {
+                    if let Some(s) = stack.pop() {
+                        gs = s;
+                    }
+                }
+                "cm" if op.operands.len() == 6 => {
+                    let m = [nums(0), nums(1), nums(2), nums(3), nums(4), nums(5)];
+                    gs.ctm = mul(&m, &gs.ctm);
+                }
+                "BT" => {
+                    tm = IDENTITY;
+                    tlm = IDENTITY;
+                }
+                "Tf" => {
+                    gs.size = nums(1);
+                    gs.font = match op.operands.first() {
+                        Some(Object::Name(n)) => self.ex.font(resources, n),
+                        _ => None,
+                    };
+                }
+                "Tc" => gs.char_spacing = nums(0),
+                "Tw" => gs.word_spacing = nums(0),
+                "Tz" => gs.scale = nums(0) / 100.0,
+                "TL" => gs.leading = nums(0),
+                "Ts" => gs.rise = nums(0),
+                "Td" => {
+                    tlm = translate(nums(0), nums(1), &tlm);
+                    tm = tlm;
+                }
+                "TD" => {
+                    gs.leading = -nums(1);
+                    tlm = translate(nums(0), nums(1), &tlm);
+                    tm = tlm;
+                }
+                "Tm" if op.operands.len() == 6 => {
+                    tlm = [nums(0), nums(1), nums(2), nums(3), nums(4), nums(5)];
+                    tm = tlm;
+                }
+                "T*" => {
+                    tlm = translate(0.0, -gs.leading, &tlm);
+                    tm = tlm;
+                }
+                "Tj" => {
+                    if let Some(Object::String(s, _)) = op.operands.first() {
+                        self.show(s, &gs, &mut tm);
+                    }
+                }
+                "'" => {
+                    tlm = translate(0.0, -gs.leading, &tlm);
+                    tm = tlm;
+                    if let Some(Object::String(s, _)) = op.operands.first() {
+                        self.show(s, &gs, &mut tm);
+                    }
+                }
+                "\"" => {
+                    gs.word_spacing = nums(0);
+                    gs.char_spacing = nums(1);
+                    tlm = translate(0.0, -gs.leading, &tlm);
+                    tm = tlm;
+                    if let Some(Object::String(s, _)) = op.operands.get(2) {
+                        self.show(s, &gs, &mut tm);
+                    }
+                }
+                "TJ" => {
+                    if let Some(Object::Array(items)) = op.operands.first() {
+                        for item in items {
+                            match item {
+                                Object::String(s, _) => self.show(s, &gs, &mut tm),
+                                other => {
+                                    if let Some(n) = number(other) {
+                                        let tx = -finite(n) / 1000.0 * gs.size * gs.scale;
+                                        tm = translate(tx, 0.0, &tm);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                "Do" => {
+                    if let Some(Object::Name(name)) = op.operands.first() {
+                        ok &= self.form(name, resources, &gs.ctm, depth);
+                    }
+                }
+                _ => {}
+            }
+        }
+        ok
+    }
+
+    /// Run a form XObject named in the resources.
+    fn form(
+        &mut self,
+        name: &[u8],
+        resources: &[&'a Dictionary],
+        ctm: &Matrix,
+        depth: usize,
+    ) -> bool {
+        let doc = self.ex.doc;
+        let Some(Object::Reference(id)) = resources.iter().find_map(|res| {
+            dict_get(doc, res, b"XObject")
+                .and_then(|x| resolve_dict(doc, x))
+                .and_then(|x| x.get(name).ok())
+        }) else {
+            return true;
+        };
+        let Ok(Object::Stream(stream)) = doc.get_object(*id) else {
+            return true;
+        };
+        if !matches!(stream.dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Form") {
+            return true;
+        }
+        if depth >= MAX_XOBJECT_DEPTH || self.forms.contains(id) {
+            self.truncated = true;
+            return true;
+        }
+        let Ok(content) = stream.get_plain_content_with_limit(MAX_STREAM_BYTES) else {
+            return false;
+        };
+        let mut own: Vec<&'a Dictionary> = Vec::new();
+        if let Some(res) =
+            dict_get(doc, &stream.dict, b"Resources").and_then(|r| resolve_dict(doc, r))
+        {
+            own.push(res);
+        }
+        own.extend_from_slice(resources);
+        let mut matrix = IDENTITY;
+        if let Some(Object::Array(m)) = dict_get(doc, &stream.dict, b"Matrix")
+            && m.len() == 6
+        {
+            for (slot, v) in matrix.iter_mut().zip(m) {
+                *slot = number(v).map_or(0.0, finite);
+            }
+        }
+        let form_ctm = mul(&matrix, ctm);
+        self.forms.push(*id);
+        let ok = self.run(&content, &own, form_ctm, depth + 1);
+        self.forms.pop();
+        ok
+    }
+
+    /// Show one string: decode its codes, place it, advance the text matrix.
+    fn show(&mut self, bytes: &[u8], gs: &GState, tm: &mut Matrix) {
+        let Some(font) = gs.font.clone() else {
+            // No usable font: keep the bytes if they look like text.
+            let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+            let m = mul(tm, &gs.ctm);
+            let size = gs.size * (m[2] * m[2] + m[3] * m[3]).sqrt();
+            self.lines.add(m[4], m[5], size, &text, m[4]);
+            return;
+        };
+        let start = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, gs.rise], &mul(tm, &gs.ctm));
+        let size = gs.size * (start[2] * start[2] + start[3] * start[3]).sqrt();
+        let mut text = String::new();
+        let step = if font.two_byte { 2 } else { 1 };
+        for chunk in bytes.chunks(step) {
+            let code = chunk.iter().fold(0u32, |acc, &b| acc << 8 | u32::from(b));
+            if let Some(s) = font.text_of(code) {
+                text.push_str(s);
+            }
+            let w = font.width_of(code) / 1000.0;
+            let mut tx = w * gs.size + gs.char_spacing;
+            if step == 1 && code == 32 {
+                tx += gs.word_spacing;
+            }
+            *tm = translate(tx * gs.scale, 0.0, tm);
+        }
+        let end = mul(tm, &gs.ctm);
+        self.lines.add(start[4], start[5], size, &text, end[4]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glyph_names() {
+        assert_eq!(glyph_to_unicode(b"fi").as_deref(), Some("\u{FB01}"));
+        assert_eq!(glyph_to_unicode(b"quoteright").as_deref(), Some("\u{2019}"));
+        assert_eq!(glyph_to_unicode(b"uni00E9").as_deref(), Some("é"));
+        assert_eq!(glyph_to_unicode(b"u1F600").as_deref(), Some("\u{1F600}"));
+        assert_eq!(glyph_to_unicode(b"a.sc").as_deref(), Some("a"));
+        assert_eq!(glyph_to_unicode(b"T_h").as_deref(), Some("Th"));
+        assert_eq!(glyph_to_unicode(b"nonsense"), None);
+    }
+
+    #[test]
+    fn cmap() {
+        let data = b"1 begincodespacerange <0000> <FFFF> endcodespacerange\n\
+            2 beginbfchar <0003> <0020> <0011> <00660069> endbfchar\n\
+            2 beginbfrange <0020> <0022> <0041> <0030> <0031> [<0078> <D83DDE00>] endbfrange";
+        let (map, one) = parse_to_unicode(data);
+        assert_eq!(one, Some(false));
+        assert_eq!(map.get(&3).map(String::as_str), Some(" "));
+        assert_eq!(map.get(&0x11).map(String::as_str), Some("fi"));
+        assert_eq!(map.get(&0x22).map(String::as_str), Some("C"));
+        assert_eq!(map.get(&0x31).map(String::as_str), Some("\u{1F600}"));
+    }
+
+    #[test]
+    fn lines_join_words() {
+        let mut l = Lines::default();
+        l.add(0.0, 100.0, 10.0, "Hello", 25.0);
+        l.add(28.0, 100.0, 10.0, "world", 50.0);
+        l.add(51.0, 100.0, 10.0, "!", 53.0);
+        l.add(0.0, 88.0, 10.0, "next\u{FB01}\u{AD}", 20.0);
+        assert_eq!(l.finish(), "Hello world!\nnextfi");
+    }
+
+    #[test]
+    fn accents_compose() {
+        let mut l = Lines::default();
+        l.add(0.0, 100.0, 10.0, "k", 5.0);
+        l.add(5.0, 100.0, 10.0, "\u{A8}", 10.0);
+        l.add(5.0, 100.0, 10.0, "onnen", 30.0);
+        assert_eq!(l.finish(), "k\u{F6}nnen");
+    }
+}

@@ -1,0 +1,108 @@
+//! The HBI worker: takes jobs from the queue and runs the book pipeline on them. Thin by
+//! design: the pipeline lives in `hbi_shared::pipeline`, the queue behind `JobQueue`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hbi_shared::pipeline::extractor::ExtractorConfig;
+use hbi_shared::pipeline::{Pipeline, PipelineSettings};
+use hbi_shared::{Backends, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight jobs get to finish after a shutdown signal before they are abandoned
+/// (their lease then runs out and another worker takes them over).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// A name no other process uses, now or recently: the queue refuses to reuse one for a while.
+pub fn unique_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    let host = if host.is_empty() { "hbi" } else { host };
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+/// Runs the worker until `shutdown` is cancelled, then lets in-flight jobs finish within
+/// [`SHUTDOWN_GRACE`].
+pub async fn run(settings: &Settings, backends: Backends, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let worker_id = unique_worker_id();
+    let heartbeat = Duration::from_secs(settings.queue.heartbeat_secs);
+    // Two missed heartbeats and the job is up for grabs, matching the queue's own orphan rule.
+    let lease = heartbeat * 3;
+    let extractor_program = if settings.worker.extractor_path.is_empty() {
+        std::env::current_exe()?
+    } else {
+        settings.worker.extractor_path.clone().into()
+    };
+    let pipeline = Pipeline::new(
+        backends.clone(),
+        PipelineSettings {
+            worker_id: worker_id.clone(),
+            lease,
+            retry_base_delay: Duration::from_millis(settings.worker.retry_base_delay_ms),
+            max_file_bytes: settings.max_upload_bytes(),
+            extractor: ExtractorConfig {
+                program: extractor_program,
+                memory_limit_mb: settings.worker.extractor_memory_mb,
+                max_pages: settings.limits.max_pages,
+                timeout: settings.stage_timeout(),
+            },
+            scratch_dir: settings.storage.data_dir.join("scratch"),
+        },
+    );
+    tracing::info!(worker_id = %worker_id, concurrency = settings.worker.concurrency, queue = backends.queue.kind(), "worker started");
+
+    let heartbeat_task = tokio::spawn({
+        let jobs = backends.jobs.clone();
+        let worker_id = worker_id.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                if let Err(err) = jobs.extend_leases(&worker_id, lease).await {
+                    tracing::warn!(error = %format!("{err:#}"), "heartbeat could not extend job leases");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(heartbeat) => {}
+                }
+            }
+        }
+    });
+
+    // The queue consumer gets its own token, cancelled only when ours is, so the grace
+    // period below bounds how long in-flight jobs may run on.
+    let consumer_stop = CancellationToken::new();
+    let consumer = tokio::spawn({
+        let queue = backends.queue.clone();
+        let stop = consumer_stop.clone();
+        let concurrency = settings.worker.concurrency;
+        async move { queue.consume(worker_id, concurrency, Arc::new(pipeline), stop).await }
+    });
+
+    let mut consumer = consumer;
+    let outcome = tokio::select! {
+        result = &mut consumer => {
+            // The consumer ended on its own: that is an error unless we are shutting down.
+            match result {
+                Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
+                Ok(Ok(())) => Err(anyhow::anyhow!("the queue consumer stopped unexpectedly")),
+                Ok(Err(err)) => Err(err),
+                Err(err) => Err(err.into()),
+            }
+        }
+        () = shutdown.cancelled() => {
+            tracing::info!("worker stopping: no new jobs, waiting for in-flight ones");
+            consumer_stop.cancel();
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut consumer).await {
+                Ok(_) => tracing::info!("worker stopped"),
+                Err(_) => {
+                    consumer.abort();
+                    tracing::warn!("in-flight jobs did not finish within the grace period; their leases will expire");
+                }
+            }
+            Ok(())
+        }
+    };
+    heartbeat_task.abort();
+    outcome
+}
