@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hbi_shared::{Backends, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::middleware::{SizeLimit, Tracing};
+use poem::middleware::Tracing;
 use poem::{EndpointExt, Route, Server};
 use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
@@ -51,10 +51,46 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/redoc", redoc)
-        .with(SizeLimit::new(usize::try_from(body_limit).unwrap_or(usize::MAX)))
+        .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
         .with(Tracing)
         .data(state)
         .catch_all_error(error::to_fastapi_shape)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it.
+/// (Bodies without a length are bounded while the upload handler streams them.)
+///
+/// Also accepts the original HBI's trailing-slash paths (`/books/`): poem-openapi documents
+/// `/books`, FastAPI clients call `/books/`, and both reach the same operation.
+async fn reject_oversized<E: poem::Endpoint>(
+    endpoint: Arc<E>,
+    mut request: poem::Request,
+    limit: u64,
+) -> poem::Result<poem::Response> {
+    trim_trailing_slash(&mut request);
+    let declared = request
+        .header(poem::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
+    }
+    endpoint.call(request).await.map(poem::IntoResponse::into_response)
+}
+
+fn trim_trailing_slash(request: &mut poem::Request) {
+    let path = request.uri().path();
+    let is_ui = path.starts_with("/docs") || path.starts_with("/redoc");
+    if path.len() <= 1 || !path.ends_with('/') || is_ui {
+        return;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let rewritten = match request.uri().query() {
+        Some(query) => format!("{trimmed}?{query}"),
+        None => trimmed.to_owned(),
+    };
+    if let Ok(uri) = rewritten.parse::<poem::http::Uri>() {
+        *request.uri_mut() = uri;
+    }
 }
 
 /// A bound, not yet running HTTP server (zero2prod's `Application`): build it on port 0 in

@@ -211,6 +211,18 @@ impl JobStore {
         Ok(())
     }
 
+    /// Records the stage a running job has reached; progress counts stay until the stage reports its own.
+    pub async fn set_stage(&self, job_id: &str, stage: Stage) -> anyhow::Result<()> {
+        job::Entity::update_many()
+            .col_expr(job::Column::Stage, Expr::value(stage.as_str()))
+            .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     pub async fn report_progress(&self, job_id: &str, stage: Stage, done: u32, total: u32) -> anyhow::Result<()> {
         job::Entity::update_many()
             .col_expr(job::Column::Stage, Expr::value(stage.as_str()))

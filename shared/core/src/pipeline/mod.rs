@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use self::extractor::{ExtractorConfig, ExtractorFailure, extract_in_child};
 use crate::backends::Backends;
@@ -85,11 +86,7 @@ impl Pipeline {
 
     async fn stage(&self, job: &job::Model, stage: Stage) -> Result<(), StageError> {
         tracing::info!(job_id = %job.id, book_id = %job.book_id, stage = %stage, "stage started");
-        self.backends
-            .jobs
-            .report_progress(&job.id, stage, 0, 0)
-            .await
-            .map_err(anyhow_at(stage))
+        self.backends.jobs.set_stage(&job.id, stage).await.map_err(anyhow_at(stage))
     }
 
     async fn run(&self, job: &job::Model, cancel: &CancellationToken) -> Result<RunEnd, StageError> {
@@ -258,7 +255,14 @@ impl JobHandler for Pipeline {
             return Ok(());
         };
         let span = tracing::info_span!("job", job_id = %job.id, book_id = %job.book_id, attempt = job.attempts);
-        let _entered = span.enter();
+        self.handle_claimed(job).instrument(span).await
+    }
+}
+
+impl Pipeline {
+    async fn handle_claimed(&self, job: job::Model) -> anyhow::Result<()> {
+        let jobs = &self.backends.jobs;
+        let worker_id = &self.settings.worker_id;
         tracing::info!("job started");
         let started = std::time::Instant::now();
 

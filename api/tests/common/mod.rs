@@ -1,0 +1,183 @@
+//! Black-box test harness: runs the real `hbi` binary on an ephemeral port with a fresh
+//! data directory and talks HTTP to it.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn corpus_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+    assert!(dir.join("README.md").exists(), "the corpus is missing at {}: shared/ must sit beside the repository", dir.display());
+    dir
+}
+
+pub fn corpus_pdf(book: &str) -> PathBuf {
+    corpus_dir().join(book).join("book.pdf")
+}
+
+pub fn score_tool() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/score_extraction.py")
+}
+
+pub fn hbi_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_hbi")
+}
+
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    /// `hbi serve` on a fresh data directory, with extra environment settings.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().to_path_buf();
+        let mut server = Self::start_in(&dir, env);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// `hbi serve` on an existing data directory (to restart on the same state).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(hbi_binary());
+        command
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("HBI__LOG__FORMAT", "json")
+            .env("HBI__LOG__LEVEL", "info")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start hbi serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                        if event["message"] == "listening" {
+                            if let Some(address) = event["address"].as_str() {
+                                let _ = address_tx.send(address.to_owned());
+                            }
+                        }
+                    }
+                    logs.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let address = match address_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("hbi serve did not report its address; logs:\n{}", logs.lock().expect("log lock").join("\n"));
+            }
+        };
+        Self {
+            child,
+            base: format!("http://{address}"),
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            logs,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client"),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL: no graceful shutdown, as when a machine dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().expect("wait for hbi")
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create_book(&self, title: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/books/"))
+            .json(&serde_json::json!({"title": title, "author": "test"}))
+            .send()
+            .await
+            .expect("create book");
+        assert_eq!(response.status().as_u16(), 201, "create book");
+        let book: Value = response.json().await.expect("book json");
+        book["id"].as_str().expect("book id").to_owned()
+    }
+
+    pub async fn upload(&self, book_id: &str, bytes: Vec<u8>, file_name: &str) -> (u16, Value) {
+        self.upload_to(&format!("/books/{book_id}/upload"), bytes, file_name).await
+    }
+
+    pub async fn upload_to(&self, path: &str, bytes: Vec<u8>, file_name: &str) -> (u16, Value) {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str("application/pdf").expect("mime");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let response = self.client.post(self.url(path)).multipart(form).send().await.expect("upload");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls GET /jobs/{id} until the job reaches a final state or `timeout` passes.
+    pub async fn wait_for_job(&self, job_id: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, job) = self.get_json(&format!("/jobs/{job_id}")).await;
+            assert_eq!(status, 200, "GET /jobs/{job_id}: {job}");
+            if matches!(job["state"].as_str(), Some("succeeded" | "dead" | "cancelled")) {
+                return job;
+            }
+            if Instant::now() > deadline {
+                panic!("job {job_id} did not finish within {timeout:?}: {job}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The scorer's title normalisation: NFKC aside, whitespace collapsed and trailing
+/// punctuation dropped, so titles compare as the ground truth is scored.
+pub fn normalise_title(title: &str) -> String {
+    let collapsed = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed.trim_end_matches(['.', ',', ';', ':']).trim().to_owned()
+}

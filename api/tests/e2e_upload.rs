@@ -1,0 +1,156 @@
+//! The walking skeleton end to end: a real server, a real book uploaded as multipart over
+//! HTTP, the job followed to `succeeded`, and the ToC checked entry by entry.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, corpus_dir, corpus_pdf, normalise_title};
+use serde_json::Value;
+
+fn flatten(nodes: &[Value], out: &mut Vec<(u64, String, Option<u64>, Option<String>)>) {
+    for node in nodes {
+        out.push((
+            node["level"].as_u64().expect("level"),
+            node["title"].as_str().expect("title").to_owned(),
+            node["page_number"].as_u64(),
+            node["page_label"].as_str().map(str::to_owned),
+        ));
+        flatten(node["children"].as_array().expect("children"), out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
+    let server = TestServer::start(&[]);
+    let book_id = server.create_book("An Introduction to R").await;
+
+    let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
+    let (status, accepted) = server.upload(&book_id, pdf.clone(), "R-intro.pdf").await;
+    assert_eq!(status, 202, "upload: {accepted}");
+    assert_eq!(accepted["status_url"], format!("/jobs/{}", accepted["job_id"].as_str().expect("job id")));
+    let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
+
+    let job = server.wait_for_job(&job_id, Duration::from_secs(180)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["progress"]["done"], 113, "progress counts pages: {job}");
+    assert_eq!(job["progress"]["total"], 113);
+    assert_eq!(job["attempts"], 1);
+    assert!(job["finished_at"].is_string());
+
+    let (status, toc) = server.get_json(&format!("/books/{book_id}/toc")).await;
+    assert_eq!(status, 200);
+    let mut got = Vec::new();
+    flatten(toc.as_array().expect("toc array"), &mut got);
+
+    let truth: Value = serde_json::from_str(&std::fs::read_to_string(corpus_dir().join("r-intro/toc.json")).expect("toc.json")).expect("json");
+    let expected: Vec<(u64, String, u64)> = truth["outline_flat"]
+        .as_array()
+        .expect("outline_flat")
+        .iter()
+        .map(|e| (e["level"].as_u64().expect("level"), normalise_title(e["title"].as_str().expect("title")), e["page"].as_u64().expect("page")))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "every outline entry, no more, no less");
+    for ((level, title, page, _), (want_level, want_title, want_page)) in got.iter().zip(&expected) {
+        assert_eq!(&normalise_title(title), want_title);
+        assert_eq!(page, &Some(*want_page), "physical page of {title:?}");
+        assert_eq!(level, want_level, "level of {title:?}");
+    }
+    // r-intro has /PageLabels: the preface starts on physical page 7, printed "1"... and
+    // front matter is roman. Labels must come from the document, not from the page index.
+    let first = &got[0];
+    assert_ne!(first.3.as_deref(), first.2.map(|p| p.to_string()).as_deref(), "page labels differ from physical numbers in r-intro");
+
+    // The page endpoint: label, text and the section the page belongs to.
+    let (status, page) = server.get_json(&format!("/books/{book_id}/pages/{}", expected[1].2)).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page["text"].as_str().is_some_and(|t| t.len() > 200), "page text: {page}");
+    assert!(page["section_path"].as_array().is_some_and(|p| !p.is_empty()), "section path: {page}");
+    let (status, missing) = server.get_json(&format!("/books/{book_id}/pages/9999")).await;
+    assert_eq!(status, 404);
+    assert!(missing["detail"].as_str().is_some_and(|d| d.contains("113")), "{missing}");
+
+    // The same content again: the existing result, no new job.
+    let (status, again) = server.upload(&book_id, pdf.clone(), "R-intro.pdf").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["job_id"], job_id.as_str());
+    assert_eq!(again["status"], "succeeded");
+    // ...unless asked to reprocess.
+    let (status, reprocessed) = server.upload_to(&format!("/books/{book_id}/upload?reprocess=true"), pdf, "R-intro.pdf").await;
+    assert_eq!(status, 202, "{reprocessed}");
+    let second = server.wait_for_job(reprocessed["job_id"].as_str().expect("job id"), Duration::from_secs(180)).await;
+    assert_eq!(second["state"], "succeeded");
+    let (_, toc_again) = server.get_json(&format!("/books/{book_id}/toc")).await;
+    let mut again_flat = Vec::new();
+    flatten(toc_again.as_array().expect("toc"), &mut again_flat);
+    assert_eq!(again_flat, got, "a re-run leaves one copy of the ToC");
+
+    let (status, book) = server.get_json(&format!("/books/{book_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(book["status"], "ready");
+    assert_eq!(book["page_count"], 113);
+    assert_eq!(book["toc_source"], "outline");
+    assert_eq!(book["source_path"], "R-intro.pdf");
+
+    let (status, stats) = server.get_json("/stats").await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["total_books_indexed"], 1, "{stats}");
+    assert_eq!(stats["jobs_succeeded"], 2, "{stats}");
+    assert_eq!(stats["dlq_size"], 0);
+
+    // Delete removes the book, its rows and its blob.
+    let response = server.client.delete(server.url(&format!("/books/{book_id}"))).send().await.expect("delete");
+    assert_eq!(response.status().as_u16(), 204);
+    let (status, gone) = server.get_json(&format!("/books/{book_id}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(gone["detail"], "Book not found");
+    let (status, _) = server.get_json(&format!("/books/{book_id}/toc")).await;
+    assert_eq!(status, 404);
+    let blobs = walk_files(&server.data_dir.join("blobs"));
+    assert!(blobs.is_empty(), "blob removed with its last book: {blobs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn errors_have_fastapi_shape() {
+    let server = TestServer::start(&[]);
+    let (status, body) = server.get_json("/books/not-a-uuid").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, serde_json::json!({"detail": "Book not found"}));
+
+    let (status, body) = server.get_json("/no/such/route").await;
+    assert_eq!(status, 404);
+    assert_eq!(body, serde_json::json!({"detail": "Not Found"}));
+
+    let response = server.client.post(server.url("/books/")).json(&serde_json::json!({"author": "x"})).send().await.expect("post");
+    assert_eq!(response.status().as_u16(), 422);
+    let body: Value = response.json().await.expect("json");
+    let issue = &body["detail"][0];
+    assert!(issue["loc"].is_array() && issue["msg"].is_string() && issue["type"].is_string(), "{body}");
+
+    let response = server.client.post(server.url("/books/")).json(&serde_json::json!({"title": "   "})).send().await.expect("post");
+    assert_eq!(response.status().as_u16(), 422);
+
+    let (status, body) = server.get_json("/books/?limit=5000").await;
+    assert_eq!(status, 422, "limit is bounded: {body}");
+    assert_eq!(body["detail"][0]["loc"], serde_json::json!(["query", "limit"]));
+
+    let (status, _) = server.get_json("/books").await;
+    assert_eq!(status, 200, "both /books and /books/ list books");
+    let (status, body) = server.get_json("/jobs/01a209e6-b20c-750f-8361-cf3af0f21a6c").await;
+    assert_eq!((status, body), (404, serde_json::json!({"detail": "Job not found"})));
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk_files(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
