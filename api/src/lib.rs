@@ -44,17 +44,38 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let api = openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    let redoc = api.redoc();
+    let redoc = offline_html(&api.redoc_html());
     let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/redoc", redoc)
+        .at("/redoc", poem::get(poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone()))))
         .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
         .with(Tracing)
         .data(state)
         .catch_all_error(error::to_fastapi_shape)
+}
+
+/// The UI pages must work offline: drops `<link>` tags that fetch from other hosts
+/// (ReDoc's page asks Google Fonts for typefaces; the system fonts serve as well).
+fn offline_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<link") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find('>') else {
+            rest = &rest[start..];
+            break;
+        };
+        let tag = &rest[start..start + len + 1];
+        if !(tag.contains("href=\"http://") || tag.contains("href=\"https://") || tag.contains("href=\"//")) {
+            out.push_str(tag);
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Refuses a body whose declared length is over the limit before reading any of it.

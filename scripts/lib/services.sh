@@ -154,14 +154,23 @@ hbi__apt_install() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
-  hbi__log "apt-get install ${missing[*]}"
+  local log
+  mkdir -p -- "$HBI_TOOLS_DIR"
+  log=$HBI_TOOLS_DIR/apt.log
+  hbi__log "apt-get install ${missing[*]} (log: $log)"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-cache show "${missing[0]}" >/dev/null 2>&1; then
-    apt-get update -qq >&2 || hbi__fail "apt-get update failed" || return 1
+  # apt-cache knows nothing before the first apt-get update.
+  if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
+    apt-get update -qq >>"$log" 2>&1 || { hbi__fail "apt-get update failed" "$log"; return 1; }
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; } ||
-    hbi__fail "apt-get install ${missing[*]} failed"
+  if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+    # A stale package list: refresh once and retry.
+    if ! { apt-get update -qq >>"$log" 2>&1 &&
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; }; then
+      hbi__fail "apt-get install ${missing[*]} failed" "$log"
+      return 1
+    fi
+  fi
 }
 
 # hbi__pip_target DIR SPEC...: pip install --target DIR, only when DIR is not complete.
@@ -194,6 +203,20 @@ hbi__redis_cli() {
 hbi__redis_server() {
   command -v redis-server >/dev/null 2>&1 || hbi__apt_install redis-server >/dev/null || return 1
   command -v redis-server
+}
+
+# SHUTDOWN through the port (immediate; SIGTERM waits for the next server tick),
+# only when the pidfile's process is the one listening there.
+hbi__redis_shutdown() {
+  local port=$1 pidfile=$2 name=$3 pid cli i
+  pid=$(hbi__pid_alive "$pidfile" redis-server) || return 0
+  cli=$(command -v redis-cli) || return 0
+  [[ $("$cli" -h 127.0.0.1 -p "$port" INFO server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p') == "$pid" ]] || return 0
+  timeout 10 "$cli" -h 127.0.0.1 -p "$port" SHUTDOWN >/dev/null 2>&1 || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || { hbi__log "$name stopped (pid $pid)"; return 0; }
+    sleep 0.1
+  done
 }
 
 hbi__redis_ping() {
@@ -235,6 +258,7 @@ hbi_redis_stop() {
   hbi__check_args hbi_redis_stop "$@" || return 1
   local state=$2
   [[ -d $state ]] || return 0
+  hbi__redis_shutdown "$1" "$state/redis.pid" "redis on port $1"
   hbi__stop_pid "$state/redis.pid" redis-server "redis on port $1"
 }
 
@@ -379,7 +403,7 @@ hbi_postgres_start() {
   opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$sockdir'"
   # pg_ctl -w returns when the server accepts connections (or fails).
   hbi__as_pg "$bin/pg_ctl" -D "$data" -l "$log" -o "$opts" -w -t "$timeout" start >/dev/null 2>&1 ||
-    { hbi__fail "postgres on 127.0.0.1:$port did not start in $timeout s" "$log"; return 1; }
+    { hbi__fail "postgres on 127.0.0.1:$port did not start (waited up to $timeout s)" "$log"; return 1; }
   hbi__wait_for "$timeout" hbi__pg_ready "$bin" "$port" ||
     { hbi__fail "postgres on 127.0.0.1:$port does not answer SELECT 1" "$log"; return 1; }
   if [[ -n $db && $(hbi__pg_psql "$bin" "$port" postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'") != 1 ]]; then
@@ -581,5 +605,6 @@ hbi_falkordb_stop() {
   hbi__check_args hbi_falkordb_stop "$@" || return 1
   local state=$2
   [[ -d $state ]] || return 0
+  hbi__redis_shutdown "$1" "$state/falkordb.pid" "falkordb on port $1"
   hbi__stop_pid "$state/falkordb.pid" redis-server "falkordb on port $1"
 }

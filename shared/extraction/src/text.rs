@@ -54,6 +54,8 @@ struct FontInfo {
     default_width: f32,
     /// Set for fonts without `/Widths` (the standard 14): widths are estimated.
     family: Option<Family>,
+    /// A bold face (from the font name or descriptor).
+    bold: bool,
 }
 
 /// Families of the standard 14 fonts, for width estimates when a font has no `/Widths`.
@@ -435,6 +437,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
     };
     let mut info = FontInfo {
         default_width: 500.0,
+        bold: is_bold(doc, font),
         ..FontInfo::default()
     };
     let mut one_byte_cmap = None;
@@ -594,6 +597,50 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
     info
 }
 
+/// Whether a font is a bold face: by its name (`Bold`, `Black`, `Heavy`, `Semibold`, TeX's
+/// `bx` fonts) or its descriptor (`/FontWeight`, the ForceBold flag).
+fn is_bold(doc: &Document, font: &Dictionary) -> bool {
+    let mut name = match dict_get(doc, font, b"BaseFont") {
+        Some(Object::Name(n)) => String::from_utf8_lossy(n).to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    if let Some(plus) = name.find('+') {
+        name = name[plus + 1..].to_string();
+    }
+    if ["bold", "black", "heavy", "semibold", "demi"]
+        .iter()
+        .any(|w| name.contains(w))
+    {
+        return true;
+    }
+    // TeX font names: cmbx10, ecbx1200, lmbx, cmb10, sfbx, ptmb...
+    if name.starts_with("cmbx")
+        || name.starts_with("ecbx")
+        || name.starts_with("sfbx")
+        || name.contains("-bx")
+        || name.starts_with("cmb1")
+        || name.starts_with("cmssbx")
+        || name.starts_with("lmbx")
+    {
+        return true;
+    }
+    let descriptor = dict_get(doc, font, b"FontDescriptor").and_then(|d| resolve_dict(doc, d));
+    if let Some(fd) = descriptor {
+        if dict_get(doc, fd, b"FontWeight")
+            .and_then(number)
+            .is_some_and(|w| w >= 600.0)
+        {
+            return true;
+        }
+        if let Some(Object::Integer(flags)) = dict_get(doc, fd, b"Flags")
+            && flags & (1 << 18) != 0
+        {
+            return true;
+        }
+    }
+    false
+}
+
 #[derive(Debug, Clone)]
 struct GState {
     ctm: Matrix,
@@ -621,26 +668,45 @@ impl Default for GState {
     }
 }
 
-/// Builds lines from positioned text runs.
+/// A run of text on one baseline, built from consecutive show operations.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Frag {
+    pub(crate) x0: f32,
+    pub(crate) x1: f32,
+    /// Baseline, in PDF user space (up is positive).
+    pub(crate) y: f32,
+    pub(crate) size: f32,
+    pub(crate) bold: bool,
+    pub(crate) text: String,
+}
+
+/// Largest gap (in font sizes) kept inside one fragment; wider gaps start a new fragment so
+/// that columns and table cells stay apart.
+const FRAG_GAP: f32 = 1.5;
+
+/// Builds fragments from positioned text runs, in content-stream order.
 #[derive(Debug, Default)]
 struct Lines {
-    out: String,
+    frags: Vec<Frag>,
     cur: String,
     active: bool,
+    x0: f32,
     y: f32,
     end_x: f32,
     size: f32,
+    bold: bool,
 }
 
 impl Lines {
-    fn add(&mut self, x: f32, y: f32, size: f32, text: &str, end_x: f32) {
+    fn add(&mut self, x: f32, y: f32, size: f32, text: &str, end_x: f32, bold: bool) {
         let size = size.abs().max(1.0);
         if self.active {
             let tol = 0.5 * size.max(self.size);
-            let same_line =
-                (y - self.y).abs() <= tol && x >= self.end_x - 1.2 * size.max(self.size);
+            let gap = x - self.end_x;
+            let same_line = (y - self.y).abs() <= tol
+                && x >= self.end_x - 1.2 * size.max(self.size)
+                && gap <= FRAG_GAP * size.max(self.size);
             if same_line {
-                let gap = x - self.end_x;
                 if gap < -0.1 * size && self.compose_accent(text) {
                     self.end_x = self.end_x.max(end_x);
                     return;
@@ -652,6 +718,9 @@ impl Lines {
                 {
                     self.cur.push(' ');
                 }
+                if self.cur.trim().is_empty() {
+                    self.bold = bold;
+                }
                 push_clean(&mut self.cur, text);
                 self.end_x = self.end_x.max(end_x);
                 return;
@@ -659,9 +728,11 @@ impl Lines {
             self.flush();
         }
         self.active = true;
+        self.x0 = x.min(end_x);
         self.y = y;
         self.size = size;
-        self.end_x = end_x;
+        self.end_x = end_x.max(x);
+        self.bold = bold;
         push_clean(&mut self.cur, text);
     }
 
@@ -687,22 +758,30 @@ impl Lines {
     }
 
     fn flush(&mut self) {
-        let line = self.cur.trim();
-        if !line.is_empty() {
-            if !self.out.is_empty() {
-                self.out.push('\n');
-            }
-            self.out.push_str(line);
+        let trimmed = self.cur.trim();
+        if !trimmed.is_empty() && self.frags.len() < MAX_FRAGS {
+            // Leading spaces move the visible start a little; the error is negligible.
+            self.frags.push(Frag {
+                x0: self.x0,
+                x1: self.end_x,
+                y: self.y,
+                size: self.size,
+                bold: self.bold,
+                text: trimmed.to_string(),
+            });
         }
         self.cur.clear();
         self.active = false;
     }
 
-    fn finish(mut self) -> String {
+    fn finish(mut self) -> Vec<Frag> {
         self.flush();
-        self.out
+        self.frags
     }
 }
+
+/// Most fragments kept for one page.
+const MAX_FRAGS: usize = 200_000;
 
 /// A spacing accent and a base letter as one precomposed character.
 fn compose(accent: char, base: char) -> Option<char> {
@@ -770,12 +849,12 @@ impl<'a> TextExtractor<'a> {
         }
     }
 
-    /// Text of one page. `Err` means nothing could be read from it.
-    pub(crate) fn page_text(
+    /// Text fragments of one page. `Err` means nothing could be read from it.
+    pub(crate) fn page_frags(
         &mut self,
         page_id: ObjectId,
         warnings: &mut Warnings,
-    ) -> Result<String, String> {
+    ) -> Result<Vec<Frag>, String> {
         let doc = self.doc;
         let content = doc
             .get_page_content_with_limit(page_id, MAX_STREAM_BYTES)
@@ -1016,7 +1095,7 @@ impl<'a> PageRun<'a, '_> {
             let text: String = bytes.iter().map(|&b| char::from(b)).collect();
             let m = mul(tm, &gs.ctm);
             let size = gs.size * (m[2] * m[2] + m[3] * m[3]).sqrt();
-            self.lines.add(m[4], m[5], size, &text, m[4]);
+            self.lines.add(m[4], m[5], size, &text, m[4], false);
             return;
         };
         let start = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, gs.rise], &mul(tm, &gs.ctm));
@@ -1036,7 +1115,7 @@ impl<'a> PageRun<'a, '_> {
             *tm = translate(tx * gs.scale, 0.0, tm);
         }
         let end = mul(tm, &gs.ctm);
-        self.lines.add(start[4], start[5], size, &text, end[4]);
+        self.lines.add(start[4], start[5], size, &text, end[4], font.bold);
     }
 }
 

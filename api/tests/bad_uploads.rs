@@ -1,0 +1,89 @@
+//! Untrusted uploads: every bad file gets a clear 4xx or a job that ends with a readable
+//! error, and the server keeps serving good books afterwards.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestServer, corpus_pdf};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
+    // A 1 MB limit keeps the oversized case small; retries are fast so nothing lingers.
+    let server = TestServer::start(&[("HBI__LIMITS__MAX_UPLOAD_MB", "1"), ("HBI__WORKER__RETRY_BASE_DELAY_MS", "200")]);
+    let book = server.create_book("bad uploads").await;
+
+    // Refused at the door.
+    let (status, body) = server.upload(&book, b"hello, this is a text file".to_vec(), "notes.pdf").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("not a PDF")), "{body}");
+
+    let (status, body) = server.upload(&book, Vec::new(), "empty.pdf").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("empty")), "{body}");
+
+    let mut oversized = b"%PDF-1.4\n".to_vec();
+    oversized.resize(3 * 1024 * 1024, b'0');
+    let (status, body) = server.upload(&book, oversized, "huge.pdf").await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["detail"].as_str().is_some_and(|d| d.contains("limit")), "{body}");
+
+    let response = server
+        .client
+        .post(server.url(&format!("/books/{book}/upload")))
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body("garbage")
+        .send()
+        .await
+        .expect("post");
+    // FastAPI answers a body it cannot parse as multipart with 400 and a message.
+    assert_eq!(response.status().as_u16(), 400, "a broken multipart body");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+
+    // Accepted (it looks like a PDF) but refused by the worker with a readable error.
+    let small = std::fs::read(corpus_pdf("amsldoc")).expect("amsldoc");
+    let truncated = small[..small.len() / 3].to_vec();
+    let job = upload_and_wait(&server, "truncated", truncated).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    assert_eq!(job["retryable"], false, "a damaged file is not retried: {job}");
+    assert!(job["error"].as_str().is_some_and(|e| e.contains("damaged") || e.contains("PDF")), "{job}");
+    assert!(job["error_stage"].is_string(), "{job}");
+
+    let encrypted_path = tempfile::NamedTempFile::new().expect("temp");
+    let status = Command::new("qpdf")
+        .args(["--encrypt", "user", "owner", "256", "--"])
+        .arg(corpus_pdf("amsldoc"))
+        .arg(encrypted_path.path())
+        .status()
+        .expect("qpdf is installed (scripts/test installs it)");
+    assert!(status.success());
+    let job = upload_and_wait(&server, "encrypted", std::fs::read(encrypted_path.path()).expect("encrypted")).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    assert!(job["error"].as_str().is_some_and(|e| e.contains("encrypted")), "{job}");
+
+    let mut header_only = b"%PDF-1.7\n".to_vec();
+    header_only.extend(std::iter::repeat_n(b'\xff', 4096));
+    let job = upload_and_wait(&server, "header only", header_only).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    assert!(job["error"].as_str().is_some_and(|e| !e.is_empty()), "{job}");
+
+    // The server is still healthy and still processes a good book.
+    let (status, _) = server.get_json("/health/ready").await;
+    assert_eq!(status, 200);
+    let job = upload_and_wait(&server, "good", small).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let (_, stats) = server.get_json("/stats").await;
+    assert_eq!(stats["dlq_size"], 3, "{stats}");
+}
+
+async fn upload_and_wait(server: &TestServer, title: &str, bytes: Vec<u8>) -> serde_json::Value {
+    let book = server.create_book(title).await;
+    let (status, accepted) = server.upload(&book, bytes, &format!("{title}.pdf")).await;
+    assert_eq!(status, 202, "{title}: {accepted}");
+    server.wait_for_job(accepted["job_id"].as_str().expect("job id"), JOB_TIMEOUT).await
+}

@@ -1,0 +1,791 @@
+//! Back-of-book indexes: finding them (one or several, also starting mid-page), parsing their
+//! entries (sub-entries by indentation, wrapped lines, letter-group headings, locators, see and
+//! see also) and mapping locators to physical pages through the page labels.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::IndexEntry;
+use crate::book::{Book, is_index_title, normalize_label};
+
+/// One printed index of a book.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct IndexInfo {
+    /// The heading as printed ("Concept Index").
+    pub name: String,
+    /// First and last physical page (1-based).
+    pub physical_pages: [u32; 2],
+    /// Entries and sub-entries parsed.
+    pub entries: usize,
+}
+
+/// One locator as printed, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Locator {
+    pub(crate) printed: String,
+    pub(crate) first: String,
+    pub(crate) last: String,
+    /// Extra pages after `last` ("f." = one more page).
+    pub(crate) extra: u32,
+}
+
+/// A parsed index line.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct ParsedLine {
+    pub(crate) term: String,
+    pub(crate) locators: Vec<Locator>,
+    pub(crate) see: Vec<String>,
+    pub(crate) see_also: Vec<String>,
+    /// The line ends with a comma: more locators follow on the next line.
+    pub(crate) trailing_comma: bool,
+}
+
+impl ParsedLine {
+    fn closed(&self) -> bool {
+        !self.locators.is_empty() && !self.trailing_comma && self.see.is_empty()
+            && self.see_also.is_empty()
+    }
+}
+
+fn is_dash(c: char) -> bool {
+    matches!(c, '-' | '\u{2013}' | '\u{2014}' | '\u{2212}')
+}
+
+fn is_roman(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 8
+        && (s.chars().all(|c| "ivxlcdm".contains(c)) || s.chars().all(|c| "IVXLCDM".contains(c)))
+}
+
+fn is_page(s: &str) -> bool {
+    (!s.is_empty() && s.len() <= 6 && s.chars().all(|c| c.is_ascii_digit())) || is_roman(s)
+}
+
+/// Parse one locator token: `12`, `12–15`, `xii`, `12f.`, `12ff.`, `12n`, `12n3`.
+pub(crate) fn parse_locator(token: &str) -> Option<Locator> {
+    let mut t = token.trim();
+    if t.is_empty() {
+        return None;
+    }
+    let mut extra = 0;
+    if let Some(rest) = t.strip_suffix("ff.").or_else(|| t.strip_suffix("ff")) {
+        t = rest.trim_end();
+    } else if let Some(rest) = t.strip_suffix("f.") {
+        t = rest.trim_end();
+        extra = 1;
+    } else if let Some(pos) = t.rfind('n')
+        && pos > 0
+        && t[..pos].chars().all(|c| c.is_ascii_digit())
+        && t[pos + 1..].chars().all(|c| c.is_ascii_digit())
+    {
+        t = &t[..pos];
+    } else if t.len() > 1
+        && let Some(rest) = t.strip_suffix('f')
+        && rest.chars().all(|c| c.is_ascii_digit())
+    {
+        t = rest;
+        extra = 1;
+    }
+    let (first, last) = match t.find(is_dash) {
+        Some(pos) => {
+            let a = &t[..pos];
+            let b = t[pos..].trim_start_matches(is_dash);
+            (a.trim(), b.trim())
+        }
+        None => (t, t),
+    };
+    if !is_page(first) || !is_page(last) {
+        return None;
+    }
+    // Roman numerals must be of one case, and both ends of one kind.
+    if first.chars().all(|c| c.is_ascii_digit()) != last.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(Locator {
+        printed: token.trim().to_string(),
+        first: first.to_string(),
+        last: last.to_string(),
+        extra,
+    })
+}
+
+/// Remove a run of dot leaders ("term . . . . 12") and return (before, after, found).
+fn split_leaders(text: &str) -> Option<(String, String)> {
+    let chars: Vec<char> = text.chars().collect();
+    // Find the last run of at least three dots separated by optional spaces.
+    let mut i = chars.len();
+    while i > 0 {
+        i -= 1;
+        if chars[i] != '.' {
+            continue;
+        }
+        // Walk back over the run.
+        let end = i + 1;
+        let mut j = i;
+        let mut dots = 1;
+        while j > 0 && (chars[j - 1] == '.' || chars[j - 1] == ' ') {
+            j -= 1;
+            if chars[j] == '.' {
+                dots += 1;
+            }
+        }
+        if dots >= 3 {
+            let before: String = chars[..j].iter().collect();
+            let after: String = chars[end..].iter().collect();
+            return Some((before, after));
+        }
+        i = j;
+    }
+    None
+}
+
+fn strip_see(text: &str) -> (String, Vec<String>, Vec<String>) {
+    let lower = text.to_lowercase();
+    for (marker, also) in [
+        (", see also ", true),
+        (" see also ", true),
+        (", see ", false),
+        (" see ", false),
+        ("; see also ", true),
+        ("; see ", false),
+        (", siehe auch ", true),
+        (", siehe ", false),
+    ] {
+        if let Some(pos) = lower.find(marker)
+            && text.is_char_boundary(pos)
+            && text.is_char_boundary(pos + marker.len())
+        {
+            let term = text[..pos].trim().to_string();
+            let targets: Vec<String> = text[pos + marker.len()..]
+                .split(';')
+                .map(|s| s.trim().trim_end_matches('.').trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            return if also {
+                (term, Vec::new(), targets)
+            } else {
+                (term, targets, Vec::new())
+            };
+        }
+    }
+    (text.to_string(), Vec::new(), Vec::new())
+}
+
+/// Split the trailing locator list off an index line.
+pub(crate) fn parse_line(text: &str) -> ParsedLine {
+    let text = text.trim();
+    let (term_part, tail, leaders) = match split_leaders(text) {
+        Some((before, after)) if parse_locator_list(after.trim()).is_some() => {
+            let before = before.trim().to_string();
+            // A lone "." entry is swallowed by its own leaders.
+            let before = if before.is_empty() && text.starts_with('.') {
+                ".".to_string()
+            } else {
+                before
+            };
+            (before, after.trim().to_string(), true)
+        }
+        _ => (text.to_string(), String::new(), false),
+    };
+    if leaders {
+        let (term, see, see_also) = strip_see(&term_part);
+        return ParsedLine {
+            term,
+            locators: parse_locator_list(&tail).unwrap_or_default(),
+            see,
+            see_also,
+            trailing_comma: tail.ends_with(','),
+        };
+    }
+    // Comma style: "term, 12, 15–17" (or only locators: a wrapped list).
+    let (body, see, see_also) = strip_see(text);
+    if !see.is_empty() || !see_also.is_empty() {
+        let (term, locs, comma) = split_comma_locators(&body);
+        return ParsedLine {
+            term,
+            locators: locs,
+            see,
+            see_also,
+            trailing_comma: comma,
+        };
+    }
+    let (term, locators, trailing_comma) = split_comma_locators(text);
+    ParsedLine {
+        term,
+        locators,
+        see,
+        see_also,
+        trailing_comma,
+    }
+}
+
+/// "a, b, 12, 14–16," → ("a, b", [12, 14–16], true). A line of locators alone gives an empty
+/// term.
+fn split_comma_locators(text: &str) -> (String, Vec<Locator>, bool) {
+    let trimmed = text.trim_end();
+    let trailing_comma = trimmed.ends_with(',');
+    let body = trimmed.trim_end_matches(',').trim_end();
+    let parts: Vec<&str> = body.split(',').collect();
+    let mut k = parts.len();
+    let mut locators = Vec::new();
+    while k > 0 {
+        match parse_locator(parts[k - 1]) {
+            Some(l) => {
+                locators.push(l);
+                k -= 1;
+            }
+            None => break,
+        }
+    }
+    locators.reverse();
+    if locators.is_empty() {
+        return (body.to_string(), Vec::new(), false);
+    }
+    let term = parts[..k].join(",").trim().to_string();
+    // A term-less line of roman numerals alone is most likely text, not locators.
+    (term, locators, trailing_comma)
+}
+
+fn parse_locator_list(text: &str) -> Option<Vec<Locator>> {
+    let text = text.trim().trim_end_matches(',');
+    if text.is_empty() {
+        return None;
+    }
+    text.split([',', ';'])
+        .map(parse_locator)
+        .collect::<Option<Vec<_>>>()
+}
+
+/// Letter-group headings ("A", "Ä", "!", "Symbols") are not entries.
+pub(crate) fn is_group_heading(text: &str) -> bool {
+    let t = text.trim();
+    let n = t.chars().filter(|c| !c.is_whitespace()).count();
+    if n == 0 {
+        return true;
+    }
+    if n <= 2 && !t.chars().any(|c| c.is_ascii_digit()) {
+        return true;
+    }
+    matches!(
+        t.to_lowercase().as_str(),
+        "symbols" | "numbers" | "numerals" | "numerics" | "digits" | "symbole" | "zahlen"
+    )
+}
+
+/// One line of an index region with the geometry needed for nesting.
+#[derive(Debug, Clone)]
+pub(crate) struct RegionLine {
+    pub(crate) page: usize,
+    pub(crate) column: u8,
+    pub(crate) x0: f32,
+    pub(crate) size: f32,
+    pub(crate) text: String,
+}
+
+/// An entry under construction.
+struct Open {
+    level: usize,
+    term: String,
+    locators: Vec<Locator>,
+    see: Vec<String>,
+    see_also: Vec<String>,
+    trailing_comma: bool,
+}
+
+fn join_wrapped(a: &str, b: &str) -> String {
+    let a = a.trim_end();
+    let b = b.trim_start();
+    if a.is_empty() {
+        return b.to_string();
+    }
+    if b.is_empty() {
+        return a.to_string();
+    }
+    if a.ends_with('-') && !a.ends_with(" -") {
+        format!("{a}{b}")
+    } else {
+        format!("{a} {b}")
+    }
+}
+
+/// Indentation (points) of each line relative to its column's left edge.
+fn indents(lines: &[RegionLine]) -> Vec<f32> {
+    // Left edge per (page, column), and per (page parity, column) over the whole index.
+    let mut page_min: HashMap<(usize, u8), f32> = HashMap::new();
+    let mut parity_min: HashMap<(usize, u8), f32> = HashMap::new();
+    for l in lines {
+        let e = page_min.entry((l.page, l.column)).or_insert(f32::INFINITY);
+        *e = e.min(l.x0);
+        let e = parity_min
+            .entry((l.page % 2, l.column))
+            .or_insert(f32::INFINITY);
+        *e = e.min(l.x0);
+    }
+    lines
+        .iter()
+        .map(|l| {
+            let own = page_min
+                .get(&(l.page, l.column))
+                .copied()
+                .unwrap_or(l.x0);
+            let shared = parity_min
+                .get(&(l.page % 2, l.column))
+                .copied()
+                .unwrap_or(own);
+            // A page whose column holds only sub-entries has its edge further right: use the
+            // edge shared by the other pages of the same parity when it is close by.
+            let base = if own - shared > 0.5 && own - shared < 4.0 * l.size.max(1.0) {
+                shared
+            } else {
+                own
+            };
+            (l.x0 - base).max(0.0)
+        })
+        .collect()
+}
+
+/// Cluster indentation values (points) with a tolerance.
+fn clusters(mut values: Vec<f32>, tol: f32) -> Vec<(f32, usize)> {
+    values.sort_by(f32::total_cmp);
+    let mut out: Vec<(f32, usize)> = Vec::new();
+    for v in values {
+        match out.last_mut() {
+            Some((c, n)) if v - *c <= tol => {
+                *c = (*c * *n as f32 + v) / (*n as f32 + 1.0);
+                *n += 1;
+            }
+            _ => out.push((v, 1)),
+        }
+    }
+    out
+}
+
+/// Parse the lines of one index into entries (printed locators, not yet mapped).
+pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<(Vec<String>, Vec<Locator>, Vec<String>, Vec<String>)> {
+    let parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line(&l.text)).collect();
+    let ind = indents(lines);
+    let body_size = {
+        let mut s: Vec<f32> = lines.iter().map(|l| l.size).collect();
+        s.sort_by(f32::total_cmp);
+        s.get(s.len() / 2).copied().unwrap_or(10.0)
+    };
+    let tol = 0.15 * body_size.max(4.0);
+    // Sub-entry indentations: lines (with a term) that follow a complete line.
+    let mut sub_values = Vec::new();
+    for k in 1..lines.len() {
+        if parsed[k - 1].closed()
+            && !parsed[k].term.is_empty()
+            && ind[k] > tol
+            && !is_group_heading(&lines[k].text)
+        {
+            sub_values.push(ind[k]);
+        }
+    }
+    let subs: Vec<f32> = clusters(sub_values, tol)
+        .into_iter()
+        .filter(|&(_, n)| n >= 2)
+        .map(|(c, _)| c)
+        .collect();
+    let max_sub = subs.iter().copied().fold(0.0f32, f32::max);
+    let level_of = |d: f32| -> usize {
+        if d <= tol {
+            return 0;
+        }
+        let mut best = (f32::INFINITY, 0);
+        for (i, &c) in subs.iter().enumerate() {
+            let dist = (c - d).abs();
+            if dist < best.0 {
+                best = (dist, i + 1);
+            }
+        }
+        if best.1 == 0 { 1 } else { best.1 }
+    };
+
+    let mut out = Vec::new();
+    let mut stack: Vec<String> = Vec::new();
+    let mut open: Option<Open> = None;
+    let emit = |o: Open, stack: &mut Vec<String>, out: &mut Vec<_>| {
+        let term = o.term.trim().trim_end_matches(',').trim().to_string();
+        if term.is_empty() {
+            return;
+        }
+        stack.truncate(o.level);
+        let mut path = stack.clone();
+        path.push(term.clone());
+        stack.push(term);
+        out.push((path, o.locators, o.see, o.see_also));
+    };
+    for (k, line) in lines.iter().enumerate() {
+        let p = &parsed[k];
+        let d = ind[k];
+        let locator_only = p.term.is_empty() && !p.locators.is_empty();
+        if let Some(o) = open.as_mut() {
+            let incomplete = o.locators.is_empty() || o.trailing_comma;
+            let xref_open = !o.see.is_empty() || !o.see_also.is_empty();
+            let deeper = d > max_sub + tol && d > tol;
+            if locator_only && (o.trailing_comma || o.locators.is_empty() || deeper) {
+                o.locators.extend(p.locators.iter().cloned());
+                o.trailing_comma = p.trailing_comma;
+                continue;
+            }
+            if deeper && (incomplete || xref_open) && !locator_only {
+                if xref_open && o.locators.is_empty() {
+                    // The cross-reference target wraps.
+                    let target = if let Some(t) = o.see_also.last_mut() {
+                        t
+                    } else if let Some(t) = o.see.last_mut() {
+                        t
+                    } else {
+                        continue;
+                    };
+                    *t = join_wrapped(t, &line.text);
+                    continue;
+                }
+                if o.locators.is_empty() {
+                    o.term = join_wrapped(&o.term, &p.term);
+                    o.locators = p.locators.clone();
+                    o.see = p.see.clone();
+                    o.see_also = p.see_also.clone();
+                    o.trailing_comma = p.trailing_comma;
+                    continue;
+                }
+            }
+        }
+        if is_group_heading(&line.text) && p.locators.is_empty() {
+            if let Some(o) = open.take() {
+                emit(o, &mut stack, &mut out);
+            }
+            stack.clear();
+            continue;
+        }
+        if p.term.is_empty() {
+            continue;
+        }
+        if let Some(o) = open.take() {
+            emit(o, &mut stack, &mut out);
+        }
+        let level = level_of(d).min(stack.len());
+        open = Some(Open {
+            level,
+            term: p.term.clone(),
+            locators: p.locators.clone(),
+            see: p.see.clone(),
+            see_also: p.see_also.clone(),
+            trailing_comma: p.trailing_comma,
+        });
+    }
+    if let Some(o) = open.take() {
+        emit(o, &mut stack, &mut out);
+    }
+    out
+}
+
+/// Map a printed page label to a physical page (1-based).
+pub(crate) struct LabelMap {
+    exact: HashMap<String, u32>,
+    /// physical - printed for arabic labels, from the last arabic label seen.
+    arabic_offset: Option<i64>,
+    page_count: u32,
+}
+
+impl LabelMap {
+    pub(crate) fn new(labels: &[String]) -> Self {
+        let mut exact = HashMap::new();
+        let mut arabic_offset = None;
+        for (i, l) in labels.iter().enumerate() {
+            let key = normalize_label(l);
+            let phys = (i + 1) as u32;
+            exact.entry(key).or_insert(phys);
+            if let Ok(n) = l.parse::<i64>() {
+                arabic_offset = Some(phys as i64 - n);
+            }
+        }
+        Self {
+            exact,
+            arabic_offset,
+            page_count: labels.len() as u32,
+        }
+    }
+
+    pub(crate) fn physical(&self, printed: &str) -> Option<u32> {
+        if let Some(&p) = self.exact.get(&normalize_label(printed)) {
+            return Some(p);
+        }
+        let n: i64 = printed.parse().ok()?;
+        let p = n + self.arabic_offset?;
+        (1..=self.page_count as i64)
+            .contains(&p)
+            .then_some(p as u32)
+    }
+}
+
+/// Find every index of the book and parse it.
+pub(crate) fn extract_indexes(book: &Book) -> (Vec<IndexEntry>, Vec<IndexInfo>) {
+    let map = LabelMap::new(&book.labels);
+    let mut entries = Vec::new();
+    let mut infos = Vec::new();
+    for region in find_regions(book) {
+        let parsed = parse_region(&region.lines);
+        let count = parsed.len();
+        for (path, locators, see, see_also) in parsed {
+            let mut pages = Vec::new();
+            let mut printed = Vec::new();
+            for l in &locators {
+                printed.push(l.printed.clone());
+                if let (Some(a), Some(b)) = (map.physical(&l.first), map.physical(&l.last)) {
+                    let b = (b + l.extra).min(map.page_count);
+                    pages.push([a.min(b), a.max(b)]);
+                }
+            }
+            let depth = path.len() as u32;
+            entries.push(IndexEntry {
+                path,
+                pages,
+                see,
+                see_also,
+                index_name: Some(region.name.clone()),
+                printed,
+                depth,
+            });
+        }
+        infos.push(IndexInfo {
+            name: region.name,
+            physical_pages: [region.first_page as u32 + 1, region.last_page as u32 + 1],
+            entries: count,
+        });
+    }
+    (entries, infos)
+}
+
+pub(crate) struct Region {
+    pub(crate) name: String,
+    pub(crate) first_page: usize,
+    pub(crate) last_page: usize,
+    pub(crate) lines: Vec<RegionLine>,
+}
+
+/// Share of lines that carry locators (or a cross-reference).
+fn locator_share(lines: &[&str]) -> f64 {
+    if lines.is_empty() {
+        return 0.0;
+    }
+    let hits = lines
+        .iter()
+        .filter(|t| {
+            let p = parse_line(t);
+            !p.locators.is_empty() || !p.see.is_empty() || !p.see_also.is_empty()
+        })
+        .count();
+    hits as f64 / lines.len() as f64
+}
+
+fn find_regions(book: &Book) -> Vec<Region> {
+    let n = book.pages.len();
+    let start_page = if n > 20 { n * 2 / 5 } else { 0 };
+    // Candidate headings: (page, line index).
+    let mut heads: Vec<(usize, usize)> = Vec::new();
+    for p in start_page..n {
+        for (k, line) in book.pages[p].lines.iter().enumerate() {
+            if book.is_furniture(p, k) || !is_index_title(&line.text) {
+                continue;
+            }
+            let prominent = line.size >= book.body_size * 1.1 || line.bold;
+            if !prominent {
+                continue;
+            }
+            // The following lines must look like an index.
+            let next: Vec<&str> = book
+                .lines_after(p, k)
+                .take(30)
+                .map(|(_, _, l)| l.text.as_str())
+                .collect();
+            if next.len() >= 3 && locator_share(&next) >= 0.4 {
+                heads.push((p, k));
+            }
+        }
+    }
+    let mut regions = Vec::new();
+    for (h, &(p, k)) in heads.iter().enumerate() {
+        let stop = heads.get(h + 1).copied();
+        let name = book.pages[p].lines[k].text.trim().to_string();
+        let mut lines = Vec::new();
+        let mut last_page = p;
+        let mut page_lines: Vec<RegionLine> = Vec::new();
+        let mut cur_page = p;
+        let mut ended = false;
+        for (q, j, line) in book.lines_after(p, k) {
+            if Some((q, j)) == stop {
+                break;
+            }
+            if q != cur_page {
+                // A whole page without locators ends the index.
+                let texts: Vec<&str> = page_lines.iter().map(|l| l.text.as_str()).collect();
+                if cur_page != p && locator_share(&texts) < 0.3 {
+                    ended = true;
+                    break;
+                }
+                last_page = cur_page;
+                lines.append(&mut page_lines);
+                cur_page = q;
+            }
+            // A large heading that is not a letter group ends the index.
+            if line.size >= book.body_size * 1.3
+                && !is_group_heading(&line.text)
+                && parse_line(&line.text).locators.is_empty()
+            {
+                ended = true;
+                break;
+            }
+            page_lines.push(RegionLine {
+                page: q,
+                column: line.column,
+                x0: line.x0,
+                size: line.size,
+                text: line.text.clone(),
+            });
+        }
+        let texts: Vec<&str> = page_lines.iter().map(|l| l.text.as_str()).collect();
+        if !page_lines.is_empty() && (cur_page == p || locator_share(&texts) >= 0.3 || ended) {
+            last_page = cur_page;
+            lines.append(&mut page_lines);
+        }
+        regions.push(Region {
+            name,
+            first_page: p,
+            last_page,
+            lines,
+        });
+    }
+    regions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locs(p: &ParsedLine) -> Vec<(String, String, u32)> {
+        p.locators
+            .iter()
+            .map(|l| (l.first.clone(), l.last.clone(), l.extra))
+            .collect()
+    }
+
+    #[test]
+    fn locators() {
+        let p = parse_line("align environment, 4, 6, 26, 31–33");
+        assert_eq!(p.term, "align environment");
+        assert_eq!(p.locators.len(), 4);
+        assert_eq!(locs(&p)[3], ("31".into(), "33".into(), 0));
+        let p = parse_line("preface, xii, xiv-xvi, 12f., 20ff., 33n, 40n2");
+        assert_eq!(p.term, "preface");
+        assert_eq!(
+            locs(&p),
+            vec![
+                ("xii".into(), "xii".into(), 0),
+                ("xiv".into(), "xvi".into(), 0),
+                ("12".into(), "12".into(), 1),
+                ("20".into(), "20".into(), 0),
+                ("33".into(), "33".into(), 0),
+                ("40".into(), "40".into(), 0),
+            ]
+        );
+        let p = parse_line("anova . . . . . . . . . . . . 58, 60");
+        assert_eq!(p.term, "anova");
+        assert_eq!(p.locators.len(), 2);
+        let p = parse_line("abline. . . . . . . . . 71");
+        assert_eq!(p.term, "abline");
+        let p = parse_line(". . . . . . . . . . . 60");
+        assert_eq!(p.term, ".");
+        let p = parse_line("aligned environment, 3, 4, 9, 10,");
+        assert!(p.trailing_comma);
+        let p = parse_line("32, 33");
+        assert!(p.term.is_empty());
+        assert_eq!(p.locators.len(), 2);
+        // Words are not locators.
+        assert!(parse_line("Louis, mix").locators.is_empty());
+        assert!(parse_line("cmex10").locators.is_empty());
+    }
+
+    #[test]
+    fn see_and_see_also() {
+        let p = parse_line("equations, see displayed equations");
+        assert_eq!(p.term, "equations");
+        assert_eq!(p.see, vec!["displayed equations".to_string()]);
+        let p = parse_line("fonts, 12, see also typefaces; glyphs");
+        assert_eq!(p.term, "fonts");
+        assert_eq!(p.locators.len(), 1);
+        assert_eq!(p.see_also, vec!["typefaces".to_string(), "glyphs".to_string()]);
+    }
+
+    #[test]
+    fn group_headings() {
+        assert!(is_group_heading("A"));
+        assert!(is_group_heading("Ä"));
+        assert!(is_group_heading("%"));
+        assert!(is_group_heading("Symbols"));
+        assert!(!is_group_heading("arrows"));
+        assert!(!is_group_heading("&, 29"));
+    }
+
+    fn rl(x0: f32, text: &str) -> RegionLine {
+        RegionLine {
+            page: 0,
+            column: 1,
+            x0,
+            size: 10.0,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn nesting_and_wrapping() {
+        let lines = vec![
+            rl(50.0, "A"),
+            rl(50.0, "arrows"),
+            rl(60.0, "extensible, 15"),
+            rl(60.0, "in diagrams, 23"),
+            rl(65.0, "deep, 24"),
+            rl(65.0, "deeper, 25"),
+            rl(50.0, "aligned environment, 3, 4,"),
+            rl(70.0, "32, 33"),
+            rl(50.0, "alignedleftspaceyesifneg"),
+            rl(70.0, "option, 3"),
+            rl(50.0, "delimiters, 12"),
+            rl(60.0, "fixed size, 18"),
+            rl(50.0, "dots, see ellipsis"),
+            rl(50.0, "Beamer elements, see Beamer templates, colors, and"),
+            rl(70.0, "fonts"),
+        ];
+        let out = parse_region(&lines);
+        let paths: Vec<String> = out.iter().map(|e| e.0.join(" / ")).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "arrows",
+                "arrows / extensible",
+                "arrows / in diagrams",
+                "arrows / in diagrams / deep",
+                "arrows / in diagrams / deeper",
+                "aligned environment",
+                "alignedleftspaceyesifneg option",
+                "delimiters",
+                "delimiters / fixed size",
+                "dots",
+                "Beamer elements",
+            ]
+        );
+        assert_eq!(out[5].1.len(), 4);
+        assert_eq!(out[10].2, vec!["Beamer templates, colors, and fonts".to_string()]);
+    }
+
+    #[test]
+    fn label_mapping() {
+        let labels: Vec<String> = ["i", "ii", "1", "2", "3"].iter().map(|s| s.to_string()).collect();
+        let m = LabelMap::new(&labels);
+        assert_eq!(m.physical("ii"), Some(2));
+        assert_eq!(m.physical("II"), Some(2));
+        assert_eq!(m.physical("3"), Some(5));
+        assert_eq!(m.physical("9"), None);
+    }
+}

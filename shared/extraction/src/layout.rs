@@ -1,0 +1,278 @@
+//! Page layout: text fragments grouped into lines, lines put into reading order, with two
+//! column pages read column by column.
+
+use serde::{Deserialize, Serialize};
+
+use crate::text::Frag;
+
+/// One printed line (or, on a two-column page, one line of one column) with its position.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TextLine {
+    /// Left edge, in PDF points from the page origin.
+    pub x0: f32,
+    /// Right edge.
+    pub x1: f32,
+    /// Baseline, in PDF points (up is positive).
+    pub y: f32,
+    /// Font size of the line's first text, in points.
+    pub size: f32,
+    /// The line starts in a bold face.
+    pub bold: bool,
+    /// 0: the full width (or a single-column page), 1: left column, 2: right column.
+    pub column: u8,
+    pub text: String,
+}
+
+/// The lines of one page in reading order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PageLayout {
+    /// 1-based physical page number.
+    pub number: u32,
+    pub lines: Vec<TextLine>,
+}
+
+impl PageLayout {
+    /// The page's text, one line per printed line.
+    pub fn text(&self) -> String {
+        lines_text(&self.lines)
+    }
+}
+
+pub(crate) fn lines_text(lines: &[TextLine]) -> String {
+    let mut out = String::new();
+    for line in lines {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&line.text);
+    }
+    out
+}
+
+/// Group fragments into rows (same baseline), top to bottom; each row sorted left to right.
+fn rows(frags: &[Frag]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..frags.len()).collect();
+    order.sort_by(|&a, &b| {
+        frags[b]
+            .y
+            .total_cmp(&frags[a].y)
+            .then(frags[a].x0.total_cmp(&frags[b].x0))
+    });
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    let mut ref_y = f32::NAN;
+    let mut ref_size = 0.0f32;
+    for i in order {
+        let f = &frags[i];
+        let tol = 0.4 * f.size.max(ref_size).max(1.0);
+        match rows.last_mut() {
+            Some(row) if (ref_y - f.y).abs() <= tol => row.push(i),
+            _ => {
+                rows.push(vec![i]);
+                ref_y = f.y;
+                ref_size = f.size;
+            }
+        }
+    }
+    for row in &mut rows {
+        row.sort_by(|&a, &b| frags[a].x0.total_cmp(&frags[b].x0));
+    }
+    rows
+}
+
+/// The x of the gutter between two columns, when the page has two.
+fn find_gutter(frags: &[Frag], rows: &[Vec<usize>]) -> Option<f32> {
+    if rows.len() < 6 {
+        return None;
+    }
+    let x0 = frags.iter().map(|f| f.x0).fold(f32::INFINITY, f32::min);
+    let x1 = frags.iter().map(|f| f.x1).fold(f32::NEG_INFINITY, f32::max);
+    let width = x1 - x0;
+    if !(150.0..=20_000.0).contains(&width) {
+        return None;
+    }
+    let lo = x0 + 0.25 * width;
+    let bins = (0.5 * width) as usize;
+    let mut split = vec![0u32; bins + 1];
+    for row in rows {
+        if row.len() < 2 {
+            continue;
+        }
+        // Merge the row's covered intervals, then count the gaps between them.
+        let mut end = f32::NEG_INFINITY;
+        for &i in row {
+            let f = &frags[i];
+            if end.is_finite() && f.x0 > end {
+                let a = ((end - lo).ceil().max(0.0)) as usize;
+                let b = ((f.x0 - lo).floor().max(-1.0)) as isize;
+                let mut k = a;
+                while (k as isize) <= b && k <= bins {
+                    split[k] += 1;
+                    k += 1;
+                }
+            }
+            end = end.max(f.x1);
+        }
+    }
+    let best = split.iter().copied().max().unwrap_or(0);
+    if best < 4 || (best as usize) * 4 < rows.len() {
+        return None;
+    }
+    // The middle of the widest run of bins with the best count.
+    let (mut run_start, mut best_run) = (None, (0usize, 0usize));
+    for (k, &v) in split.iter().enumerate() {
+        if v == best {
+            let s = *run_start.get_or_insert(k);
+            if k - s >= best_run.1 - best_run.0 {
+                best_run = (s, k);
+            }
+        } else {
+            run_start = None;
+        }
+    }
+    let gutter = lo + (best_run.0 + best_run.1) as f32 / 2.0;
+    // Both sides must hold real text, not just page numbers or labels.
+    let (mut left_end, mut right_start, mut right_end) =
+        (f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
+    for row in rows {
+        let crosses = row
+            .iter()
+            .any(|&i| frags[i].x0 < gutter && frags[i].x1 > gutter);
+        if crosses {
+            continue;
+        }
+        for &i in row {
+            let f = &frags[i];
+            if f.x1 <= gutter {
+                left_end = left_end.max(f.x1);
+            } else {
+                right_start = right_start.min(f.x0);
+                right_end = right_end.max(f.x1);
+            }
+        }
+    }
+    let wide = 0.25 * width;
+    (left_end - x0 >= wide && right_end - right_start >= wide).then_some(gutter)
+}
+
+fn make_line(frags: &[Frag], idx: &[usize], column: u8) -> Option<TextLine> {
+    let first = frags.get(*idx.first()?)?;
+    let mut text = String::new();
+    let mut end = f32::NEG_INFINITY;
+    let mut x1 = first.x1;
+    for &i in idx {
+        let f = &frags[i];
+        if !text.is_empty() && f.x0 - end > 0.1 * f.size && !text.ends_with(' ') {
+            text.push(' ');
+        }
+        text.push_str(&f.text);
+        end = end.max(f.x1);
+        x1 = x1.max(f.x1);
+    }
+    Some(TextLine {
+        x0: first.x0,
+        x1,
+        y: first.y,
+        size: first.size,
+        bold: first.bold,
+        column,
+        text,
+    })
+}
+
+/// Lines of a page in reading order.
+pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
+    let rows = rows(frags);
+    let gutter = find_gutter(frags, &rows);
+    let mut out = Vec::with_capacity(rows.len());
+    let Some(g) = gutter else {
+        out.extend(rows.iter().filter_map(|r| make_line(frags, r, 0)));
+        return out;
+    };
+    let mut block: Vec<&Vec<usize>> = Vec::new();
+    let flush = |block: &mut Vec<&Vec<usize>>, out: &mut Vec<TextLine>| {
+        let two = block
+            .iter()
+            .filter(|r| {
+                r.iter().any(|&i| frags[i].x1 <= g) && r.iter().any(|&i| frags[i].x0 >= g)
+            })
+            .count();
+        if two >= 2 || block.len() >= 4 {
+            for side in [1u8, 2] {
+                for row in block.iter() {
+                    let part: Vec<usize> = row
+                        .iter()
+                        .copied()
+                        .filter(|&i| (frags[i].x1 <= g) == (side == 1))
+                        .collect();
+                    if let Some(line) = make_line(frags, &part, side) {
+                        out.push(line);
+                    }
+                }
+            }
+        } else {
+            out.extend(block.iter().filter_map(|r| make_line(frags, r, 0)));
+        }
+        block.clear();
+    };
+    for row in &rows {
+        let crosses = row
+            .iter()
+            .any(|&i| frags[i].x0 < g - 0.5 && frags[i].x1 > g + 0.5);
+        if crosses {
+            flush(&mut block, &mut out);
+            if let Some(line) = make_line(frags, row, 0) {
+                out.push(line);
+            }
+        } else {
+            block.push(row);
+        }
+    }
+    flush(&mut block, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frag(x0: f32, x1: f32, y: f32, text: &str) -> Frag {
+        Frag {
+            x0,
+            x1,
+            y,
+            size: 10.0,
+            bold: false,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn two_columns_are_read_one_after_the_other() {
+        let mut frags = vec![frag(50.0, 500.0, 800.0, "A full width line of text above")];
+        for k in 0..8 {
+            let y = 780.0 - 12.0 * k as f32;
+            frags.push(frag(50.0, 200.0, y, &format!("left {k}")));
+            frags.push(frag(300.0, 480.0, y, &format!("right {k}")));
+        }
+        let lines = layout(&frags);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts[0], "A full width line of text above");
+        assert_eq!(texts[1], "left 0");
+        assert_eq!(texts[8], "left 7");
+        assert_eq!(texts[9], "right 0");
+        assert_eq!(lines[9].column, 2);
+    }
+
+    #[test]
+    fn right_aligned_numbers_are_not_a_column() {
+        let mut frags = Vec::new();
+        for k in 0..10 {
+            let y = 780.0 - 12.0 * k as f32;
+            frags.push(frag(50.0, 250.0, y, &format!("Chapter {k}")));
+            frags.push(frag(480.0, 490.0, y, &format!("{k}")));
+        }
+        let lines = layout(&frags);
+        assert!(lines.iter().all(|l| l.column == 0));
+        assert_eq!(lines[0].text, "Chapter 0 0");
+    }
+}
