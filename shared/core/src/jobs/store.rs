@@ -24,6 +24,9 @@ pub struct StoredFile {
     pub original_name: Option<String>,
 }
 
+/// Outcome of an attempt whose worker died mid-run.
+pub const ABANDONED: &str = "abandoned";
+
 #[derive(Clone)]
 pub struct JobStore {
     db: DatabaseConnection,
@@ -145,8 +148,8 @@ impl JobStore {
     }
 
     /// Takes a job for `worker_id` if nobody else holds it: a queued job, a job whose retry is
-    /// due, or a running job whose lease ran out (its worker died). Returns the job as claimed.
-    pub async fn claim(&self, job_id: &str, worker_id: &str, lease: Duration) -> anyhow::Result<Option<job::Model>> {
+    /// due, or a running job whose lease ran out (its worker died).
+    pub async fn claim(&self, job_id: &str, worker_id: &str, lease: Duration) -> anyhow::Result<Claim> {
         let now = Utc::now();
         let claimable = Condition::any()
             .add(job::Column::State.eq(JobState::Queued.as_str()))
@@ -175,9 +178,18 @@ impl JobStore {
             .exec(&self.db)
             .await?;
         if result.rows_affected != 1 {
-            return Ok(None);
+            return self.why_not_claimed(job_id, now).await;
         }
-        let Some(job) = self.get(job_id).await? else { return Ok(None) };
+        let Some(job) = self.get(job_id).await? else { return Ok(Claim::Gone) };
+        // An attempt still marked running belonged to a worker that died: close it.
+        job_attempt::Entity::update_many()
+            .col_expr(job_attempt::Column::Outcome, Expr::value(ABANDONED))
+            .col_expr(job_attempt::Column::Error, Expr::value("the worker stopped responding; the job was taken over"))
+            .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
+            .filter(job_attempt::Column::JobId.eq(job_id))
+            .filter(job_attempt::Column::Outcome.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
         job_attempt::ActiveModel {
             job_id: Set(job.id.clone()),
             attempt: Set(job.attempts),
@@ -197,7 +209,19 @@ impl JobStore {
             .filter(book::Column::Id.eq(&job.book_id))
             .exec(&self.db)
             .await?;
-        Ok(Some(job))
+        Ok(Claim::Claimed(job))
+    }
+
+    async fn why_not_claimed(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<Claim> {
+        let Some(job) = self.get(job_id).await? else { return Ok(Claim::Gone) };
+        let state: Option<JobState> = job.state.parse().ok();
+        Ok(match state {
+            Some(JobState::Running) if !job.cancel_requested => {
+                Claim::Busy { retry_at: Ord::max(job.lease_until.unwrap_or(now), now) }
+            }
+            Some(JobState::Failed) if !job.cancel_requested => Claim::Busy { retry_at: Ord::max(job.run_after.unwrap_or(now), now) },
+            _ => Claim::Gone,
+        })
     }
 
     /// Heartbeat: keeps the leases of this worker's running jobs alive.
@@ -324,6 +348,18 @@ impl JobStore {
         self.db.execute_unprepared("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// The answer to a claim.
+#[derive(Debug)]
+pub enum Claim {
+    /// The job is ours to run.
+    Claimed(job::Model),
+    /// Someone holds the job (or its retry is not due yet): look again at `retry_at`, since
+    /// the holder may have died.
+    Busy { retry_at: DateTime<Utc> },
+    /// Finished, cancelled or deleted: nothing to do.
+    Gone,
 }
 
 /// How one attempt ended.

@@ -25,11 +25,14 @@ use crate::domain::{BookStatus, ContentHash, JobMessage, JobState, Stage};
 use crate::graph::{BookGraph, chapters_from_flat_toc};
 use crate::jobs::JobHandler;
 use crate::jobs::relay;
-use crate::jobs::store::Outcome;
+use crate::jobs::store::{Claim, Outcome};
 use crate::text_index::IndexedPage;
 
 /// How often a running job looks for a cancel request and writes its progress.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Added to a lease before looking at a held job again, so the lease has surely run out.
+const LEASE_SLACK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
@@ -250,9 +253,20 @@ impl JobHandler for Pipeline {
     async fn handle(&self, message: JobMessage) -> anyhow::Result<()> {
         let jobs = &self.backends.jobs;
         let worker_id = &self.settings.worker_id;
-        let Some(job) = jobs.claim(&message.job_id, worker_id, self.settings.lease).await? else {
-            tracing::debug!(job_id = %message.job_id, "message skipped: job is finished, cancelled or held by another worker");
-            return Ok(());
+        let job = match jobs.claim(&message.job_id, worker_id, self.settings.lease).await? {
+            Claim::Claimed(job) => job,
+            Claim::Gone => {
+                tracing::debug!(job_id = %message.job_id, "message dropped: the job is finished, cancelled or deleted");
+                return Ok(());
+            }
+            Claim::Busy { retry_at } => {
+                // Never drop a message for a job someone else holds: if that worker dies, this
+                // message is what brings the job back once the lease runs out.
+                let delay = (retry_at - chrono::Utc::now()).to_std().unwrap_or_default() + LEASE_SLACK;
+                tracing::debug!(job_id = %message.job_id, ?delay, "job held elsewhere; looking again after its lease");
+                self.backends.queue.enqueue(&message, delay).await?;
+                return Ok(());
+            }
         };
         let span = tracing::info_span!("job", job_id = %job.id, book_id = %job.book_id, attempt = job.attempts);
         self.handle_claimed(job).instrument(span).await
