@@ -44,7 +44,9 @@ fn validation_response(loc: Vec<&str>, msg: String, kind: &str) -> Response {
 
 /// Turns every error poem or poem-openapi raises outside our handlers into FastAPI's shape.
 pub async fn to_fastapi_shape(err: poem::Error) -> Response {
-    use poem_openapi::error::{ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError, ParseRequestPayloadError};
+    use poem_openapi::error::{
+        ContentTypeError, ParseMultipartError, ParseParamError, ParsePathError, ParseRequestPayloadError,
+    };
     if let Some(e) = err.downcast_ref::<ParseParamError>() {
         return validation_response(vec!["query", e.name], e.reason.clone(), "value_error");
     }

@@ -32,11 +32,15 @@ pub struct AppState {
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
 pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, JobsApi), ()> {
-    OpenApiService::new((SystemApi, BooksApi, JobsApi), "HBI: Hybrid Book Index", env!("CARGO_PKG_VERSION"))
-        .description(
-            "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
+    OpenApiService::new(
+        (SystemApi, BooksApi, JobsApi),
+        "HBI: Hybrid Book Index",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
              then read its table of contents, back-of-book index and pages.",
-        )
+    )
 }
 
 /// The whole HTTP surface: the API, /openapi.json, /docs (Swagger UI) and /redoc.
@@ -50,7 +54,10 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
         .nest("/", api)
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .at("/redoc", poem::get(poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone()))))
+        .at(
+            "/redoc",
+            poem::get(poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone()))),
+        )
         .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
         .with(Tracing)
         .data(state)
@@ -146,7 +153,11 @@ impl Application {
         let app = routes(self.state);
         let signal = shutdown.clone();
         Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, async move { signal.cancelled().await }, Some(Duration::from_secs(10)))
+            .run_with_graceful_shutdown(
+                app,
+                async move { signal.cancelled().await },
+                Some(Duration::from_secs(10)),
+            )
             .await?;
         relay.abort();
         Ok(())
@@ -194,7 +205,11 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
         .data(state)
         .catch_all_error(error::to_fastapi_shape);
     Server::new(TcpListener::bind(addr))
-        .run_with_graceful_shutdown(app, async move { shutdown.cancelled().await }, Some(Duration::from_secs(5)))
+        .run_with_graceful_shutdown(
+            app,
+            async move { shutdown.cancelled().await },
+            Some(Duration::from_secs(5)),
+        )
         .await?;
     Ok(())
 }

@@ -111,10 +111,14 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = match &cli.command {
-        Command::Serve(args) | Command::Api(args) | Command::Worker(args) => {
-            Overrides { bind: args.bind, data_dir: args.data_dir.clone() }
-        }
-        Command::Migrate { data_dir } => Overrides { bind: None, data_dir: data_dir.clone() },
+        Command::Serve(args) | Command::Api(args) | Command::Worker(args) => Overrides {
+            bind: args.bind,
+            data_dir: args.data_dir.clone(),
+        },
+        Command::Migrate { data_dir } => Overrides {
+            bind: None,
+            data_dir: data_dir.clone(),
+        },
         Command::Extract(_) => Overrides::default(),
     };
     let settings = Arc::new(Settings::load(cli.config_dir.as_deref(), &overrides)?);
@@ -130,7 +134,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(_) => {
             let backends = Backends::open(&settings, true).await?;
-            let state = AppState { backends: backends.clone(), settings: settings.clone(), started: Instant::now() };
+            let state = AppState {
+                backends: backends.clone(),
+                settings: settings.clone(),
+                started: Instant::now(),
+            };
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "serve");
             let worker = tokio::spawn({
@@ -145,15 +153,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Api(_) => {
             let backends = Backends::open(&settings, true).await?;
-            let state = AppState { backends, settings: settings.clone(), started: Instant::now() };
+            let state = AppState {
+                backends,
+                settings: settings.clone(),
+                started: Instant::now(),
+            };
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "api");
             app.run(shutdown).await
         }
         Command::Worker(_) => {
             let backends = Backends::open(&settings, true).await?;
-            let state = AppState { backends: backends.clone(), settings: settings.clone(), started: Instant::now() };
-            let health = tokio::spawn(hbi_api::serve_worker_health(settings.server.worker_bind, state, shutdown.clone()));
+            let state = AppState {
+                backends: backends.clone(),
+                settings: settings.clone(),
+                started: Instant::now(),
+            };
+            let health = tokio::spawn(hbi_api::serve_worker_health(
+                settings.server.worker_bind,
+                state,
+                shutdown.clone(),
+            ));
             tracing::info!(health = %settings.server.worker_bind, "worker health endpoint listening");
             let result = hbi_worker::run(&settings, backends, shutdown.clone()).await;
             shutdown.cancel();
@@ -242,7 +262,9 @@ fn extract(args: &ExtractArgs) -> std::process::ExitCode {
     };
     let mut stdout = std::io::stdout().lock();
     let written = if args.json {
-        serde_json::to_writer(&mut stdout, &extraction).map_err(std::io::Error::other).and_then(|()| writeln!(stdout))
+        serde_json::to_writer(&mut stdout, &extraction)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(stdout))
     } else {
         print_summary(&mut stdout, &extraction)
     };
@@ -254,7 +276,12 @@ fn extract(args: &ExtractArgs) -> std::process::ExitCode {
 
 fn print_summary(out: &mut impl Write, extraction: &hbi_extraction::Extraction) -> std::io::Result<()> {
     writeln!(out, "pages: {}", extraction.page_count)?;
-    writeln!(out, "toc ({:?}): {} entries", extraction.toc_source, extraction.toc.len())?;
+    writeln!(
+        out,
+        "toc ({:?}): {} entries",
+        extraction.toc_source,
+        extraction.toc.len()
+    )?;
     for entry in &extraction.toc {
         let indent = "  ".repeat(entry.level.saturating_sub(1) as usize);
         let page = entry.page.map(|p| p.to_string()).unwrap_or_else(|| "?".to_owned());

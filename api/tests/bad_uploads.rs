@@ -13,13 +13,21 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
     // A 1 MB limit keeps the oversized case small; retries are fast so nothing lingers.
-    let server = TestServer::start(&[("HBI__LIMITS__MAX_UPLOAD_MB", "1"), ("HBI__WORKER__RETRY_BASE_DELAY_MS", "200")]);
+    let server = TestServer::start(&[
+        ("HBI__LIMITS__MAX_UPLOAD_MB", "1"),
+        ("HBI__WORKER__RETRY_BASE_DELAY_MS", "200"),
+    ]);
     let book = server.create_book("bad uploads").await;
 
     // Refused at the door.
-    let (status, body) = server.upload(&book, b"hello, this is a text file".to_vec(), "notes.pdf").await;
+    let (status, body) = server
+        .upload(&book, b"hello, this is a text file".to_vec(), "notes.pdf")
+        .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["detail"].as_str().is_some_and(|d| d.contains("not a PDF")), "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| d.contains("not a PDF")),
+        "{body}"
+    );
 
     let (status, body) = server.upload(&book, Vec::new(), "empty.pdf").await;
     assert_eq!(status, 400, "{body}");
@@ -50,7 +58,12 @@ async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
     let job = upload_and_wait(&server, "truncated", truncated).await;
     assert_eq!(job["state"], "dead", "{job}");
     assert_eq!(job["retryable"], false, "a damaged file is not retried: {job}");
-    assert!(job["error"].as_str().is_some_and(|e| e.contains("damaged") || e.contains("PDF")), "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("damaged") || e.contains("PDF")),
+        "{job}"
+    );
     assert!(job["error_stage"].is_string(), "{job}");
 
     let encrypted_path = tempfile::NamedTempFile::new().expect("temp");
@@ -61,7 +74,12 @@ async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
         .status()
         .expect("qpdf is installed (scripts/test installs it)");
     assert!(status.success());
-    let job = upload_and_wait(&server, "encrypted", std::fs::read(encrypted_path.path()).expect("encrypted")).await;
+    let job = upload_and_wait(
+        &server,
+        "encrypted",
+        std::fs::read(encrypted_path.path()).expect("encrypted"),
+    )
+    .await;
     assert_eq!(job["state"], "dead", "{job}");
     assert!(job["error"].as_str().is_some_and(|e| e.contains("encrypted")), "{job}");
 
@@ -85,5 +103,7 @@ async fn upload_and_wait(server: &TestServer, title: &str, bytes: Vec<u8>) -> se
     let book = server.create_book(title).await;
     let (status, accepted) = server.upload(&book, bytes, &format!("{title}.pdf")).await;
     assert_eq!(status, 202, "{title}: {accepted}");
-    server.wait_for_job(accepted["job_id"].as_str().expect("job id"), JOB_TIMEOUT).await
+    server
+        .wait_for_job(accepted["job_id"].as_str().expect("job id"), JOB_TIMEOUT)
+        .await
 }

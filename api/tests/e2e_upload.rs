@@ -28,7 +28,10 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
     let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
     let (status, accepted) = server.upload(&book_id, pdf.clone(), "R-intro.pdf").await;
     assert_eq!(status, 202, "upload: {accepted}");
-    assert_eq!(accepted["status_url"], format!("/jobs/{}", accepted["job_id"].as_str().expect("job id")));
+    assert_eq!(
+        accepted["status_url"],
+        format!("/jobs/{}", accepted["job_id"].as_str().expect("job id"))
+    );
     let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
 
     let job = server.wait_for_job(&job_id, Duration::from_secs(180)).await;
@@ -43,12 +46,20 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
     let mut got = Vec::new();
     flatten(toc.as_array().expect("toc array"), &mut got);
 
-    let truth: Value = serde_json::from_str(&std::fs::read_to_string(corpus_dir().join("r-intro/toc.json")).expect("toc.json")).expect("json");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus_dir().join("r-intro/toc.json")).expect("toc.json"))
+            .expect("json");
     let expected: Vec<(u64, String, u64)> = truth["outline_flat"]
         .as_array()
         .expect("outline_flat")
         .iter()
-        .map(|e| (e["level"].as_u64().expect("level"), normalise_title(e["title"].as_str().expect("title")), e["page"].as_u64().expect("page")))
+        .map(|e| {
+            (
+                e["level"].as_u64().expect("level"),
+                normalise_title(e["title"].as_str().expect("title")),
+                e["page"].as_u64().expect("page"),
+            )
+        })
         .collect();
     assert_eq!(got.len(), expected.len(), "every outline entry, no more, no less");
     for ((level, title, page, _), (want_level, want_title, want_page)) in got.iter().zip(&expected) {
@@ -59,16 +70,31 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
     // r-intro has /PageLabels: the preface starts on physical page 7, printed "1"... and
     // front matter is roman. Labels must come from the document, not from the page index.
     let first = &got[0];
-    assert_ne!(first.3.as_deref(), first.2.map(|p| p.to_string()).as_deref(), "page labels differ from physical numbers in r-intro");
+    assert_ne!(
+        first.3.as_deref(),
+        first.2.map(|p| p.to_string()).as_deref(),
+        "page labels differ from physical numbers in r-intro"
+    );
 
     // The page endpoint: label, text and the section the page belongs to.
-    let (status, page) = server.get_json(&format!("/books/{book_id}/pages/{}", expected[1].2)).await;
+    let (status, page) = server
+        .get_json(&format!("/books/{book_id}/pages/{}", expected[1].2))
+        .await;
     assert_eq!(status, 200, "{page}");
-    assert!(page["text"].as_str().is_some_and(|t| t.len() > 200), "page text: {page}");
-    assert!(page["section_path"].as_array().is_some_and(|p| !p.is_empty()), "section path: {page}");
+    assert!(
+        page["text"].as_str().is_some_and(|t| t.len() > 200),
+        "page text: {page}"
+    );
+    assert!(
+        page["section_path"].as_array().is_some_and(|p| !p.is_empty()),
+        "section path: {page}"
+    );
     let (status, missing) = server.get_json(&format!("/books/{book_id}/pages/9999")).await;
     assert_eq!(status, 404);
-    assert!(missing["detail"].as_str().is_some_and(|d| d.contains("113")), "{missing}");
+    assert!(
+        missing["detail"].as_str().is_some_and(|d| d.contains("113")),
+        "{missing}"
+    );
 
     // The same content again: the existing result, no new job.
     let (status, again) = server.upload(&book_id, pdf.clone(), "R-intro.pdf").await;
@@ -76,9 +102,16 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
     assert_eq!(again["job_id"], job_id.as_str());
     assert_eq!(again["status"], "succeeded");
     // ...unless asked to reprocess.
-    let (status, reprocessed) = server.upload_to(&format!("/books/{book_id}/upload?reprocess=true"), pdf, "R-intro.pdf").await;
+    let (status, reprocessed) = server
+        .upload_to(&format!("/books/{book_id}/upload?reprocess=true"), pdf, "R-intro.pdf")
+        .await;
     assert_eq!(status, 202, "{reprocessed}");
-    let second = server.wait_for_job(reprocessed["job_id"].as_str().expect("job id"), Duration::from_secs(180)).await;
+    let second = server
+        .wait_for_job(
+            reprocessed["job_id"].as_str().expect("job id"),
+            Duration::from_secs(180),
+        )
+        .await;
     assert_eq!(second["state"], "succeeded");
     let (_, toc_again) = server.get_json(&format!("/books/{book_id}/toc")).await;
     let mut again_flat = Vec::new();
@@ -99,7 +132,12 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
     assert_eq!(stats["dlq_size"], 0);
 
     // Delete removes the book, its rows and its blob.
-    let response = server.client.delete(server.url(&format!("/books/{book_id}"))).send().await.expect("delete");
+    let response = server
+        .client
+        .delete(server.url(&format!("/books/{book_id}")))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(response.status().as_u16(), 204);
     let (status, gone) = server.get_json(&format!("/books/{book_id}")).await;
     assert_eq!(status, 404);
@@ -121,13 +159,28 @@ async fn errors_have_fastapi_shape() {
     assert_eq!(status, 404);
     assert_eq!(body, serde_json::json!({"detail": "Not Found"}));
 
-    let response = server.client.post(server.url("/books/")).json(&serde_json::json!({"author": "x"})).send().await.expect("post");
+    let response = server
+        .client
+        .post(server.url("/books/"))
+        .json(&serde_json::json!({"author": "x"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(response.status().as_u16(), 422);
     let body: Value = response.json().await.expect("json");
     let issue = &body["detail"][0];
-    assert!(issue["loc"].is_array() && issue["msg"].is_string() && issue["type"].is_string(), "{body}");
+    assert!(
+        issue["loc"].is_array() && issue["msg"].is_string() && issue["type"].is_string(),
+        "{body}"
+    );
 
-    let response = server.client.post(server.url("/books/")).json(&serde_json::json!({"title": "   "})).send().await.expect("post");
+    let response = server
+        .client
+        .post(server.url("/books/"))
+        .json(&serde_json::json!({"title": "   "}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(response.status().as_u16(), 422);
 
     let (status, body) = server.get_json("/books/?limit=5000").await;

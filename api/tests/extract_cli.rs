@@ -9,11 +9,16 @@ use common::{corpus_dir, hbi_binary, score_tool};
 use serde_json::Value;
 
 fn has_outline(book: &std::path::Path) -> bool {
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(book.join("meta.json")).expect("meta.json")).expect("json");
-    let toc: Value = serde_json::from_str(&std::fs::read_to_string(book.join("toc.json")).expect("toc.json")).expect("json");
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(book.join("meta.json")).expect("meta.json")).expect("json");
+    let toc: Value =
+        serde_json::from_str(&std::fs::read_to_string(book.join("toc.json")).expect("toc.json")).expect("json");
     // r-lang-nooutline keeps the unmodified file's outline as ground truth but has none itself.
     let removed = meta.to_string().to_lowercase().contains("removed");
-    !removed && toc["outline_flat"].as_array().is_some_and(|entries| !entries.is_empty())
+    !removed
+        && toc["outline_flat"]
+            .as_array()
+            .is_some_and(|entries| !entries.is_empty())
 }
 
 #[test]
@@ -32,7 +37,11 @@ fn extractor_toc_matches_ground_truth_on_every_outlined_book() {
             .env("DATABASE_URL", "postgres://nowhere.invalid/none") // proves no database is touched
             .output()
             .expect("run hbi extract");
-        assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let json: Value = serde_json::from_slice(&output.stdout).expect("extractor JSON");
         assert!(json["page_count"].as_u64().is_some_and(|n| n > 0), "{name}: page_count");
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -52,7 +61,11 @@ fn extractor_toc_matches_ground_truth_on_every_outlined_book() {
         .arg(out.path())
         .output()
         .expect("run the scorer");
-    assert!(scored.status.success(), "scorer: {}", String::from_utf8_lossy(&scored.stderr));
+    assert!(
+        scored.status.success(),
+        "scorer: {}",
+        String::from_utf8_lossy(&scored.stderr)
+    );
     let report: Value = serde_json::from_slice(&scored.stdout).expect("scorer JSON");
     for name in &outlined {
         let toc = &report["books"][name]["toc_entry"];
@@ -65,7 +78,11 @@ fn extractor_refuses_bad_input_with_exit_code_2() {
     let dir = tempfile::tempdir().expect("dir");
     let not_pdf = dir.path().join("notes.pdf");
     std::fs::write(&not_pdf, "just text").expect("write");
-    let output = Command::new(hbi_binary()).args(["extract", "--json"]).arg(&not_pdf).output().expect("run");
+    let output = Command::new(hbi_binary())
+        .args(["extract", "--json"])
+        .arg(&not_pdf)
+        .output()
+        .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a PDF"));
 

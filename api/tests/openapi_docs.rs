@@ -28,9 +28,9 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 fn python_tools_path() -> PathBuf {
-    std::env::var_os("HBI_PYLIB").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hbi-tools/pylib")
-    })
+    std::env::var_os("HBI_PYLIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hbi-tools/pylib"))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -38,21 +38,42 @@ async fn openapi_document_is_valid_and_complete() {
     let server = TestServer::start(&[]);
     let (status, spec) = server.get_json("/openapi.json").await;
     assert_eq!(status, 200);
-    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "OpenAPI 3: {}", spec["openapi"]);
+    assert!(
+        spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "OpenAPI 3: {}",
+        spec["openapi"]
+    );
 
     for (method, path) in ROUTES {
         let operation = &spec["paths"][path][method];
         assert!(operation.is_object(), "{method} {path} is documented");
-        assert!(operation["summary"].as_str().is_some_and(|s| !s.is_empty()), "{method} {path} has a summary");
-        assert!(operation["tags"].as_array().is_some_and(|t| !t.is_empty()), "{method} {path} has tags");
-        assert!(operation["operationId"].is_string(), "{method} {path} has an operationId");
+        assert!(
+            operation["summary"].as_str().is_some_and(|s| !s.is_empty()),
+            "{method} {path} has a summary"
+        );
+        assert!(
+            operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{method} {path} has tags"
+        );
+        assert!(
+            operation["operationId"].is_string(),
+            "{method} {path} has an operationId"
+        );
         let responses = operation["responses"].as_object().expect("responses");
-        assert!(responses.keys().any(|code| code.starts_with('2')), "{method} {path} documents success");
+        assert!(
+            responses.keys().any(|code| code.starts_with('2')),
+            "{method} {path} documents success"
+        );
         if path.contains('{') {
             assert!(responses.contains_key("404"), "{method} {path} documents 404");
         }
     }
-    let documented: usize = spec["paths"].as_object().expect("paths").values().map(|ops| ops.as_object().map_or(0, |o| o.len())).sum();
+    let documented: usize = spec["paths"]
+        .as_object()
+        .expect("paths")
+        .values()
+        .map(|ops| ops.as_object().map_or(0, |o| o.len()))
+        .sum();
     assert_eq!(documented, ROUTES.len(), "no undocumented or unexpected operations");
 
     // An independent validator, not our own reading of the spec.
@@ -94,7 +115,11 @@ fn render_offline(url: &str) -> String {
         .arg(url)
         .output()
         .expect("chromium is installed (Debian package chromium; scripts/test installs it)");
-    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -103,7 +128,11 @@ fn external_assets(html: &str) -> Vec<String> {
     for marker in ["<script", "<link"] {
         for (start, _) in html.match_indices(marker) {
             let tag = &html[start..html[start..].find('>').map_or(html.len(), |end| start + end)];
-            if tag.contains("src=\"http") || tag.contains("href=\"http") || tag.contains("src=\"//") || tag.contains("href=\"//") {
+            if tag.contains("src=\"http")
+                || tag.contains("href=\"http")
+                || tag.contains("src=\"//")
+                || tag.contains("href=\"//")
+            {
                 found.push(tag.to_owned());
             }
         }
@@ -121,14 +150,29 @@ async fn swagger_ui_and_redoc_render_every_operation_offline() {
         .values()
         .flat_map(|ops| ops.as_object().expect("ops").values())
         .map(|op: &Value| {
-            (op["tags"][0].as_str().expect("tag").to_owned(), op["operationId"].as_str().expect("operationId").to_owned())
+            (
+                op["tags"][0].as_str().expect("tag").to_owned(),
+                op["operationId"].as_str().expect("operationId").to_owned(),
+            )
         })
         .collect();
     assert_eq!(operations.len(), ROUTES.len());
 
     for page in ["/docs", "/redoc"] {
-        let raw = server.client.get(server.url(page)).send().await.expect("GET ui").text().await.expect("html");
-        assert!(external_assets(&raw).is_empty(), "{page} loads assets from elsewhere: {:?}", external_assets(&raw));
+        let raw = server
+            .client
+            .get(server.url(page))
+            .send()
+            .await
+            .expect("GET ui")
+            .text()
+            .await
+            .expect("html");
+        assert!(
+            external_assets(&raw).is_empty(),
+            "{page} loads assets from elsewhere: {:?}",
+            external_assets(&raw)
+        );
     }
 
     let swagger = render_offline(&server.url("/docs"));
@@ -139,6 +183,9 @@ async fn swagger_ui_and_redoc_render_every_operation_offline() {
 
     let redoc = render_offline(&server.url("/redoc"));
     for (_, operation_id) in &operations {
-        assert!(redoc.contains(&format!("operation/{operation_id}")), "ReDoc rendered {operation_id}");
+        assert!(
+            redoc.contains(&format!("operation/{operation_id}")),
+            "ReDoc rendered {operation_id}"
+        );
     }
 }

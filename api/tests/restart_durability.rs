@@ -29,12 +29,18 @@ async fn killed_process_loses_no_queued_upload() {
         if first["state"] == "running" {
             break;
         }
-        assert!(first["state"] == "queued" && std::time::Instant::now() < deadline, "first job: {first}");
+        assert!(
+            first["state"] == "queued" && std::time::Instant::now() < deadline,
+            "first job: {first}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, stats) = server.get_json("/stats").await;
     server.kill();
-    assert_eq!(stats["jobs_succeeded"], 0, "the kill must land while work is still queued: {stats}");
+    assert_eq!(
+        stats["jobs_succeeded"], 0,
+        "the kill must land while work is still queued: {stats}"
+    );
 
     let server = TestServer::start_in(data.path(), &env);
     for job_id in &jobs {

@@ -256,7 +256,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(manager, "idx_job_attempts_job", JobAttempts::Table, &[JobAttempts::JobId]).await?;
+        index(
+            manager,
+            "idx_job_attempts_job",
+            JobAttempts::Table,
+            &[JobAttempts::JobId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -271,7 +277,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "uq_pages_book_number", Pages::Table, &[Pages::BookId, Pages::Number]).await?;
+        unique_index(
+            manager,
+            "uq_pages_book_number",
+            Pages::Table,
+            &[Pages::BookId, Pages::Number],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -287,7 +299,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "uq_toc_book_position", TocEntries::Table, &[TocEntries::BookId, TocEntries::Position]).await?;
+        unique_index(
+            manager,
+            "uq_toc_book_position",
+            TocEntries::Table,
+            &[TocEntries::BookId, TocEntries::Position],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -306,7 +324,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "uq_index_book_position", IndexEntries::Table, &[IndexEntries::BookId, IndexEntries::Position]).await?;
+        unique_index(
+            manager,
+            "uq_index_book_position",
+            IndexEntries::Table,
+            &[IndexEntries::BookId, IndexEntries::Position],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -321,8 +345,20 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(manager, "idx_locators_entry", IndexLocators::Table, &[IndexLocators::EntryId]).await?;
-        index(manager, "idx_locators_book_page", IndexLocators::Table, &[IndexLocators::BookId, IndexLocators::FirstPage]).await?;
+        index(
+            manager,
+            "idx_locators_entry",
+            IndexLocators::Table,
+            &[IndexLocators::EntryId],
+        )
+        .await?;
+        index(
+            manager,
+            "idx_locators_book_page",
+            IndexLocators::Table,
+            &[IndexLocators::BookId, IndexLocators::FirstPage],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -358,7 +394,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(manager, "idx_quality_book", QualityResults::Table, &[QualityResults::BookId]).await?;
+        index(
+            manager,
+            "idx_quality_book",
+            QualityResults::Table,
+            &[QualityResults::BookId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -384,7 +426,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        index(manager, "idx_graph_nodes_book", GraphNodes::Table, &[GraphNodes::BookId]).await?;
+        index(
+            manager,
+            "idx_graph_nodes_book",
+            GraphNodes::Table,
+            &[GraphNodes::BookId],
+        )
+        .await?;
 
         manager
             .create_table(
@@ -399,8 +447,20 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        unique_index(manager, "uq_graph_edges", GraphEdges::Table, &[GraphEdges::Src, GraphEdges::Rel, GraphEdges::Dst]).await?;
-        index(manager, "idx_graph_edges_book", GraphEdges::Table, &[GraphEdges::BookId]).await?;
+        unique_index(
+            manager,
+            "uq_graph_edges",
+            GraphEdges::Table,
+            &[GraphEdges::Src, GraphEdges::Rel, GraphEdges::Dst],
+        )
+        .await?;
+        index(
+            manager,
+            "idx_graph_edges_book",
+            GraphEdges::Table,
+            &[GraphEdges::BookId],
+        )
+        .await?;
 
         if manager.get_database_backend() == DbBackend::Sqlite {
             // Full-text search over page text; bm25(), snippet() and highlight() come with FTS5.
@@ -417,7 +477,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if manager.get_database_backend() == DbBackend::Sqlite {
-            manager.get_connection().execute_unprepared("DROP TABLE IF EXISTS pages_fts").await?;
+            manager
+                .get_connection()
+                .execute_unprepared("DROP TABLE IF EXISTS pages_fts")
+                .await?;
         }
         for table in [
             GraphEdges::Table.into_iden(),
@@ -434,7 +497,9 @@ impl MigrationTrait for Migration {
             Files::Table.into_iden(),
             Books::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).if_exists().to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).if_exists().to_owned())
+                .await?;
         }
         Ok(())
     }

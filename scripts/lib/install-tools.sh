@@ -34,3 +34,18 @@ install_all() {
     hbi__log "tools ready in $((SECONDS - start)) s (in $HBI_TOOLS_DIR)"
   fi
 }
+
+# Python tools the tests call: an independent OpenAPI validator.
+HBI_PYLIB="${HBI_PYLIB:-$HBI_TOOLS_DIR/pylib}"
+export HBI_PYLIB
+install_python_tools() {
+  if [[ -f "$HBI_PYLIB/.hbi-installed" ]]; then
+    return 0
+  fi
+  hbi__log "installing openapi-spec-validator into $HBI_PYLIB"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$HBI_PYLIB" openapi-spec-validator >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
+    tail -n 25 "$HBI_TOOLS_DIR/pip-pylib.log" >&2
+    return 1
+  }
+  touch "$HBI_PYLIB/.hbi-installed"
+}

@@ -196,7 +196,12 @@ const MAX_LIST_LIMIT: u64 = 1000;
 #[OpenApi]
 impl BooksApi {
     /// Create a book (metadata only; upload its PDF next)
-    #[oai(path = "/books/", method = "post", tag = "ApiTags::Books", operation_id = "create_book")]
+    #[oai(
+        path = "/books/",
+        method = "post",
+        tag = "ApiTags::Books",
+        operation_id = "create_book"
+    )]
     async fn create(&self, state: Data<&AppState>, body: Json<BookCreate>) -> CreateBookResponse {
         let title = body.title.trim();
         if title.is_empty() {
@@ -209,14 +214,24 @@ impl BooksApi {
                 }],
             }));
         }
-        match state.backends.catalog.create_book(title, body.author.as_deref().map(str::trim)).await {
+        match state
+            .backends
+            .catalog
+            .create_book(title, body.author.as_deref().map(str::trim))
+            .await
+        {
             Ok(book) => CreateBookResponse::Created(Json(book.into())),
             Err(err) => CreateBookResponse::Internal(ErrorDetail::json(internal(&err))),
         }
     }
 
     /// List books, oldest first
-    #[oai(path = "/books/", method = "get", tag = "ApiTags::Books", operation_id = "list_books")]
+    #[oai(
+        path = "/books/",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "list_books"
+    )]
     async fn list(
         &self,
         state: Data<&AppState>,
@@ -234,7 +249,12 @@ impl BooksApi {
     }
 
     /// One book
-    #[oai(path = "/books/:book_id", method = "get", tag = "ApiTags::Books", operation_id = "get_book")]
+    #[oai(
+        path = "/books/:book_id",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_book"
+    )]
     async fn get(&self, state: Data<&AppState>, book_id: Path<String>) -> BookResponse {
         match find_book(&state, &book_id).await {
             Ok(Some(book)) => BookResponse::Ok(Json(book.into())),
@@ -244,7 +264,12 @@ impl BooksApi {
     }
 
     /// Delete a book with its file, pages, ToC, index entries, search index and graph
-    #[oai(path = "/books/:book_id", method = "delete", tag = "ApiTags::Books", operation_id = "delete_book")]
+    #[oai(
+        path = "/books/:book_id",
+        method = "delete",
+        tag = "ApiTags::Books",
+        operation_id = "delete_book"
+    )]
     async fn delete(&self, state: Data<&AppState>, book_id: Path<String>) -> DeleteBookResponse {
         match delete_book(&state, &book_id).await {
             Ok(DeleteOutcome::Deleted) => DeleteBookResponse::Deleted,
@@ -260,7 +285,12 @@ impl BooksApi {
     ///
     /// Answers 202 with the job to poll. Uploading the same content again answers 200 with
     /// the existing result, unless `reprocess=true`.
-    #[oai(path = "/books/:book_id/upload", method = "post", tag = "ApiTags::Books", operation_id = "upload_book")]
+    #[oai(
+        path = "/books/:book_id/upload",
+        method = "post",
+        tag = "ApiTags::Books",
+        operation_id = "upload_book"
+    )]
     async fn upload(
         &self,
         state: Data<&AppState>,
@@ -277,7 +307,12 @@ impl BooksApi {
     }
 
     /// The book's table of contents, nested
-    #[oai(path = "/books/:book_id/toc", method = "get", tag = "ApiTags::Books", operation_id = "get_toc")]
+    #[oai(
+        path = "/books/:book_id/toc",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_toc"
+    )]
     async fn toc(&self, state: Data<&AppState>, book_id: Path<String>) -> TocResponse {
         match book_toc(&state, &book_id).await {
             Ok(Some(toc)) => TocResponse::Ok(Json(toc)),
@@ -287,7 +322,12 @@ impl BooksApi {
     }
 
     /// One page: printed label, text, section path and index terms
-    #[oai(path = "/books/:book_id/pages/:number", method = "get", tag = "ApiTags::Books", operation_id = "get_page")]
+    #[oai(
+        path = "/books/:book_id/pages/:number",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_page"
+    )]
     async fn page(
         &self,
         state: Data<&AppState>,
@@ -322,7 +362,9 @@ enum DeleteOutcome {
 }
 
 async fn delete_book(state: &AppState, raw_id: &str) -> anyhow::Result<DeleteOutcome> {
-    let Some(book) = find_book(state, raw_id).await? else { return Ok(DeleteOutcome::NotFound) };
+    let Some(book) = find_book(state, raw_id).await? else {
+        return Ok(DeleteOutcome::NotFound);
+    };
     let backends = &state.backends;
     if let Some(job) = backends.jobs.latest_for_book(&book.id).await? {
         if job.state == JobState::Running.as_str() {
@@ -402,8 +444,16 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
     }
 
     backends.blobs.put_file(&hash, scratch.path()).await?;
-    let stored = StoredFile { sha256: hash, size_bytes: size, content_type: "application/pdf".to_owned(), original_name };
-    let job = backends.jobs.create_ingest_job(&book.id, &stored, state.settings.worker.max_attempts).await?;
+    let stored = StoredFile {
+        sha256: hash,
+        size_bytes: size,
+        content_type: "application/pdf".to_owned(),
+        original_name,
+    };
+    let job = backends
+        .jobs
+        .create_ingest_job(&book.id, &stored, state.settings.worker.max_attempts)
+        .await?;
     // The job is committed; enqueue now, or leave it to the outbox relay if the queue is down.
     if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {
         tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "job left to the outbox relay");
@@ -427,11 +477,17 @@ fn accepted(book: book::Model, job: &job::Model) -> UploadAccepted {
 fn sanitize_file_name(name: &str) -> String {
     let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
     let cleaned: String = last.chars().filter(|c| !c.is_control()).take(255).collect();
-    if cleaned.is_empty() || cleaned == "." || cleaned == ".." { "upload.pdf".to_owned() } else { cleaned }
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        "upload.pdf".to_owned()
+    } else {
+        cleaned
+    }
 }
 
 async fn book_toc(state: &AppState, raw_id: &str) -> anyhow::Result<Option<Vec<TocNode>>> {
-    let Some(book) = find_book(state, raw_id).await? else { return Ok(None) };
+    let Some(book) = find_book(state, raw_id).await? else {
+        return Ok(None);
+    };
     let labels = state.backends.catalog.page_labels(&book.id).await?;
     let chapters = state.backends.graph.chapters(&book.id).await?;
     let flat: Vec<(u32, String, Option<u32>)> = chapters.into_iter().map(|c| (c.level, c.title, c.page)).collect();
@@ -440,7 +496,12 @@ async fn book_toc(state: &AppState, raw_id: &str) -> anyhow::Result<Option<Vec<T
 
 /// Builds the nested ToC from flat `(level, title, page)` rows in document order.
 pub fn nest_toc(flat: &[(u32, String, Option<u32>)], labels: &[String]) -> Vec<TocNode> {
-    fn take_children(flat: &[(u32, String, Option<u32>)], labels: &[String], index: &mut usize, level: u32) -> Vec<TocNode> {
+    fn take_children(
+        flat: &[(u32, String, Option<u32>)],
+        labels: &[String],
+        index: &mut usize,
+        level: u32,
+    ) -> Vec<TocNode> {
         let mut nodes = Vec::new();
         while let Some((entry_level, title, page)) = flat.get(*index) {
             if *entry_level < level {
@@ -468,9 +529,14 @@ pub fn nest_toc(flat: &[(u32, String, Option<u32>)], labels: &[String]) -> Vec<T
 }
 
 async fn book_page(state: &AppState, raw_id: &str, number: u32) -> anyhow::Result<Result<PageView, String>> {
-    let Some(book) = find_book(state, raw_id).await? else { return Ok(Err(BOOK_NOT_FOUND.to_owned())) };
+    let Some(book) = find_book(state, raw_id).await? else {
+        return Ok(Err(BOOK_NOT_FOUND.to_owned()));
+    };
     let Some(page) = state.backends.catalog.page(&book.id, number).await? else {
-        return Ok(Err(format!("page {number} not found; the book has {} pages", book.page_count.unwrap_or(0))));
+        return Ok(Err(format!(
+            "page {number} not found; the book has {} pages",
+            book.page_count.unwrap_or(0)
+        )));
     };
     let toc = state.backends.catalog.toc(&book.id).await?;
     Ok(Ok(PageView {

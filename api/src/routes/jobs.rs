@@ -78,7 +78,10 @@ impl JobView {
             book_id: m.book_id,
             state: m.state,
             stage: m.stage,
-            progress: Progress { done: m.progress_done, total: m.progress_total },
+            progress: Progress {
+                done: m.progress_done,
+                total: m.progress_total,
+            },
             attempts: m.attempts,
             max_attempts: m.max_attempts,
             error: m.error,
@@ -130,7 +133,12 @@ const JOB_NOT_FOUND: &str = "Job not found";
 #[OpenApi]
 impl JobsApi {
     /// A job's state, stage, progress, attempts and errors
-    #[oai(path = "/jobs/:job_id", method = "get", tag = "ApiTags::Jobs", operation_id = "get_job")]
+    #[oai(
+        path = "/jobs/:job_id",
+        method = "get",
+        tag = "ApiTags::Jobs",
+        operation_id = "get_job"
+    )]
     async fn get(&self, state: Data<&AppState>, job_id: Path<String>) -> JobResponse {
         match job_view(&state, &job_id).await {
             Ok(Some(view)) => JobResponse::Ok(Json(view)),
@@ -153,18 +161,29 @@ impl JobsApi {
     ) -> JobListResponse {
         let filter = job_state.0.map(JobStateParam::into_state);
         match state.backends.jobs.list(filter, limit.0).await {
-            Ok(jobs) => JobListResponse::Ok(Json(jobs.into_iter().map(|job| JobView::new(job, Vec::new())).collect())),
+            Ok(jobs) => JobListResponse::Ok(Json(
+                jobs.into_iter().map(|job| JobView::new(job, Vec::new())).collect(),
+            )),
             Err(err) => JobListResponse::Internal(ErrorDetail::json(internal(&err))),
         }
     }
 
     /// Cancel a job: a queued one at once, a running one by stopping its worker's work
-    #[oai(path = "/jobs/:job_id/cancel", method = "post", tag = "ApiTags::Jobs", operation_id = "cancel_job")]
+    #[oai(
+        path = "/jobs/:job_id/cancel",
+        method = "post",
+        tag = "ApiTags::Jobs",
+        operation_id = "cancel_job"
+    )]
     async fn cancel(&self, state: Data<&AppState>, job_id: Path<String>) -> CancelResponse {
-        let Some(id) = parse_id(&job_id) else { return CancelResponse::NotFound(ErrorDetail::json(JOB_NOT_FOUND)) };
+        let Some(id) = parse_id(&job_id) else {
+            return CancelResponse::NotFound(ErrorDetail::json(JOB_NOT_FOUND));
+        };
         let jobs = &state.backends.jobs;
         let result = async {
-            let Some(before) = jobs.get(&id).await? else { return Ok(None) };
+            let Some(before) = jobs.get(&id).await? else {
+                return Ok(None);
+            };
             if before.state.parse::<JobState>().is_ok_and(JobState::is_final) {
                 return Ok(Some(Err(before.state)));
             }
@@ -174,7 +193,9 @@ impl JobsApi {
         .await;
         match result {
             Ok(Some(Ok(view))) => CancelResponse::Accepted(Json(view)),
-            Ok(Some(Err(final_state))) => CancelResponse::Conflict(ErrorDetail::json(format!("the job has already ended: {final_state}"))),
+            Ok(Some(Err(final_state))) => {
+                CancelResponse::Conflict(ErrorDetail::json(format!("the job has already ended: {final_state}")))
+            }
             Ok(None) => CancelResponse::NotFound(ErrorDetail::json(JOB_NOT_FOUND)),
             Err(err) => CancelResponse::Internal(ErrorDetail::json(internal(&err))),
         }
@@ -212,7 +233,9 @@ impl JobStateParam {
 
 async fn job_view(state: &AppState, raw_id: &str) -> anyhow::Result<Option<JobView>> {
     let Some(id) = parse_id(raw_id) else { return Ok(None) };
-    let Some(job) = state.backends.jobs.get(&id).await? else { return Ok(None) };
+    let Some(job) = state.backends.jobs.get(&id).await? else {
+        return Ok(None);
+    };
     let history = state.backends.jobs.attempts(&id).await?;
     Ok(Some(JobView::new(job, history)))
 }

@@ -80,13 +80,23 @@ impl SystemApi {
     }
 
     /// Liveness: the process is up
-    #[oai(path = "/health/live", method = "get", tag = "ApiTags::System", operation_id = "health_live")]
+    #[oai(
+        path = "/health/live",
+        method = "get",
+        tag = "ApiTags::System",
+        operation_id = "health_live"
+    )]
     async fn live(&self, state: Data<&AppState>) -> Json<Health> {
         Json(state.health())
     }
 
     /// Readiness: one check per dependency, 503 when one fails
-    #[oai(path = "/health/ready", method = "get", tag = "ApiTags::System", operation_id = "health_ready")]
+    #[oai(
+        path = "/health/ready",
+        method = "get",
+        tag = "ApiTags::System",
+        operation_id = "health_ready"
+    )]
     async fn ready(&self, state: Data<&AppState>) -> ReadinessResponse {
         let readiness = state.readiness().await;
         if readiness.status == "ok" {
@@ -143,7 +153,14 @@ impl AppState {
                 .into_iter()
                 .map(|check| {
                     let status = if check.error.is_none() { "ok" } else { "error" };
-                    (check.name.to_owned(), DependencyStatus { status: status.to_owned(), kind: check.kind.to_owned(), error: check.error })
+                    (
+                        check.name.to_owned(),
+                        DependencyStatus {
+                            status: status.to_owned(),
+                            kind: check.kind.to_owned(),
+                            error: check.error,
+                        },
+                    )
                 })
                 .collect(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

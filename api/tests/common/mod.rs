@@ -13,7 +13,11 @@ use serde_json::Value;
 
 pub fn corpus_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
-    assert!(dir.join("README.md").exists(), "the corpus is missing at {}: shared/ must sit beside the repository", dir.display());
+    assert!(
+        dir.join("README.md").exists(),
+        "the corpus is missing at {}: shared/ must sit beside the repository",
+        dir.display()
+    );
     dir
 }
 
@@ -87,7 +91,10 @@ impl TestServer {
             Ok(address) => address,
             Err(_) => {
                 let _ = child.kill();
-                panic!("hbi serve did not report its address; logs:\n{}", logs.lock().expect("log lock").join("\n"));
+                panic!(
+                    "hbi serve did not report its address; logs:\n{}",
+                    logs.lock().expect("log lock").join("\n")
+                );
             }
         };
         Self {
@@ -96,7 +103,10 @@ impl TestServer {
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             logs,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("client"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
         }
     }
 
@@ -112,7 +122,10 @@ impl TestServer {
 
     /// SIGTERM and wait for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         self.child.wait().expect("wait for hbi")
     }
 
@@ -136,13 +149,23 @@ impl TestServer {
     }
 
     pub async fn upload(&self, book_id: &str, bytes: Vec<u8>, file_name: &str) -> (u16, Value) {
-        self.upload_to(&format!("/books/{book_id}/upload"), bytes, file_name).await
+        self.upload_to(&format!("/books/{book_id}/upload"), bytes, file_name)
+            .await
     }
 
     pub async fn upload_to(&self, path: &str, bytes: Vec<u8>, file_name: &str) -> (u16, Value) {
-        let part = reqwest::multipart::Part::bytes(bytes).file_name(file_name.to_owned()).mime_str("application/pdf").expect("mime");
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_owned())
+            .mime_str("application/pdf")
+            .expect("mime");
         let form = reqwest::multipart::Form::new().part("file", part);
-        let response = self.client.post(self.url(path)).multipart(form).send().await.expect("upload");
+        let response = self
+            .client
+            .post(self.url(path))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

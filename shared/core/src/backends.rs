@@ -40,7 +40,9 @@ impl Backends {
         std::fs::create_dir_all(&settings.storage.data_dir)?;
         let db = crate::db::connect(&settings.database_url(), settings.database.max_connections, migrate).await?;
         if !settings.queue.redis_url.is_empty() {
-            anyhow::bail!("queue.redis_url is set, but this build has no Redis queue yet; unset REDIS_URL to use the embedded queue");
+            anyhow::bail!(
+                "queue.redis_url is set, but this build has no Redis queue yet; unset REDIS_URL to use the embedded queue"
+            );
         }
         let queue = SqliteJobQueue::open(
             &settings.queue_db_path(),
@@ -64,10 +66,26 @@ impl Backends {
     pub async fn check_all(&self) -> Vec<DependencyCheck> {
         let outcome = |result: anyhow::Result<()>| result.err().map(|err| format!("{err:#}"));
         vec![
-            DependencyCheck { name: "database", kind: "sql", error: outcome(self.catalog.ping().await) },
-            DependencyCheck { name: "queue", kind: self.queue.kind(), error: outcome(self.queue.check().await) },
-            DependencyCheck { name: "blob_store", kind: self.blobs.kind(), error: outcome(self.blobs.check().await) },
-            DependencyCheck { name: "graph", kind: self.graph.kind(), error: outcome(self.graph.check().await) },
+            DependencyCheck {
+                name: "database",
+                kind: "sql",
+                error: outcome(self.catalog.ping().await),
+            },
+            DependencyCheck {
+                name: "queue",
+                kind: self.queue.kind(),
+                error: outcome(self.queue.check().await),
+            },
+            DependencyCheck {
+                name: "blob_store",
+                kind: self.blobs.kind(),
+                error: outcome(self.blobs.check().await),
+            },
+            DependencyCheck {
+                name: "graph",
+                kind: self.graph.kind(),
+                error: outcome(self.graph.check().await),
+            },
         ]
     }
 }

@@ -80,12 +80,18 @@ impl Catalog {
     }
 
     pub async fn count_books_with_status(&self, status: BookStatus) -> anyhow::Result<u64> {
-        Ok(book::Entity::find().filter(book::Column::Status.eq(status.as_str())).count(&self.db).await?)
+        Ok(book::Entity::find()
+            .filter(book::Column::Status.eq(status.as_str()))
+            .count(&self.db)
+            .await?)
     }
 
     /// Another book's already-processed copy of the same content, if any.
     pub async fn books_with_content(&self, sha256: &str) -> anyhow::Result<Vec<book::Model>> {
-        Ok(book::Entity::find().filter(book::Column::ContentHash.eq(sha256)).all(&self.db).await?)
+        Ok(book::Entity::find()
+            .filter(book::Column::ContentHash.eq(sha256))
+            .all(&self.db)
+            .await?)
     }
 
     /// Stores the extraction of a book, replacing any earlier one (a re-run leaves one copy).
@@ -97,8 +103,14 @@ impl Catalog {
         toc_source: &str,
     ) -> anyhow::Result<()> {
         let txn = self.db.begin().await?;
-        page::Entity::delete_many().filter(page::Column::BookId.eq(book_id)).exec(&txn).await?;
-        toc_entry::Entity::delete_many().filter(toc_entry::Column::BookId.eq(book_id)).exec(&txn).await?;
+        page::Entity::delete_many()
+            .filter(page::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
+        toc_entry::Entity::delete_many()
+            .filter(toc_entry::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
         for batch in pages.chunks(BATCH) {
             let rows = batch.iter().map(|p| page::ActiveModel {
                 book_id: Set(book_id.to_owned()),
@@ -121,7 +133,10 @@ impl Catalog {
             toc_entry::Entity::insert_many(rows).exec(&txn).await?;
         }
         book::Entity::update_many()
-            .col_expr(book::Column::PageCount, Expr::value(i32::try_from(pages.len()).unwrap_or(i32::MAX)))
+            .col_expr(
+                book::Column::PageCount,
+                Expr::value(i32::try_from(pages.len()).unwrap_or(i32::MAX)),
+            )
             .col_expr(book::Column::TocSource, Expr::value(toc_source))
             .col_expr(book::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(book::Column::Id.eq(book_id))
@@ -165,8 +180,14 @@ impl Catalog {
     /// the text index are removed by their own stores.
     pub async fn delete_book(&self, book_id: &str) -> anyhow::Result<bool> {
         let txn = self.db.begin().await?;
-        page::Entity::delete_many().filter(page::Column::BookId.eq(book_id)).exec(&txn).await?;
-        toc_entry::Entity::delete_many().filter(toc_entry::Column::BookId.eq(book_id)).exec(&txn).await?;
+        page::Entity::delete_many()
+            .filter(page::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
+        toc_entry::Entity::delete_many()
+            .filter(toc_entry::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
         let job_ids: Vec<String> = job::Entity::find()
             .select_only()
             .column(job::Column::Id)
@@ -175,9 +196,15 @@ impl Catalog {
             .all(&txn)
             .await?;
         if !job_ids.is_empty() {
-            job_attempt::Entity::delete_many().filter(job_attempt::Column::JobId.is_in(job_ids)).exec(&txn).await?;
+            job_attempt::Entity::delete_many()
+                .filter(job_attempt::Column::JobId.is_in(job_ids))
+                .exec(&txn)
+                .await?;
         }
-        job::Entity::delete_many().filter(job::Column::BookId.eq(book_id)).exec(&txn).await?;
+        job::Entity::delete_many()
+            .filter(job::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
         let deleted = book::Entity::delete_by_id(book_id).exec(&txn).await?;
         txn.commit().await?;
         Ok(deleted.rows_affected == 1)

@@ -104,7 +104,9 @@ pub struct Overrides {
 impl Settings {
     /// Loads the layers from `config_dir` (default `./config`) and the environment.
     pub fn load(config_dir: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let dir = config_dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("config"));
+        let dir = config_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("config"));
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml))
             .add_source(config::File::from(dir.join("default.toml")).required(false))
@@ -135,12 +137,17 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: &str| Err(ConfigError::Invalid { key, problem: problem.to_owned() });
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
         if self.storage.data_dir.as_os_str().is_empty() {
             return invalid("storage.data_dir", "must not be empty");
         }
-        if !self.database.url.is_empty()
-            && !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        let url = &self.database.url;
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres"))
         {
             return invalid("database.url", "must start with sqlite: or postgres://");
         }

@@ -162,7 +162,10 @@ mod tests {
         assert!("../../etc/passwd".parse::<ContentHash>().is_err());
         assert!("ABCDEF".repeat(11)[..64].parse::<ContentHash>().is_err());
         let hash = ContentHash::of(b"hello");
-        assert_eq!(hash.as_str(), "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            hash.as_str(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(hash.as_str().parse::<ContentHash>(), Ok(hash));
     }
 

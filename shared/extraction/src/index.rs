@@ -43,8 +43,7 @@ pub(crate) struct ParsedLine {
 
 impl ParsedLine {
     fn closed(&self) -> bool {
-        !self.locators.is_empty() && !self.trailing_comma && self.see.is_empty()
-            && self.see_also.is_empty()
+        !self.locators.is_empty() && !self.trailing_comma && self.see.is_empty() && self.see_also.is_empty()
     }
 }
 
@@ -52,10 +51,31 @@ fn is_dash(c: char) -> bool {
     matches!(c, '-' | '\u{2013}' | '\u{2014}' | '\u{2212}')
 }
 
+/// A well-formed roman numeral up to 100 (front matter is never longer).
 fn is_roman(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 8
-        && (s.chars().all(|c| "ivxlcdm".contains(c)) || s.chars().all(|c| "IVXLCDM".contains(c)))
+    if s.is_empty()
+        || s.len() > 8
+        || !(s.chars().all(|c| "ivxlc".contains(c)) || s.chars().all(|c| "IVXLC".contains(c)))
+    {
+        return false;
+    }
+    let value = |c: char| match c.to_ascii_lowercase() {
+        'i' => 1,
+        'v' => 5,
+        'x' => 10,
+        'l' => 50,
+        _ => 100,
+    };
+    let digits: Vec<i64> = s.chars().map(value).collect();
+    let mut n = 0;
+    for (i, &d) in digits.iter().enumerate() {
+        if digits.get(i + 1).is_some_and(|&next| next > d) {
+            n -= d;
+        } else {
+            n += d;
+        }
+    }
+    (1..=100).contains(&n) && crate::labels::roman(n).eq_ignore_ascii_case(s)
 }
 
 fn is_page(s: &str) -> bool {
@@ -130,7 +150,7 @@ fn split_leaders(text: &str) -> Option<(String, String)> {
                 dots += 1;
             }
         }
-        if dots >= 3 {
+        if dots >= 2 {
             let before: String = chars[..j].iter().collect();
             let after: String = chars[end..].iter().collect();
             return Some((before, after));
@@ -240,7 +260,7 @@ fn split_comma_locators(text: &str) -> (String, Vec<Locator>, bool) {
     }
     locators.reverse();
     if locators.is_empty() {
-        return (body.to_string(), Vec::new(), false);
+        return (trimmed.to_string(), Vec::new(), false);
     }
     let term = parts[..k].join(",").trim().to_string();
     // A term-less line of roman numerals alone is most likely text, not locators.
@@ -252,9 +272,7 @@ fn parse_locator_list(text: &str) -> Option<Vec<Locator>> {
     if text.is_empty() {
         return None;
     }
-    text.split([',', ';'])
-        .map(parse_locator)
-        .collect::<Option<Vec<_>>>()
+    text.split([',', ';']).map(parse_locator).collect::<Option<Vec<_>>>()
 }
 
 /// Letter-group headings ("A", "Ä", "!", "Symbols") are not entries.
@@ -317,22 +335,14 @@ fn indents(lines: &[RegionLine]) -> Vec<f32> {
     for l in lines {
         let e = page_min.entry((l.page, l.column)).or_insert(f32::INFINITY);
         *e = e.min(l.x0);
-        let e = parity_min
-            .entry((l.page % 2, l.column))
-            .or_insert(f32::INFINITY);
+        let e = parity_min.entry((l.page % 2, l.column)).or_insert(f32::INFINITY);
         *e = e.min(l.x0);
     }
     lines
         .iter()
         .map(|l| {
-            let own = page_min
-                .get(&(l.page, l.column))
-                .copied()
-                .unwrap_or(l.x0);
-            let shared = parity_min
-                .get(&(l.page % 2, l.column))
-                .copied()
-                .unwrap_or(own);
+            let own = page_min.get(&(l.page, l.column)).copied().unwrap_or(l.x0);
+            let shared = parity_min.get(&(l.page % 2, l.column)).copied().unwrap_or(own);
             // A page whose column holds only sub-entries has its edge further right: use the
             // edge shared by the other pages of the same parity when it is close by.
             let base = if own - shared > 0.5 && own - shared < 4.0 * l.size.max(1.0) {
@@ -361,8 +371,11 @@ fn clusters(mut values: Vec<f32>, tol: f32) -> Vec<(f32, usize)> {
     out
 }
 
+/// A parsed entry: path, printed locators, see, see also.
+pub(crate) type ParsedEntry = (Vec<String>, Vec<Locator>, Vec<String>, Vec<String>);
+
 /// Parse the lines of one index into entries (printed locators, not yet mapped).
-pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<(Vec<String>, Vec<Locator>, Vec<String>, Vec<String>)> {
+pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
     let parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line(&l.text)).collect();
     let ind = indents(lines);
     let body_size = {
@@ -370,36 +383,33 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<(Vec<String>, Vec<Locato
         s.sort_by(f32::total_cmp);
         s.get(s.len() / 2).copied().unwrap_or(10.0)
     };
-    let tol = 0.15 * body_size.max(4.0);
+    let tol = 0.5 * body_size.max(4.0);
     // Sub-entry indentations: lines (with a term) that follow a complete line.
     let mut sub_values = Vec::new();
     for k in 1..lines.len() {
         if parsed[k - 1].closed()
             && !parsed[k].term.is_empty()
-            && ind[k] > tol
+            && ind[k] > 0.9 * body_size
             && !is_group_heading(&lines[k].text)
         {
             sub_values.push(ind[k]);
         }
     }
-    let subs: Vec<f32> = clusters(sub_values, tol)
+    let subs: Vec<f32> = clusters(sub_values, 0.25 * body_size.max(4.0))
         .into_iter()
         .filter(|&(_, n)| n >= 2)
         .map(|(c, _)| c)
         .collect();
     let max_sub = subs.iter().copied().fold(0.0f32, f32::max);
     let level_of = |d: f32| -> usize {
-        if d <= tol {
-            return 0;
-        }
-        let mut best = (f32::INFINITY, 0);
+        let mut best = (d.abs(), 0);
         for (i, &c) in subs.iter().enumerate() {
             let dist = (c - d).abs();
             if dist < best.0 {
                 best = (dist, i + 1);
             }
         }
-        if best.1 == 0 { 1 } else { best.1 }
+        best.1
     };
 
     let mut out = Vec::new();
@@ -417,8 +427,19 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<(Vec<String>, Vec<Locato
         out.push((path, o.locators, o.see, o.see_also));
     };
     for (k, line) in lines.iter().enumerate() {
-        let p = &parsed[k];
+        let mut p = parsed[k].clone();
         let d = ind[k];
+        let expecting = open.as_ref().is_some_and(|o| o.trailing_comma || o.locators.is_empty());
+        // "vi, 45" after a complete entry: the first "locator" is the term.
+        if p.term.is_empty()
+            && p.locators.len() >= 2
+            && !expecting
+            && !p.locators[0].first.chars().any(|c| c.is_ascii_digit())
+        {
+            let first = p.locators.remove(0);
+            p.term = first.printed;
+        }
+        let p = &p;
         let locator_only = p.term.is_empty() && !p.locators.is_empty();
         if let Some(o) = open.as_mut() {
             let incomplete = o.locators.is_empty() || o.trailing_comma;
@@ -439,7 +460,7 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<(Vec<String>, Vec<Locato
                     } else {
                         continue;
                     };
-                    *t = join_wrapped(t, &line.text);
+                    *target = join_wrapped(target, &line.text);
                     continue;
                 }
                 if o.locators.is_empty() {
@@ -514,9 +535,7 @@ impl LabelMap {
         }
         let n: i64 = printed.parse().ok()?;
         let p = n + self.arabic_offset?;
-        (1..=self.page_count as i64)
-            .contains(&p)
-            .then_some(p as u32)
+        (1..=self.page_count as i64).contains(&p).then_some(p as u32)
     }
 }
 
@@ -528,6 +547,10 @@ pub(crate) fn extract_indexes(book: &Book) -> (Vec<IndexEntry>, Vec<IndexInfo>) 
     for region in find_regions(book) {
         let parsed = parse_region(&region.lines);
         let count = parsed.len();
+        // A heading followed by another heading (a part title page) holds no entries.
+        if count == 0 {
+            continue;
+        }
         for (path, locators, see, see_also) in parsed {
             let mut pages = Vec::new();
             let mut printed = Vec::new();
@@ -637,6 +660,13 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 ended = true;
                 break;
             }
+            // A full-width note above two-column entries is not an entry.
+            if line.column == 0
+                && book.pages[q].lines.iter().any(|l| l.column != 0)
+                && parse_line(&line.text).locators.is_empty()
+            {
+                continue;
+            }
             page_lines.push(RegionLine {
                 page: q,
                 column: line.column,
@@ -740,22 +770,23 @@ mod tests {
 
     #[test]
     fn nesting_and_wrapping() {
+        // makeindex geometry: sub-entries 20pt, sub-sub-entries 30pt, wrapped lines 40pt.
         let lines = vec![
             rl(50.0, "A"),
             rl(50.0, "arrows"),
-            rl(60.0, "extensible, 15"),
-            rl(60.0, "in diagrams, 23"),
-            rl(65.0, "deep, 24"),
-            rl(65.0, "deeper, 25"),
+            rl(70.0, "extensible, 15"),
+            rl(70.0, "in diagrams, 23"),
+            rl(80.0, "deep, 24"),
+            rl(80.0, "deeper, 25"),
             rl(50.0, "aligned environment, 3, 4,"),
-            rl(70.0, "32, 33"),
+            rl(90.0, "32, 33"),
             rl(50.0, "alignedleftspaceyesifneg"),
-            rl(70.0, "option, 3"),
+            rl(90.0, "option, 3"),
             rl(50.0, "delimiters, 12"),
-            rl(60.0, "fixed size, 18"),
+            rl(70.0, "fixed size, 18"),
             rl(50.0, "dots, see ellipsis"),
             rl(50.0, "Beamer elements, see Beamer templates, colors, and"),
-            rl(70.0, "fonts"),
+            rl(90.0, "fonts"),
         ];
         let out = parse_region(&lines);
         let paths: Vec<String> = out.iter().map(|e| e.0.join(" / ")).collect();

@@ -40,28 +40,14 @@ pub(crate) fn resolve_dict<'a>(doc: &'a Document, object: &'a Object) -> Option<
     }
 }
 
-pub(crate) fn dict_get<'a>(
-    doc: &'a Document,
-    dict: &'a Dictionary,
-    key: &[u8],
-) -> Option<&'a Object> {
+pub(crate) fn dict_get<'a>(doc: &'a Document, dict: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
     resolve(doc, dict.get(key).ok()?)
 }
 
-/// One printed label per physical page.
-pub(crate) fn page_labels(
-    doc: &Document,
-    page_count: usize,
-    warnings: &mut Warnings,
-) -> Vec<String> {
-    let physical = || (1..=page_count).map(|n| n.to_string()).collect::<Vec<_>>();
-    let Some(root) = doc
-        .catalog()
-        .ok()
-        .and_then(|catalog| catalog.get(b"PageLabels").ok())
-    else {
-        return physical();
-    };
+/// One printed label per physical page; `None` when the document has no `/PageLabels`.
+pub(crate) fn page_labels(doc: &Document, page_count: usize, warnings: &mut Warnings) -> Option<Vec<String>> {
+    let physical = || Some((1..=page_count).map(|n| n.to_string()).collect::<Vec<_>>());
+    let root = doc.catalog().ok().and_then(|catalog| catalog.get(b"PageLabels").ok())?;
     let mut ranges = Vec::new();
     let mut visited = HashSet::new();
     collect(doc, root, 0, &mut visited, &mut ranges, warnings);
@@ -70,7 +56,7 @@ pub(crate) fn page_labels(
         return physical();
     }
     ranges.sort_by_key(|r| r.start);
-    (0..page_count)
+    let labels = (0..page_count)
         .map(|i| {
             let pos = ranges.partition_point(|r| r.start <= i);
             match pos.checked_sub(1).and_then(|p| ranges.get(p)) {
@@ -78,7 +64,8 @@ pub(crate) fn page_labels(
                 None => (i + 1).to_string(),
             }
         })
-        .collect()
+        .collect();
+    Some(labels)
 }
 
 fn collect(
@@ -157,7 +144,7 @@ fn label(range: &Range, index: usize) -> String {
     format!("{}{}", range.prefix, number)
 }
 
-fn roman(mut n: i64) -> String {
+pub(crate) fn roman(mut n: i64) -> String {
     const TABLE: [(i64, &str); 13] = [
         (1000, "M"),
         (900, "CM"),

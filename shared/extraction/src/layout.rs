@@ -49,6 +49,10 @@ pub(crate) fn lines_text(lines: &[TextLine]) -> String {
     out
 }
 
+/// Most rows and fragments of a page searched for a column gutter.
+const MAX_ROWS: usize = 2_000;
+const MAX_GUTTER_FRAGS: usize = 20_000;
+
 /// Group fragments into rows (same baseline), top to bottom; each row sorted left to right.
 fn rows(frags: &[Frag]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..frags.len()).collect();
@@ -81,7 +85,8 @@ fn rows(frags: &[Frag]) -> Vec<Vec<usize>> {
 
 /// The x of the gutter between two columns, when the page has two.
 fn find_gutter(frags: &[Frag], rows: &[Vec<usize>]) -> Option<f32> {
-    if rows.len() < 6 {
+    // Tiny pages have no columns; huge ones are not worth the quadratic scan.
+    if rows.len() < 6 || rows.len() > MAX_ROWS || frags.len() > MAX_GUTTER_FRAGS {
         return None;
     }
     let x0 = frags.iter().map(|f| f.x0).fold(f32::INFINITY, f32::min);
@@ -92,34 +97,44 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>]) -> Option<f32> {
     }
     let lo = x0 + 0.25 * width;
     let bins = (0.5 * width) as usize;
-    let mut split = vec![0u32; bins + 1];
+    // Per bin: rows with text left of it (and nothing across it), and rows with text right.
+    let mut left = vec![0u32; bins + 1];
+    let mut right = vec![0u32; bins + 1];
+    let mut covered = vec![false; bins + 1];
     for row in rows {
-        if row.len() < 2 {
-            continue;
-        }
-        // Merge the row's covered intervals, then count the gaps between them.
-        let mut end = f32::NEG_INFINITY;
+        covered.iter_mut().for_each(|c| *c = false);
+        let (mut rmin, mut rmax) = (f32::INFINITY, f32::NEG_INFINITY);
         for &i in row {
             let f = &frags[i];
-            if end.is_finite() && f.x0 > end {
-                let a = ((end - lo).ceil().max(0.0)) as usize;
-                let b = ((f.x0 - lo).floor().max(-1.0)) as isize;
-                let mut k = a;
-                while (k as isize) <= b && k <= bins {
-                    split[k] += 1;
-                    k += 1;
-                }
+            rmin = rmin.min(f.x0);
+            rmax = rmax.max(f.x1);
+            let a = (f.x0 - lo).floor().max(0.0) as usize;
+            let b = ((f.x1 - lo).ceil().max(0.0) as usize).min(bins);
+            for c in covered.iter_mut().take(b + 1).skip(a) {
+                *c = true;
             }
-            end = end.max(f.x1);
+        }
+        for k in 0..=bins {
+            if covered[k] {
+                continue;
+            }
+            let x = lo + k as f32;
+            if rmin < x {
+                left[k] += 1;
+            }
+            if rmax > x {
+                right[k] += 1;
+            }
         }
     }
-    let best = split.iter().copied().max().unwrap_or(0);
-    if best < 4 || (best as usize) * 4 < rows.len() {
+    let score: Vec<u32> = left.iter().zip(&right).map(|(l, r)| *l.min(r)).collect();
+    let best = score.iter().copied().max().unwrap_or(0);
+    if best < 4 || (best as f32) < 0.15 * rows.len() as f32 {
         return None;
     }
     // The middle of the widest run of bins with the best count.
     let (mut run_start, mut best_run) = (None, (0usize, 0usize));
-    for (k, &v) in split.iter().enumerate() {
+    for (k, &v) in score.iter().enumerate() {
         if v == best {
             let s = *run_start.get_or_insert(k);
             if k - s >= best_run.1 - best_run.0 {
@@ -131,12 +146,9 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>]) -> Option<f32> {
     }
     let gutter = lo + (best_run.0 + best_run.1) as f32 / 2.0;
     // Both sides must hold real text, not just page numbers or labels.
-    let (mut left_end, mut right_start, mut right_end) =
-        (f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
+    let (mut left_end, mut right_start, mut right_end) = (f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
     for row in rows {
-        let crosses = row
-            .iter()
-            .any(|&i| frags[i].x0 < gutter && frags[i].x1 > gutter);
+        let crosses = row.iter().any(|&i| frags[i].x0 < gutter && frags[i].x1 > gutter);
         if crosses {
             continue;
         }
@@ -188,21 +200,45 @@ pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
         out.extend(rows.iter().filter_map(|r| make_line(frags, r, 0)));
         return out;
     };
-    let mut block: Vec<&Vec<usize>> = Vec::new();
-    let flush = |block: &mut Vec<&Vec<usize>>, out: &mut Vec<TextLine>| {
+    let x_min = frags.iter().map(|f| f.x0).fold(f32::INFINITY, f32::min);
+    let x_max = frags.iter().map(|f| f.x1).fold(f32::NEG_INFINITY, f32::max);
+    let _ = (x_min, x_max);
+    // The left edge of the right column: where right parts of uncrossed rows start.
+    let right_edge = rows
+        .iter()
+        .filter(|r| !r.iter().any(|&i| frags[i].x0 < g - 0.5 && frags[i].x1 > g + 0.5))
+        .filter_map(|r| r.iter().map(|&i| frags[i].x0).find(|&x| x >= g))
+        .fold(f32::INFINITY, f32::min);
+    // Where each row splits into its two columns (None: the row spans the page).
+    let split_of = |row: &[usize]| -> Option<f32> {
+        let crosses = row.iter().any(|&i| frags[i].x0 < g - 0.5 && frags[i].x1 > g + 0.5);
+        if !crosses {
+            return Some(g);
+        }
+        // A left-column line running into the gutter: split where the right column starts.
+        let mut end = f32::NEG_INFINITY;
+        for &i in row {
+            let f = &frags[i];
+            if end.is_finite() && f.x0 - end >= 0.2 * f.size && (f.x0 - right_edge).abs() <= 1.0 {
+                return Some((end + f.x0) / 2.0);
+            }
+            end = end.max(f.x1);
+        }
+        None
+    };
+    let mut block: Vec<(&Vec<usize>, f32)> = Vec::new();
+    let flush = |block: &mut Vec<(&Vec<usize>, f32)>, out: &mut Vec<TextLine>| {
         let two = block
             .iter()
-            .filter(|r| {
-                r.iter().any(|&i| frags[i].x1 <= g) && r.iter().any(|&i| frags[i].x0 >= g)
-            })
+            .filter(|(r, s)| r.iter().any(|&i| frags[i].x1 <= *s) && r.iter().any(|&i| frags[i].x0 >= *s))
             .count();
         if two >= 2 || block.len() >= 4 {
             for side in [1u8, 2] {
-                for row in block.iter() {
+                for (row, s) in block.iter() {
                     let part: Vec<usize> = row
                         .iter()
                         .copied()
-                        .filter(|&i| (frags[i].x1 <= g) == (side == 1))
+                        .filter(|&i| (frags[i].x1 <= *s) == (side == 1))
                         .collect();
                     if let Some(line) = make_line(frags, &part, side) {
                         out.push(line);
@@ -210,21 +246,19 @@ pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
                 }
             }
         } else {
-            out.extend(block.iter().filter_map(|r| make_line(frags, r, 0)));
+            out.extend(block.iter().filter_map(|(r, _)| make_line(frags, r, 0)));
         }
         block.clear();
     };
     for row in &rows {
-        let crosses = row
-            .iter()
-            .any(|&i| frags[i].x0 < g - 0.5 && frags[i].x1 > g + 0.5);
-        if crosses {
-            flush(&mut block, &mut out);
-            if let Some(line) = make_line(frags, row, 0) {
-                out.push(line);
+        match split_of(row) {
+            Some(s) => block.push((row, s)),
+            None => {
+                flush(&mut block, &mut out);
+                if let Some(line) = make_line(frags, row, 0) {
+                    out.push(line);
+                }
             }
-        } else {
-            block.push(row);
         }
     }
     flush(&mut block, &mut out);

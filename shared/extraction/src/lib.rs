@@ -7,17 +7,24 @@
 //! reference cycles are tracked with visited sets, so a hostile file can neither panic nor hang
 //! the extractor.
 
+mod book;
+mod index;
 mod labels;
+mod layout;
 mod outline;
 mod tables;
 mod text;
 mod textstring;
+mod toc;
+mod verify;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use lopdf::{Document, LoadOptions, ObjectId};
 use serde::{Deserialize, Serialize};
 
+pub use index::IndexInfo;
+pub use layout::{PageLayout, TextLine};
 pub use textstring::decode_text_string;
 
 /// Limits applied before and during extraction.
@@ -115,13 +122,24 @@ pub struct TocEntry {
     pub page: Option<u32>,
 }
 
-/// One back-of-book index entry (not produced yet).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One back-of-book index entry or sub-entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct IndexEntry {
+    /// The entry with its parents (a top-level entry has one element).
     pub path: Vec<String>,
+    /// Physical pages (1-based) as `[first, last]` pairs.
     pub pages: Vec<[u32; 2]>,
     pub see: Vec<String>,
     pub see_also: Vec<String>,
+    /// Heading of the index the entry belongs to ("Concept Index").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_name: Option<String>,
+    /// The locators as printed ("12", "31–33", "xiv", "20ff.").
+    #[serde(default)]
+    pub printed: Vec<String>,
+    /// Nesting depth: 1 for entries, 2 for sub-entries, ...
+    #[serde(default)]
+    pub depth: u32,
 }
 
 /// Everything extracted from one book.
@@ -134,6 +152,13 @@ pub struct Extraction {
     /// Flat, in document order.
     pub toc: Vec<TocEntry>,
     pub index: Vec<IndexEntry>,
+    /// The printed indexes found (name and physical pages).
+    #[serde(default)]
+    pub indices: Vec<IndexInfo>,
+    /// Share of index locators whose page shows the entry (or its head word); `None` when
+    /// the book has no index.
+    #[serde(default)]
+    pub index_support_rate: Option<f64>,
     /// Filled only when page text was requested.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub pages: Vec<PageText>,
@@ -172,15 +197,8 @@ impl Warnings {
     }
 }
 
-/// Extract page labels, the outline table of contents and (when `with_page_text`) the text of
-/// every page. `progress` is called after each page of text, and at least once with
-/// `done == total`.
-pub fn extract(
-    bytes: &[u8],
-    opts: &ExtractOptions,
-    with_page_text: bool,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Extraction, ExtractError> {
+/// Open and check a document: its page ids.
+fn open(bytes: &[u8], opts: &ExtractOptions) -> Result<(Document, Vec<ObjectId>, u32), ExtractError> {
     validate_header(bytes)?;
     let size = bytes.len() as u64;
     if size > opts.max_file_bytes {
@@ -208,63 +226,128 @@ pub fn extract(
         pages: pages.len(),
         limit: opts.max_pages,
     })?;
+    Ok((doc, pages, total))
+}
+
+/// Lay out every page: lines with positions, in reading order.
+fn layouts(
+    doc: &Document,
+    pages: &[ObjectId],
+    warnings: &mut Warnings,
+    progress: &mut dyn FnMut(Progress),
+) -> Vec<PageLayout> {
+    let total = pages.len() as u32;
+    let mut extractor = text::TextExtractor::new(doc);
+    let mut out = Vec::with_capacity(pages.len());
+    for (i, &page_id) in pages.iter().enumerate() {
+        let number = (i + 1) as u32;
+        let frags = match guarded(|| extractor.page_frags(page_id, warnings)) {
+            Some(Ok(frags)) => frags,
+            Some(Err(message)) => {
+                warnings.push(format!("page {number}: {message}"));
+                Vec::new()
+            }
+            None => {
+                warnings.push(format!("page {number}: the text could not be read"));
+                Vec::new()
+            }
+        };
+        let lines = guarded(|| layout::layout(&frags)).unwrap_or_default();
+        out.push(PageLayout { number, lines });
+        progress(Progress::Pages { done: number, total });
+    }
+    out
+}
+
+/// The lines of every page with their positions and font sizes, in reading order (two-column
+/// pages column by column).
+pub fn extract_layouts(bytes: &[u8], opts: &ExtractOptions) -> Result<Vec<PageLayout>, ExtractError> {
+    let (doc, pages, _) = open(bytes, opts)?;
+    let mut warnings = Warnings::default();
+    Ok(layouts(&doc, &pages, &mut warnings, &mut |_| {}))
+}
+
+/// Extract page labels, the table of contents (from the outline, else the printed contents
+/// pages, else headings), the back-of-book indexes and (when `with_page_text`) the text of
+/// every page. `progress` is called after each page, and at least once with `done == total`.
+pub fn extract(
+    bytes: &[u8],
+    opts: &ExtractOptions,
+    with_page_text: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Extraction, ExtractError> {
+    let (doc, pages, total) = open(bytes, opts)?;
 
     let mut warnings = Warnings::default();
-    let page_labels = guarded(|| labels::page_labels(&doc, pages.len(), &mut warnings))
-        .unwrap_or_else(|| {
-            warnings.push("page labels could not be read");
-            (1..=pages.len()).map(|n| n.to_string()).collect()
-        });
-    let toc = guarded(|| outline::outline_toc(&doc, &pages, &mut warnings)).unwrap_or_else(|| {
+    let tree_labels = guarded(|| labels::page_labels(&doc, pages.len(), &mut warnings)).unwrap_or_else(|| {
+        warnings.push("page labels could not be read");
+        None
+    });
+    let has_tree = tree_labels.is_some();
+    let page_labels = tree_labels.unwrap_or_else(|| (1..=pages.len()).map(|n| n.to_string()).collect());
+    let outline = guarded(|| outline::outline_toc(&doc, &pages, &mut warnings)).unwrap_or_else(|| {
         warnings.push("the outline could not be read");
         Vec::new()
     });
-    let toc_source = if toc.is_empty() {
-        TocSource::None
+
+    let layouts = layouts(&doc, &pages, &mut warnings, progress);
+    drop(doc);
+    let mut book = book::Book::new(layouts, page_labels);
+    if !has_tree && let Some(inferred) = guarded(|| book.inferred_labels()).flatten() {
+        book.labels = inferred;
+    }
+
+    let (toc_source, toc) = if !outline.is_empty() {
+        (TocSource::Outline, outline)
     } else {
-        TocSource::Outline
+        let printed = guarded(|| toc::printed_toc(&book)).unwrap_or_default();
+        if printed.len() >= 3 {
+            (TocSource::PrintedContents, printed)
+        } else {
+            let headings = guarded(|| toc::headings_toc(&book)).unwrap_or_default();
+            if headings.is_empty() {
+                (TocSource::None, headings)
+            } else {
+                (TocSource::Headings, headings)
+            }
+        }
     };
 
-    let mut page_texts = Vec::new();
-    if with_page_text {
-        let mut extractor = text::TextExtractor::new(&doc);
-        page_texts.reserve(pages.len());
-        for (i, &page_id) in pages.iter().enumerate() {
-            let number = (i + 1) as u32;
-            let text = match guarded(|| extractor.page_text(page_id, &mut warnings)) {
-                Some(Ok(text)) => text,
-                Some(Err(message)) => {
-                    warnings.push(format!("page {number}: {message}"));
-                    String::new()
-                }
-                None => {
-                    warnings.push(format!("page {number}: the text could not be read"));
-                    String::new()
-                }
-            };
-            page_texts.push(PageText {
-                number,
-                label: page_labels
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| number.to_string()),
-                text,
-            });
-            progress(Progress::Pages {
-                done: number,
-                total,
-            });
-        }
+    let (index, indices) = guarded(|| index::extract_indexes(&book)).unwrap_or_else(|| {
+        warnings.push("the index could not be read");
+        (Vec::new(), Vec::new())
+    });
+    let index_support_rate = if index.is_empty() {
+        None
     } else {
-        progress(Progress::Pages { done: total, total });
+        guarded(|| verify::support_rate(&book, &index)).flatten()
+    };
+
+    let page_texts = if with_page_text {
+        book.pages
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PageText {
+                number: p.number,
+                label: book.labels.get(i).cloned().unwrap_or_else(|| p.number.to_string()),
+                text: p.text(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if total == 0 {
+        progress(Progress::Pages { done: 0, total });
     }
 
     Ok(Extraction {
         page_count: total,
-        page_labels,
+        page_labels: book.labels,
         toc_source,
         toc,
-        index: Vec::new(),
+        index,
+        indices,
+        index_support_rate,
         pages: page_texts,
         warnings: warnings.finish(),
     })
@@ -289,9 +372,7 @@ fn load(bytes: &[u8]) -> Result<Document, ExtractError> {
                 Err(ExtractError::Corrupt(err.to_string()))
             }
         }
-        None => Err(ExtractError::Corrupt(
-            "the file structure could not be read".into(),
-        )),
+        None => Err(ExtractError::Corrupt("the file structure could not be read".into())),
     }
 }
 

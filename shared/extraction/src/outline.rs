@@ -52,12 +52,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// Physical page of a destination in any of its forms.
-    fn dest_page(
-        &mut self,
-        dest: &'a Object,
-        depth: usize,
-        warnings: &mut Warnings,
-    ) -> Option<u32> {
+    fn dest_page(&mut self, dest: &'a Object, depth: usize, warnings: &mut Warnings) -> Option<u32> {
         if depth > 8 {
             return None;
         }
@@ -141,30 +136,19 @@ fn title_of(doc: &Document, item: &Dictionary) -> String {
         Some(Object::String(s, _)) => decode_text_string(s),
         _ => String::new(),
     };
-    let cleaned: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let cleaned: String = raw.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     cleaned.trim().to_string()
 }
 
 /// The outline as a flat list in document order.
-pub(crate) fn outline_toc(
-    doc: &Document,
-    pages: &[ObjectId],
-    warnings: &mut Warnings,
-) -> Vec<TocEntry> {
+pub(crate) fn outline_toc(doc: &Document, pages: &[ObjectId], warnings: &mut Warnings) -> Vec<TocEntry> {
     let Ok(catalog) = doc.catalog() else {
         return Vec::new();
     };
     let Some(root) = dict_get(doc, catalog, b"Outlines").and_then(|o| resolve_dict(doc, o)) else {
         return Vec::new();
     };
-    let page_index: HashMap<ObjectId, u32> = pages
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (*id, (i + 1) as u32))
-        .collect();
+    let page_index: HashMap<ObjectId, u32> = pages.iter().enumerate().map(|(i, id)| (*id, (i + 1) as u32)).collect();
     let mut resolver = Resolver {
         doc,
         page_index,
@@ -200,10 +184,7 @@ pub(crate) fn outline_toc(
             continue;
         }
         let Ok(item) = doc.get_dictionary(*id) else {
-            warnings.push(format!(
-                "outline item {} {} is missing or not a dictionary",
-                id.0, id.1
-            ));
+            warnings.push(format!("outline item {} {} is missing or not a dictionary", id.0, id.1));
             continue;
         };
         let title = title_of(doc, item);

@@ -8,9 +8,7 @@ use lopdf::content::{Content, Operation};
 use lopdf::{Dictionary, Document, Object, ObjectId};
 
 use crate::labels::{dict_get, resolve, resolve_dict};
-use crate::tables::{
-    GLYPH_NAMES, MAC_ROMAN_ENCODING, STANDARD_ENCODING, SYMBOL_ENCODING, WIN_ANSI_ENCODING,
-};
+use crate::tables::{GLYPH_NAMES, MAC_ROMAN_ENCODING, STANDARD_ENCODING, SYMBOL_ENCODING, WIN_ANSI_ENCODING};
 use crate::{MAX_STREAM_BYTES, Warnings};
 
 /// Deepest nesting of form XObjects followed.
@@ -115,10 +113,7 @@ impl FontInfo {
         if let Some(family) = self.family {
             return estimate_width(family, self.text_of(code));
         }
-        self.widths
-            .get(&code)
-            .copied()
-            .unwrap_or(self.default_width)
+        self.widths.get(&code).copied().unwrap_or(self.default_width)
     }
 }
 
@@ -138,11 +133,7 @@ pub(crate) fn glyph_to_unicode(name: &[u8]) -> Option<String> {
         let units: Vec<u16> = (0..hex.len() / 4)
             .filter_map(|i| u16::from_str_radix(hex.get(i * 4..i * 4 + 4)?, 16).ok())
             .collect();
-        return Some(
-            char::decode_utf16(units)
-                .map(|r| r.unwrap_or('\u{FFFD}'))
-                .collect(),
-        );
+        return Some(char::decode_utf16(units).map(|r| r.unwrap_or('\u{FFFD}')).collect());
     }
     if let Some(hex) = name.strip_prefix('u')
         && (4..=6).contains(&hex.len())
@@ -159,10 +150,7 @@ pub(crate) fn glyph_to_unicode(name: &[u8]) -> Option<String> {
         return glyph_to_unicode(base.as_bytes());
     }
     if name.contains('_') {
-        let parts: Option<Vec<String>> = name
-            .split('_')
-            .map(|p| glyph_to_unicode(p.as_bytes()))
-            .collect();
+        let parts: Option<Vec<String>> = name.split('_').map(|p| glyph_to_unicode(p.as_bytes())).collect();
         return parts.map(|p| p.concat());
     }
     None
@@ -199,11 +187,7 @@ fn number(object: &Object) -> Option<f32> {
 }
 
 fn finite(v: f32) -> f32 {
-    if v.is_finite() {
-        v.clamp(-1.0e7, 1.0e7)
-    } else {
-        0.0
-    }
+    if v.is_finite() { v.clamp(-1.0e7, 1.0e7) } else { 0.0 }
 }
 
 /// Parse a ToUnicode CMap: `bfchar` and `bfrange` sections (ranges with a start string or an
@@ -230,11 +214,7 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
                     .iter()
                     .position(|&c| c == b'>')
                     .map_or(data.len(), |p| start + p);
-                let digits: Vec<u8> = data[start..end]
-                    .iter()
-                    .copied()
-                    .filter(u8::is_ascii_hexdigit)
-                    .collect();
+                let digits: Vec<u8> = data[start..end].iter().copied().filter(u8::is_ascii_hexdigit).collect();
                 let bytes = digits
                     .chunks(2)
                     .map(|pair| {
@@ -287,29 +267,18 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
                     end += 1;
                 }
                 let word = &data[start..end];
-                toks.push(if is_name {
-                    Tok::Name(word)
-                } else {
-                    Tok::Word(word)
-                });
+                toks.push(if is_name { Tok::Name(word) } else { Tok::Word(word) });
                 i = end.max(i + 1);
             }
         }
     }
 
-    let code_of = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .take(4)
-            .fold(0u32, |acc, &b| acc << 8 | u32::from(b))
-    };
+    let code_of = |bytes: &[u8]| bytes.iter().take(4).fold(0u32, |acc, &b| acc << 8 | u32::from(b));
     let utf16 = |bytes: &[u8]| -> String {
         let units = bytes
             .chunks(2)
             .map(|c| u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]));
-        char::decode_utf16(units)
-            .map(|r| r.unwrap_or('\u{FFFD}'))
-            .collect()
+        char::decode_utf16(units).map(|r| r.unwrap_or('\u{FFFD}')).collect()
     };
     let mut map = HashMap::new();
     let mut one_byte_space: Option<bool> = None;
@@ -343,14 +312,9 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
             }
             Tok::Word(b"beginbfrange") => {
                 k += 1;
-                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(k), toks.get(k + 1))
-                {
+                while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(k), toks.get(k + 1)) {
                     let (lo, hi) = (code_of(lo), code_of(hi));
-                    let count = if hi >= lo {
-                        (hi - lo).min(MAX_RANGE)
-                    } else {
-                        0
-                    };
+                    let count = if hi >= lo { (hi - lo).min(MAX_RANGE) } else { 0 };
                     match toks.get(k + 2) {
                         Some(Tok::Hex(dst)) => {
                             let base = utf16(dst);
@@ -471,8 +435,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
                         Some(Object::Array(list)) => {
                             for (j, v) in list.iter().enumerate().take(MAX_RANGE as usize) {
                                 if let Some(v) = resolve(doc, v).and_then(number) {
-                                    info.widths
-                                        .insert(first.saturating_add(j as u32), finite(v));
+                                    info.widths.insert(first.saturating_add(j as u32), finite(v));
                                 }
                             }
                             i += 2;
@@ -500,8 +463,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
 
     // Simple fonts: base encoding, then differences.
     let descriptor = dict_get(doc, font, b"FontDescriptor").and_then(|d| resolve_dict(doc, d));
-    let symbolic_name =
-        matches!(dict_get(doc, font, b"BaseFont"), Some(Object::Name(n)) if n.ends_with(b"Symbol"));
+    let symbolic_name = matches!(dict_get(doc, font, b"BaseFont"), Some(Object::Name(n)) if n.ends_with(b"Symbol"));
     let mut encoding = table_strings(if symbolic_name {
         &SYMBOL_ENCODING
     } else {
@@ -680,9 +642,9 @@ pub(crate) struct Frag {
     pub(crate) text: String,
 }
 
-/// Largest gap (in font sizes) kept inside one fragment; wider gaps start a new fragment so
+/// Largest gap (in font sizes) kept inside one fragment; wider gaps start a new fragment, so
 /// that columns and table cells stay apart.
-const FRAG_GAP: f32 = 1.5;
+const FRAG_GAP: f32 = 0.8;
 
 /// Builds fragments from positioned text runs, in content-stream order.
 #[derive(Debug, Default)]
@@ -850,11 +812,7 @@ impl<'a> TextExtractor<'a> {
     }
 
     /// Text fragments of one page. `Err` means nothing could be read from it.
-    pub(crate) fn page_frags(
-        &mut self,
-        page_id: ObjectId,
-        warnings: &mut Warnings,
-    ) -> Result<Vec<Frag>, String> {
+    pub(crate) fn page_frags(&mut self, page_id: ObjectId, warnings: &mut Warnings) -> Result<Vec<Frag>, String> {
         let doc = self.doc;
         let content = doc
             .get_page_content_with_limit(page_id, MAX_STREAM_BYTES)
@@ -917,13 +875,7 @@ impl<'a> TextExtractor<'a> {
 
 impl<'a> PageRun<'a, '_> {
     /// Interpret one content stream. Returns false when decoding stopped on an error.
-    fn run(
-        &mut self,
-        content: &[u8],
-        resources: &[&'a Dictionary],
-        ctm: Matrix,
-        depth: usize,
-    ) -> bool {
+    fn run(&mut self, content: &[u8], resources: &[&'a Dictionary], ctm: Matrix, depth: usize) -> bool {
         let mut gs = GState {
             ctm,
             ..GState::default()
@@ -1038,13 +990,7 @@ impl<'a> PageRun<'a, '_> {
     }
 
     /// Run a form XObject named in the resources.
-    fn form(
-        &mut self,
-        name: &[u8],
-        resources: &[&'a Dictionary],
-        ctm: &Matrix,
-        depth: usize,
-    ) -> bool {
+    fn form(&mut self, name: &[u8], resources: &[&'a Dictionary], ctm: &Matrix, depth: usize) -> bool {
         let doc = self.ex.doc;
         let Some(Object::Reference(id)) = resources.iter().find_map(|res| {
             dict_get(doc, res, b"XObject")
@@ -1067,9 +1013,7 @@ impl<'a> PageRun<'a, '_> {
             return false;
         };
         let mut own: Vec<&'a Dictionary> = Vec::new();
-        if let Some(res) =
-            dict_get(doc, &stream.dict, b"Resources").and_then(|r| resolve_dict(doc, r))
-        {
+        if let Some(res) = dict_get(doc, &stream.dict, b"Resources").and_then(|r| resolve_dict(doc, r)) {
             own.push(res);
         }
         own.extend_from_slice(resources);
@@ -1150,19 +1094,21 @@ mod tests {
     #[test]
     fn lines_join_words() {
         let mut l = Lines::default();
-        l.add(0.0, 100.0, 10.0, "Hello", 25.0);
-        l.add(28.0, 100.0, 10.0, "world", 50.0);
-        l.add(51.0, 100.0, 10.0, "!", 53.0);
-        l.add(0.0, 88.0, 10.0, "next\u{FB01}\u{AD}", 20.0);
-        assert_eq!(l.finish(), "Hello world!\nnextfi");
+        l.add(0.0, 100.0, 10.0, "Hello", 25.0, false);
+        l.add(28.0, 100.0, 10.0, "world", 50.0, false);
+        l.add(51.0, 100.0, 10.0, "!", 53.0, false);
+        l.add(0.0, 88.0, 10.0, "next\u{FB01}\u{AD}", 20.0, false);
+        let lines = crate::layout::layout(&l.finish());
+        assert_eq!(crate::layout::lines_text(&lines), "Hello world!\nnextfi");
     }
 
     #[test]
     fn accents_compose() {
         let mut l = Lines::default();
-        l.add(0.0, 100.0, 10.0, "k", 5.0);
-        l.add(5.0, 100.0, 10.0, "\u{A8}", 10.0);
-        l.add(5.0, 100.0, 10.0, "onnen", 30.0);
-        assert_eq!(l.finish(), "k\u{F6}nnen");
+        l.add(0.0, 100.0, 10.0, "k", 5.0, false);
+        l.add(5.0, 100.0, 10.0, "\u{A8}", 10.0, false);
+        l.add(5.0, 100.0, 10.0, "onnen", 30.0, false);
+        let lines = crate::layout::layout(&l.finish());
+        assert_eq!(crate::layout::lines_text(&lines), "k\u{F6}nnen");
     }
 }

@@ -6,16 +6,12 @@ use crate::tables::PDF_DOC_ENCODING;
 /// Decode the bytes of a PDF text string. Never fails: invalid UTF-16 becomes U+FFFD.
 pub fn decode_text_string(bytes: &[u8]) -> String {
     if let Some(rest) = bytes.strip_prefix(b"\xFE\xFF") {
-        let units = rest
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]));
+        let units = rest.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
         char::decode_utf16(units)
             .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
             .collect()
     } else if let Some(rest) = bytes.strip_prefix(b"\xFF\xFE") {
-        let units = rest
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]));
+        let units = rest.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
         char::decode_utf16(units)
             .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
             .collect()

@@ -99,9 +99,7 @@ fn build() -> Vec<u8> {
     }
     doc.objects.insert(
         outlines,
-        Object::Dictionary(
-            dictionary! { "Type" => "Outlines", "First" => ids[0], "Last" => ids[6], "Count" => 7 },
-        ),
+        Object::Dictionary(dictionary! { "Type" => "Outlines", "First" => ids[0], "Last" => ids[6], "Count" => 7 }),
     );
     let kid_a = doc.add_object(dictionary! {
         "Limits" => vec![string("aaa"), string("aaa")], "Names" => vec![string("aaa"), dest(0)],
@@ -109,8 +107,7 @@ fn build() -> Vec<u8> {
     let kid_b = doc.add_object(dictionary! {
         "Limits" => vec![string("sec"), string("sec")], "Names" => vec![string("sec"), dictionary! { "D" => dest(1) }.into()],
     });
-    let name_tree =
-        doc.add_object(dictionary! { "Kids" => vec![kid_a.into(), kid_b.into(), kid_a.into()] });
+    let name_tree = doc.add_object(dictionary! { "Kids" => vec![kid_a.into(), kid_b.into(), kid_a.into()] });
     let catalog = doc.add_object(dictionary! {
         "Type" => "Catalog", "Pages" => pages_id, "Outlines" => outlines,
         "Dests" => dictionary! { "chap" => dest(2) },
@@ -137,10 +134,7 @@ fn entry(level: u32, title: &str, page: Option<u32>) -> TocEntry {
 #[test]
 fn every_destination_form_resolves() {
     let mut reports = Vec::new();
-    let x = extract(&build(), &ExtractOptions::default(), true, &mut |p| {
-        reports.push(p)
-    })
-    .unwrap();
+    let x = extract(&build(), &ExtractOptions::default(), true, &mut |p| reports.push(p)).unwrap();
     assert_eq!(x.page_count, 3);
     assert_eq!(reports.len(), 3);
     assert_eq!(
@@ -155,11 +149,7 @@ fn every_destination_form_resolves() {
             entry(1, "Loop", None),
         ]
     );
-    assert!(
-        x.warnings.iter().any(|w| w.contains("Broken")),
-        "{:?}",
-        x.warnings
-    );
+    assert!(x.warnings.iter().any(|w| w.contains("Broken")), "{:?}", x.warnings);
     assert!(
         x.warnings.iter().any(|w| w.contains("refers to itself")),
         "{:?}",

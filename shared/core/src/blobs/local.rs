@@ -67,7 +67,9 @@ impl BlobStore for LocalBlobStore {
 
     async fn check(&self) -> anyhow::Result<()> {
         let probe = self.root.join(".ready-probe");
-        tokio::fs::write(&probe, b"ok").await.context("blob directory is not writable")?;
+        tokio::fs::write(&probe, b"ok")
+            .await
+            .context("blob directory is not writable")?;
         tokio::fs::remove_file(&probe).await.ok();
         Ok(())
     }

@@ -44,7 +44,11 @@ impl BookGraph {
 
     pub fn chapter_node_id(&self, position: u32) -> String {
         // The content hash prefix keeps a chapter's id tied to the text it was read from.
-        format!("chapter:{}:{}:{position}", self.book_id, &self.content_hash[..self.content_hash.len().min(12)])
+        format!(
+            "chapter:{}:{}:{position}",
+            self.book_id,
+            &self.content_hash[..self.content_hash.len().min(12)]
+        )
     }
 }
 

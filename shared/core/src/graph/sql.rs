@@ -41,8 +41,14 @@ fn edge(src: String, rel: &str, dst: String, book_id: &str) -> graph_edge::Activ
 }
 
 async fn delete_rows<C: ConnectionTrait>(db: &C, book_id: &str) -> anyhow::Result<()> {
-    graph_edge::Entity::delete_many().filter(graph_edge::Column::BookId.eq(book_id)).exec(db).await?;
-    graph_node::Entity::delete_many().filter(graph_node::Column::BookId.eq(book_id)).exec(db).await?;
+    graph_edge::Entity::delete_many()
+        .filter(graph_edge::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
+    graph_node::Entity::delete_many()
+        .filter(graph_node::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -65,7 +71,12 @@ impl GraphStore for SqlGraphStore {
         for (index, label) in graph.page_labels.iter().enumerate() {
             let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
             let page = graph.page_node_id(number);
-            nodes.push(node(page.clone(), "Page", book_id, serde_json::json!({"number": number, "label": label})));
+            nodes.push(node(
+                page.clone(),
+                "Page",
+                book_id,
+                serde_json::json!({"number": number, "label": label}),
+            ));
             edges.push(edge(book_node.clone(), "HAS_PAGE", page, book_id));
         }
         for chapter in &graph.chapters {
@@ -75,7 +86,10 @@ impl GraphStore for SqlGraphStore {
                 Some(parent) => edges.push(edge(graph.chapter_node_id(parent), "HAS_CHILD", id.clone(), book_id)),
                 None => edges.push(edge(book_node.clone(), "HAS_TOC", id.clone(), book_id)),
             }
-            if let Some(page) = chapter.page.filter(|&p| p >= 1 && (p as usize) <= graph.page_labels.len()) {
+            if let Some(page) = chapter
+                .page
+                .filter(|&p| p >= 1 && (p as usize) <= graph.page_labels.len())
+            {
                 edges.push(edge(id, "STARTS_ON_PAGE", graph.page_node_id(page), book_id));
             }
         }

@@ -29,13 +29,19 @@ impl SqliteJobQueue {
     pub async fn open(path: &Path, queue: &str, heartbeat: Duration, poll_interval: Duration) -> anyhow::Result<Self> {
         let url = format!("sqlite://{}?mode=rwc", path.display());
         let pool = crate::db::sqlite_pool(&url, 4).await?;
-        SqliteStorage::setup(&pool).await.context("preparing the sqlite queue")?;
+        SqliteStorage::setup(&pool)
+            .await
+            .context("preparing the sqlite queue")?;
         let config = apalis_sqlite::Config::default()
             .queue(queue)
             .heartbeat_interval(heartbeat)
             .missed_heartbeats(2)
             .batch_size(1);
-        Ok(Self { pool, config, poll_interval })
+        Ok(Self {
+            pool,
+            config,
+            poll_interval,
+        })
     }
 
     fn storage(&self) -> SqliteStorage<JobMessage> {
@@ -95,7 +101,8 @@ impl JobQueue for SqliteJobQueue {
             shutdown.cancelled().await;
             Ok::<(), std::io::Error>(())
         }));
-        run.await?.map_err(|err| anyhow::anyhow!("sqlite queue worker stopped: {err}"))
+        run.await?
+            .map_err(|err| anyhow::anyhow!("sqlite queue worker stopped: {err}"))
     }
 }
 

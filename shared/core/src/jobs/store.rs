@@ -43,10 +43,19 @@ impl JobStore {
 
     /// Commits the file, the book's new content and a queued job in one transaction (the
     /// outbox half of the upload); the relay puts the job on the queue afterwards.
-    pub async fn create_ingest_job(&self, book_id: &str, file: &StoredFile, max_attempts: u32) -> anyhow::Result<job::Model> {
+    pub async fn create_ingest_job(
+        &self,
+        book_id: &str,
+        file: &StoredFile,
+        max_attempts: u32,
+    ) -> anyhow::Result<job::Model> {
         let now = Utc::now();
         let txn = self.db.begin().await?;
-        if file::Entity::find_by_id(file.sha256.to_string()).one(&txn).await?.is_none() {
+        if file::Entity::find_by_id(file.sha256.to_string())
+            .one(&txn)
+            .await?
+            .is_none()
+        {
             file::ActiveModel {
                 sha256: Set(file.sha256.to_string()),
                 size_bytes: Set(i64::try_from(file.size_bytes).unwrap_or(i64::MAX)),
@@ -123,7 +132,10 @@ impl JobStore {
     }
 
     pub async fn count_in_state(&self, state: JobState) -> anyhow::Result<u64> {
-        Ok(job::Entity::find().filter(job::Column::State.eq(state.as_str())).count(&self.db).await?)
+        Ok(job::Entity::find()
+            .filter(job::Column::State.eq(state.as_str()))
+            .count(&self.db)
+            .await?)
     }
 
     /// Jobs committed but not yet on the queue: new uploads and scheduled retries.
@@ -157,7 +169,11 @@ impl JobStore {
                 // A retry runs once its backoff has passed, not on an early duplicate message.
                 Condition::all()
                     .add(job::Column::State.eq(JobState::Failed.as_str()))
-                    .add(Condition::any().add(job::Column::RunAfter.is_null()).add(job::Column::RunAfter.lte(now))),
+                    .add(
+                        Condition::any()
+                            .add(job::Column::RunAfter.is_null())
+                            .add(job::Column::RunAfter.lte(now)),
+                    ),
             )
             .add(
                 Condition::all()
@@ -180,11 +196,16 @@ impl JobStore {
         if result.rows_affected != 1 {
             return self.why_not_claimed(job_id, now).await;
         }
-        let Some(job) = self.get(job_id).await? else { return Ok(Claim::Gone) };
+        let Some(job) = self.get(job_id).await? else {
+            return Ok(Claim::Gone);
+        };
         // An attempt still marked running belonged to a worker that died: close it.
         job_attempt::Entity::update_many()
             .col_expr(job_attempt::Column::Outcome, Expr::value(ABANDONED))
-            .col_expr(job_attempt::Column::Error, Expr::value("the worker stopped responding; the job was taken over"))
+            .col_expr(
+                job_attempt::Column::Error,
+                Expr::value("the worker stopped responding; the job was taken over"),
+            )
             .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
             .filter(job_attempt::Column::JobId.eq(job_id))
             .filter(job_attempt::Column::Outcome.eq(JobState::Running.as_str()))
@@ -209,17 +230,21 @@ impl JobStore {
             .filter(book::Column::Id.eq(&job.book_id))
             .exec(&self.db)
             .await?;
-        Ok(Claim::Claimed(job))
+        Ok(Claim::Claimed(Box::new(job)))
     }
 
     async fn why_not_claimed(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<Claim> {
-        let Some(job) = self.get(job_id).await? else { return Ok(Claim::Gone) };
+        let Some(job) = self.get(job_id).await? else {
+            return Ok(Claim::Gone);
+        };
         let state: Option<JobState> = job.state.parse().ok();
         Ok(match state {
-            Some(JobState::Running) if !job.cancel_requested => {
-                Claim::Busy { retry_at: Ord::max(job.lease_until.unwrap_or(now), now) }
-            }
-            Some(JobState::Failed) if !job.cancel_requested => Claim::Busy { retry_at: Ord::max(job.run_after.unwrap_or(now), now) },
+            Some(JobState::Running) if !job.cancel_requested => Claim::Busy {
+                retry_at: Ord::max(job.lease_until.unwrap_or(now), now),
+            },
+            Some(JobState::Failed) if !job.cancel_requested => Claim::Busy {
+                retry_at: Ord::max(job.run_after.unwrap_or(now), now),
+            },
             _ => Claim::Gone,
         })
     }
@@ -250,8 +275,14 @@ impl JobStore {
     pub async fn report_progress(&self, job_id: &str, stage: Stage, done: u32, total: u32) -> anyhow::Result<()> {
         job::Entity::update_many()
             .col_expr(job::Column::Stage, Expr::value(stage.as_str()))
-            .col_expr(job::Column::ProgressDone, Expr::value(i32::try_from(done).unwrap_or(i32::MAX)))
-            .col_expr(job::Column::ProgressTotal, Expr::value(i32::try_from(total).unwrap_or(i32::MAX)))
+            .col_expr(
+                job::Column::ProgressDone,
+                Expr::value(i32::try_from(done).unwrap_or(i32::MAX)),
+            )
+            .col_expr(
+                job::Column::ProgressTotal,
+                Expr::value(i32::try_from(total).unwrap_or(i32::MAX)),
+            )
             .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(job::Column::Id.eq(job_id))
             .filter(job::Column::State.eq(JobState::Running.as_str()))
@@ -270,14 +301,40 @@ impl JobStore {
         let txn = self.db.begin().await?;
         let (state, book_status, error, error_stage, retryable, run_after) = match &outcome {
             Outcome::Succeeded { book_status } => (JobState::Succeeded, *book_status, None, None, true, None),
-            Outcome::Cancelled => (JobState::Cancelled, BookStatus::Failed, Some("cancelled by request".to_owned()), None, false, None),
-            Outcome::Failed { stage, error, retryable, retry_delay } => {
+            Outcome::Cancelled => (
+                JobState::Cancelled,
+                BookStatus::Failed,
+                Some("cancelled by request".to_owned()),
+                None,
+                false,
+                None,
+            ),
+            Outcome::Failed {
+                stage,
+                error,
+                retryable,
+                retry_delay,
+            } => {
                 let retry = *retryable && job.attempts < job.max_attempts;
                 if retry {
                     let run_after = now + chrono_delay(*retry_delay);
-                    (JobState::Failed, BookStatus::Queued, Some(error.clone()), Some(*stage), true, Some(run_after))
+                    (
+                        JobState::Failed,
+                        BookStatus::Queued,
+                        Some(error.clone()),
+                        Some(*stage),
+                        true,
+                        Some(run_after),
+                    )
                 } else {
-                    (JobState::Dead, BookStatus::Failed, Some(error.clone()), Some(*stage), *retryable, None)
+                    (
+                        JobState::Dead,
+                        BookStatus::Failed,
+                        Some(error.clone()),
+                        Some(*stage),
+                        *retryable,
+                        None,
+                    )
                 }
             }
         };
@@ -354,7 +411,7 @@ impl JobStore {
 #[derive(Debug)]
 pub enum Claim {
     /// The job is ours to run.
-    Claimed(job::Model),
+    Claimed(Box<job::Model>),
     /// Someone holds the job (or its retry is not due yet): look again at `retry_at`, since
     /// the holder may have died.
     Busy { retry_at: DateTime<Utc> },
@@ -365,7 +422,14 @@ pub enum Claim {
 /// How one attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Succeeded { book_status: BookStatus },
+    Succeeded {
+        book_status: BookStatus,
+    },
     Cancelled,
-    Failed { stage: Stage, error: String, retryable: bool, retry_delay: Duration },
+    Failed {
+        stage: Stage,
+        error: String,
+        retryable: bool,
+        retry_delay: Duration,
+    },
 }

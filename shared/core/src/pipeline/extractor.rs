@@ -72,14 +72,23 @@ pub async fn extract_in_child(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|err| ExtractorFailure::Crashed(format!("could not start the extractor {}: {err}", config.program.display())))?;
+        .map_err(|err| {
+            ExtractorFailure::Crashed(format!(
+                "could not start the extractor {}: {err}",
+                config.program.display()
+            ))
+        })?;
 
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(ExtractorFailure::Crashed("extractor pipes are missing".to_owned()));
     };
     let read_stdout = async move {
         let mut output = Vec::new();
-        stdout.take(MAX_OUTPUT_BYTES).read_to_end(&mut output).await.map(|_| output)
+        stdout
+            .take(MAX_OUTPUT_BYTES)
+            .read_to_end(&mut output)
+            .await
+            .map(|_| output)
     };
     let read_stderr = async move {
         let mut lines = BufReader::new(stderr).lines();
@@ -88,7 +97,11 @@ pub async fn extract_in_child(
         while let Ok(Some(line)) = lines.next_line().await {
             match serde_json::from_str::<ChildMessage>(&line) {
                 Ok(ChildMessage { error: Some(error), .. }) => last_error = Some(error),
-                Ok(ChildMessage { done: Some(done), total: Some(total), .. }) => progress(done, total),
+                Ok(ChildMessage {
+                    done: Some(done),
+                    total: Some(total),
+                    ..
+                }) => progress(done, total),
                 _ => {
                     if other.len() < 20 {
                         other.push(line);
@@ -108,14 +121,17 @@ pub async fn extract_in_child(
     // Leaving the select drops the child on the early returns above; kill_on_drop ends it.
     let status = status.map_err(|err| ExtractorFailure::Crashed(format!("waiting for the extractor: {err}")))?;
     if status.code() == Some(EXIT_INPUT_REFUSED) {
-        return Err(ExtractorFailure::InputRefused(child_error.unwrap_or_else(|| "the file was refused".to_owned())));
+        return Err(ExtractorFailure::InputRefused(
+            child_error.unwrap_or_else(|| "the file was refused".to_owned()),
+        ));
     }
     if !status.success() {
         let detail = child_error.or_else(|| stray_lines.last().cloned()).unwrap_or_default();
         return Err(ExtractorFailure::Crashed(describe_crash(status, &detail)));
     }
     let output = output.map_err(|err| ExtractorFailure::Crashed(format!("reading extractor output: {err}")))?;
-    serde_json::from_slice(&output).map_err(|err| ExtractorFailure::Crashed(format!("unreadable extractor output: {err}")))
+    serde_json::from_slice(&output)
+        .map_err(|err| ExtractorFailure::Crashed(format!("unreadable extractor output: {err}")))
 }
 
 fn describe_crash(status: std::process::ExitStatus, detail: &str) -> String {
@@ -126,5 +142,9 @@ fn describe_crash(status: std::process::ExitStatus, detail: &str) -> String {
         (Some(code), _) => format!("the extractor failed with exit code {code}"),
         _ => "the extractor failed".to_owned(),
     };
-    if detail.is_empty() { how } else { format!("{how}: {detail}") }
+    if detail.is_empty() {
+        how
+    } else {
+        format!("{how}: {detail}")
+    }
 }

@@ -60,11 +60,19 @@ struct StageError {
 
 impl StageError {
     fn retryable(stage: Stage, err: impl std::fmt::Display) -> Self {
-        Self { stage, message: err.to_string(), retryable: true }
+        Self {
+            stage,
+            message: err.to_string(),
+            retryable: true,
+        }
     }
 
     fn refused(stage: Stage, message: impl Into<String>) -> Self {
-        Self { stage, message: message.into(), retryable: false }
+        Self {
+            stage,
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -84,12 +92,18 @@ impl Pipeline {
 
     fn retry_delay(&self, attempt: i32) -> Duration {
         let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(16);
-        self.settings.retry_base_delay.saturating_mul(2u32.saturating_pow(exponent))
+        self.settings
+            .retry_base_delay
+            .saturating_mul(2u32.saturating_pow(exponent))
     }
 
     async fn stage(&self, job: &job::Model, stage: Stage) -> Result<(), StageError> {
         tracing::info!(job_id = %job.id, book_id = %job.book_id, stage = %stage, "stage started");
-        self.backends.jobs.set_stage(&job.id, stage).await.map_err(anyhow_at(stage))
+        self.backends
+            .jobs
+            .set_stage(&job.id, stage)
+            .await
+            .map_err(anyhow_at(stage))
     }
 
     async fn run(&self, job: &job::Model, cancel: &CancellationToken) -> Result<RunEnd, StageError> {
@@ -98,7 +112,9 @@ impl Pipeline {
             .file_sha256
             .parse()
             .map_err(|err: String| StageError::refused(Stage::Validate, err))?;
-        tokio::fs::create_dir_all(&self.settings.scratch_dir).await.map_err(|err| StageError::retryable(Stage::Validate, err))?;
+        tokio::fs::create_dir_all(&self.settings.scratch_dir)
+            .await
+            .map_err(|err| StageError::retryable(Stage::Validate, err))?;
         let scratch = tempfile::Builder::new()
             .prefix("hbi-job-")
             .tempdir_in(&self.settings.scratch_dir)
@@ -114,8 +130,17 @@ impl Pipeline {
         validate_file(&local_pdf, &hash, self.settings.max_file_bytes).await?;
 
         self.stage(job, Stage::Store).await?;
-        if !self.backends.blobs.exists(&hash).await.map_err(anyhow_at(Stage::Store))? {
-            return Err(StageError::retryable(Stage::Store, "the original file is missing from the blob store"));
+        if !self
+            .backends
+            .blobs
+            .exists(&hash)
+            .await
+            .map_err(anyhow_at(Stage::Store))?
+        {
+            return Err(StageError::retryable(
+                Stage::Store,
+                "the original file is missing from the blob store",
+            ));
         }
 
         self.stage(job, Stage::ExtractText).await?;
@@ -129,11 +154,15 @@ impl Pipeline {
         let extraction = match extracted {
             Ok(extraction) => extraction,
             Err(ExtractorFailure::Cancelled) => return Ok(RunEnd::Cancelled),
-            Err(ExtractorFailure::InputRefused(message)) => return Err(StageError::refused(Stage::ExtractText, message)),
+            Err(ExtractorFailure::InputRefused(message)) => {
+                return Err(StageError::refused(Stage::ExtractText, message));
+            }
             Err(err) => return Err(StageError::retryable(Stage::ExtractText, err)),
         };
         let total = extraction.page_count;
-        jobs.report_progress(&job.id, Stage::ExtractText, total, total).await.map_err(anyhow_at(Stage::ExtractText))?;
+        jobs.report_progress(&job.id, Stage::ExtractText, total, total)
+            .await
+            .map_err(anyhow_at(Stage::ExtractText))?;
         if cancel.is_cancelled() {
             return Ok(RunEnd::Cancelled);
         }
@@ -142,12 +171,20 @@ impl Pipeline {
         let pages: Vec<PageRecord> = extraction
             .pages
             .iter()
-            .map(|p| PageRecord { number: p.number, label: p.label.clone(), text: p.text.clone() })
+            .map(|p| PageRecord {
+                number: p.number,
+                label: p.label.clone(),
+                text: p.text.clone(),
+            })
             .collect();
         let toc: Vec<TocRecord> = extraction
             .toc
             .iter()
-            .map(|e| TocRecord { level: e.level, title: e.title.clone(), page: e.page })
+            .map(|e| TocRecord {
+                level: e.level,
+                title: e.title.clone(),
+                page: e.page,
+            })
             .collect();
         let toc_source = serde_json::to_value(extraction.toc_source)
             .ok()
@@ -160,7 +197,13 @@ impl Pipeline {
             .map_err(anyhow_at(Stage::Toc))?;
 
         self.stage(job, Stage::IndexText).await?;
-        let indexed: Vec<IndexedPage> = pages.iter().map(|p| IndexedPage { number: p.number, text: p.text.clone() }).collect();
+        let indexed: Vec<IndexedPage> = pages
+            .iter()
+            .map(|p| IndexedPage {
+                number: p.number,
+                text: p.text.clone(),
+            })
+            .collect();
         self.backends
             .text
             .index_pages(&job.book_id, &indexed)
@@ -184,7 +227,11 @@ impl Pipeline {
             page_labels: extraction.page_labels.clone(),
             chapters: chapters_from_flat_toc(&flat),
         };
-        self.backends.graph.write_book(&graph).await.map_err(anyhow_at(Stage::Graph))?;
+        self.backends
+            .graph
+            .write_book(&graph)
+            .await
+            .map_err(anyhow_at(Stage::Graph))?;
         Ok(RunEnd::Done(BookStatus::Ready))
     }
 }
@@ -195,7 +242,10 @@ async fn validate_file(path: &Path, expected: &ContentHash, max_bytes: u64) -> R
     let io = |err: std::io::Error| StageError::retryable(Stage::Validate, err);
     let size = tokio::fs::metadata(path).await.map_err(io)?.len();
     if size > max_bytes {
-        return Err(StageError::refused(Stage::Validate, format!("the file is {size} bytes, over the limit of {max_bytes}")));
+        return Err(StageError::refused(
+            Stage::Validate,
+            format!("the file is {size} bytes, over the limit of {max_bytes}"),
+        ));
     }
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
     let mut hasher = Sha256::new();
@@ -213,7 +263,10 @@ async fn validate_file(path: &Path, expected: &ContentHash, max_bytes: u64) -> R
     }
     let actual = ContentHash::from_digest(&hasher.finalize());
     if &actual != expected {
-        return Err(StageError::retryable(Stage::Validate, format!("stored blob hash {actual} does not match {expected}")));
+        return Err(StageError::retryable(
+            Stage::Validate,
+            format!("stored blob hash {actual} does not match {expected}"),
+        ));
     }
     hbi_extraction::validate_header(&head).map_err(|err| StageError::refused(Stage::Validate, err.to_string()))
 }
@@ -236,7 +289,11 @@ fn spawn_progress_writer(
 }
 
 /// Cancels `token` when the job's cancel flag is set in the database.
-fn spawn_cancel_watch(jobs: crate::jobs::store::JobStore, job_id: String, token: CancellationToken) -> tokio::task::JoinHandle<()> {
+fn spawn_cancel_watch(
+    jobs: crate::jobs::store::JobStore,
+    job_id: String,
+    token: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
@@ -254,7 +311,7 @@ impl JobHandler for Pipeline {
         let jobs = &self.backends.jobs;
         let worker_id = &self.settings.worker_id;
         let job = match jobs.claim(&message.job_id, worker_id, self.settings.lease).await? {
-            Claim::Claimed(job) => job,
+            Claim::Claimed(job) => *job,
             Claim::Gone => {
                 tracing::debug!(job_id = %message.job_id, "message dropped: the job is finished, cancelled or deleted");
                 return Ok(());
@@ -306,7 +363,9 @@ impl Pipeline {
                     }
                 }
             }
-            (Outcome::Failed { error, stage, .. }, _) => tracing::error!(stage = %stage, error = %error, "job moved to the dead-letter queue"),
+            (Outcome::Failed { error, stage, .. }, _) => {
+                tracing::error!(stage = %stage, error = %error, "job moved to the dead-letter queue")
+            }
             _ => tracing::info!(state = %state, seconds = started.elapsed().as_secs_f64(), "job finished"),
         }
         Ok(())

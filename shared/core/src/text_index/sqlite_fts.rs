@@ -25,7 +25,11 @@ impl TextIndex for SqliteFtsIndex {
 
     async fn index_pages(&self, book_id: &str, pages: &[IndexedPage]) -> anyhow::Result<()> {
         let txn = self.db.begin().await?;
-        txn.execute_raw(statement("DELETE FROM pages_fts WHERE book_id = ?", vec![book_id.into()])).await?;
+        txn.execute_raw(statement(
+            "DELETE FROM pages_fts WHERE book_id = ?",
+            vec![book_id.into()],
+        ))
+        .await?;
         for page in pages.iter().filter(|page| !page.text.trim().is_empty()) {
             txn.execute_raw(statement(
                 "INSERT INTO pages_fts (text, book_id, page) VALUES (?, ?, ?)",
@@ -39,7 +43,10 @@ impl TextIndex for SqliteFtsIndex {
 
     async fn delete_book(&self, book_id: &str) -> anyhow::Result<()> {
         self.db
-            .execute_raw(statement("DELETE FROM pages_fts WHERE book_id = ?", vec![book_id.into()]))
+            .execute_raw(statement(
+                "DELETE FROM pages_fts WHERE book_id = ?",
+                vec![book_id.into()],
+            ))
             .await?;
         Ok(())
     }
@@ -47,7 +54,10 @@ impl TextIndex for SqliteFtsIndex {
     async fn page_count(&self, book_id: &str) -> anyhow::Result<u64> {
         let row = self
             .db
-            .query_one_raw(statement("SELECT COUNT(*) AS n FROM pages_fts WHERE book_id = ?", vec![book_id.into()]))
+            .query_one_raw(statement(
+                "SELECT COUNT(*) AS n FROM pages_fts WHERE book_id = ?",
+                vec![book_id.into()],
+            ))
             .await?;
         let count: i64 = match row {
             Some(row) => row.try_get("", "n")?,

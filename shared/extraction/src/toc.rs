@@ -1,0 +1,360 @@
+//! Tables of contents for books without an outline: from the printed contents pages, or from
+//! headings found by their font size.
+
+use crate::TocEntry;
+use crate::book::Book;
+use crate::index::LabelMap;
+
+/// One parsed contents line.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TocLine {
+    /// Section number as printed ("2.1.3", "A", "IV"), if any.
+    pub(crate) number: Option<String>,
+    pub(crate) title: String,
+    /// Printed page ("12", "xiv"), when the line ends with one.
+    pub(crate) page: Option<String>,
+}
+
+fn is_roman(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 8
+        && (s.chars().all(|c| "ivxlcdm".contains(c)) || s.chars().all(|c| "IVXLCDM".contains(c)))
+}
+
+fn is_page_token(s: &str) -> bool {
+    (!s.is_empty() && s.len() <= 5 && s.chars().all(|c| c.is_ascii_digit()))
+        || (is_roman(s) && s.chars().all(|c| c.is_ascii_lowercase()))
+}
+
+/// A section number: "1", "2.1", "2.1.3", "A", "A.1", "IV" (roman only with a following
+/// title).
+fn section_number(token: &str) -> Option<usize> {
+    let t = token.trim_end_matches('.');
+    if t.is_empty() || t.len() > 16 {
+        return None;
+    }
+    let parts: Vec<&str> = t.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let ok = (!part.is_empty() && part.len() <= 3 && part.chars().all(|c| c.is_ascii_digit()))
+            || (i == 0 && part.len() == 1 && part.chars().all(|c| c.is_ascii_uppercase()))
+            || (i == 0 && parts.len() == 1 && is_roman(part) && part.chars().all(|c| c.is_ascii_uppercase()));
+        if !ok {
+            return None;
+        }
+    }
+    Some(parts.len())
+}
+
+/// Parse a printed contents line: "2.1 Basic types . . . . . . 3", "Preface xi",
+/// "1 Introduction 1".
+pub(crate) fn parse_toc_line(text: &str) -> TocLine {
+    let mut t = text.trim().to_string();
+    let mut page = None;
+    if let Some(last) = t.split_whitespace().last()
+        && is_page_token(last.trim_start_matches('.'))
+    {
+        let tok = last.trim_start_matches('.').to_string();
+        let cut = t.len() - last.len();
+        // Not a title that is only a number.
+        if t[..cut].trim().chars().any(char::is_alphabetic) {
+            page = Some(tok);
+            t.truncate(cut);
+        }
+    }
+    // Remove the dot leaders.
+    let trimmed = t.trim_end().trim_end_matches(['.', ' ', '\u{2026}', '·']).to_string();
+    // Keep a trailing period that belongs to the title ("etc.") only when there were no
+    // leaders at all.
+    let t = if t.trim_end().ends_with(". .") || t.trim_end().ends_with("..") || page.is_none() {
+        trimmed
+    } else {
+        let s = t.trim_end();
+        s.strip_suffix('.').map_or(s, |x| x.trim_end()).to_string()
+    };
+    // "Appendix A References": the word before an appendix letter is not part of the number.
+    let t = {
+        let mut w = t.trim().splitn(3, char::is_whitespace);
+        match (w.next(), w.next(), w.next()) {
+            (Some(word), Some(letter), Some(rest))
+                if matches!(
+                    word.to_lowercase().as_str(),
+                    "appendix" | "anhang" | "annexe" | "apéndice"
+                ) && section_number(letter).is_some() =>
+            {
+                format!("{letter} {rest}")
+            }
+            _ => t,
+        }
+    };
+    let mut words = t.splitn(2, char::is_whitespace);
+    let first = words.next().unwrap_or("");
+    let rest = words.next().unwrap_or("").trim();
+    let (number, title) = match section_number(first) {
+        Some(_) if !rest.is_empty() => (Some(first.trim_end_matches('.').to_string()), rest.to_string()),
+        _ => (None, t.trim().to_string()),
+    };
+    TocLine { number, title, page }
+}
+
+fn is_contents_title(text: &str) -> bool {
+    let t = text.trim().to_lowercase();
+    matches!(
+        t.as_str(),
+        "contents"
+            | "table of contents"
+            | "inhaltsverzeichnis"
+            | "inhalt"
+            | "sommaire"
+            | "table des matières"
+            | "índice"
+            | "indice"
+            | "indice generale"
+            | "contenido"
+            | "contenu"
+            | "short contents"
+    )
+}
+
+/// The table of contents from the printed contents pages.
+pub(crate) fn printed_toc(book: &Book) -> Vec<TocEntry> {
+    let n = book.pages.len();
+    let limit = (n / 4).max(30).min(n);
+    let mut best: Vec<TocEntry> = Vec::new();
+    let mut p = 0;
+    while p < limit {
+        let Some(k) = book.pages[p].lines.iter().position(|l| is_contents_title(&l.text)) else {
+            p += 1;
+            continue;
+        };
+        let entries = parse_contents(book, p, k);
+        // "Short contents" pages come before the full contents: keep the longest.
+        if entries.len() > best.len() {
+            best = entries;
+        }
+        p += 1;
+    }
+    best
+}
+
+fn parse_contents(book: &Book, p: usize, k: usize) -> Vec<TocEntry> {
+    let map = LabelMap::new(&book.labels);
+    let mut raw: Vec<(f32, TocLine)> = Vec::new();
+    let mut pending: Option<(f32, String)> = None;
+    let mut cur_page = p;
+    let mut page_hits = 0usize;
+    let mut page_lines = 0usize;
+    for (q, _, line) in book.lines_after(p, k) {
+        if q != cur_page {
+            if page_lines > 0 && page_hits * 10 < page_lines * 3 {
+                break;
+            }
+            cur_page = q;
+            page_hits = 0;
+            page_lines = 0;
+        }
+        page_lines += 1;
+        let parsed = parse_toc_line(&line.text);
+        if parsed.page.is_some() {
+            page_hits += 1;
+            let mut parsed = parsed;
+            let mut x0 = line.x0;
+            if let Some((px, text)) = pending.take() {
+                let joined = parse_toc_line(&format!("{text} {}", line.text));
+                parsed = joined;
+                x0 = px;
+            }
+            raw.push((x0, parsed));
+        } else if let Some((px, text)) = pending.as_mut() {
+            let _ = px;
+            text.push(' ');
+            text.push_str(line.text.trim());
+            if text.len() > 400 {
+                pending = None;
+            }
+        } else {
+            pending = Some((line.x0, line.text.trim().to_string()));
+        }
+    }
+    // Levels: from the numbering depth, else from the indentation of numbered lines.
+    let mut indent_levels: Vec<(f32, usize)> = Vec::new();
+    for (x0, l) in &raw {
+        if let Some(depth) = l.number.as_deref().and_then(section_number) {
+            indent_levels.push((*x0, depth));
+        }
+    }
+    let min_x = raw.iter().map(|(x, _)| *x).fold(f32::INFINITY, f32::min);
+    let level_by_indent = |x0: f32| -> u32 {
+        let mut best = (f32::INFINITY, 1usize);
+        for &(x, d) in &indent_levels {
+            let dist = (x - x0).abs();
+            if dist < best.0 {
+                best = (dist, d);
+            }
+        }
+        if best.0.is_finite() {
+            best.1 as u32
+        } else {
+            1 + ((x0 - min_x) / 12.0).round().max(0.0) as u32
+        }
+    };
+    raw.into_iter()
+        .map(|(x0, l)| {
+            let level = match l.number.as_deref().and_then(section_number) {
+                Some(d) => d as u32,
+                None => level_by_indent(x0),
+            };
+            // Chapter numbers stay part of the title ("1 Introduction"); section numbers
+            // ("2.1") are dropped, as PDF outlines made by Texinfo do.
+            let title = match (&l.number, level) {
+                (Some(num), 1) => format!("{num} {}", l.title),
+                _ => l.title.clone(),
+            };
+            TocEntry {
+                level,
+                title,
+                page: l.page.as_deref().and_then(|pg| map.physical(pg)),
+            }
+        })
+        .collect()
+}
+
+/// A table of contents from headings: lines set clearly larger than the body text.
+pub(crate) fn headings_toc(book: &Book) -> Vec<TocEntry> {
+    let threshold = book.body_size * 1.2;
+    let mut found: Vec<(usize, f32, String)> = Vec::new();
+    for (p, page) in book.pages.iter().enumerate() {
+        let mut last_k: Option<usize> = None;
+        for (k, line) in page.lines.iter().enumerate() {
+            if book.is_furniture(p, k) || line.size < threshold {
+                continue;
+            }
+            let text = line.text.trim();
+            let words = text.split_whitespace().count();
+            if words == 0 || words > 14 || !text.chars().any(char::is_alphabetic) {
+                continue;
+            }
+            // A wrapped heading continues on the next line in the same size.
+            if let Some(prev) = last_k
+                && prev + 1 == k
+                && let Some(last) = found.last_mut()
+                && last.0 == p
+                && (last.1 - line.size).abs() < 0.5
+            {
+                last.2.push(' ');
+                last.2.push_str(text);
+                last_k = Some(k);
+                continue;
+            }
+            found.push((p, line.size, text.to_string()));
+            last_k = Some(k);
+        }
+        if found.len() > 5000 {
+            break;
+        }
+    }
+    // Levels: the distinct heading sizes, largest first (at most four).
+    let mut sizes: Vec<f32> = found.iter().map(|f| (f.1 * 2.0).round() / 2.0).collect();
+    sizes.sort_by(|a, b| b.total_cmp(a));
+    sizes.dedup();
+    found
+        .into_iter()
+        .map(|(p, size, title)| {
+            let s = (size * 2.0).round() / 2.0;
+            let level = sizes.iter().position(|&x| x == s).unwrap_or(0).min(3) as u32 + 1;
+            TocEntry {
+                level,
+                title,
+                page: Some(p as u32 + 1),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{PageLayout, TextLine};
+
+    fn line(x0: f32, y: f32, text: &str) -> TextLine {
+        TextLine {
+            x0,
+            x1: 500.0,
+            y,
+            size: 10.0,
+            bold: false,
+            column: 0,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn contents_pages() {
+        let contents = PageLayout {
+            number: 2,
+            lines: vec![
+                line(72.0, 700.0, "Contents"),
+                line(72.0, 680.0, "Preface . . . . . . . . . . . . . . . . . iii"),
+                line(72.0, 668.0, "1 Introduction . . . . . . . . . . . . . 1"),
+                line(90.0, 656.0, "1.1 A very long section title that is wrapped onto"),
+                line(90.0, 644.0, "the next line . . . . . . . . . . . . . 2"),
+                line(110.0, 632.0, "1.1.1 Details . . . . . . . . . . . . . 3"),
+                line(72.0, 620.0, "Appendix A References . . . . . . . . . 4"),
+                line(72.0, 608.0, "Index . . . . . . . . . . . . . . . . . 5"),
+            ],
+        };
+        let mut pages = vec![PageLayout::default(), contents];
+        for n in 3..=8 {
+            pages.push(PageLayout {
+                number: n,
+                lines: vec![line(72.0, 700.0, "Body text")],
+            });
+        }
+        let labels: Vec<String> = ["i", "ii", "iii", "1", "2", "3", "4", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let book = Book::new(pages, labels);
+        let toc = printed_toc(&book);
+        let got: Vec<(u32, &str, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.as_str(), e.page)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "Preface", Some(3)),
+                (1, "1 Introduction", Some(4)),
+                (
+                    2,
+                    "A very long section title that is wrapped onto the next line",
+                    Some(5)
+                ),
+                (3, "Details", Some(6)),
+                (1, "A References", Some(7)),
+                (1, "Index", Some(8)),
+            ]
+        );
+    }
+
+    #[test]
+    fn contents_lines() {
+        let l = parse_toc_line("2.1 Basic types . . . . . . . . . . . . . 3");
+        assert_eq!(l.number.as_deref(), Some("2.1"));
+        assert_eq!(l.title, "Basic types");
+        assert_eq!(l.page.as_deref(), Some("3"));
+        let l = parse_toc_line("1 Introduction . . . . . . . . 1");
+        assert_eq!(l.number.as_deref(), Some("1"));
+        assert_eq!(l.title, "Introduction");
+        let l = parse_toc_line("Preface . . . . . . . . . . . . xi");
+        assert_eq!(l.number, None);
+        assert_eq!(l.title, "Preface");
+        assert_eq!(l.page.as_deref(), Some("xi"));
+        let l = parse_toc_line("2.1.9 Dot-dot-dot. . . . . . . . . . 6");
+        assert_eq!(l.title, "Dot-dot-dot");
+        let l = parse_toc_line("A References 64");
+        assert_eq!(l.number.as_deref(), Some("A"));
+        assert_eq!(l.title, "References");
+        let l = parse_toc_line("Die Standardeinstellungen von");
+        assert_eq!(l.page, None);
+        assert_eq!(section_number("2.1.3"), Some(3));
+        assert_eq!(section_number("IV"), Some(1));
+        assert_eq!(section_number("Basic"), None);
+    }
+}
