@@ -366,19 +366,19 @@ async fn delete_book(state: &AppState, raw_id: &str) -> anyhow::Result<DeleteOut
         return Ok(DeleteOutcome::NotFound);
     };
     let backends = &state.backends;
-    if let Some(job) = backends.jobs.latest_for_book(&book.id).await? {
-        if job.state == JobState::Running.as_str() {
-            return Ok(DeleteOutcome::Busy);
-        }
+    if let Some(job) = backends.jobs.latest_for_book(&book.id).await?
+        && job.state == JobState::Running.as_str()
+    {
+        return Ok(DeleteOutcome::Busy);
     }
     backends.text.delete_book(&book.id).await?;
     backends.graph.delete_book(&book.id).await?;
     backends.catalog.delete_book(&book.id).await?;
     // The blob is shared by every book with the same content: remove it with the last one.
-    if let Some(hash) = book.content_hash.as_deref().and_then(|h| h.parse::<ContentHash>().ok()) {
-        if backends.catalog.books_with_content(hash.as_str()).await?.is_empty() {
-            backends.blobs.delete(&hash).await?;
-        }
+    if let Some(hash) = book.content_hash.as_deref().and_then(|h| h.parse::<ContentHash>().ok())
+        && backends.catalog.books_with_content(hash.as_str()).await?.is_empty()
+    {
+        backends.blobs.delete(&hash).await?;
     }
     Ok(DeleteOutcome::Deleted)
 }
@@ -435,12 +435,12 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
     }
     let hash = ContentHash::from_digest(&hasher.finalize());
 
-    if !reprocess && book.content_hash.as_deref() == Some(hash.as_str()) {
-        if let Some(job) = backends.jobs.latest_for_book(&book.id).await? {
-            if job.state == JobState::Succeeded.as_str() {
-                return Ok(UploadResponse::AlreadyProcessed(Json(accepted(book, &job))));
-            }
-        }
+    if !reprocess
+        && book.content_hash.as_deref() == Some(hash.as_str())
+        && let Some(job) = backends.jobs.latest_for_book(&book.id).await?
+        && job.state == JobState::Succeeded.as_str()
+    {
+        return Ok(UploadResponse::AlreadyProcessed(Json(accepted(book, &job))));
     }
 
     backends.blobs.put_file(&hash, scratch.path()).await?;

@@ -76,12 +76,11 @@ impl TestServer {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                        if event["message"] == "listening" {
-                            if let Some(address) = event["address"].as_str() {
-                                let _ = address_tx.send(address.to_owned());
-                            }
-                        }
+                    if let Ok(event) = serde_json::from_str::<Value>(&line)
+                        && event["message"] == "listening"
+                        && let Some(address) = event["address"].as_str()
+                    {
+                        let _ = address_tx.send(address.to_owned());
                     }
                     logs.lock().expect("log lock").push(line);
                 }
