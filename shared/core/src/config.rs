@@ -147,8 +147,7 @@ impl Settings {
             return invalid("storage.data_dir", "must not be empty");
         }
         let url = &self.database.url;
-        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres"))
-        {
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
             return invalid("database.url", "must start with sqlite: or postgres://");
         }
         if self.database.max_connections == 0 {
