@@ -17,6 +17,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub database: DatabaseSettings,
     pub queue: QueueSettings,
+    pub blobs: BlobSettings,
+    pub graph: GraphSettings,
     pub worker: WorkerSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
@@ -55,6 +57,45 @@ pub struct QueueSettings {
     pub heartbeat_secs: u64,
     /// How often the outbox relay looks for committed jobs not yet on the queue.
     pub relay_interval_ms: u64,
+}
+
+/// Where original files go. An empty `s3_endpoint` keeps them under `<data_dir>/blobs`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BlobSettings {
+    /// `host:port` of an S3-compatible server (MinIO, AWS, s3s-fs); `MINIO_ENDPOINT`.
+    #[serde(default)]
+    pub s3_endpoint: String,
+    /// `MINIO_ACCESS_KEY`.
+    #[serde(default)]
+    pub s3_access_key: String,
+    /// `MINIO_SECRET_KEY`.
+    #[serde(default)]
+    pub s3_secret_key: String,
+    /// https when true; `MINIO_SECURE`.
+    #[serde(default)]
+    pub s3_secure: bool,
+    /// Created when missing; `MINIO_BUCKET_NAME`.
+    pub s3_bucket: String,
+    pub s3_region: String,
+}
+
+/// Where the book graph goes. Neither URL set: SQL tables in the metadata database.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphSettings {
+    /// `bolt://host:7687`; `NEO4J_URI`.
+    #[serde(default)]
+    pub neo4j_uri: String,
+    /// `NEO4J_USER`.
+    #[serde(default)]
+    pub neo4j_user: String,
+    /// `NEO4J_PASSWORD`.
+    #[serde(default)]
+    pub neo4j_password: String,
+    /// `falkor://host:6379` or `redis://host:6379`; `FALKORDB_URL`.
+    #[serde(default)]
+    pub falkordb_url: String,
+    /// The FalkorDB graph (key) name.
+    pub falkordb_graph: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +165,22 @@ impl Settings {
         if let Some(url) = non_empty_env("REDIS_URL") {
             builder = builder.set_override("queue.redis_url", url)?;
         }
+        // The original HBI's names for S3 (MinIO) and the graph.
+        for (variable, key) in [
+            ("MINIO_ENDPOINT", "blobs.s3_endpoint"),
+            ("MINIO_ACCESS_KEY", "blobs.s3_access_key"),
+            ("MINIO_SECRET_KEY", "blobs.s3_secret_key"),
+            ("MINIO_SECURE", "blobs.s3_secure"),
+            ("MINIO_BUCKET_NAME", "blobs.s3_bucket"),
+            ("NEO4J_URI", "graph.neo4j_uri"),
+            ("NEO4J_USER", "graph.neo4j_user"),
+            ("NEO4J_PASSWORD", "graph.neo4j_password"),
+            ("FALKORDB_URL", "graph.falkordb_url"),
+        ] {
+            if let Some(value) = non_empty_env(variable) {
+                builder = builder.set_override(key, value)?;
+            }
+        }
         if let Some(bind) = overrides.bind {
             builder = builder.set_override("server.bind", bind.to_string())?;
             builder = builder.set_override("server.worker_bind", bind.to_string())?;
@@ -161,6 +218,23 @@ impl Settings {
         }
         if self.queue.heartbeat_secs == 0 {
             return invalid("queue.heartbeat_secs", "must be at least 1");
+        }
+        if !self.blobs.s3_endpoint.is_empty() {
+            if self.blobs.s3_endpoint.contains("://") {
+                return invalid(
+                    "blobs.s3_endpoint",
+                    "is host:port, without a scheme (blobs.s3_secure picks https)",
+                );
+            }
+            if self.blobs.s3_access_key.is_empty() || self.blobs.s3_secret_key.is_empty() {
+                return invalid("blobs.s3_access_key", "S3 needs an access key and a secret key");
+            }
+            if self.blobs.s3_bucket.trim().is_empty() {
+                return invalid("blobs.s3_bucket", "must not be empty");
+            }
+        }
+        if !self.graph.neo4j_uri.is_empty() && !self.graph.falkordb_url.is_empty() {
+            return invalid("graph.neo4j_uri", "set either NEO4J_URI or FALKORDB_URL, not both");
         }
         if self.worker.concurrency == 0 || self.worker.concurrency > 256 {
             return invalid("worker.concurrency", "must be between 1 and 256");
@@ -214,4 +288,35 @@ impl Settings {
 
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_shape() -> Result<(), ConfigError> {
+        let settings = Settings::load(Some(Path::new("/nonexistent")), &Overrides::default())?;
+        assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8000");
+        assert!(settings.database.url.is_empty() || std::env::var("DATABASE_URL").is_ok());
+        assert!(settings.database_url().starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
+        assert_eq!(settings.worker.max_attempts, 3);
+        Ok(())
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let mut settings =
+            Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
+        settings.worker.concurrency = 0;
+        let error = settings
+            .validate()
+            .expect_err("zero concurrency is refused")
+            .to_string();
+        assert!(error.contains("worker.concurrency"), "{error}");
+        settings.worker.concurrency = 1;
+        settings.blobs.s3_endpoint = "http://minio:9000".to_owned();
+        let error = settings.validate().expect_err("a scheme is refused").to_string();
+        assert!(error.contains("blobs.s3_endpoint"), "{error}");
+    }
 }

@@ -95,3 +95,37 @@ fn extractor_refuses_bad_input_with_exit_code_2() {
     let line: Value = serde_json::from_str(String::from_utf8_lossy(&output.stderr).trim()).expect("jsonl error line");
     assert!(line["error"].as_str().is_some_and(|e| e.contains("cannot read")));
 }
+
+#[test]
+fn bad_configuration_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("dir");
+    for (variable, value, key) in [
+        ("HBI__WORKER__CONCURRENCY", "many", "worker.concurrency"),
+        ("HBI__WORKER__CONCURRENCY", "0", "worker.concurrency"),
+        ("HBI__LOG__FORMAT", "xml", "log.format"),
+        ("DATABASE_URL", "mysql://x", "database.url"),
+    ] {
+        let output = Command::new(hbi_binary())
+            .args(["migrate", "--data-dir"])
+            .arg(dir.path())
+            .env(variable, value)
+            .output()
+            .expect("run hbi migrate");
+        assert!(!output.status.success(), "{variable}={value} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(key),
+            "{variable}={value}: the error names {key}: {stderr}"
+        );
+    }
+    let output = Command::new(hbi_binary())
+        .args(["migrate", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        dir.path().join("hbi.db").exists(),
+        "migrate creates the embedded database"
+    );
+}
