@@ -96,6 +96,43 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
         "{missing}"
     );
 
+    // The back-of-book indexes: both of r-intro's, every printed entry, physical pages.
+    let (status, index) = server.get_json(&format!("/books/{book_id}/index")).await;
+    assert_eq!(status, 200);
+    let entries = index.as_array().expect("index array");
+    let names: std::collections::BTreeSet<&str> = entries.iter().filter_map(|e| e["index_name"].as_str()).collect();
+    assert_eq!(names.len(), 2, "two indexes: {names:?}");
+    let index_truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus_dir().join("r-intro/index.json")).expect("index.json"))
+            .expect("json");
+    let truth_rows = count_truth_rows(index_truth["indices"].as_array().expect("indices"));
+    let got_rows = count_entries(entries);
+    assert!(
+        got_rows.abs_diff(truth_rows) <= truth_rows / 50,
+        "{got_rows} entries against {truth_rows} printed"
+    );
+    let (status, found) = server.get_json(&format!("/books/{book_id}/index?q=assignment")).await;
+    assert_eq!(status, 200);
+    let assignment = found
+        .as_array()
+        .expect("filtered")
+        .iter()
+        .find(|e| e["term"] == "Assignment")
+        .unwrap_or_else(|| panic!("Assignment is indexed: {found}"));
+    assert_eq!(
+        assignment["pages"][0]["first_page"], 14,
+        "printed page 8 is physical page 14: {assignment}"
+    );
+    assert_eq!(assignment["pages"][0]["first_label"], "8");
+    let (_, page14) = server.get_json(&format!("/books/{book_id}/pages/14")).await;
+    assert!(
+        page14["index_terms"]
+            .as_array()
+            .is_some_and(|terms| terms.iter().any(|t| t == "Assignment")),
+        "the page lists the index terms that point at it: {}",
+        page14["index_terms"]
+    );
+
     // The same content again: the existing result, no new job.
     let (status, again) = server.upload(&book_id, pdf.clone(), "R-intro.pdf").await;
     assert_eq!(status, 200, "{again}");
@@ -191,6 +228,26 @@ async fn errors_have_fastapi_shape() {
     assert_eq!(status, 200, "both /books and /books/ list books");
     let (status, body) = server.get_json("/jobs/01a209e6-b20c-750f-8361-cf3af0f21a6c").await;
     assert_eq!((status, body), (404, serde_json::json!({"detail": "Job not found"})));
+}
+
+fn count_truth_rows(entries: &[Value]) -> usize {
+    entries
+        .iter()
+        .map(|block| {
+            let list = block["entries"].as_array().or(block["subterms"].as_array());
+            match list {
+                Some(children) if block.get("term").is_none() => count_truth_rows(children),
+                _ => 1 + block["subterms"].as_array().map_or(0, |subs| count_truth_rows(subs)),
+            }
+        })
+        .sum()
+}
+
+fn count_entries(entries: &[Value]) -> usize {
+    entries
+        .iter()
+        .map(|e| 1 + count_entries(e["subentries"].as_array().map_or(&[], |v| v.as_slice())))
+        .sum()
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -21,6 +21,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("delete", "/books/{book_id}"),
     ("post", "/books/{book_id}/upload"),
     ("get", "/books/{book_id}/toc"),
+    ("get", "/books/{book_id}/index"),
     ("get", "/books/{book_id}/pages/{number}"),
     ("get", "/jobs"),
     ("get", "/jobs/{job_id}"),

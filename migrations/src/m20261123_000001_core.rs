@@ -104,6 +104,7 @@ enum IndexEntries {
     Path,
     Term,
     Depth,
+    Printed,
     See,
     SeeAlso,
 }
@@ -319,6 +320,7 @@ impl MigrationTrait for Migration {
                     .col(text(IndexEntries::Path))
                     .col(text(IndexEntries::Term))
                     .col(integer(IndexEntries::Depth))
+                    .col(text(IndexEntries::Printed))
                     .col(text(IndexEntries::See))
                     .col(text(IndexEntries::SeeAlso))
                     .to_owned(),

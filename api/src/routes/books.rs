@@ -178,6 +178,40 @@ pub enum TocResponse {
     Internal(Json<ErrorDetail>),
 }
 
+/// A physical page range of an index entry, with the printed labels of its ends.
+#[derive(Debug, Clone, Object)]
+pub struct PageRange {
+    pub first_page: u32,
+    pub last_page: u32,
+    pub first_label: Option<String>,
+    pub last_label: Option<String>,
+}
+
+/// One entry of a back-of-book index, with its sub-entries.
+#[derive(Debug, Clone, Object)]
+pub struct IndexEntryView {
+    pub term: String,
+    /// The index it belongs to ("Concept Index"); books can have several.
+    pub index_name: String,
+    /// Locators as printed in the book (`45–47`, `xii`, `12n`).
+    pub printed_pages: Vec<String>,
+    /// The same locators as 1-based physical page ranges.
+    pub pages: Vec<PageRange>,
+    pub see: Vec<String>,
+    pub see_also: Vec<String>,
+    pub subentries: Vec<IndexEntryView>,
+}
+
+#[derive(ApiResponse)]
+pub enum IndexResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<IndexEntryView>>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
 #[derive(ApiResponse)]
 pub enum PageResponse {
     #[oai(status = 200)]
@@ -318,6 +352,28 @@ impl BooksApi {
             Ok(Some(toc)) => TocResponse::Ok(Json(toc)),
             Ok(None) => TocResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
             Err(err) => TocResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// The book's back-of-book index (every index it has), nested by sub-entry
+    #[oai(
+        path = "/books/:book_id/index",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_index"
+    )]
+    async fn index(
+        &self,
+        state: Data<&AppState>,
+        book_id: Path<String>,
+        /// Only entries whose term (or a sub-entry's) contains this text, case-insensitively.
+        #[oai(validator(max_length = 200))]
+        q: Query<Option<String>>,
+    ) -> IndexResponse {
+        match book_index(&state, &book_id, q.0.as_deref()).await {
+            Ok(Some(index)) => IndexResponse::Ok(Json(index)),
+            Ok(None) => IndexResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
+            Err(err) => IndexResponse::Internal(ErrorDetail::json(internal(&err))),
         }
     }
 
@@ -539,14 +595,109 @@ async fn book_page(state: &AppState, raw_id: &str, number: u32) -> anyhow::Resul
         )));
     };
     let toc = state.backends.catalog.toc(&book.id).await?;
+    let index_terms = state
+        .backends
+        .catalog
+        .index_entries_on_page(&book.id, number)
+        .await?
+        .iter()
+        .map(|entry| json_strings(&entry.path).join(", "))
+        .collect();
     Ok(Ok(PageView {
         book_id: book.id,
         number,
         label: page.label,
         text: page.text,
         section_path: section_path(&toc, number),
-        index_terms: Vec::new(),
+        index_terms,
     }))
+}
+
+fn json_strings(raw: &str) -> Vec<String> {
+    serde_json::from_str(raw).unwrap_or_default()
+}
+
+async fn book_index(
+    state: &AppState,
+    raw_id: &str,
+    query: Option<&str>,
+) -> anyhow::Result<Option<Vec<IndexEntryView>>> {
+    let Some(book) = find_book(state, raw_id).await? else {
+        return Ok(None);
+    };
+    let labels = state.backends.catalog.page_labels(&book.id).await?;
+    let label = |page: i32| labels.get(usize::try_from(page).ok()?.checked_sub(1)?).cloned();
+    let rows = state.backends.catalog.index_entries(&book.id).await?;
+    let flat: Vec<(usize, IndexEntryView)> = rows
+        .into_iter()
+        .map(|(entry, locators)| {
+            let depth = usize::try_from(entry.depth).unwrap_or(1).max(1);
+            let view = IndexEntryView {
+                term: entry.term,
+                index_name: entry.index_name,
+                printed_pages: json_strings(&entry.printed),
+                pages: locators
+                    .iter()
+                    .map(|l| PageRange {
+                        first_page: u32::try_from(l.first_page).unwrap_or(0),
+                        last_page: u32::try_from(l.last_page).unwrap_or(0),
+                        first_label: label(l.first_page),
+                        last_label: label(l.last_page),
+                    })
+                    .collect(),
+                see: json_strings(&entry.see),
+                see_also: json_strings(&entry.see_also),
+                subentries: Vec::new(),
+            };
+            (depth, view)
+        })
+        .collect();
+    let tree = nest_index(flat);
+    Ok(Some(match query.map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => filter_index(tree, &q.to_lowercase()),
+        None => tree,
+    }))
+}
+
+/// Nests index rows (depth, entry) given in document order: each row becomes a sub-entry
+/// of the nearest earlier row one level up.
+fn nest_index(flat: Vec<(usize, IndexEntryView)>) -> Vec<IndexEntryView> {
+    let mut roots: Vec<IndexEntryView> = Vec::new();
+    // The open branch: the chain of last entries at depths 1, 2, ...
+    let mut open: Vec<IndexEntryView> = Vec::new();
+    let close = |open: &mut Vec<IndexEntryView>, roots: &mut Vec<IndexEntryView>| {
+        if let Some(done) = open.pop() {
+            match open.last_mut() {
+                Some(parent) => parent.subentries.push(done),
+                None => roots.push(done),
+            }
+        }
+    };
+    for (depth, entry) in flat {
+        while open.len() >= depth {
+            close(&mut open, &mut roots);
+        }
+        open.push(entry);
+    }
+    while !open.is_empty() {
+        close(&mut open, &mut roots);
+    }
+    roots
+}
+
+/// Keeps entries whose term contains `needle`, with all their sub-entries, and the parents
+/// of matching sub-entries (with only the matching branches).
+fn filter_index(entries: Vec<IndexEntryView>, needle: &str) -> Vec<IndexEntryView> {
+    entries
+        .into_iter()
+        .filter_map(|mut entry| {
+            if entry.term.to_lowercase().contains(needle) {
+                return Some(entry);
+            }
+            entry.subentries = filter_index(std::mem::take(&mut entry.subentries), needle);
+            (!entry.subentries.is_empty()).then_some(entry)
+        })
+        .collect()
 }
 
 /// Titles of the ToC entries that enclose `page`: the last entry starting on or before the
@@ -586,6 +737,38 @@ mod tests {
         assert_eq!(toc[0].page_label.as_deref(), Some("i"));
         assert_eq!(toc[1].page_label.as_deref(), Some("2"));
         assert_eq!(toc[1].children[0].page_label, None);
+    }
+
+    fn entry(term: &str) -> IndexEntryView {
+        IndexEntryView {
+            term: term.to_owned(),
+            index_name: "Index".to_owned(),
+            printed_pages: Vec::new(),
+            pages: Vec::new(),
+            see: Vec::new(),
+            see_also: Vec::new(),
+            subentries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn index_rows_nest_by_depth_and_filter_keeps_matching_branches() {
+        let flat = vec![
+            (1, entry("arrays")),
+            (2, entry("indexing")),
+            (3, entry("negative")),
+            (2, entry("slicing")),
+            (1, entry("vectors")),
+        ];
+        let tree = nest_index(flat);
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree[0].subentries.len(), 2);
+        assert_eq!(tree[0].subentries[0].subentries[0].term, "negative");
+        let found = filter_index(tree.clone(), "slic");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].term, "arrays");
+        assert_eq!(found[0].subentries.len(), 1, "only the matching branch");
+        assert_eq!(filter_index(tree, "VECTOR".to_lowercase().as_str())[0].term, "vectors");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
-use crate::db::entities::{book, job, job_attempt, page, toc_entry};
+use crate::db::entities::{book, index_entry, index_locator, job, job_attempt, page, toc_entry};
 use crate::domain::{BookStatus, new_id};
 
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -101,16 +101,10 @@ impl Catalog {
         pages: &[PageRecord],
         toc: &[TocRecord],
         toc_source: &str,
+        index: &[hbi_extraction::IndexEntry],
     ) -> anyhow::Result<()> {
         let txn = self.db.begin().await?;
-        page::Entity::delete_many()
-            .filter(page::Column::BookId.eq(book_id))
-            .exec(&txn)
-            .await?;
-        toc_entry::Entity::delete_many()
-            .filter(toc_entry::Column::BookId.eq(book_id))
-            .exec(&txn)
-            .await?;
+        delete_extraction(&txn, book_id).await?;
         for batch in pages.chunks(BATCH) {
             let rows = batch.iter().map(|p| page::ActiveModel {
                 book_id: Set(book_id.to_owned()),
@@ -132,6 +126,7 @@ impl Catalog {
             });
             toc_entry::Entity::insert_many(rows).exec(&txn).await?;
         }
+        save_index(&txn, book_id, index).await?;
         book::Entity::update_many()
             .col_expr(
                 book::Column::PageCount,
@@ -180,14 +175,7 @@ impl Catalog {
     /// the text index are removed by their own stores.
     pub async fn delete_book(&self, book_id: &str) -> anyhow::Result<bool> {
         let txn = self.db.begin().await?;
-        page::Entity::delete_many()
-            .filter(page::Column::BookId.eq(book_id))
-            .exec(&txn)
-            .await?;
-        toc_entry::Entity::delete_many()
-            .filter(toc_entry::Column::BookId.eq(book_id))
-            .exec(&txn)
-            .await?;
+        delete_extraction(&txn, book_id).await?;
         let job_ids: Vec<String> = job::Entity::find()
             .select_only()
             .column(job::Column::Id)
@@ -210,8 +198,134 @@ impl Catalog {
         Ok(deleted.rows_affected == 1)
     }
 
+    /// The book's index entries in document order, each with its physical page ranges.
+    pub async fn index_entries(
+        &self,
+        book_id: &str,
+    ) -> anyhow::Result<Vec<(index_entry::Model, Vec<index_locator::Model>)>> {
+        let entries = index_entry::Entity::find()
+            .filter(index_entry::Column::BookId.eq(book_id))
+            .order_by_asc(index_entry::Column::Position)
+            .all(&self.db)
+            .await?;
+        let locators = index_locator::Entity::find()
+            .filter(index_locator::Column::BookId.eq(book_id))
+            .order_by_asc(index_locator::Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut by_entry: std::collections::HashMap<i64, Vec<index_locator::Model>> = std::collections::HashMap::new();
+        for locator in locators {
+            by_entry.entry(locator.entry_id).or_default().push(locator);
+        }
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                let pages = by_entry.remove(&entry.id).unwrap_or_default();
+                (entry, pages)
+            })
+            .collect())
+    }
+
+    /// Index entries whose locators include `page`, in document order.
+    pub async fn index_entries_on_page(&self, book_id: &str, page: u32) -> anyhow::Result<Vec<index_entry::Model>> {
+        let page = to_i32(page);
+        let entry_ids: Vec<i64> = index_locator::Entity::find()
+            .select_only()
+            .column(index_locator::Column::EntryId)
+            .filter(index_locator::Column::BookId.eq(book_id))
+            .filter(index_locator::Column::FirstPage.lte(page))
+            .filter(index_locator::Column::LastPage.gte(page))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if entry_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(index_entry::Entity::find()
+            .filter(index_entry::Column::Id.is_in(entry_ids))
+            .order_by_asc(index_entry::Column::Position)
+            .all(&self.db)
+            .await?)
+    }
+
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.db.execute_unprepared("SELECT 1").await?;
         Ok(())
     }
+}
+
+/// Removes what an extraction stored for a book (pages, ToC, index), inside `db`'s transaction.
+async fn delete_extraction<C: ConnectionTrait>(db: &C, book_id: &str) -> anyhow::Result<()> {
+    page::Entity::delete_many()
+        .filter(page::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
+    toc_entry::Entity::delete_many()
+        .filter(toc_entry::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
+    index_locator::Entity::delete_many()
+        .filter(index_locator::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
+    index_entry::Entity::delete_many()
+        .filter(index_entry::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+async fn save_index<C: ConnectionTrait>(
+    db: &C,
+    book_id: &str,
+    index: &[hbi_extraction::IndexEntry],
+) -> anyhow::Result<()> {
+    for (start, batch) in index.chunks(BATCH).enumerate().map(|(i, b)| (i * BATCH, b)) {
+        let rows = batch
+            .iter()
+            .enumerate()
+            .map(|(offset, entry)| index_entry::ActiveModel {
+                book_id: Set(book_id.to_owned()),
+                position: Set(i32::try_from(start + offset).unwrap_or(i32::MAX)),
+                index_name: Set(entry.index_name.clone().unwrap_or_default()),
+                path: Set(json_list(&entry.path)),
+                term: Set(entry.path.last().cloned().unwrap_or_default()),
+                depth: Set(i32::try_from(entry.path.len()).unwrap_or(1)),
+                printed: Set(json_list(&entry.printed)),
+                see: Set(json_list(&entry.see)),
+                see_also: Set(json_list(&entry.see_also)),
+                ..Default::default()
+            });
+        index_entry::Entity::insert_many(rows).exec(db).await?;
+    }
+    // Locators need the entries' ids: read them back in document order.
+    let ids: Vec<i64> = index_entry::Entity::find()
+        .select_only()
+        .column(index_entry::Column::Id)
+        .filter(index_entry::Column::BookId.eq(book_id))
+        .order_by_asc(index_entry::Column::Position)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let locators: Vec<index_locator::ActiveModel> = ids
+        .iter()
+        .zip(index)
+        .flat_map(|(id, entry)| {
+            entry.pages.iter().map(move |[first, last]| index_locator::ActiveModel {
+                entry_id: Set(*id),
+                book_id: Set(book_id.to_owned()),
+                first_page: Set(to_i32(*first)),
+                last_page: Set(to_i32((*last).max(*first))),
+                ..Default::default()
+            })
+        })
+        .collect();
+    for batch in locators.chunks(BATCH) {
+        index_locator::Entity::insert_many(batch.to_vec()).exec(db).await?;
+    }
+    Ok(())
 }

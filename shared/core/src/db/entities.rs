@@ -202,3 +202,54 @@ pub mod graph_edge {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod index_entry {
+    use sea_orm::entity::prelude::*;
+
+    /// One printed index line (an entry or a sub-entry). JSON columns keep lists of strings.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "index_entries")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub book_id: String,
+        pub position: i32,
+        pub index_name: String,
+        /// JSON array: the entry with its parents, outermost first.
+        pub path: String,
+        pub term: String,
+        pub depth: i32,
+        /// JSON array: the locators as printed (`xii`, `45–47`, `12n`).
+        pub printed: String,
+        /// JSON array of cross-reference targets.
+        pub see: String,
+        /// JSON array of cross-reference targets.
+        pub see_also: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod index_locator {
+    use sea_orm::entity::prelude::*;
+
+    /// A physical page range an index entry points to.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "index_locators")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub entry_id: i64,
+        pub book_id: String,
+        pub first_page: i32,
+        pub last_page: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

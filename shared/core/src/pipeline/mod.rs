@@ -1,5 +1,5 @@
 //! The book pipeline, run by a worker for each delivered job:
-//! validate -> store -> extract_text (child process) -> toc -> index_text -> graph.
+//! validate -> store -> extract_text (child process) -> toc -> index -> index_text -> graph.
 //!
 //! Every stage writes idempotently (replace-by-book), so a job delivered twice leaves one
 //! copy of everything. Failures are classified: a refused input goes straight to the
@@ -190,11 +190,13 @@ impl Pipeline {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "none".to_owned());
+        // Pages, ToC and index are stored together: one transaction, one copy per book.
+        self.stage(job, Stage::Index).await?;
         self.backends
             .catalog
-            .save_extraction(&job.book_id, &pages, &toc, &toc_source)
+            .save_extraction(&job.book_id, &pages, &toc, &toc_source, &extraction.index)
             .await
-            .map_err(anyhow_at(Stage::Toc))?;
+            .map_err(anyhow_at(Stage::Index))?;
 
         self.stage(job, Stage::IndexText).await?;
         let indexed: Vec<IndexedPage> = pages
