@@ -107,3 +107,45 @@ async fn upload_and_wait(server: &TestServer, title: &str, bytes: Vec<u8>) -> se
         .wait_for_job(accepted["job_id"].as_str().expect("job id"), JOB_TIMEOUT)
         .await
 }
+
+/// A file that makes the extractor crash or run too long fails that one job only: the
+/// extractor runs in a child process with a memory limit and a deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn extractor_crash_or_timeout_fails_only_that_job() {
+    let octave = std::fs::read(corpus_pdf("octave")).expect("octave");
+    let small = std::fs::read(corpus_pdf("gnu-standards")).expect("gnu-standards");
+
+    // 40 MB of address space cannot hold a 1158-page book: the child dies, the job is
+    // retried (a crash may be transient), then lands in the dead-letter state.
+    let server = TestServer::start(&[
+        ("HBI__WORKER__EXTRACTOR_MEMORY_MB", "64"),
+        ("HBI__WORKER__MAX_ATTEMPTS", "2"),
+        ("HBI__WORKER__RETRY_BASE_DELAY_MS", "100"),
+    ]);
+    let job = upload_and_wait(&server, "too big for its memory", octave.clone()).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    assert_eq!(job["attempts"], 2, "a crash is retried: {job}");
+    assert_eq!(job["error_stage"], "extract_text", "{job}");
+    assert!(job["error"].as_str().is_some_and(|e| e.contains("extractor")), "{job}");
+    let history = job["history"].as_array().expect("history");
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|attempt| attempt["error"].is_string()), "{job}");
+    let (status, _) = server.get_json("/health/ready").await;
+    assert_eq!(status, 200, "the server survives the child's crash");
+    drop(server);
+
+    // A deadline shorter than the extraction: the child is killed, the worker goes on.
+    // octave takes well over a second to extract, gnu-standards a tenth of one.
+    let server = TestServer::start(&[
+        ("HBI__WORKER__STAGE_TIMEOUT_SECS", "0.5"),
+        ("HBI__WORKER__MAX_ATTEMPTS", "1"),
+    ]);
+    let job = upload_and_wait(&server, "too slow", octave).await;
+    assert_eq!(job["state"], "dead", "{job}");
+    assert!(
+        job["error"].as_str().is_some_and(|e| e.contains("longer than")),
+        "{job}"
+    );
+    let job = upload_and_wait(&server, "next one", small).await;
+    assert_eq!(job["state"], "succeeded", "the worker goes on with the next job: {job}");
+}

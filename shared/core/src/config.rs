@@ -105,7 +105,7 @@ pub struct WorkerSettings {
     /// First retry delay; each further attempt doubles it.
     pub retry_base_delay_ms: u64,
     /// Upper bound for one extraction run; the extractor child is killed past it.
-    pub stage_timeout_secs: u64,
+    pub stage_timeout_secs: f64,
     /// Address-space limit of the extractor child process.
     pub extractor_memory_mb: u64,
     /// The `hbi` executable that runs `hbi extract`; empty means this very executable.
@@ -242,8 +242,8 @@ impl Settings {
         if self.worker.max_attempts == 0 || self.worker.max_attempts > 100 {
             return invalid("worker.max_attempts", "must be between 1 and 100");
         }
-        if self.worker.stage_timeout_secs == 0 {
-            return invalid("worker.stage_timeout_secs", "must be at least 1");
+        if !(self.worker.stage_timeout_secs > 0.0 && self.worker.stage_timeout_secs <= 86_400.0) {
+            return invalid("worker.stage_timeout_secs", "must be above 0 and at most 86400");
         }
         if self.worker.extractor_memory_mb < 64 {
             return invalid("worker.extractor_memory_mb", "must be at least 64");
@@ -282,7 +282,7 @@ impl Settings {
     }
 
     pub fn stage_timeout(&self) -> Duration {
-        Duration::from_secs(self.worker.stage_timeout_secs)
+        Duration::from_secs_f64(self.worker.stage_timeout_secs)
     }
 }
 
