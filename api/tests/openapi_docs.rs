@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use common::TestServer;
+use common::{TestServer, python_tools_path};
 use serde_json::Value;
 
 /// (method, path) of every operation the API must document.

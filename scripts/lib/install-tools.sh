@@ -35,17 +35,17 @@ install_all() {
   fi
 }
 
-# Python tools the tests call: an independent OpenAPI validator.
+# Python tools the tests call: an independent OpenAPI validator and a YAML parser.
 HBI_PYLIB="${HBI_PYLIB:-$HBI_TOOLS_DIR/pylib}"
 export HBI_PYLIB
 install_python_tools() {
-  if [[ -f "$HBI_PYLIB/.hbi-installed" ]]; then
+  if [[ -f "$HBI_PYLIB/.hbi-installed-2" ]]; then
     return 0
   fi
   hbi__log "installing openapi-spec-validator into $HBI_PYLIB"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$HBI_PYLIB" openapi-spec-validator >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
+  python3 -m pip install --quiet --disable-pip-version-check --target "$HBI_PYLIB" openapi-spec-validator pyyaml >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
     tail -n 25 "$HBI_TOOLS_DIR/pip-pylib.log" >&2
     return 1
   }
-  touch "$HBI_PYLIB/.hbi-installed"
+  touch "$HBI_PYLIB/.hbi-installed-2"
 }

@@ -29,6 +29,13 @@ pub fn score_tool() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/score_extraction.py")
 }
 
+/// Where scripts/test installs the Python packages the tests call (PYTHONPATH).
+pub fn python_tools_path() -> PathBuf {
+    std::env::var_os("HBI_PYLIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hbi-tools/pylib"))
+}
+
 pub fn hbi_binary() -> &'static str {
     env!("CARGO_BIN_EXE_hbi")
 }
