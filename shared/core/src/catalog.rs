@@ -19,22 +19,6 @@ pub struct Catalog {
     db: DatabaseConnection,
 }
 
-/// One extracted page, as stored.
-#[derive(Debug, Clone)]
-pub struct PageRecord {
-    pub number: u32,
-    pub label: String,
-    pub text: String,
-}
-
-/// One ToC line, as stored (flat, document order).
-#[derive(Debug, Clone)]
-pub struct TocRecord {
-    pub level: u32,
-    pub title: String,
-    pub page: Option<u32>,
-}
-
 fn to_i32(value: u32) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
 }
@@ -95,14 +79,8 @@ impl Catalog {
     }
 
     /// Stores the extraction of a book, replacing any earlier one (a re-run leaves one copy).
-    pub async fn save_extraction(
-        &self,
-        book_id: &str,
-        pages: &[PageRecord],
-        toc: &[TocRecord],
-        toc_source: &str,
-        index: &[hbi_extraction::IndexEntry],
-    ) -> anyhow::Result<()> {
+    pub async fn save_extraction(&self, book_id: &str, extraction: &hbi_extraction::Extraction) -> anyhow::Result<()> {
+        let (pages, toc) = (&extraction.pages, &extraction.toc);
         let txn = self.db.begin().await?;
         delete_extraction(&txn, book_id).await?;
         for batch in pages.chunks(BATCH) {
@@ -126,13 +104,13 @@ impl Catalog {
             });
             toc_entry::Entity::insert_many(rows).exec(&txn).await?;
         }
-        save_index(&txn, book_id, index).await?;
+        save_index(&txn, book_id, &extraction.index).await?;
         book::Entity::update_many()
             .col_expr(
                 book::Column::PageCount,
                 Expr::value(i32::try_from(pages.len()).unwrap_or(i32::MAX)),
             )
-            .col_expr(book::Column::TocSource, Expr::value(toc_source))
+            .col_expr(book::Column::TocSource, Expr::value(extraction.toc_source.as_str()))
             .col_expr(book::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(book::Column::Id.eq(book_id))
             .exec(&txn)

@@ -112,6 +112,18 @@ pub enum TocSource {
     None,
 }
 
+impl TocSource {
+    /// The name used in JSON and in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TocSource::Outline => "outline",
+            TocSource::PrintedContents => "printed_contents",
+            TocSource::Headings => "headings",
+            TocSource::None => "none",
+        }
+    }
+}
+
 /// One table-of-contents entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TocEntry {

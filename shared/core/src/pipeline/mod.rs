@@ -19,7 +19,6 @@ use tracing::Instrument;
 
 use self::extractor::{ExtractorConfig, ExtractorFailure, extract_in_child};
 use crate::backends::Backends;
-use crate::catalog::{PageRecord, TocRecord};
 use crate::db::entities::job;
 use crate::domain::{BookStatus, ContentHash, JobMessage, JobState, Stage};
 use crate::graph::{BookGraph, chapters_from_flat_toc};
@@ -168,38 +167,24 @@ impl Pipeline {
         }
 
         self.stage(job, Stage::Toc).await?;
-        let pages: Vec<PageRecord> = extraction
-            .pages
-            .iter()
-            .map(|p| PageRecord {
-                number: p.number,
-                label: p.label.clone(),
-                text: p.text.clone(),
-            })
-            .collect();
-        let toc: Vec<TocRecord> = extraction
-            .toc
-            .iter()
-            .map(|e| TocRecord {
-                level: e.level,
-                title: e.title.clone(),
-                page: e.page,
-            })
-            .collect();
-        let toc_source = serde_json::to_value(extraction.toc_source)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "none".to_owned());
+        if extraction.toc.is_empty() {
+            tracing::warn!(
+                toc_source = extraction.toc_source.as_str(),
+                "no table of contents found"
+            );
+        }
+
         // Pages, ToC and index are stored together: one transaction, one copy per book.
         self.stage(job, Stage::Index).await?;
         self.backends
             .catalog
-            .save_extraction(&job.book_id, &pages, &toc, &toc_source, &extraction.index)
+            .save_extraction(&job.book_id, &extraction)
             .await
             .map_err(anyhow_at(Stage::Index))?;
 
         self.stage(job, Stage::IndexText).await?;
-        let indexed: Vec<IndexedPage> = pages
+        let indexed: Vec<IndexedPage> = extraction
+            .pages
             .iter()
             .map(|p| IndexedPage {
                 number: p.number,
@@ -221,7 +206,11 @@ impl Pipeline {
             .map_err(anyhow_at(Stage::Graph))?
             .map(|book| book.title)
             .unwrap_or_default();
-        let flat: Vec<(u32, String, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.clone(), e.page)).collect();
+        let flat: Vec<(u32, String, Option<u32>)> = extraction
+            .toc
+            .iter()
+            .map(|e| (e.level, e.title.clone(), e.page))
+            .collect();
         let graph = BookGraph {
             book_id: job.book_id.clone(),
             content_hash: hash.to_string(),
