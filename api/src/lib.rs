@@ -17,7 +17,7 @@ use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
 use routes::books::BooksApi;
-use routes::jobs::JobsApi;
+use routes::jobs::{DlqApi, JobsApi};
 use routes::system::SystemApi;
 
 /// What every handler can reach.
@@ -31,9 +31,9 @@ pub struct AppState {
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, JobsApi), ()> {
+pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, JobsApi, DlqApi), ()> {
     OpenApiService::new(
-        (SystemApi, BooksApi, JobsApi),
+        (SystemApi, BooksApi, JobsApi, DlqApi),
         "HBI: Hybrid Book Index",
         env!("CARGO_PKG_VERSION"),
     )

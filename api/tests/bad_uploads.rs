@@ -33,11 +33,23 @@ async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
     assert_eq!(status, 400, "{body}");
     assert!(body["detail"].as_str().is_some_and(|d| d.contains("empty")), "{body}");
 
+    // Just over the limit: read while streaming, then refused with a detail.
     let mut oversized = b"%PDF-1.4\n".to_vec();
-    oversized.resize(3 * 1024 * 1024, b'0');
+    oversized.resize(1024 * 1024 + 10 * 1024, b'0');
     let (status, body) = server.upload(&book, oversized, "huge.pdf").await;
     assert_eq!(status, 413, "{body}");
     assert!(body["detail"].as_str().is_some_and(|d| d.contains("limit")), "{body}");
+
+    // Far over the limit by its declared length: refused before a byte of it is read.
+    let answer = raw_request(
+        &server,
+        &format!(
+            "POST /books/{book}/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+             Content-Length: 10000000000\r\n\r\n--b\r\n"
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("detail"), "{answer}");
 
     let response = server
         .client
@@ -97,6 +109,96 @@ async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
 
     let (_, stats) = server.get_json("/stats").await;
     assert_eq!(stats["dlq_size"], 3, "{stats}");
+
+    // The dead-letter queue shows each with its error, stage and history; an operator can
+    // requeue one (it fails again: the file is still encrypted) or discard it.
+    let (status, dlq) = server.get_json("/dlq").await;
+    assert_eq!(status, 200);
+    let dead = dlq.as_array().expect("dlq list");
+    assert_eq!(dead.len(), 3);
+    assert!(
+        dead.iter()
+            .all(|job| job["error"].is_string() && job["error_stage"].is_string()),
+        "{dlq}"
+    );
+    assert!(
+        dead.iter()
+            .all(|job| !job["history"].as_array().expect("history").is_empty()),
+        "{dlq}"
+    );
+    let encrypted = dead
+        .iter()
+        .find(|job| job["error"].as_str().is_some_and(|e| e.contains("encrypted")))
+        .expect("the encrypted book is in the DLQ");
+    let id = encrypted["id"].as_str().expect("id");
+    let response = server
+        .client
+        .post(server.url(&format!("/dlq/{id}/requeue")))
+        .send()
+        .await
+        .expect("requeue");
+    assert_eq!(response.status().as_u16(), 202);
+    let again = server.wait_for_job(id, JOB_TIMEOUT).await;
+    assert_eq!(again["state"], "dead", "{again}");
+    assert_eq!(
+        again["history"].as_array().map(Vec::len),
+        Some(2),
+        "history keeps both attempts: {again}"
+    );
+    let response = server
+        .client
+        .delete(server.url(&format!("/dlq/{id}")))
+        .send()
+        .await
+        .expect("discard");
+    assert_eq!(response.status().as_u16(), 204);
+    let (_, stats) = server.get_json("/stats").await;
+    assert_eq!(stats["dlq_size"], 2, "{stats}");
+    let response = server
+        .client
+        .post(server.url(&format!("/dlq/{id}/requeue")))
+        .send()
+        .await
+        .expect("requeue");
+    assert_eq!(
+        response.status().as_u16(),
+        409,
+        "a discarded job is no longer in the DLQ"
+    );
+    let response = server
+        .client
+        .post(server.url(&format!("/jobs/{id}/retry")))
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(
+        response.status().as_u16(),
+        202,
+        "but it can still be retried as a cancelled job"
+    );
+    let retried = server.wait_for_job(id, JOB_TIMEOUT).await;
+    assert_eq!(retried["history"].as_array().map(Vec::len), Some(3), "{retried}");
+}
+
+/// Sends raw bytes and reads the answer (for requests a well-behaved client cannot make).
+fn raw_request(server: &TestServer, request: &str) -> String {
+    use std::io::{Read, Write};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(read) = stream.read(&mut buffer) {
+        if read == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+        if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 async fn upload_and_wait(server: &TestServer, title: &str, bytes: Vec<u8>) -> serde_json::Value {

@@ -25,13 +25,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/jobs"),
     ("get", "/jobs/{job_id}"),
     ("post", "/jobs/{job_id}/cancel"),
+    ("post", "/jobs/{job_id}/retry"),
+    ("get", "/dlq"),
+    ("post", "/dlq/{job_id}/requeue"),
+    ("delete", "/dlq/{job_id}"),
 ];
-
-fn python_tools_path() -> PathBuf {
-    std::env::var_os("HBI_PYLIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hbi-tools/pylib"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_document_is_valid_and_complete() {

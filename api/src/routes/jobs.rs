@@ -1,5 +1,6 @@
 use hbi_shared::db::entities::{job, job_attempt};
 use hbi_shared::domain::{JobState, parse_id};
+use hbi_shared::jobs::relay;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -131,7 +132,34 @@ pub enum CancelResponse {
     Internal(Json<ErrorDetail>),
 }
 
+#[allow(clippy::large_enum_variant)]
+#[derive(ApiResponse)]
+pub enum RequeueResponse {
+    /// Back on the queue with a fresh attempt budget; poll it at /jobs/{job_id}.
+    #[oai(status = 202)]
+    Accepted(Json<JobView>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    /// The job is not in a state this operation applies to.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum DiscardResponse {
+    /// Removed from the dead-letter queue; the job stays on record as cancelled.
+    #[oai(status = 204)]
+    Discarded,
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
 const JOB_NOT_FOUND: &str = "Job not found";
+const NOT_IN_DLQ: &str = "Job not found in the dead-letter queue";
 
 #[OpenApi]
 impl JobsApi {
@@ -171,6 +199,17 @@ impl JobsApi {
         }
     }
 
+    /// Run a dead or cancelled job again, with a fresh attempt budget
+    #[oai(
+        path = "/jobs/:job_id/retry",
+        method = "post",
+        tag = "ApiTags::Jobs",
+        operation_id = "retry_job"
+    )]
+    async fn retry(&self, state: Data<&AppState>, job_id: Path<String>) -> RequeueResponse {
+        requeue(&state, &job_id, &[JobState::Dead, JobState::Cancelled], JOB_NOT_FOUND).await
+    }
+
     /// Cancel a job: a queued one at once, a running one by stopping its worker's work
     #[oai(
         path = "/jobs/:job_id/cancel",
@@ -207,6 +246,99 @@ impl JobsApi {
 
 fn default_limit() -> u64 {
     100
+}
+
+pub struct DlqApi;
+
+#[OpenApi]
+impl DlqApi {
+    /// Jobs that failed for good: error, stage, attempt history and input, newest first
+    #[oai(path = "/dlq", method = "get", tag = "ApiTags::Jobs", operation_id = "list_dlq")]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        /// How many jobs to return (at most 1000).
+        #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
+        limit: Query<u64>,
+    ) -> JobListResponse {
+        let jobs = &state.backends.jobs;
+        let result = async {
+            let mut views = Vec::new();
+            for job in jobs.list(Some(JobState::Dead), limit.0).await? {
+                let history = jobs.attempts(&job.id).await?;
+                views.push(JobView::new(job, history));
+            }
+            Ok::<_, anyhow::Error>(views)
+        }
+        .await;
+        match result {
+            Ok(views) => JobListResponse::Ok(Json(views)),
+            Err(err) => JobListResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// Run a dead job again, unchanged, with a fresh attempt budget
+    #[oai(
+        path = "/dlq/:job_id/requeue",
+        method = "post",
+        tag = "ApiTags::Jobs",
+        operation_id = "requeue_dlq_job"
+    )]
+    async fn requeue(&self, state: Data<&AppState>, job_id: Path<String>) -> RequeueResponse {
+        requeue(&state, &job_id, &[JobState::Dead], NOT_IN_DLQ).await
+    }
+
+    /// Drop a dead job from the dead-letter queue without running it
+    #[oai(
+        path = "/dlq/:job_id",
+        method = "delete",
+        tag = "ApiTags::Jobs",
+        operation_id = "delete_dlq_job"
+    )]
+    async fn discard(&self, state: Data<&AppState>, job_id: Path<String>) -> DiscardResponse {
+        let Some(id) = parse_id(&job_id) else {
+            return DiscardResponse::NotFound(ErrorDetail::json(NOT_IN_DLQ));
+        };
+        match state.backends.jobs.discard_dead(&id).await {
+            Ok(true) => DiscardResponse::Discarded,
+            Ok(false) => DiscardResponse::NotFound(ErrorDetail::json(NOT_IN_DLQ)),
+            Err(err) => DiscardResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+}
+
+/// Re-enqueues a job that ended in one of `from`, through the outbox.
+async fn requeue(state: &AppState, raw_id: &str, from: &[JobState], not_found: &str) -> RequeueResponse {
+    let Some(id) = parse_id(raw_id) else {
+        return RequeueResponse::NotFound(ErrorDetail::json(not_found));
+    };
+    let backends = &state.backends;
+    let result = async {
+        let Some(before) = backends.jobs.get(&id).await? else {
+            return Ok(None);
+        };
+        let Some(job) = backends
+            .jobs
+            .requeue(&id, from, state.settings.worker.max_attempts)
+            .await?
+        else {
+            return Ok(Some(Err(before.state)));
+        };
+        if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {
+            tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "requeued job left to the outbox relay");
+        }
+        Ok::<_, anyhow::Error>(job_view(state, &id).await?.map(Ok))
+    }
+    .await;
+    match result {
+        Ok(Some(Ok(view))) => RequeueResponse::Accepted(Json(view)),
+        Ok(Some(Err(current))) => RequeueResponse::Conflict(ErrorDetail::json(format!(
+            "the job is {current}; only a job that is {} can be run again",
+            from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+        ))),
+        Ok(None) => RequeueResponse::NotFound(ErrorDetail::json(not_found)),
+        Err(err) => RequeueResponse::Internal(ErrorDetail::json(internal(&err))),
+    }
 }
 
 /// Job states as a query parameter.

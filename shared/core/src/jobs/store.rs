@@ -401,6 +401,62 @@ impl JobStore {
         self.get(job_id).await
     }
 
+    /// Puts a job that ended in one of the `from` states back in the queue's outbox with
+    /// `extra_attempts` more attempts, keeping its history (attempt numbers keep counting).
+    /// Returns the job, or `None` when it is not in such a state.
+    pub async fn requeue(
+        &self,
+        job_id: &str,
+        from: &[JobState],
+        extra_attempts: u32,
+    ) -> anyhow::Result<Option<job::Model>> {
+        let now = Utc::now();
+        let states: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
+        let result = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Queued.as_str()))
+            .col_expr(
+                job::Column::MaxAttempts,
+                Expr::col(job::Column::Attempts).add(i32::try_from(extra_attempts).unwrap_or(1)),
+            )
+            .col_expr(job::Column::CancelRequested, Expr::value(false))
+            .col_expr(job::Column::Retryable, Expr::value(true))
+            .col_expr(job::Column::RunAfter, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::WorkerId, Expr::value(Option::<String>::None))
+            .col_expr(job::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::State.is_in(states))
+            .exec(&self.db)
+            .await?;
+        if result.rows_affected != 1 {
+            return Ok(None);
+        }
+        let job = self.get(job_id).await?;
+        if let Some(job) = &job {
+            book::Entity::update_many()
+                .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
+                .col_expr(book::Column::UpdatedAt, Expr::value(now))
+                .filter(book::Column::Id.eq(&job.book_id))
+                .exec(&self.db)
+                .await?;
+        }
+        Ok(job)
+    }
+
+    /// Removes a job from the dead-letter queue without running it again: it ends
+    /// `cancelled`, its error and history kept for the record.
+    pub async fn discard_dead(&self, job_id: &str) -> anyhow::Result<bool> {
+        let result = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Cancelled.as_str()))
+            .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(job::Column::Id.eq(job_id))
+            .filter(job::Column::State.eq(JobState::Dead.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     pub async fn ping(&self) -> anyhow::Result<()> {
         self.db.execute_unprepared("SELECT 1").await?;
         Ok(())
