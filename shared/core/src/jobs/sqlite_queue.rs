@@ -19,10 +19,16 @@ use crate::domain::JobMessage;
 /// retries with backoff and its dead-letter queue are decided in the database.
 const DELIVERY_ATTEMPTS: usize = 20;
 
+/// Longest an idle worker waits for a job pushed by another process.
+const CROSS_PROCESS_POLL: Duration = Duration::from_secs(5);
+
 pub struct SqliteJobQueue {
     pool: SqlitePool,
     config: apalis_sqlite::Config,
     poll_interval: Duration,
+    /// Wakes this process's consumers when this process enqueues, so an idle worker starts a
+    /// new job at once instead of at its next poll.
+    pushed: std::sync::Mutex<Vec<futures::channel::mpsc::UnboundedSender<()>>>,
 }
 
 impl SqliteJobQueue {
@@ -34,13 +40,17 @@ impl SqliteJobQueue {
             .context("preparing the sqlite queue")?;
         let config = apalis_sqlite::Config::default()
             .queue(queue)
-            .heartbeat_interval(heartbeat)
+            // apalis-core 1.0.0's interval poll does not re-arm after its first tick, so a
+            // worker idles until its next heartbeat unless woken by a push in this process
+            // (below); a short heartbeat bounds the wait when another process enqueues.
+            .heartbeat_interval(heartbeat.min(CROSS_PROCESS_POLL))
             .missed_heartbeats(2)
             .batch_size(1);
         Ok(Self {
             pool,
             config,
             poll_interval,
+            pushed: std::sync::Mutex::default(),
         })
     }
 
@@ -63,7 +73,11 @@ impl JobQueue for SqliteJobQueue {
         self.storage()
             .push_task(task)
             .await
-            .map_err(|err| anyhow::anyhow!("pushing job {} to the sqlite queue: {err}", message.job_id))
+            .map_err(|err| anyhow::anyhow!("pushing job {} to the sqlite queue: {err}", message.job_id))?;
+        if let Ok(mut consumers) = self.pushed.lock() {
+            consumers.retain(|wake| wake.unbounded_send(()).is_ok());
+        }
+        Ok(())
     }
 
     async fn depth(&self) -> anyhow::Result<u64> {
@@ -89,7 +103,12 @@ impl JobQueue for SqliteJobQueue {
         handler: Arc<dyn JobHandler>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let backend = self.storage().poll_with_interval(self.poll_interval);
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        if let Ok(mut consumers) = self.pushed.lock() {
+            consumers.push(wake);
+        }
+        let strategy = Strategy::new().stream(woken).interval(self.poll_interval);
+        let backend = self.storage().poll_with_strategy(strategy);
         let worker = WorkerBuilder::new(worker_name)
             .backend(backend)
             .concurrency(concurrency)
