@@ -70,3 +70,84 @@ async fn sigterm_stops_cleanly() {
     let exit = server.terminate();
     assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
 }
+
+/// Cancelling a running job kills its extraction and frees the worker for the next job.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_job_and_frees_the_worker() {
+    let server = TestServer::start(&[("HBI__WORKER__CONCURRENCY", "1")]);
+    let octave = std::fs::read(corpus_pdf("octave")).expect("octave");
+    let book = server.create_book("to be cancelled").await;
+    let (status, accepted) = server.upload(&book, octave, "octave.pdf").await;
+    assert_eq!(status, 202);
+    let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, job) = server.get_json(&format!("/jobs/{job_id}")).await;
+        if job["state"] == "running" && job["stage"] == "extract_text" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job never ran: {job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = std::time::Instant::now();
+    let response = server
+        .client
+        .post(server.url(&format!("/jobs/{job_id}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(response.status().as_u16(), 202);
+    let job = server.wait_for_job(&job_id, Duration::from_secs(30)).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cancel took {:?}",
+        started.elapsed()
+    );
+    let response = server
+        .client
+        .post(server.url(&format!("/jobs/{job_id}/cancel")))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(response.status().as_u16(), 409, "an ended job cannot be cancelled");
+
+    // The single worker slot is free again.
+    let small = std::fs::read(corpus_pdf("gnu-standards")).expect("pdf");
+    let book = server.create_book("next").await;
+    let (_, accepted) = server.upload(&book, small, "standards.pdf").await;
+    let next = server
+        .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(60))
+        .await;
+    assert_eq!(next["state"], "succeeded", "{next}");
+}
+
+/// Readiness names the dependency that is down and answers 503, and recovers by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_names_a_failed_dependency() {
+    let server = TestServer::start(&[]);
+    let (status, ready) = server.get_json("/health/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    for name in ["database", "queue", "blob_store", "graph"] {
+        assert_eq!(ready["checks"][name]["status"], "ok", "{ready}");
+    }
+    assert!(ready["version"].is_string() && ready["uptime_seconds"].is_number());
+
+    // Replace the blob directory by a file: the store can no longer write.
+    let blobs = server.data_dir.join("blobs");
+    std::fs::remove_dir_all(&blobs).expect("remove blobs");
+    std::fs::write(&blobs, b"not a directory").expect("block blobs");
+    let (status, ready) = server.get_json("/health/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["status"], "error");
+    assert_eq!(ready["checks"]["blob_store"]["status"], "error", "{ready}");
+    assert!(ready["checks"]["blob_store"]["error"].is_string());
+    assert_eq!(ready["checks"]["database"]["status"], "ok");
+    let (status, _) = server.get_json("/health/live").await;
+    assert_eq!(status, 200, "liveness does not depend on dependencies");
+
+    std::fs::remove_file(&blobs).expect("unblock");
+    std::fs::create_dir(&blobs).expect("recreate");
+    let (status, ready) = server.get_json("/health/ready").await;
+    assert_eq!(status, 200, "{ready}");
+}

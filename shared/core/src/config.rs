@@ -176,6 +176,7 @@ impl Settings {
             ("NEO4J_USER", "graph.neo4j_user"),
             ("NEO4J_PASSWORD", "graph.neo4j_password"),
             ("FALKORDB_URL", "graph.falkordb_url"),
+            ("MAX_CONCURRENT_JOBS", "worker.concurrency"),
         ] {
             if let Some(value) = non_empty_env(variable) {
                 builder = builder.set_override(key, value)?;
