@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 
-use crate::blobs::{BlobStore, LocalBlobStore};
+use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::graph::{GraphStore, SqlGraphStore};
@@ -51,10 +51,15 @@ impl Backends {
             Duration::from_millis(settings.queue.poll_interval_ms),
         )
         .await?;
+        let blobs: Arc<dyn BlobStore> = if settings.blobs.s3_endpoint.is_empty() {
+            Arc::new(LocalBlobStore::new(settings.blob_dir())?)
+        } else {
+            Arc::new(S3BlobStore::open(&settings.blobs).await?)
+        };
         Ok(Self {
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),
-            blobs: Arc::new(LocalBlobStore::new(settings.blob_dir())?),
+            blobs,
             queue: Arc::new(queue),
             graph: Arc::new(SqlGraphStore::new(db.clone())),
             text: Arc::new(SqliteFtsIndex::new(db.clone())),
