@@ -199,3 +199,29 @@ fn raw_client(settings: &BlobSettings) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+#[tokio::test]
+async fn backends_use_s3_when_an_endpoint_is_configured() -> anyhow::Result<()> {
+    let service = Service::start("s3");
+    let data_dir = tempfile::tempdir()?;
+    let overrides = hbi_shared::config::Overrides {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let mut settings = hbi_shared::Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
+    settings.database.url.clear();
+    settings.blobs = self::settings(&service, &fresh_bucket(), SECRET_KEY);
+    let backends = hbi_shared::Backends::open(&settings, true).await?;
+    assert_eq!(backends.blobs.kind(), "s3");
+    let blob_check = backends
+        .check_all()
+        .await
+        .into_iter()
+        .find(|check| check.name == "blob_store");
+    assert!(blob_check.is_some_and(|check| check.kind == "s3" && check.error.is_none()));
+    assert!(
+        !data_dir.path().join("blobs").exists(),
+        "no local blob directory in the S3 shape"
+    );
+    Ok(())
+}
