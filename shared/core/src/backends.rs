@@ -5,15 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend};
 
-use crate::blobs::{BlobStore, LocalBlobStore};
+use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::graph::{GraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, SqliteJobQueue};
-use crate::text_index::{SqliteFtsIndex, TextIndex};
+use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 
 #[derive(Clone)]
 pub struct Backends {
@@ -51,13 +51,23 @@ impl Backends {
             Duration::from_millis(settings.queue.poll_interval_ms),
         )
         .await?;
+        let blobs: Arc<dyn BlobStore> = if settings.blobs.s3_endpoint.is_empty() {
+            Arc::new(LocalBlobStore::new(settings.blob_dir())?)
+        } else {
+            Arc::new(S3BlobStore::open(&settings.blobs).await?)
+        };
+        let text: Arc<dyn TextIndex> = match db.get_database_backend() {
+            DbBackend::Postgres => Arc::new(PostgresFtsIndex::new(db.clone())),
+            DbBackend::Sqlite => Arc::new(SqliteFtsIndex::new(db.clone())),
+            other => anyhow::bail!("no full-text index for a {other:?} database"),
+        };
         Ok(Self {
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),
-            blobs: Arc::new(LocalBlobStore::new(settings.blob_dir())?),
+            blobs,
             queue: Arc::new(queue),
             graph: Arc::new(SqlGraphStore::new(db.clone())),
-            text: Arc::new(SqliteFtsIndex::new(db.clone())),
+            text,
             db,
         })
     }

@@ -2,12 +2,14 @@
 //! production puts them in S3. The pipeline and the API see only [`BlobStore`].
 
 mod local;
+mod s3;
 
 use std::path::Path;
 
 use async_trait::async_trait;
 
 pub use local::LocalBlobStore;
+pub use s3::S3BlobStore;
 
 use crate::domain::ContentHash;
 

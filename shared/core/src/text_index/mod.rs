@@ -1,10 +1,12 @@
 //! Full-text search over page text: SQLite FTS5 in the embedded shape, PostgreSQL tsvector
 //! in production.
 
+mod postgres_fts;
 mod sqlite_fts;
 
 use async_trait::async_trait;
 
+pub use postgres_fts::PostgresFtsIndex;
 pub use sqlite_fts::SqliteFtsIndex;
 
 /// One page as the text index stores it.
@@ -12,6 +14,18 @@ pub use sqlite_fts::SqliteFtsIndex;
 pub struct IndexedPage {
     pub number: u32,
     pub text: String,
+}
+
+/// One page that matched a search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageHit {
+    pub book_id: String,
+    /// 1-based physical page.
+    pub page: u32,
+    /// Higher is better; comparable within one search only.
+    pub score: f64,
+    /// HTML-escaped page text around the matches, each match inside `<b>..</b>`.
+    pub snippet: String,
 }
 
 #[async_trait]
@@ -25,4 +39,58 @@ pub trait TextIndex: Send + Sync {
 
     /// Pages of the book in the index (a consistency check for the quality gates and tests).
     async fn page_count(&self, book_id: &str) -> anyhow::Result<u64>;
+
+    /// The best `limit` pages for the user's `query` (plain words, `"quoted phrases"`), in one
+    /// book or all. Any text is a valid query: operators and quotes are read as words, never as
+    /// syntax, and a query without words finds nothing.
+    async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>>;
+}
+
+/// Marks the backends put around matches; the snippet is escaped before they become tags.
+const MATCH_START: char = '\u{2}';
+const MATCH_END: char = '\u{3}';
+
+/// Escapes page text for HTML, then turns the backend's match marks into `<b>..</b>`.
+fn snippet_html(marked: &str) -> String {
+    let mut html = String::with_capacity(marked.len() + 16);
+    for c in marked.chars() {
+        match c {
+            '&' => html.push_str("&amp;"),
+            '<' => html.push_str("&lt;"),
+            '>' => html.push_str("&gt;"),
+            '"' => html.push_str("&quot;"),
+            '\'' => html.push_str("&#39;"),
+            MATCH_START => html.push_str("<b>"),
+            MATCH_END => html.push_str("</b>"),
+            c => html.push(c),
+        }
+    }
+    html
+}
+
+/// PostgreSQL text cannot hold NUL; the match marks must not come from the text itself.
+fn clean_text(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if matches!(c, '\0' | MATCH_START | MATCH_END) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_escape_the_page_text() {
+        assert_eq!(
+            snippet_html("a <script> & \u{2}word\u{3} \"x\""),
+            "a &lt;script&gt; &amp; <b>word</b> &quot;x&quot;"
+        );
+        assert_eq!(clean_text("a\0b\u{2}c"), "a b c");
+    }
 }

@@ -1,0 +1,150 @@
+use async_trait::async_trait;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
+
+use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, snippet_html};
+
+/// Rows per INSERT: three parameters a row, far under PostgreSQL's 65,535.
+const BATCH: usize = 500;
+
+/// Page text in `page_search`, whose `tsv` column PostgreSQL derives from the text itself
+/// (`to_tsvector('simple', text)`, GIN-indexed; migration m20261123_000002).
+pub struct PostgresFtsIndex {
+    db: DatabaseConnection,
+}
+
+impl PostgresFtsIndex {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+fn statement(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
+/// `INSERT ... VALUES ($1, $2, $3), ($4, $5, $6), ...` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO page_search (book_id, page, text) VALUES ");
+    for row in 0..rows {
+        let first = row * 3 + 1;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("(${first}, ${}, ${})", first + 1, first + 2));
+    }
+    sql
+}
+
+#[async_trait]
+impl TextIndex for PostgresFtsIndex {
+    fn kind(&self) -> &'static str {
+        "postgres_tsvector"
+    }
+
+    async fn index_pages(&self, book_id: &str, pages: &[IndexedPage]) -> anyhow::Result<()> {
+        let pages: Vec<&IndexedPage> = pages.iter().filter(|page| !page.text.trim().is_empty()).collect();
+        let txn = self.db.begin().await?;
+        txn.execute_raw(statement(
+            "DELETE FROM page_search WHERE book_id = $1",
+            vec![book_id.into()],
+        ))
+        .await?;
+        for batch in pages.chunks(BATCH) {
+            let values = batch
+                .iter()
+                .flat_map(|page| {
+                    [
+                        Value::from(book_id),
+                        Value::from(i32::try_from(page.number).unwrap_or(i32::MAX)),
+                        Value::from(clean_text(&page.text)),
+                    ]
+                })
+                .collect();
+            txn.execute_raw(statement(&insert_sql(batch.len()), values)).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_book(&self, book_id: &str) -> anyhow::Result<()> {
+        self.db
+            .execute_raw(statement(
+                "DELETE FROM page_search WHERE book_id = $1",
+                vec![book_id.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn page_count(&self, book_id: &str) -> anyhow::Result<u64> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                "SELECT COUNT(*) AS n FROM page_search WHERE book_id = $1",
+                vec![book_id.into()],
+            ))
+            .await?;
+        let count: i64 = match row {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {
+        let query = clean_text(query);
+        if limit == 0 || !query.chars().any(char::is_alphanumeric) {
+            return Ok(Vec::new());
+        }
+        let headline_options = format!(
+            "StartSel={MATCH_START}, StopSel={MATCH_END}, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=\" … \""
+        );
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                // websearch_to_tsquery reads any text without a syntax error. The headline is
+                // made for the returned rows only: it re-parses the whole page text.
+                "SELECT hit.book_id, hit.page, hit.score, \
+                        ts_headline('simple', hit.text, hit.query, $4) AS snippet \
+                 FROM (SELECT s.book_id, s.page, s.text, q.query, \
+                              ts_rank(s.tsv, q.query)::float8 AS score \
+                       FROM page_search s, websearch_to_tsquery('simple', $1) AS q(query) \
+                       WHERE s.tsv @@ q.query AND ($2::text IS NULL OR s.book_id = $2) \
+                       ORDER BY score DESC, s.book_id, s.page \
+                       LIMIT $3) AS hit \
+                 ORDER BY hit.score DESC, hit.book_id, hit.page",
+                vec![
+                    query.into(),
+                    book_id.map(str::to_owned).into(),
+                    i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                    headline_options.into(),
+                ],
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let page: i32 = row.try_get("", "page")?;
+                let snippet: String = row.try_get("", "snippet")?;
+                Ok(PageHit {
+                    book_id: row.try_get("", "book_id")?,
+                    page: u32::try_from(page)?,
+                    score: row.try_get("", "score")?,
+                    snippet: snippet_html(&snippet),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_numbers_every_parameter() {
+        assert_eq!(
+            insert_sql(2),
+            "INSERT INTO page_search (book_id, page, text) VALUES ($1, $2, $3), ($4, $5, $6)"
+        );
+    }
+}

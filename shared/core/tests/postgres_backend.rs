@@ -1,0 +1,276 @@
+//! The production metadata store: every SQL store of `Backends` on a real PostgreSQL with pgvector.
+
+#[path = "support/services.rs"]
+mod services;
+
+use std::path::Path;
+use std::time::Duration;
+
+use hbi_migrations::{Migrator, MigratorTrait};
+use hbi_shared::Backends;
+use hbi_shared::catalog::{PageRecord, TocRecord};
+use hbi_shared::config::{Overrides, Settings};
+use hbi_shared::domain::{BookStatus, ContentHash, JobState};
+use hbi_shared::graph::{BookGraph, ChapterNode, chapters_from_flat_toc};
+use hbi_shared::jobs::store::{Claim, Outcome, StoredFile};
+use hbi_shared::text_index::IndexedPage;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use services::Service;
+
+fn settings(database_url: &str, data_dir: &Path) -> anyhow::Result<Settings> {
+    let overrides = Overrides {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..Overrides::default()
+    };
+    let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
+    settings.database.url = database_url.to_owned();
+    // Local blobs: this test is about the database.
+    settings.blobs.s3_endpoint.clear();
+    Ok(settings)
+}
+
+async fn scalar_i64(db: &sea_orm::DatabaseConnection, sql: &str) -> anyhow::Result<i64> {
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row for {sql}"))?;
+    Ok(row.try_get_by_index(0)?)
+}
+
+#[tokio::test]
+async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
+    let service = Service::start("postgres");
+    let data_dir = tempfile::tempdir()?;
+    let settings = settings(&service.url, data_dir.path())?;
+
+    // Migrations: a second run (a second replica starting) finds nothing to do.
+    let first = Backends::open(&settings, true).await?;
+    let backends = Backends::open(&settings, true).await?;
+    drop(first);
+    let db = backends.db.clone();
+    assert_eq!(db.get_database_backend(), DbBackend::Postgres);
+    Migrator::up(&db, None).await?;
+    assert_eq!(Migrator::get_pending_migrations(&db).await?.len(), 0);
+    assert_eq!(Migrator::get_applied_migrations(&db).await?.len(), 2);
+    assert_eq!(
+        scalar_i64(&db, "SELECT COUNT(*) FROM pg_extension WHERE extname = 'vector'").await?,
+        1,
+        "pgvector is installed"
+    );
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'idx_page_search_tsv'"
+        )
+        .await?,
+        1
+    );
+    assert_eq!(backends.text.kind(), "postgres_tsvector");
+    for check in backends.check_all().await {
+        assert!(
+            check.error.is_none(),
+            "{} ({}): {:?}",
+            check.name,
+            check.kind,
+            check.error
+        );
+    }
+
+    // Catalog.
+    let book = backends.catalog.create_book("Graph Theory", Some("Ada")).await?;
+    assert_eq!(
+        backends.catalog.book(&book.id).await?.map(|b| b.title),
+        Some("Graph Theory".to_owned())
+    );
+    let pages: Vec<PageRecord> = (1..=3)
+        .map(|number| PageRecord {
+            number,
+            label: if number == 1 {
+                "i".to_owned()
+            } else {
+                (number - 1).to_string()
+            },
+            text: format!("Page {number} on directed graphs, ünïcödé and 'quotes'."),
+        })
+        .collect();
+    let toc = vec![
+        TocRecord {
+            level: 1,
+            title: "1 Graphs".to_owned(),
+            page: Some(2),
+        },
+        TocRecord {
+            level: 2,
+            title: "1.1 Trees".to_owned(),
+            page: Some(3),
+        },
+    ];
+    backends
+        .catalog
+        .save_extraction(&book.id, &pages, &toc, "printed")
+        .await?;
+    // Saving again replaces, it does not duplicate.
+    backends
+        .catalog
+        .save_extraction(&book.id, &pages, &toc, "printed")
+        .await?;
+    let page = backends
+        .catalog
+        .page(&book.id, 3)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("page 3"))?;
+    assert_eq!(page.text, pages[2].text);
+    assert_eq!(page.label, "2");
+    assert_eq!(backends.catalog.page_labels(&book.id).await?, vec!["i", "1", "2"]);
+    let stored_toc = backends.catalog.toc(&book.id).await?;
+    assert_eq!(
+        stored_toc
+            .iter()
+            .map(|e| (e.position, e.level, e.title.as_str(), e.page))
+            .collect::<Vec<_>>(),
+        vec![(0, 1, "1 Graphs", Some(2)), (1, 2, "1.1 Trees", Some(3))]
+    );
+    let reloaded = backends
+        .catalog
+        .book(&book.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("book"))?;
+    assert_eq!(reloaded.page_count, Some(3));
+    assert_eq!(reloaded.toc_source.as_deref(), Some("printed"));
+
+    // Jobs: the outbox, a claim, a rival claim, the finish.
+    let hash = ContentHash::of(b"%PDF-1.7 graph theory");
+    let file = StoredFile {
+        sha256: hash.clone(),
+        size_bytes: 21,
+        content_type: "application/pdf".to_owned(),
+        original_name: Some("graph theory.pdf".to_owned()),
+    };
+    let job = backends.jobs.create_ingest_job(&book.id, &file, 3).await?;
+    assert_eq!(job.state, JobState::Queued.as_str());
+    assert!(backends.jobs.outbox(10).await?.iter().any(|j| j.id == job.id));
+    backends.jobs.mark_enqueued(&job.id).await?;
+    assert!(!backends.jobs.outbox(10).await?.iter().any(|j| j.id == job.id));
+    let lease = Duration::from_secs(60);
+    let Claim::Claimed(held) = backends.jobs.claim(&job.id, "worker-1", lease).await? else {
+        panic!("the first worker claims a queued job");
+    };
+    assert_eq!(held.attempts, 1);
+    match backends.jobs.claim(&job.id, "worker-2", lease).await? {
+        Claim::Busy { retry_at } => assert!(retry_at > chrono::Utc::now(), "retry once the lease ends"),
+        other => panic!("a second worker must not claim a held job: {other:?}"),
+    }
+    assert_eq!(
+        backends.catalog.book(&book.id).await?.map(|b| b.status),
+        Some(BookStatus::Processing.as_str().to_owned())
+    );
+    backends
+        .jobs
+        .report_progress(&job.id, hbi_shared::domain::Stage::ExtractText, 2, 3)
+        .await?;
+    assert!(
+        backends
+            .jobs
+            .finish(
+                &held,
+                "worker-2",
+                Outcome::Succeeded {
+                    book_status: BookStatus::Ready
+                }
+            )
+            .await
+            .is_err(),
+        "only the holder may finish"
+    );
+    let state = backends
+        .jobs
+        .finish(
+            &held,
+            "worker-1",
+            Outcome::Succeeded {
+                book_status: BookStatus::Ready,
+            },
+        )
+        .await?;
+    assert_eq!(state, JobState::Succeeded);
+    let done = backends
+        .jobs
+        .get(&job.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("job"))?;
+    assert_eq!((done.progress_done, done.progress_total), (2, 3));
+    assert!(done.finished_at.is_some());
+    let attempts = backends.jobs.attempts(&job.id).await?;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, JobState::Succeeded.as_str());
+    assert!(matches!(
+        backends.jobs.claim(&job.id, "worker-2", lease).await?,
+        Claim::Gone
+    ));
+    assert_eq!(backends.jobs.count_in_state(JobState::Succeeded).await?, 1);
+    assert_eq!(backends.catalog.books_with_content(hash.as_str()).await?.len(), 1);
+
+    // Graph in SQL tables; writing twice leaves one copy.
+    let flat: Vec<(u32, String, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.clone(), e.page)).collect();
+    let graph = BookGraph {
+        book_id: book.id.clone(),
+        content_hash: hash.to_string(),
+        title: book.title.clone(),
+        page_labels: backends.catalog.page_labels(&book.id).await?,
+        chapters: chapters_from_flat_toc(&flat),
+    };
+    backends.graph.write_book(&graph).await?;
+    backends.graph.write_book(&graph).await?;
+    let chapters: Vec<ChapterNode> = backends.graph.chapters(&book.id).await?;
+    assert_eq!(chapters, graph.chapters);
+    assert_eq!(chapters[1].parent, Some(0));
+
+    // Text index.
+    let indexed: Vec<IndexedPage> = pages
+        .iter()
+        .map(|p| IndexedPage {
+            number: p.number,
+            text: p.text.clone(),
+        })
+        .collect();
+    backends.text.index_pages(&book.id, &indexed).await?;
+    backends.text.index_pages(&book.id, &indexed).await?;
+    assert_eq!(backends.text.page_count(&book.id).await?, 3);
+    let hits = backends.text.search_pages(Some(&book.id), "Page 2 directed", 5).await?;
+    assert_eq!(hits.first().map(|hit| hit.page), Some(2), "{hits:?}");
+
+    // Deleting the book removes its rows from every store.
+    backends.text.delete_book(&book.id).await?;
+    backends.graph.delete_book(&book.id).await?;
+    assert!(backends.catalog.delete_book(&book.id).await?);
+    assert!(backends.catalog.book(&book.id).await?.is_none());
+    assert!(backends.graph.chapters(&book.id).await?.is_empty());
+    assert_eq!(backends.text.page_count(&book.id).await?, 0);
+    assert!(backends.jobs.get(&job.id).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrations_go_down_and_up_again_on_postgres() -> anyhow::Result<()> {
+    let service = Service::start("postgres");
+    let db = hbi_shared::db::connect(&service.url, 2, true).await?;
+    Migrator::down(&db, None).await?;
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('books', 'page_search')"
+        )
+        .await?,
+        0
+    );
+    Migrator::up(&db, None).await?;
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name IN ('books', 'page_search')"
+        )
+        .await?,
+        2
+    );
+    Ok(())
+}
