@@ -10,7 +10,7 @@ use sea_orm::DatabaseConnection;
 use crate::blobs::{BlobStore, LocalBlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::graph::{GraphStore, SqlGraphStore};
+use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, SqliteJobQueue};
 use crate::text_index::{SqliteFtsIndex, TextIndex};
@@ -34,6 +34,23 @@ pub struct DependencyCheck {
     pub error: Option<String>,
 }
 
+/// The graph store the settings call for: Neo4j, FalkorDB, or the SQL tables when neither
+/// is set (validation refuses both at once). The graph servers are contacted on first use.
+fn open_graph(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Arc<dyn GraphStore>> {
+    let graph = &settings.graph;
+    Ok(if !graph.neo4j_uri.is_empty() {
+        Arc::new(Neo4jGraphStore::new(
+            &graph.neo4j_uri,
+            &graph.neo4j_user,
+            &graph.neo4j_password,
+        )?)
+    } else if !graph.falkordb_url.is_empty() {
+        Arc::new(FalkorGraphStore::new(&graph.falkordb_url, &graph.falkordb_graph)?)
+    } else {
+        Arc::new(SqlGraphStore::new(db.clone()))
+    })
+}
+
 impl Backends {
     /// Opens every backend the settings call for; migrations run when `migrate` is set.
     pub async fn open(settings: &Settings, migrate: bool) -> anyhow::Result<Self> {
@@ -52,11 +69,11 @@ impl Backends {
         )
         .await?;
         Ok(Self {
+            graph: open_graph(settings, &db)?,
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),
             blobs: Arc::new(LocalBlobStore::new(settings.blob_dir())?),
             queue: Arc::new(queue),
-            graph: Arc::new(SqlGraphStore::new(db.clone())),
             text: Arc::new(SqliteFtsIndex::new(db.clone())),
             db,
         })

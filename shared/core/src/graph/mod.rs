@@ -9,6 +9,9 @@
 //! book twice leaves one copy. What nodes and edges a book makes is decided once, in
 //! [`plan`], for every store.
 
+mod cypher;
+mod falkordb;
+mod neo4j;
 mod plan;
 mod sql;
 mod terms;
@@ -16,6 +19,8 @@ mod terms;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::falkordb::FalkorGraphStore;
+pub use self::neo4j::Neo4jGraphStore;
 pub use sql::SqlGraphStore;
 pub use terms::{index_terms_from_entries, term_key};
 
