@@ -106,3 +106,32 @@ impl Backends {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    #[tokio::test]
+    async fn the_graph_store_follows_the_settings() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let db = crate::db::connect(
+            &format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display()),
+            1,
+            false,
+        )
+        .await?;
+        let mut settings = Settings::load(Some(Path::new("/nonexistent")), &Overrides::default())?;
+        settings.graph.neo4j_uri.clear();
+        settings.graph.falkordb_url.clear();
+        assert_eq!(open_graph(&settings, &db)?.kind(), "sql");
+        settings.graph.falkordb_url = "falkor://127.0.0.1:1".to_owned();
+        assert_eq!(open_graph(&settings, &db)?.kind(), "falkordb");
+        settings.graph.falkordb_url.clear();
+        settings.graph.neo4j_uri = "bolt://127.0.0.1:1".to_owned();
+        assert_eq!(open_graph(&settings, &db)?.kind(), "neo4j");
+        Ok(())
+    }
+}

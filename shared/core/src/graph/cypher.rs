@@ -106,6 +106,13 @@ pub(crate) fn merge_edges(src: Label, rel: Rel, dst: Label) -> String {
     )
 }
 
+/// `OF_TERM` edges MERGE their shared term too: another book's write may have deleted it as
+/// an orphan between this write's node and edge statements (FalkorDB has no transaction
+/// spanning both).
+pub(crate) const MERGE_TERM_EDGES: &str = "UNWIND $rows AS row MATCH (a:IndexTerm {id: row.src}) \
+     MERGE (b:Term {id: row.dst}) ON CREATE SET b.key = row.key, b.write = $stamp \
+     MERGE (a)-[r:OF_TERM]->(b) SET r.write = $stamp";
+
 /// Edges of the book, all of which start at one of its nodes, written before `$stamp`.
 pub(crate) fn delete_stale_edges(src: Label) -> String {
     format!(
@@ -179,17 +186,25 @@ pub(crate) fn write_statements(graph: &BookGraph, stamp: &str, old_terms: &[Valu
     }
     let mut edges: BTreeMap<(Label, Rel, Label), Vec<Value>> = BTreeMap::new();
     for edge in plan.edges {
+        let mut row = json!({"src": edge.src, "dst": edge.dst});
+        if edge.rel == Rel::OfTerm {
+            row["key"] = BookGraph::term_key_of_node_id(&edge.dst).into();
+        }
         edges
             .entry((edge.src_label, edge.rel, edge.dst_label))
             .or_default()
-            .push(json!({"src": edge.src, "dst": edge.dst}));
+            .push(row);
     }
     let mut statements = Vec::new();
     for (label, rows) in nodes {
         statements.extend(batched(&merge_nodes(label), rows, stamp));
     }
     for ((src, rel, dst), rows) in edges {
-        statements.extend(batched(&merge_edges(src, rel, dst), rows, stamp));
+        let text = match (src, rel, dst) {
+            (Label::IndexTerm, Rel::OfTerm, Label::Term) => MERGE_TERM_EDGES.to_owned(),
+            _ => merge_edges(src, rel, dst),
+        };
+        statements.extend(batched(&text, rows, stamp));
     }
     let book_id = graph.book_id.as_str();
     for label in [Label::Book, Label::Chapter, Label::IndexTerm] {

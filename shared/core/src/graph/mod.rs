@@ -119,6 +119,11 @@ impl BookGraph {
         format!("term:{key}")
     }
 
+    /// The key of a shared `(:Term)` from its id.
+    pub fn term_key_of_node_id(id: &str) -> &str {
+        id.strip_prefix("term:").unwrap_or(id)
+    }
+
     fn hash_prefix(&self) -> &str {
         // `get` rather than slicing: a hash is ASCII hex, but this must not panic on anything else.
         self.content_hash
@@ -200,5 +205,6 @@ mod tests {
         };
         assert!(graph.chapter_node_id(1).starts_with("chapter:b:"));
         assert_eq!(BookGraph::term_node_id("rust"), "term:rust");
+        assert_eq!(BookGraph::term_key_of_node_id("term:term:x"), "term:x");
     }
 }
