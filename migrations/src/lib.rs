@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_core;
 mod m20261123_000002_postgres_text;
+mod m20261124_000001_graph_lookups;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_core::Migration),
             Box::new(m20261123_000002_postgres_text::Migration),
+            Box::new(m20261124_000001_graph_lookups::Migration),
         ]
     }
 }

@@ -10,7 +10,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::graph::{GraphStore, SqlGraphStore};
+use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, SqliteJobQueue};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
@@ -32,6 +32,23 @@ pub struct DependencyCheck {
     pub name: &'static str,
     pub kind: &'static str,
     pub error: Option<String>,
+}
+
+/// The graph store the settings call for: Neo4j, FalkorDB, or the SQL tables when neither
+/// is set (validation refuses both at once). The graph servers are contacted on first use.
+fn open_graph(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Arc<dyn GraphStore>> {
+    let graph = &settings.graph;
+    Ok(if !graph.neo4j_uri.is_empty() {
+        Arc::new(Neo4jGraphStore::new(
+            &graph.neo4j_uri,
+            &graph.neo4j_user,
+            &graph.neo4j_password,
+        )?)
+    } else if !graph.falkordb_url.is_empty() {
+        Arc::new(FalkorGraphStore::new(&graph.falkordb_url, &graph.falkordb_graph)?)
+    } else {
+        Arc::new(SqlGraphStore::new(db.clone()))
+    })
 }
 
 impl Backends {
@@ -62,11 +79,11 @@ impl Backends {
             other => anyhow::bail!("no full-text index for a {other:?} database"),
         };
         Ok(Self {
+            graph: open_graph(settings, &db)?,
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),
             blobs,
             queue: Arc::new(queue),
-            graph: Arc::new(SqlGraphStore::new(db.clone())),
             text,
             db,
         })
@@ -97,5 +114,34 @@ impl Backends {
                 error: outcome(self.graph.check().await),
             },
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Overrides;
+
+    #[tokio::test]
+    async fn the_graph_store_follows_the_settings() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let db = crate::db::connect(
+            &format!("sqlite://{}?mode=rwc", dir.path().join("g.db").display()),
+            1,
+            false,
+        )
+        .await?;
+        let mut settings = Settings::load(Some(Path::new("/nonexistent")), &Overrides::default())?;
+        settings.graph.neo4j_uri.clear();
+        settings.graph.falkordb_url.clear();
+        assert_eq!(open_graph(&settings, &db)?.kind(), "sql");
+        settings.graph.falkordb_url = "falkor://127.0.0.1:1".to_owned();
+        assert_eq!(open_graph(&settings, &db)?.kind(), "falkordb");
+        settings.graph.falkordb_url.clear();
+        settings.graph.neo4j_uri = "bolt://127.0.0.1:1".to_owned();
+        assert_eq!(open_graph(&settings, &db)?.kind(), "neo4j");
+        Ok(())
     }
 }

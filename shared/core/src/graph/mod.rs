@@ -1,14 +1,35 @@
-//! The book graph of SPEC section 3: `(:Book)-[:HAS_TOC]->(:Chapter)-[:HAS_CHILD]->(:Chapter)`,
-//! `(:Chapter)-[:STARTS_ON_PAGE]->(:Page)`, `(:Book)-[:HAS_PAGE]->(:Page)`. The embedded shape
-//! keeps it in two SQL tables; production in Neo4j or FalkorDB. Node ids are stable
-//! (book, content hash, position), so writing a book twice leaves one copy.
+//! The book graph of SPEC section 3:
+//! `(:Book)-[:HAS_TOC]->(:Chapter)-[:HAS_CHILD]->(:Chapter)`, `(:Chapter)-[:STARTS_ON_PAGE]->(:Page)`,
+//! `(:Book)-[:HAS_PAGE]->(:Page)`, `(:Book)-[:HAS_INDEX_TERM]->(:IndexTerm)-[:APPEARS_ON_PAGE]->(:Page)`,
+//! `(:IndexTerm)-[:SUBTERM_OF]->(:IndexTerm)`, `(:IndexTerm)-[:SEE|SEE_ALSO]->(:IndexTerm)` and
+//! `(:IndexTerm)-[:OF_TERM]->(:Term {key})`, the Term being shared by all books.
+//!
+//! The embedded shape keeps it in two SQL tables; production in Neo4j or FalkorDB, through the
+//! same Cypher statements. Node ids are stable (book, content hash, position), so writing a
+//! book twice leaves one copy. What nodes and edges a book makes is decided once, in
+//! [`plan`], for every store.
 
+mod cypher;
+mod falkordb;
+mod neo4j;
+mod plan;
 mod sql;
+mod terms;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use self::falkordb::FalkorGraphStore;
+pub use self::neo4j::Neo4jGraphStore;
 pub use sql::SqlGraphStore;
+pub use terms::{index_terms_from_entries, term_key};
+
+/// At most this many pages of one locator range get an `APPEARS_ON_PAGE` edge, so that a
+/// misread range ("1–999") cannot fan out over the whole book.
+pub const MAX_PAGES_PER_RANGE: u32 = 50;
+
+/// At most this many hits from [`GraphStore::books_for_term`].
+pub const MAX_TERM_HITS: usize = 100;
 
 /// One ToC entry as a graph node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +43,47 @@ pub struct ChapterNode {
     pub parent: Option<u32>,
 }
 
+/// One back-of-book index entry or sub-entry as a graph node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexTermNode {
+    /// Place in the book's index, in document order.
+    pub position: u32,
+    /// Heading of the index the entry belongs to, when the book has several.
+    pub index_name: Option<String>,
+    /// The entry's own text (the last element of `path`).
+    pub term: String,
+    /// The entry with its parents, top-level first.
+    pub path: Vec<String>,
+    /// Position of the parent entry, `None` for a top-level one.
+    pub parent: Option<u32>,
+    /// Physical pages (1-based) as `[first, last]`.
+    pub pages: Vec<[u32; 2]>,
+    pub see: Vec<String>,
+    pub see_also: Vec<String>,
+}
+
+impl IndexTermNode {
+    /// The key of the shared `(:Term)`: the normalised path, so that a sub-entry ("ownership,
+    /// borrowing") does not merge with every other book's bare "borrowing".
+    pub fn key(&self) -> String {
+        if self.path.is_empty() {
+            term_key(&self.term)
+        } else {
+            term_key(&self.path.join(", "))
+        }
+    }
+}
+
+/// One book indexing a term, for GET /terms?q=.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TermHit {
+    pub book_id: String,
+    pub term: String,
+    pub path: Vec<String>,
+    /// Physical pages (1-based) as `[first, last]`.
+    pub pages: Vec<[u32; 2]>,
+}
+
 /// Everything the graph holds for one book.
 #[derive(Debug, Clone, Default)]
 pub struct BookGraph {
@@ -31,6 +93,7 @@ pub struct BookGraph {
     /// Printed label of each physical page, page 1 first.
     pub page_labels: Vec<String>,
     pub chapters: Vec<ChapterNode>,
+    pub index_terms: Vec<IndexTermNode>,
 }
 
 impl BookGraph {
@@ -44,11 +107,28 @@ impl BookGraph {
 
     pub fn chapter_node_id(&self, position: u32) -> String {
         // The content hash prefix keeps a chapter's id tied to the text it was read from.
-        format!(
-            "chapter:{}:{}:{position}",
-            self.book_id,
-            &self.content_hash[..self.content_hash.len().min(12)]
-        )
+        format!("chapter:{}:{}:{position}", self.book_id, self.hash_prefix())
+    }
+
+    pub fn index_term_node_id(&self, position: u32) -> String {
+        format!("index_term:{}:{}:{position}", self.book_id, self.hash_prefix())
+    }
+
+    /// The shared `(:Term)` of a key.
+    pub fn term_node_id(key: &str) -> String {
+        format!("term:{key}")
+    }
+
+    /// The key of a shared `(:Term)` from its id.
+    pub fn term_key_of_node_id(id: &str) -> &str {
+        id.strip_prefix("term:").unwrap_or(id)
+    }
+
+    fn hash_prefix(&self) -> &str {
+        // `get` rather than slicing: a hash is ASCII hex, but this must not panic on anything else.
+        self.content_hash
+            .get(..self.content_hash.len().min(12))
+            .unwrap_or(&self.content_hash)
     }
 }
 
@@ -64,7 +144,7 @@ pub fn chapters_from_flat_toc(entries: &[(u32, String, Option<u32>)]) -> Vec<Cha
         chapters.push(ChapterNode {
             position,
             level: *level,
-            title: title.clone(),
+            title: terms::clean_text(title),
             page: *page,
             parent: stack.last().map(|&(_, parent)| parent),
         });
@@ -84,6 +164,15 @@ pub trait GraphStore: Send + Sync {
     /// The book's chapters in document order, read back from the graph.
     async fn chapters(&self, book_id: &str) -> anyhow::Result<Vec<ChapterNode>>;
 
+    /// The book's index entries in document order, read back from the graph.
+    async fn index_terms(&self, book_id: &str) -> anyhow::Result<Vec<IndexTermNode>>;
+
+    /// Which books index a term and on which pages: the entries whose [`IndexTermNode::key`]
+    /// equals the normalised `key_or_text` first, then those it is a prefix of; at most
+    /// [`MAX_TERM_HITS`].
+    async fn books_for_term(&self, key_or_text: &str) -> anyhow::Result<Vec<TermHit>>;
+
+    /// Removes the book's nodes and edges, and the shared terms no other book uses.
     async fn delete_book(&self, book_id: &str) -> anyhow::Result<()>;
 
     async fn check(&self) -> anyhow::Result<()>;
@@ -105,5 +194,17 @@ mod tests {
         ];
         let parents: Vec<Option<u32>> = chapters_from_flat_toc(&flat).iter().map(|c| c.parent).collect();
         assert_eq!(parents, vec![None, None, Some(1), Some(2), Some(1), None]);
+    }
+
+    #[test]
+    fn ids_survive_an_odd_content_hash() {
+        let graph = BookGraph {
+            book_id: "b".to_owned(),
+            content_hash: format!("a{}", "é".repeat(10)), // byte 12 falls inside a character
+            ..Default::default()
+        };
+        assert!(graph.chapter_node_id(1).starts_with("chapter:b:"));
+        assert_eq!(BookGraph::term_node_id("rust"), "term:rust");
+        assert_eq!(BookGraph::term_key_of_node_id("term:term:x"), "term:x");
     }
 }

@@ -21,7 +21,7 @@ use self::extractor::{ExtractorConfig, ExtractorFailure, extract_in_child};
 use crate::backends::Backends;
 use crate::db::entities::job;
 use crate::domain::{BookStatus, ContentHash, JobMessage, JobState, Stage};
-use crate::graph::{BookGraph, chapters_from_flat_toc};
+use crate::graph::{BookGraph, chapters_from_flat_toc, index_terms_from_entries};
 use crate::jobs::JobHandler;
 use crate::jobs::relay;
 use crate::jobs::store::{Claim, Outcome};
@@ -217,6 +217,7 @@ impl Pipeline {
             title,
             page_labels: extraction.page_labels.clone(),
             chapters: chapters_from_flat_toc(&flat),
+            index_terms: index_terms_from_entries(&extraction.index),
         };
         self.backends
             .graph
