@@ -9,7 +9,11 @@ use std::process::Command;
 fn repository_root() -> PathBuf {
     let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
     while !dir.join("scripts/lib/services.sh").exists() {
-        assert!(dir.pop(), "scripts/lib/services.sh not found above {}", env!("CARGO_MANIFEST_DIR"));
+        assert!(
+            dir.pop(),
+            "scripts/lib/services.sh not found above {}",
+            env!("CARGO_MANIFEST_DIR")
+        );
     }
     dir
 }
@@ -31,7 +35,10 @@ pub struct Service {
 
 impl Service {
     pub fn start(kind: &'static str) -> Self {
-        let state = tempfile::Builder::new().prefix(&format!("hbi-{kind}-")).tempdir_in("/tmp").expect("state dir");
+        let state = tempfile::Builder::new()
+            .prefix(&format!("hbi-{kind}-"))
+            .tempdir_in("/tmp")
+            .expect("state dir");
         let port = free_port();
         let url = call(kind, "start", port, state.path());
         Self { kind, port, url, state }
@@ -62,7 +69,10 @@ fn run(kind: &str, action: &str, port: u16, state: &Path) -> std::process::Outpu
     let root = repository_root();
     Command::new("bash")
         .arg("-c")
-        .arg(format!("source '{}/scripts/lib/services.sh' && hbi_{kind}_{action} \"$0\" \"$1\"", root.display()))
+        .arg(format!(
+            "source '{}/scripts/lib/services.sh' && hbi_{kind}_{action} \"$0\" \"$1\"",
+            root.display()
+        ))
         .arg(port.to_string())
         .arg(state)
         .output()
