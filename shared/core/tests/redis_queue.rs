@@ -247,6 +247,24 @@ async fn consumer_survives_a_redis_restart() {
     }
     assert!(!counts.contains_key("lost"));
     assert!(!task.is_finished(), "consume is still running");
+    // The outage ended the first apalis worker; consume started another under a new name.
+    let client = redis::Client::open(redis.url.as_str()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let workers: Vec<String> = redis::cmd("ZRANGE")
+        .arg("t.restart:workers")
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("ZRANGE");
+    let first = format!("restart-{}", std::process::id());
+    assert!(
+        workers.iter().any(|name| name.starts_with(&format!("{first}."))),
+        "no restarted worker registered: {workers:?}"
+    );
     stop_consumer(shutdown, task).await;
 }
 

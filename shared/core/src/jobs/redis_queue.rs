@@ -31,7 +31,7 @@ use crate::domain::JobMessage;
 
 /// First pause before a failed worker is started again; it doubles up to [`MAX_RESTART_DELAY`].
 const MIN_RESTART_DELAY: Duration = Duration::from_millis(250);
-const MAX_RESTART_DELAY: Duration = Duration::from_secs(10);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
 /// A worker that ran this long without failing resets the backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// apalis-redis' Lua script ignores a task's max_attempts and retries a failed delivery 25
