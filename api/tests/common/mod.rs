@@ -50,7 +50,9 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// `hbi serve` on a fresh data directory, with extra environment settings.
+    /// `hbi serve` on a fresh data directory, with extra environment settings. The embedded
+    /// shape is the default; `("REDIS_URL", url)` or `("DATABASE_URL", url)` in `env` select a
+    /// server (they are applied after the inherited ones are removed).
     pub fn start(env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path().to_path_buf();
@@ -72,6 +74,7 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // Set after the removals above: for one key, the last call wins.
         for (key, value) in env {
             command.env(key, value);
         }

@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
-use crate::jobs::{JobQueue, SqliteJobQueue};
+use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 
 #[derive(Clone)]
@@ -56,18 +56,31 @@ impl Backends {
     pub async fn open(settings: &Settings, migrate: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.storage.data_dir)?;
         let db = crate::db::connect(&settings.database_url(), settings.database.max_connections, migrate).await?;
-        if !settings.queue.redis_url.is_empty() {
-            anyhow::bail!(
-                "queue.redis_url is set, but this build has no Redis queue yet; unset REDIS_URL to use the embedded queue"
-            );
-        }
-        let queue = SqliteJobQueue::open(
-            &settings.queue_db_path(),
-            &settings.queue.name,
-            Duration::from_secs(settings.queue.heartbeat_secs),
-            Duration::from_millis(settings.queue.poll_interval_ms),
-        )
-        .await?;
+        let heartbeat = Duration::from_secs(settings.queue.heartbeat_secs);
+        let poll_interval = Duration::from_millis(settings.queue.poll_interval_ms);
+        let queue: Arc<dyn JobQueue> = if settings.queue.redis_url.is_empty() {
+            Arc::new(
+                SqliteJobQueue::open(
+                    &settings.queue_db_path(),
+                    &settings.queue.name,
+                    heartbeat,
+                    poll_interval,
+                )
+                .await?,
+            )
+        } else {
+            let queue = RedisJobQueue::open(
+                &settings.queue.redis_url,
+                &settings.queue.name,
+                heartbeat,
+                poll_interval,
+            )?;
+            // Not fatal: uploads wait in the outbox until Redis answers.
+            if let Err(err) = queue.check().await {
+                tracing::warn!(error = %format!("{err:#}"), "redis queue not reachable yet");
+            }
+            Arc::new(queue)
+        };
         let blobs: Arc<dyn BlobStore> = if settings.blobs.s3_endpoint.is_empty() {
             Arc::new(LocalBlobStore::new(settings.blob_dir())?)
         } else {
@@ -83,7 +96,7 @@ impl Backends {
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),
             blobs,
-            queue: Arc::new(queue),
+            queue,
             text,
             db,
         })

@@ -5,6 +5,7 @@
 //! Uploads commit book, file and job first; the [`relay`] then puts committed jobs on the
 //! queue (a transactional outbox), so a queue outage never loses an upload.
 
+mod redis_queue;
 pub mod relay;
 mod sqlite_queue;
 pub mod store;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+pub use redis_queue::RedisJobQueue;
 pub use sqlite_queue::SqliteJobQueue;
 
 use crate::domain::JobMessage;
