@@ -6,9 +6,9 @@ mod services;
 use std::path::Path;
 use std::time::Duration;
 
+use hbi_extraction::{Extraction, PageText, TocEntry, TocSource};
 use hbi_migrations::{Migrator, MigratorTrait};
 use hbi_shared::Backends;
-use hbi_shared::catalog::{PageRecord, TocRecord};
 use hbi_shared::config::{Overrides, Settings};
 use hbi_shared::domain::{BookStatus, ContentHash, JobState};
 use hbi_shared::graph::{BookGraph, ChapterNode, chapters_from_flat_toc};
@@ -82,8 +82,8 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         backends.catalog.book(&book.id).await?.map(|b| b.title),
         Some("Graph Theory".to_owned())
     );
-    let pages: Vec<PageRecord> = (1..=3)
-        .map(|number| PageRecord {
+    let pages: Vec<PageText> = (1..=3)
+        .map(|number| PageText {
             number,
             label: if number == 1 {
                 "i".to_owned()
@@ -94,26 +94,31 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         })
         .collect();
     let toc = vec![
-        TocRecord {
+        TocEntry {
             level: 1,
             title: "1 Graphs".to_owned(),
             page: Some(2),
         },
-        TocRecord {
+        TocEntry {
             level: 2,
             title: "1.1 Trees".to_owned(),
             page: Some(3),
         },
     ];
-    backends
-        .catalog
-        .save_extraction(&book.id, &pages, &toc, "printed")
-        .await?;
+    let extraction = Extraction {
+        page_count: 3,
+        page_labels: pages.iter().map(|p| p.label.clone()).collect(),
+        toc_source: TocSource::PrintedContents,
+        toc: toc.clone(),
+        index: Vec::new(),
+        pages: pages.clone(),
+        warnings: Vec::new(),
+        indices: Vec::new(),
+        index_support_rate: None,
+    };
+    backends.catalog.save_extraction(&book.id, &extraction).await?;
     // Saving again replaces, it does not duplicate.
-    backends
-        .catalog
-        .save_extraction(&book.id, &pages, &toc, "printed")
-        .await?;
+    backends.catalog.save_extraction(&book.id, &extraction).await?;
     let page = backends
         .catalog
         .page(&book.id, 3)
@@ -136,7 +141,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("book"))?;
     assert_eq!(reloaded.page_count, Some(3));
-    assert_eq!(reloaded.toc_source.as_deref(), Some("printed"));
+    assert_eq!(reloaded.toc_source.as_deref(), Some("printed_contents"));
 
     // Jobs: the outbox, a claim, a rival claim, the finish.
     let hash = ContentHash::of(b"%PDF-1.7 graph theory");
@@ -218,6 +223,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         title: book.title.clone(),
         page_labels: backends.catalog.page_labels(&book.id).await?,
         chapters: chapters_from_flat_toc(&flat),
+        index_terms: Vec::new(),
     };
     backends.graph.write_book(&graph).await?;
     backends.graph.write_book(&graph).await?;
