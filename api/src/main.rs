@@ -238,6 +238,11 @@ fn extract(args: &ExtractArgs) -> std::process::ExitCode {
     let refused = u8::try_from(EXIT_INPUT_REFUSED).unwrap_or(2);
     let bytes = match std::fs::read(&args.file) {
         Ok(bytes) => bytes,
+        // Out of memory or an I/O fault is the machine's trouble, not the file's: exit 1 so
+        // the worker retries; a missing or unreadable path is refused for good.
+        Err(err) if err.kind() == std::io::ErrorKind::OutOfMemory => {
+            return fail(1, format!("cannot read {}: {err}", args.file.display()));
+        }
         Err(err) => return fail(refused, format!("cannot read {}: {err}", args.file.display())),
     };
     let options = hbi_extraction::ExtractOptions {
