@@ -321,14 +321,9 @@ async fn shutdown_lets_the_in_flight_job_finish() {
 const CHILD_URL: &str = "HBI_TEST_REDIS_CHILD_URL";
 const CHILD_QUEUE: &str = "t.killed";
 
-/// Not a test on its own: the consumer process that the next test kills. It reports each
-/// message it starts and never finishes one.
-#[tokio::test]
-#[ignore = "run as a child process by consumer_killed_mid_job_is_redelivered"]
-async fn child_consumer_that_hangs() {
-    let Ok(url) = std::env::var(CHILD_URL) else {
-        return;
-    };
+/// The consumer process that the next test starts and kills (the test binary re-run with
+/// `CHILD_URL` set). It reports each message it starts and never finishes one.
+async fn child_consumer_that_hangs(url: String) {
     struct Hang;
     #[async_trait]
     impl JobHandler for Hang {
@@ -353,6 +348,11 @@ async fn child_consumer_that_hangs() {
 /// consumer's heartbeat puts the message back and that consumer gets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_killed_mid_job_is_redelivered() {
+    if let Ok(url) = std::env::var(CHILD_URL) {
+        // This process is the child started below.
+        child_consumer_that_hangs(url).await;
+        return;
+    }
     let redis = Service::start("redis");
     let queue = open(&redis.url, CHILD_QUEUE);
     queue
@@ -363,8 +363,7 @@ async fn consumer_killed_mid_job_is_redelivered() {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "child_consumer_that_hangs",
-            "--ignored",
+            "consumer_killed_mid_job_is_redelivered",
             "--nocapture",
             "--test-threads=1",
         ])
