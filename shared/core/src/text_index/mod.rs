@@ -81,6 +81,15 @@ fn clean_text(text: &str) -> String {
         .collect()
 }
 
+/// Runs a `SELECT COUNT(*) AS n ...` statement.
+async fn count_rows(db: &impl sea_orm::ConnectionTrait, statement: sea_orm::Statement) -> anyhow::Result<u64> {
+    let count: i64 = match db.query_one_raw(statement).await? {
+        Some(row) => row.try_get("", "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
-use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, snippet_html};
+use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, count_rows, snippet_html};
 
 /// Rows per INSERT: three parameters a row, far under PostgreSQL's 65,535.
 const BATCH: usize = 500;
@@ -77,18 +77,14 @@ impl TextIndex for PostgresFtsIndex {
     }
 
     async fn page_count(&self, book_id: &str) -> anyhow::Result<u64> {
-        let row = self
-            .db
-            .query_one_raw(statement(
+        count_rows(
+            &self.db,
+            statement(
                 "SELECT COUNT(*) AS n FROM page_search WHERE book_id = $1",
                 vec![book_id.into()],
-            ))
-            .await?;
-        let count: i64 = match row {
-            Some(row) => row.try_get("", "n")?,
-            None => 0,
-        };
-        Ok(u64::try_from(count).unwrap_or(0))
+            ),
+        )
+        .await
     }
 
     async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
-use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, snippet_html};
+use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, count_rows, snippet_html};
 
 pub struct SqliteFtsIndex {
     db: DatabaseConnection,
@@ -78,18 +78,14 @@ impl TextIndex for SqliteFtsIndex {
     }
 
     async fn page_count(&self, book_id: &str) -> anyhow::Result<u64> {
-        let row = self
-            .db
-            .query_one_raw(statement(
+        count_rows(
+            &self.db,
+            statement(
                 "SELECT COUNT(*) AS n FROM pages_fts WHERE book_id = ?",
                 vec![book_id.into()],
-            ))
-            .await?;
-        let count: i64 = match row {
-            Some(row) => row.try_get("", "n")?,
-            None => 0,
-        };
-        Ok(u64::try_from(count).unwrap_or(0))
+            ),
+        )
+        .await
     }
 
     async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {
