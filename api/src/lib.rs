@@ -148,6 +148,7 @@ impl Application {
             self.state.backends.jobs.clone(),
             self.state.backends.queue.clone(),
             Duration::from_millis(self.state.settings.queue.relay_interval_ms),
+            self.state.settings.stranded_after(),
             shutdown.clone(),
         ));
         let app = routes(self.state);

@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(_) => {
-            let backends = Backends::open(&settings, true).await?;
+            let backends = open_backends(&settings, &shutdown).await?;
             let state = AppState {
                 backends: backends.clone(),
                 settings: settings.clone(),
@@ -152,7 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api_result.and(worker_result)
         }
         Command::Api(_) => {
-            let backends = Backends::open(&settings, true).await?;
+            let backends = open_backends(&settings, &shutdown).await?;
             let state = AppState {
                 backends,
                 settings: settings.clone(),
@@ -163,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run(shutdown).await
         }
         Command::Worker(_) => {
-            let backends = Backends::open(&settings, true).await?;
+            let backends = open_backends(&settings, &shutdown).await?;
             let state = AppState {
                 backends: backends.clone(),
                 settings: settings.clone(),
@@ -181,6 +181,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Extract(_) => Ok(()),
+    }
+}
+
+/// Opens the backends for a long-running process, waiting out a database that is not up
+/// yet (services start in any order); `hbi migrate` fails at once instead.
+async fn open_backends(settings: &hbi_shared::Settings, shutdown: &CancellationToken) -> anyhow::Result<Backends> {
+    let mut pause = Duration::from_millis(500);
+    loop {
+        match Backends::open(settings, true).await {
+            Ok(backends) => return Ok(backends),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), ?pause, "cannot open the backends yet; trying again");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Err(err),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_core;
 mod m20261123_000002_postgres_text;
 mod m20261124_000001_graph_lookups;
+mod m20261125_000001_chunk_labels;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_core::Migration),
             Box::new(m20261123_000002_postgres_text::Migration),
             Box::new(m20261124_000001_graph_lookups::Migration),
+            Box::new(m20261125_000001_chunk_labels::Migration),
         ]
     }
 }

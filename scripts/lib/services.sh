@@ -591,8 +591,9 @@ hbi_falkordb_start() {
   rm -f -- "$pidfile"
   mkdir -p -- "$state/tmp"
   # The Bolt listener stays off (BOLT_PORT is not set): it would bind every interface.
+  # AOF on, as a production graph server would have it: a restart keeps the graph.
   "$server" --daemonize yes --bind 127.0.0.1 --port "$port" --dir "$state" --save '' \
-    --appendonly no --pidfile "$pidfile" --logfile "$log" \
+    --appendonly yes --pidfile "$pidfile" --logfile "$log" \
     --loadmodule "$module" TEMP_FOLDER "$state/tmp" >&2 ||
     { hbi__fail "falkordb redis-server did not start" "$log"; return 1; }
   hbi__wait_for "$(hbi__timeout)" hbi__falkordb_probe "$cli" "$port" ||

@@ -9,10 +9,6 @@ use hbi_shared::pipeline::{Pipeline, PipelineSettings};
 use hbi_shared::{Backends, Settings};
 use tokio_util::sync::CancellationToken;
 
-/// How long in-flight jobs get to finish after a shutdown signal before they are abandoned
-/// (their lease then runs out and another worker takes them over).
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
 /// A name no other process uses, now or recently: the queue refuses to reuse one for a while.
 pub fn unique_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -23,7 +19,7 @@ pub fn unique_worker_id() -> String {
 }
 
 /// Runs the worker until `shutdown` is cancelled, then lets in-flight jobs finish within
-/// [`SHUTDOWN_GRACE`].
+/// `worker.shutdown_grace_secs`.
 pub async fn run(settings: &Settings, backends: Backends, shutdown: CancellationToken) -> anyhow::Result<()> {
     let worker_id = unique_worker_id();
     let heartbeat = Duration::from_secs(settings.queue.heartbeat_secs);
@@ -48,23 +44,22 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
                 timeout: settings.stage_timeout(),
             },
             scratch_dir: settings.storage.data_dir.join("scratch"),
+            chunk_sizes: settings.chunking,
         },
     );
     tracing::info!(worker_id = %worker_id, concurrency = settings.worker.concurrency, queue = backends.queue.kind(), "worker started");
 
+    // Runs until aborted below, through the shutdown grace period: jobs still finishing
+    // keep their leases.
     let heartbeat_task = tokio::spawn({
         let jobs = backends.jobs.clone();
         let worker_id = worker_id.clone();
-        let shutdown = shutdown.clone();
         async move {
             loop {
                 if let Err(err) = jobs.extend_leases(&worker_id, lease).await {
                     tracing::warn!(error = %format!("{err:#}"), "heartbeat could not extend job leases");
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(heartbeat) => {}
-                }
+                tokio::time::sleep(heartbeat).await;
             }
         }
     });
@@ -76,6 +71,7 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
         let queue = backends.queue.clone();
         let stop = consumer_stop.clone();
         let concurrency = settings.worker.concurrency;
+        let worker_id = worker_id.clone();
         async move { queue.consume(worker_id, concurrency, Arc::new(pipeline), stop).await }
     });
 
@@ -93,11 +89,16 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
         () = shutdown.cancelled() => {
             tracing::info!("worker stopping: no new jobs, waiting for in-flight ones");
             consumer_stop.cancel();
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut consumer).await {
+            match tokio::time::timeout(settings.shutdown_grace(), &mut consumer).await {
                 Ok(_) => tracing::info!("worker stopped"),
                 Err(_) => {
                     consumer.abort();
-                    tracing::warn!("in-flight jobs did not finish within the grace period; their leases will expire");
+                    // No lease may be renewed after this: the jobs belong to the next worker.
+                    heartbeat_task.abort();
+                    match backends.jobs.hand_back(&worker_id).await {
+                        Ok(jobs) => tracing::warn!(jobs, "in-flight jobs did not finish within the grace period; handed back to the queue"),
+                        Err(err) => tracing::warn!(error = %format!("{err:#}"), "in-flight jobs did not finish within the grace period; their leases will expire"),
+                    }
                 }
             }
             Ok(())

@@ -166,6 +166,9 @@ pub enum UploadResponse {
     TooLarge(Json<ErrorDetail>),
     #[oai(status = 500)]
     Internal(Json<ErrorDetail>),
+    /// The blob store cannot take the file right now; nothing was recorded, try again later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorDetail>),
 }
 
 #[derive(ApiResponse)]
@@ -499,7 +502,13 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
         return Ok(UploadResponse::AlreadyProcessed(Json(accepted(book, &job))));
     }
 
-    backends.blobs.put_file(&hash, scratch.path()).await?;
+    if let Err(err) = backends.blobs.put_file(&hash, scratch.path()).await {
+        tracing::warn!(book_id = %book.id, error = %format!("{err:#}"), "upload refused: the blob store is unavailable");
+        return Ok(UploadResponse::Unavailable(ErrorDetail::json(format!(
+            "the {} blob store is unavailable; nothing was stored, try again later",
+            backends.blobs.kind()
+        ))));
+    }
     let stored = StoredFile {
         sha256: hash,
         size_bytes: size,

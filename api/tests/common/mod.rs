@@ -40,6 +40,45 @@ pub fn hbi_binary() -> &'static str {
     env!("CARGO_BIN_EXE_hbi")
 }
 
+/// Which `hbi` subcommand a test process runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Serve,
+    Api,
+    Worker,
+}
+
+impl Role {
+    fn command(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+/// Variables that select a server backend: cleared for every test process.
+const BACKEND_VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MINIO_ENDPOINT",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MINIO_SECURE",
+    "MINIO_BUCKET_NAME",
+    "NEO4J_URI",
+    "NEO4J_USER",
+    "NEO4J_PASSWORD",
+    "FALKORDB_URL",
+];
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
 pub struct TestServer {
     child: Child,
     pub base: String,
@@ -63,22 +102,35 @@ impl TestServer {
 
     /// `hbi serve` on an existing data directory (to restart on the same state).
     pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(Role::Serve, data_dir, env)
+    }
+
+    /// `hbi serve`, `hbi api` or `hbi worker` on `data_dir` (its scratch space; in the
+    /// production shape nothing else lives there). A worker's `base` is its health endpoint.
+    pub fn spawn(role: Role, data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(hbi_binary());
+        let worker_bind = format!("127.0.0.1:{}", free_port());
+        let bind = match role {
+            Role::Worker => worker_bind.as_str(),
+            Role::Serve | Role::Api => "127.0.0.1:0",
+        };
         command
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .args([role.command(), "--bind", bind, "--data-dir"])
             .arg(data_dir)
             .env("HBI__LOG__FORMAT", "json")
             .env("HBI__LOG__LEVEL", "info")
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // Backend choices come from the test alone, never from the caller's environment.
+        for key in BACKEND_VARIABLES {
+            command.env_remove(key);
+        }
         // Set after the removals above: for one key, the last call wins.
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("start hbi serve");
+        let mut child = command.spawn().expect("start hbi");
         let stdout = child.stdout.take().expect("stdout");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (address_tx, address_rx) = std::sync::mpsc::channel();
@@ -86,22 +138,27 @@ impl TestServer {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Ok(event) = serde_json::from_str::<Value>(&line)
-                        && event["message"] == "listening"
-                        && let Some(address) = event["address"].as_str()
-                    {
-                        let _ = address_tx.send(address.to_owned());
+                    if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                        if event["message"] == "listening"
+                            && let Some(address) = event["address"].as_str()
+                        {
+                            let _ = address_tx.send(address.to_owned());
+                        } else if role == Role::Worker && event["message"] == "worker started" {
+                            let _ = address_tx.send(String::new());
+                        }
                     }
                     logs.lock().expect("log lock").push(line);
                 }
             });
         }
         let address = match address_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(_) if role == Role::Worker => worker_bind,
             Ok(address) => address,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
-                    "hbi serve did not report its address; logs:\n{}",
+                    "hbi {} did not start; logs:\n{}",
+                    role.command(),
                     logs.lock().expect("log lock").join("\n")
                 );
             }
@@ -117,6 +174,10 @@ impl TestServer {
                 .build()
                 .expect("client"),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -8,7 +8,8 @@ use sea_orm::{
     QueryOrder, QuerySelect, Set, TransactionTrait,
 };
 
-use crate::db::entities::{book, index_entry, index_locator, job, job_attempt, page, toc_entry};
+use crate::chunking::Chunk;
+use crate::db::entities::{book, chunk, index_entry, index_locator, job, job_attempt, page, toc_entry};
 use crate::domain::{BookStatus, new_id};
 
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -117,6 +118,41 @@ impl Catalog {
             .await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Replaces the book's chunks (one copy per book, whatever ran before).
+    pub async fn replace_chunks(&self, book_id: &str, chunks: &[Chunk]) -> anyhow::Result<()> {
+        let txn = self.db.begin().await?;
+        chunk::Entity::delete_many()
+            .filter(chunk::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
+        for batch in chunks.chunks(BATCH / 5) {
+            let rows = batch.iter().map(|c| chunk::ActiveModel {
+                id: Set(c.id(book_id)),
+                book_id: Set(book_id.to_owned()),
+                position: Set(to_i32(c.position)),
+                section_path: Set(json_list(&c.section_path)),
+                first_page: Set(to_i32(c.first_page)),
+                last_page: Set(to_i32(c.last_page)),
+                first_label: Set(c.first_label.clone()),
+                last_label: Set(c.last_label.clone()),
+                text: Set(c.text.clone()),
+                content_hash: Set(c.content_hash()),
+            });
+            chunk::Entity::insert_many(rows).exec(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The book's chunks in reading order.
+    pub async fn chunks(&self, book_id: &str) -> anyhow::Result<Vec<chunk::Model>> {
+        Ok(chunk::Entity::find()
+            .filter(chunk::Column::BookId.eq(book_id))
+            .order_by_asc(chunk::Column::Position)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn page(&self, book_id: &str, number: u32) -> anyhow::Result<Option<page::Model>> {
@@ -234,6 +270,10 @@ impl Catalog {
 
 /// Removes what an extraction stored for a book (pages, ToC, index), inside `db`'s transaction.
 async fn delete_extraction<C: ConnectionTrait>(db: &C, book_id: &str) -> anyhow::Result<()> {
+    chunk::Entity::delete_many()
+        .filter(chunk::Column::BookId.eq(book_id))
+        .exec(db)
+        .await?;
     page::Entity::delete_many()
         .filter(page::Column::BookId.eq(book_id))
         .exec(db)

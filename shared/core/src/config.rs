@@ -21,6 +21,7 @@ pub struct Settings {
     pub graph: GraphSettings,
     pub worker: WorkerSettings,
     pub limits: LimitSettings,
+    pub chunking: crate::chunking::ChunkSizes,
     pub log: LogSettings,
 }
 
@@ -111,6 +112,9 @@ pub struct WorkerSettings {
     /// The `hbi` executable that runs `hbi extract`; empty means this very executable.
     #[serde(default)]
     pub extractor_path: String,
+    /// After SIGTERM, how long in-flight jobs may run on before they are handed back (their
+    /// lease then runs out and another worker takes them over).
+    pub shutdown_grace_secs: f64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,11 +250,20 @@ impl Settings {
         if !(self.worker.stage_timeout_secs > 0.0 && self.worker.stage_timeout_secs <= 86_400.0) {
             return invalid("worker.stage_timeout_secs", "must be above 0 and at most 86400");
         }
+        if !(self.worker.shutdown_grace_secs >= 0.0 && self.worker.shutdown_grace_secs <= 3_600.0) {
+            return invalid("worker.shutdown_grace_secs", "must be between 0 and 3600");
+        }
         if self.worker.extractor_memory_mb < 64 {
             return invalid("worker.extractor_memory_mb", "must be at least 64");
         }
         if self.limits.max_upload_mb == 0 {
             return invalid("limits.max_upload_mb", "must be at least 1");
+        }
+        if self.chunking.words < 16 || self.chunking.words > 2_000 {
+            return invalid("chunking.words", "must be between 16 and 2000");
+        }
+        if self.chunking.overlap * 2 > self.chunking.words {
+            return invalid("chunking.overlap", "must be at most half of chunking.words");
         }
         if self.limits.max_pages == 0 {
             return invalid("limits.max_pages", "must be at least 1");
@@ -284,6 +297,16 @@ impl Settings {
 
     pub fn stage_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.worker.stage_timeout_secs)
+    }
+
+    /// When a published job nobody took is presumed to have lost its message: well past the
+    /// queue's own recovery of a dead worker's messages (two missed heartbeats).
+    pub fn stranded_after(&self) -> Duration {
+        Duration::from_secs(self.queue.heartbeat_secs.saturating_mul(4).max(60))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.worker.shutdown_grace_secs)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod blobs;
 pub mod catalog;
+pub mod chunking;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hbi_extraction::{Extraction, PageText, TocEntry, TocSource};
 use hbi_migrations::{Migrator, MigratorTrait};
 use hbi_shared::Backends;
+use hbi_shared::chunking::ChunkSizes;
 use hbi_shared::config::{Overrides, Settings};
 use hbi_shared::domain::{BookStatus, ContentHash, JobState};
 use hbi_shared::graph::{BookGraph, ChapterNode, chapters_from_flat_toc};
@@ -146,6 +147,16 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     assert_eq!(reloaded.page_count, Some(3));
     assert_eq!(reloaded.toc_source.as_deref(), Some("printed_contents"));
 
+    // Chunks: replaced, never duplicated, labels and section path kept.
+    let chunks = hbi_shared::chunking::chunk_book(&pages, &toc, ChunkSizes { words: 12, overlap: 4 });
+    backends.catalog.replace_chunks(&book.id, &chunks).await?;
+    backends.catalog.replace_chunks(&book.id, &chunks).await?;
+    let stored_chunks = backends.catalog.chunks(&book.id).await?;
+    assert_eq!(stored_chunks.len(), chunks.len());
+    let last = stored_chunks.last().ok_or_else(|| anyhow::anyhow!("a chunk"))?;
+    assert_eq!(last.first_label, "2");
+    assert_eq!(last.section_path, r#"["1 Graphs","1.1 Trees"]"#);
+
     // Jobs: the outbox, a claim, a rival claim, the finish.
     let hash = ContentHash::of(b"%PDF-1.7 graph theory");
     let file = StoredFile {
@@ -217,6 +228,45 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     ));
     assert_eq!(backends.jobs.count_in_state(JobState::Succeeded).await?, 1);
     assert_eq!(backends.catalog.books_with_content(hash.as_str()).await?.len(), 1);
+
+    // A stopping worker hands its job back: the outbox offers it again at once, and the
+    // next claim takes it over. A job published long ago and never taken is stranded.
+    let second = backends.jobs.create_ingest_job(&book.id, &file, 3).await?;
+    backends.jobs.mark_enqueued(&second.id).await?;
+    assert!(
+        backends
+            .jobs
+            .stranded(Duration::ZERO, 10)
+            .await?
+            .iter()
+            .any(|j| j.id == second.id),
+        "published and never taken"
+    );
+    assert!(
+        !backends
+            .jobs
+            .stranded(Duration::from_secs(600), 10)
+            .await?
+            .iter()
+            .any(|j| j.id == second.id),
+        "but only after the stale time"
+    );
+    let Claim::Claimed(_) = backends.jobs.claim(&second.id, "worker-3", lease).await? else {
+        panic!("a queued job is claimed");
+    };
+    assert!(!backends.jobs.outbox(10).await?.iter().any(|j| j.id == second.id));
+    assert_eq!(backends.jobs.hand_back("worker-3").await?, 1);
+    assert!(
+        backends.jobs.outbox(10).await?.iter().any(|j| j.id == second.id),
+        "handed back"
+    );
+    let Claim::Claimed(taken) = backends.jobs.claim(&second.id, "worker-4", lease).await? else {
+        panic!("a handed-back job is claimed at once");
+    };
+    assert_eq!(taken.attempts, 2);
+    let history = backends.jobs.attempts(&second.id).await?;
+    assert_eq!(history[0].outcome, hbi_shared::jobs::store::ABANDONED);
+    backends.jobs.finish(&taken, "worker-4", Outcome::Cancelled).await?;
 
     // Graph in SQL tables; writing twice leaves one copy.
     let flat: Vec<(u32, String, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.clone(), e.page)).collect();

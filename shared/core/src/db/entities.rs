@@ -125,6 +125,33 @@ pub mod page {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod chunk {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub book_id: String,
+        pub position: i32,
+        /// JSON array of ToC titles, chapter first.
+        pub section_path: String,
+        pub first_page: i32,
+        pub last_page: i32,
+        pub first_label: String,
+        pub last_label: String,
+        pub text: String,
+        /// SHA-256 of `text`.
+        pub content_hash: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod toc_entry {
     use sea_orm::entity::prelude::*;
 

@@ -24,23 +24,45 @@ pub async fn publish(store: &JobStore, queue: &dyn JobQueue, job: &job::Model) -
     store.mark_enqueued(&job.id).await
 }
 
-/// Sweeps the outbox every `interval` until `shutdown`.
-pub async fn run(store: JobStore, queue: Arc<dyn JobQueue>, interval: Duration, shutdown: CancellationToken) {
+/// Sweeps the outbox every `interval` until `shutdown`. When the queue is empty it also
+/// re-publishes jobs stranded for longer than `stale_after` (see [`JobStore::stranded`]):
+/// a queue that lost its data loses no job, and a duplicate message is harmless.
+pub async fn run(
+    store: JobStore,
+    queue: Arc<dyn JobQueue>,
+    interval: Duration,
+    stale_after: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         match store.outbox(100).await {
-            Ok(jobs) => {
-                for job in jobs {
-                    if let Err(err) = publish(&store, queue.as_ref(), &job).await {
-                        tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "outbox relay could not enqueue job");
-                        break;
-                    }
+            Ok(jobs) => publish_all(&store, queue.as_ref(), &jobs, "outbox").await,
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "outbox relay could not read the outbox"),
+        }
+        // Only an empty queue can have lost a message that is not merely waiting its turn.
+        if matches!(queue.depth().await, Ok(0)) {
+            match store.stranded(stale_after, 100).await {
+                Ok(jobs) => publish_all(&store, queue.as_ref(), &jobs, "stranded").await,
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "outbox relay could not look for stranded jobs")
                 }
             }
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "outbox relay could not read the outbox"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+async fn publish_all(store: &JobStore, queue: &dyn JobQueue, jobs: &[job::Model], why: &'static str) {
+    for job in jobs {
+        if why == "stranded" {
+            tracing::warn!(job_id = %job.id, state = %job.state, "job stranded without a queue message; publishing it again");
+        }
+        if let Err(err) = publish(store, queue, job).await {
+            tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), why, "outbox relay could not enqueue job");
+            break;
         }
     }
 }

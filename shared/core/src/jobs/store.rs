@@ -138,25 +138,76 @@ impl JobStore {
             .await?)
     }
 
-    /// Jobs committed but not yet on the queue: new uploads and scheduled retries.
+    /// Jobs committed but not yet on the queue: new uploads, scheduled retries, and running
+    /// jobs a stopping worker handed back.
     pub async fn outbox(&self, limit: u64) -> anyhow::Result<Vec<job::Model>> {
+        let handed_back = Condition::all()
+            .add(job::Column::State.eq(JobState::Running.as_str()))
+            .add(job::Column::LeaseUntil.lt(Utc::now()));
         Ok(job::Entity::find()
             .filter(job::Column::EnqueuedAt.is_null())
-            .filter(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Failed.as_str()]))
+            .filter(
+                Condition::any()
+                    .add(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Failed.as_str()]))
+                    .add(handed_back),
+            )
             .order_by_asc(job::Column::CreatedAt)
             .limit(limit)
             .all(&self.db)
             .await?)
     }
 
+    /// Jobs that should have been taken long ago: published more than `stale_after` ago and
+    /// still queued, due for their retry, or held under a lease that ran out. Their message
+    /// was lost (a queue that dropped its data, a delivery given up after repeated errors).
+    pub async fn stranded(&self, stale_after: Duration, limit: u64) -> anyhow::Result<Vec<job::Model>> {
+        let before = Utc::now() - chrono_delay(stale_after);
+        Ok(job::Entity::find()
+            .filter(job::Column::EnqueuedAt.lt(before))
+            .filter(job::Column::CancelRequested.eq(false))
+            .filter(
+                Condition::any()
+                    .add(job::Column::State.eq(JobState::Queued.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(job::Column::State.eq(JobState::Failed.as_str()))
+                            .add(job::Column::RunAfter.lt(before)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(job::Column::State.eq(JobState::Running.as_str()))
+                            .add(job::Column::LeaseUntil.lt(before)),
+                    ),
+            )
+            .order_by_asc(job::Column::CreatedAt)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Records that a job's message is on the queue (now).
     pub async fn mark_enqueued(&self, job_id: &str) -> anyhow::Result<()> {
         job::Entity::update_many()
             .col_expr(job::Column::EnqueuedAt, Expr::value(Utc::now()))
             .filter(job::Column::Id.eq(job_id))
-            .filter(job::Column::EnqueuedAt.is_null())
             .exec(&self.db)
             .await?;
         Ok(())
+    }
+
+    /// A stopping worker gives its unfinished jobs back: their lease ends now and the relay
+    /// publishes them again, so another worker takes them over without waiting for the lease.
+    pub async fn hand_back(&self, worker_id: &str) -> anyhow::Result<u64> {
+        let now = Utc::now();
+        let result = job::Entity::update_many()
+            .col_expr(job::Column::LeaseUntil, Expr::value(now - chrono::Duration::seconds(1)))
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::WorkerId.eq(worker_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
     }
 
     /// Takes a job for `worker_id` if nobody else holds it: a queued job, a job whose retry is

@@ -1,5 +1,5 @@
 //! The book pipeline, run by a worker for each delivered job:
-//! validate -> store -> extract_text (child process) -> toc -> index -> index_text -> graph.
+//! validate -> store -> extract_text (child process) -> toc -> index -> chunk -> index_text -> graph.
 //!
 //! Every stage writes idempotently (replace-by-book), so a job delivered twice leaves one
 //! copy of everything. Failures are classified: a refused input goes straight to the
@@ -9,6 +9,7 @@
 pub mod extractor;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,12 +43,19 @@ pub struct PipelineSettings {
     pub max_file_bytes: u64,
     pub extractor: ExtractorConfig,
     pub scratch_dir: std::path::PathBuf,
+    pub chunk_sizes: crate::chunking::ChunkSizes,
 }
 
 pub struct Pipeline {
     backends: Backends,
     settings: PipelineSettings,
+    /// Claims that failed in a row because the database could not be reached: the worker
+    /// waits longer after each before handling the next message.
+    unreachable_claims: AtomicU32,
 }
+
+/// Longest pause between claims while the database is unreachable.
+const MAX_CLAIM_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Why a stage failed, and whether trying again could help.
 #[derive(Debug)]
@@ -86,7 +94,19 @@ enum RunEnd {
 
 impl Pipeline {
     pub fn new(backends: Backends, settings: PipelineSettings) -> Self {
-        Self { backends, settings }
+        Self {
+            backends,
+            settings,
+            unreachable_claims: AtomicU32::new(0),
+        }
+    }
+
+    /// 0.5 s, 1 s, 2 s ... up to [`MAX_CLAIM_BACKOFF`], by consecutive failed claims.
+    fn claim_backoff(&self) -> Duration {
+        let failures = self.unreachable_claims.fetch_add(1, Ordering::Relaxed).min(16);
+        Duration::from_millis(500)
+            .saturating_mul(2u32.saturating_pow(failures))
+            .min(MAX_CLAIM_BACKOFF)
     }
 
     fn retry_delay(&self, attempt: i32) -> Duration {
@@ -181,6 +201,14 @@ impl Pipeline {
             .save_extraction(&job.book_id, &extraction)
             .await
             .map_err(anyhow_at(Stage::Index))?;
+
+        self.stage(job, Stage::Chunk).await?;
+        let chunks = crate::chunking::chunk_book(&extraction.pages, &extraction.toc, self.settings.chunk_sizes);
+        self.backends
+            .catalog
+            .replace_chunks(&job.book_id, &chunks)
+            .await
+            .map_err(anyhow_at(Stage::Chunk))?;
 
         self.stage(job, Stage::IndexText).await?;
         let indexed: Vec<IndexedPage> = extraction
@@ -302,7 +330,22 @@ impl JobHandler for Pipeline {
     async fn handle(&self, message: JobMessage) -> anyhow::Result<()> {
         let jobs = &self.backends.jobs;
         let worker_id = &self.settings.worker_id;
-        let job = match jobs.claim(&message.job_id, worker_id, self.settings.lease).await? {
+        let claim = match jobs.claim(&message.job_id, worker_id, self.settings.lease).await {
+            Ok(claim) => {
+                self.unreachable_claims.store(0, Ordering::Relaxed);
+                claim
+            }
+            Err(err) => {
+                // The database is down or unreachable: hold this slot for a growing pause so the
+                // worker does not spin through the queue, then put the message back.
+                let pause = self.claim_backoff();
+                tracing::warn!(job_id = %message.job_id, error = %format!("{err:#}"), ?pause, "cannot claim the job; the database is unreachable");
+                tokio::time::sleep(pause).await;
+                self.backends.queue.enqueue(&message, Duration::ZERO).await?;
+                return Ok(());
+            }
+        };
+        let job = match claim {
             Claim::Claimed(job) => *job,
             Claim::Gone => {
                 tracing::debug!(job_id = %message.job_id, "message dropped: the job is finished, cancelled or deleted");

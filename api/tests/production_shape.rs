@@ -1,0 +1,691 @@
+//! The production shape end to end: `hbi api` and separate `hbi worker` processes, each with
+//! a scratch directory of its own, against real Redis (AOF on), PostgreSQL with pgvector, an
+//! S3 server and FalkorDB, all on 127.0.0.1 and ports of their own. What the processes stored
+//! is read back with each service's own client, not through HBI.
+
+mod common;
+#[path = "../../shared/core/tests/support/services.rs"]
+mod services;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::{Role, TestServer, corpus_pdf};
+use falkordb::{FalkorClientBuilder, FalkorConnectionInfo};
+use futures::TryStreamExt;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use serde_json::Value;
+use services::Service;
+use sha2::{Digest, Sha256};
+
+const BUCKET: &str = "hbi-books";
+const GRAPH: &str = "hbi";
+
+/// The four services of the production shape and the environment that points HBI at them.
+struct Stack {
+    redis: Service,
+    postgres: Service,
+    s3: Service,
+    falkordb: Service,
+    scratch: tempfile::TempDir,
+    processes: std::sync::atomic::AtomicU32,
+}
+
+impl Stack {
+    fn start() -> Self {
+        Self {
+            redis: Service::start("redis"),
+            postgres: Service::start("postgres"),
+            s3: Service::start("s3"),
+            falkordb: Service::start("falkordb"),
+            scratch: tempfile::tempdir().expect("scratch dir"),
+            processes: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The original HBI's variable names; the bucket does not exist yet (HBI creates it).
+    fn env(&self) -> Vec<(String, String)> {
+        [
+            ("REDIS_URL", self.redis.url.clone()),
+            ("DATABASE_URL", self.postgres.url.clone()),
+            ("MINIO_ENDPOINT", self.s3.url.trim_start_matches("http://").to_owned()),
+            ("MINIO_ACCESS_KEY", "hbi-test-access".to_owned()),
+            ("MINIO_SECRET_KEY", "hbi-test-secret-key".to_owned()),
+            ("MINIO_SECURE", "false".to_owned()),
+            ("MINIO_BUCKET_NAME", BUCKET.to_owned()),
+            ("FALKORDB_URL", self.falkordb.url.clone()),
+            // A killed worker's job is taken over within seconds, not minutes.
+            ("HBI__QUEUE__HEARTBEAT_SECS", "1".to_owned()),
+            ("HBI__QUEUE__POLL_INTERVAL_MS", "200".to_owned()),
+            ("HBI__QUEUE__RELAY_INTERVAL_MS", "500".to_owned()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value))
+        .collect()
+    }
+
+    /// `hbi api` or `hbi worker`, with a scratch directory no other process shares.
+    fn spawn(&self, role: Role, extra: &[(&str, &str)]) -> TestServer {
+        let n = self.processes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.scratch.path().join(format!("{role:?}-{n}"));
+        std::fs::create_dir_all(&dir).expect("process dir");
+        let mut env = self.env();
+        env.extend(
+            extra
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
+        let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+        TestServer::spawn(role, &dir, &env)
+    }
+
+    async fn sql(&self) -> DatabaseConnection {
+        Database::connect(self.postgres.url.as_str())
+            .await
+            .expect("connect to PostgreSQL")
+    }
+
+    fn s3_client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .endpoint_url(self.s3.url.as_str())
+            .force_path_style(true)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "hbi-test-access",
+                "hbi-test-secret-key",
+                None,
+                None,
+                "test",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Every key in the bucket.
+    async fn s3_keys(&self) -> BTreeSet<String> {
+        let listing = self
+            .s3_client()
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .max_keys(1000)
+            .send()
+            .await
+            .expect("list the bucket");
+        listing
+            .contents()
+            .iter()
+            .filter_map(|object| object.key().map(str::to_owned))
+            .collect()
+    }
+
+    async fn graph(&self) -> falkordb::AsyncGraph {
+        let info: FalkorConnectionInfo = self.falkordb.url.as_str().try_into().expect("falkordb url");
+        let client = FalkorClientBuilder::new_async()
+            .with_connection_info(info)
+            .build()
+            .await
+            .expect("falkordb client");
+        client.select_graph(GRAPH)
+    }
+
+    /// Rows of a read-only Cypher query.
+    async fn cypher_rows(&self, query: &str) -> Vec<falkordb::Row> {
+        let mut graph = self.graph().await;
+        let result = graph.ro_query(query).execute().await.expect("cypher query");
+        result.data.try_collect().await.expect("cypher rows")
+    }
+
+    /// The string column `column` of a read-only Cypher query's rows.
+    async fn cypher_strings(&self, query: &str, column: &str) -> Vec<String> {
+        self.cypher_rows(query)
+            .await
+            .iter()
+            .map(|row| row.try_get::<String>(column).expect("a string column"))
+            .collect()
+    }
+
+    /// The count a query returns in its column `n`.
+    async fn cypher_count(&self, query: &str) -> i64 {
+        self.cypher_rows(query)
+            .await
+            .first()
+            .and_then(|row| row.try_get::<i64>("n").ok())
+            .expect("a count column named n")
+    }
+
+    async fn cypher_write(&self, query: &str) {
+        self.graph().await.query(query).execute().await.expect("cypher write");
+    }
+}
+
+async fn sql_i64(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await
+        .expect("sql query")
+        .expect("one row");
+    row.try_get_by_index::<i64>(0).expect("an integer")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex_lower(&Sha256::digest(bytes))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A distinct, still valid PDF: a comment after the end marker changes the hash only.
+fn variant(pdf: &[u8], n: usize) -> Vec<u8> {
+    let mut bytes = pdf.to_vec();
+    bytes.extend_from_slice(format!("\n% copy {n}\n").as_bytes());
+    bytes
+}
+
+async fn upload(api: &TestServer, title: &str, pdf: Vec<u8>) -> (String, String) {
+    let book_id = api.create_book(title).await;
+    let (status, accepted) = api.upload(&book_id, pdf, "book.pdf").await;
+    assert_eq!(status, 202, "upload: {accepted}");
+    let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
+    (book_id, job_id)
+}
+
+/// Polls `path` until `accept` likes the answer, or panics with the last one.
+async fn wait_until(server: &TestServer, path: &str, timeout: Duration, accept: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (status, body) = match server.client.get(server.url(path)).send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().await.unwrap_or(Value::Null))
+            }
+            Err(err) => (0, Value::String(err.to_string())),
+        };
+        if accept(status, &body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} after {timeout:?}: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn toc_titles(nodes: &Value, out: &mut Vec<String>) {
+    for node in nodes.as_array().into_iter().flatten() {
+        out.push(node["title"].as_str().unwrap_or_default().to_owned());
+        toc_titles(&node["children"], out);
+    }
+}
+
+/// Nodes whose id occurs more than once, over the whole graph.
+async fn duplicate_graph_nodes(stack: &Stack) -> i64 {
+    stack
+        .cypher_count("MATCH (x) WITH x.id AS id, count(*) AS c WHERE c > 1 RETURN count(id) AS n")
+        .await
+}
+
+/// Per book: pages and chunks stored once each (no page number or chunk position twice).
+async fn assert_rows_unique(db: &DatabaseConnection, book_id: &str) {
+    let count = async |sql: &str| sql_i64(db, sql, vec![book_id.into()]).await;
+    let pages = count("SELECT count(*) FROM pages WHERE book_id = $1").await;
+    let distinct_pages = count("SELECT count(DISTINCT number) FROM pages WHERE book_id = $1").await;
+    let page_count = count("SELECT coalesce(page_count, -1)::bigint FROM books WHERE id = $1").await;
+    assert!(pages > 0, "book {book_id} has no pages in PostgreSQL");
+    assert_eq!(pages, distinct_pages, "book {book_id}: a page stored twice");
+    assert_eq!(pages, page_count, "book {book_id}: pages vs page_count");
+    let chunks = count("SELECT count(*) FROM chunks WHERE book_id = $1").await;
+    let distinct_chunks = count("SELECT count(DISTINCT position) FROM chunks WHERE book_id = $1").await;
+    assert!(chunks > 0, "book {book_id} has no chunks in PostgreSQL");
+    assert_eq!(chunks, distinct_chunks, "book {book_id}: a chunk stored twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_book_flows_through_the_production_shape() {
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[]);
+    let worker = stack.spawn(Role::Worker, &[]);
+
+    let ready = wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    for (check, kind) in [
+        ("database", "sql"),
+        ("queue", "redis"),
+        ("blob_store", "s3"),
+        ("graph", "falkordb"),
+    ] {
+        assert_eq!(ready["checks"][check]["kind"], kind, "ready: {ready}");
+    }
+    wait_until(&worker, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+
+    let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
+    let hash = sha256_hex(&pdf);
+    let (book_id, job_id) = upload(&api, "An Introduction to R", pdf).await;
+    let job = api.wait_for_job(&job_id, Duration::from_secs(240)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["attempts"], 1, "job: {job}");
+    let history = job["history"].as_array().expect("history");
+    assert!(
+        history[0]["worker_id"]
+            .as_str()
+            .is_some_and(|id| worker.log_lines().iter().any(|line| line.contains(id))),
+        "the separate worker process ran the job: {job}"
+    );
+
+    // The original sits in the bucket HBI created, under its content hash, and nowhere on
+    // the API's disk: the worker streamed it back from S3.
+    assert_eq!(stack.s3_keys().await, BTreeSet::from([format!("originals/{hash}.pdf")]));
+    let api_files: Vec<_> = walk(&api.data_dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "pdf"))
+        .collect();
+    assert!(api_files.is_empty(), "the API kept a local copy: {api_files:?}");
+
+    // Pages and chunks in PostgreSQL, once each.
+    let db = stack.sql().await;
+    assert_rows_unique(&db, &book_id).await;
+    let toc_rows = sql_i64(
+        &db,
+        "SELECT count(*) FROM toc_entries WHERE book_id = $1",
+        vec![book_id.as_str().into()],
+    )
+    .await;
+
+    // The ToC and index graph in FalkorDB, read back with Cypher.
+    let book_node = format!("book:{book_id}");
+    let chapters = stack
+        .cypher_count(&format!(
+            "MATCH (:Book {{id: '{book_node}'}})-[:HAS_TOC|HAS_CHILD*1..]->(c:Chapter) RETURN count(DISTINCT c) AS n"
+        ))
+        .await;
+    assert_eq!(chapters, toc_rows, "every ToC entry is a Chapter node");
+    let terms = stack
+        .cypher_count(&format!(
+            "MATCH (:Book {{id: '{book_node}'}})-[:HAS_INDEX_TERM]->(t:IndexTerm)-[:APPEARS_ON_PAGE]->(:Page) \
+             RETURN count(DISTINCT t) AS n"
+        ))
+        .await;
+    assert!(terms > 100, "index terms with page locators in the graph: {terms}");
+    assert_eq!(duplicate_graph_nodes(&stack).await, 0, "a node id occurs twice");
+
+    // GET /toc is served from the graph: a title changed there shows up in the API.
+    let (status, toc) = api.get_json(&format!("/books/{book_id}/toc")).await;
+    assert_eq!(status, 200, "toc: {toc}");
+    let mut titles = Vec::new();
+    toc_titles(&toc, &mut titles);
+    assert_eq!(i64::try_from(titles.len()).expect("count"), toc_rows);
+    let first = stack
+        .cypher_strings(
+            &format!(
+                "MATCH (:Book {{id: '{book_node}'}})-[:HAS_TOC]->(c:Chapter) RETURN c.id AS id ORDER BY c.position LIMIT 1"
+            ),
+            "id",
+        )
+        .await;
+    let first_id = first.first().expect("a top-level chapter");
+    stack
+        .cypher_write(&format!(
+            "MATCH (c:Chapter {{id: '{first_id}'}}) SET c.title = 'Retitled in the graph'"
+        ))
+        .await;
+    let (_, toc) = api.get_json(&format!("/books/{book_id}/toc")).await;
+    assert_eq!(toc[0]["title"], "Retitled in the graph", "toc: {}", toc[0]);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_drain_twenty_jobs_exactly_once() {
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[]);
+    let workers = [
+        stack.spawn(Role::Worker, &[("MAX_CONCURRENT_JOBS", "2")]),
+        stack.spawn(Role::Worker, &[("MAX_CONCURRENT_JOBS", "2")]),
+    ];
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+
+    let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
+    let mut uploads = Vec::new();
+    for n in 0..20 {
+        let copy = variant(&pdf, n);
+        let hash = sha256_hex(&copy);
+        let (book_id, job_id) = upload(&api, &format!("copy {n}"), copy).await;
+        uploads.push((book_id, job_id, hash));
+    }
+    for (_, job_id, _) in &uploads {
+        let job = api.wait_for_job(job_id, Duration::from_secs(600)).await;
+        assert_eq!(job["state"], "succeeded", "job: {job}");
+        assert_eq!(job["attempts"], 1, "one attempt each: {job}");
+    }
+
+    let db = stack.sql().await;
+    let succeeded_attempts = sql_i64(
+        &db,
+        "SELECT count(*) FROM job_attempts WHERE outcome = 'succeeded'",
+        vec![],
+    )
+    .await;
+    assert_eq!(succeeded_attempts, 20, "each job succeeded exactly once");
+    let workers_used = sql_i64(&db, "SELECT count(DISTINCT worker_id) FROM job_attempts", vec![]).await;
+    assert_eq!(workers_used, 2, "both workers took jobs");
+    for (book_id, _, _) in &uploads {
+        assert_rows_unique(&db, book_id).await;
+    }
+    let expected_keys: BTreeSet<String> = uploads
+        .iter()
+        .map(|(_, _, hash)| format!("originals/{hash}.pdf"))
+        .collect();
+    assert_eq!(stack.s3_keys().await, expected_keys, "one blob per upload");
+    assert_eq!(stack.cypher_count("MATCH (b:Book) RETURN count(b) AS n").await, 20);
+    assert_eq!(duplicate_graph_nodes(&stack).await, 0, "a node id occurs twice");
+    let toc_rows = sql_i64(&db, "SELECT count(*) FROM toc_entries", vec![]).await;
+    assert_eq!(
+        stack.cypher_count("MATCH (c:Chapter) RETURN count(c) AS n").await,
+        toc_rows,
+        "one Chapter node per ToC entry"
+    );
+    let (_, stats) = api.get_json("/stats").await;
+    assert_eq!(stats["jobs_in_queue"], 0, "stats: {stats}");
+    drop(workers);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_job_is_delivered_again_without_duplicates() {
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[]);
+    let mut doomed = stack.spawn(Role::Worker, &[]);
+    let pdf = std::fs::read(corpus_pdf("octave")).expect("octave pdf");
+    let hash = sha256_hex(&pdf);
+    let (book_id, job_id) = upload(&api, "GNU Octave", pdf).await;
+    wait_until(&api, &format!("/jobs/{job_id}"), Duration::from_secs(60), |_, job| {
+        job["state"] == "running" && job["stage"] == "extract_text"
+    })
+    .await;
+    doomed.kill();
+
+    let survivor = stack.spawn(Role::Worker, &[]);
+    let job = api.wait_for_job(&job_id, Duration::from_secs(300)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["attempts"], 2, "job: {job}");
+    let history = job["history"].as_array().expect("history");
+    assert_eq!(history[0]["outcome"], "abandoned", "job: {job}");
+    assert_eq!(history[1]["outcome"], "succeeded", "job: {job}");
+    let survivor_id = history[1]["worker_id"].as_str().expect("worker id");
+    assert!(
+        survivor.log_lines().iter().any(|line| line.contains(survivor_id)),
+        "the second worker finished it: {job}"
+    );
+    assert_ne!(history[0]["worker_id"], history[1]["worker_id"]);
+
+    let db = stack.sql().await;
+    assert_rows_unique(&db, &book_id).await;
+    assert_eq!(stack.s3_keys().await, BTreeSet::from([format!("originals/{hash}.pdf")]));
+    assert_eq!(duplicate_graph_nodes(&stack).await, 0, "a node id occurs twice");
+    assert_eq!(stack.cypher_count("MATCH (b:Book) RETURN count(b) AS n").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_failing_every_attempt_lands_in_the_dlq_and_succeeds_when_requeued() {
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[]);
+    let worker = stack.spawn(Role::Worker, &[("HBI__WORKER__RETRY_BASE_DELAY_MS", "2000")]);
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+
+    // The cause: the graph server is down, so every attempt fails at the graph stage.
+    stack.falkordb.stop();
+    let ready = wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 503
+    })
+    .await;
+    assert_eq!(ready["checks"]["graph"]["status"], "error", "ready: {ready}");
+    assert_eq!(ready["checks"]["database"]["status"], "ok", "ready: {ready}");
+
+    let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
+    let (book_id, job_id) = upload(&api, "An Introduction to R", pdf).await;
+    let job = api.wait_for_job(&job_id, Duration::from_secs(300)).await;
+    assert_eq!(job["state"], "dead", "job: {job}");
+    assert_eq!(job["attempts"], 3, "job: {job}");
+    assert_eq!(job["error_stage"], "graph", "job: {job}");
+    let history = job["history"].as_array().expect("history");
+    assert_eq!(history.len(), 3, "job: {job}");
+    let time = |value: &Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().expect("timestamp")).expect("rfc3339 timestamp")
+    };
+    let mut pauses = Vec::new();
+    for pair in history.windows(2) {
+        pauses.push((time(&pair[1]["started_at"]) - time(&pair[0]["finished_at"])).as_seconds_f64());
+    }
+    assert!(pauses[0] >= 1.9, "first retry after the 2 s backoff: {pauses:?}");
+    assert!(pauses[1] >= 3.9, "second retry after 4 s: {pauses:?}");
+    assert!(pauses[1] > pauses[0], "delays grow: {pauses:?}");
+    for attempt in history {
+        assert_eq!(attempt["stage"], "graph", "job: {job}");
+        assert!(attempt["error"].as_str().is_some_and(|e| !e.is_empty()), "job: {job}");
+    }
+
+    let (status, dlq) = api.get_json("/dlq").await;
+    assert_eq!(status, 200);
+    let entry = dlq
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|entry| entry["id"] == job_id.as_str()))
+        .unwrap_or_else(|| panic!("job {job_id} in the DLQ: {dlq}"));
+    assert_eq!(entry["error_stage"], "graph", "dlq: {entry}");
+    assert!(entry["error"].as_str().is_some_and(|e| !e.is_empty()), "dlq: {entry}");
+    let (_, book) = api.get_json(&format!("/books/{book_id}")).await;
+    assert_eq!(book["status"], "failed", "book: {book}");
+
+    // The cause goes away; the worker never restarted, and the requeued job succeeds.
+    stack.falkordb.restart();
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    let response = api
+        .client
+        .post(api.url(&format!("/dlq/{job_id}/requeue")))
+        .send()
+        .await
+        .expect("requeue");
+    assert_eq!(response.status().as_u16(), 202, "requeue");
+    let job = api.wait_for_job(&job_id, Duration::from_secs(240)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["attempts"], 4, "history kept, one more attempt: {job}");
+    let (_, dlq) = api.get_json("/dlq").await;
+    assert_eq!(dlq.as_array().map(Vec::len), Some(0), "dlq: {dlq}");
+    let chapters = stack
+        .cypher_count(&format!(
+            "MATCH (:Book {{id: 'book:{book_id}'}})-[:HAS_TOC]->(c:Chapter) RETURN count(c) AS n"
+        ))
+        .await;
+    assert!(chapters > 0, "the graph was written on the requeued run");
+    drop(worker);
+}
+
+/// Which readiness check names each service.
+fn check_name(service: &Service) -> &'static str {
+    match service.kind {
+        "redis" => "queue",
+        "postgres" => "database",
+        "s3" => "blob_store",
+        "falkordb" => "graph",
+        other => panic!("unknown service {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_dependency_down_is_named_and_recovered_from() {
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[]);
+    let mut worker = stack.spawn(Role::Worker, &[]);
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
+
+    for (round, service) in [&stack.redis, &stack.postgres, &stack.s3, &stack.falkordb]
+        .into_iter()
+        .enumerate()
+    {
+        let name = check_name(service);
+        service.stop();
+        for process in [&api, &worker] {
+            let ready = wait_until(process, "/health/ready", Duration::from_secs(60), |status, body| {
+                status == 503 && body["checks"][name]["status"] == "error"
+            })
+            .await;
+            assert!(
+                ready["checks"][name]["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{name} down: {ready}"
+            );
+            let others_ok = ready["checks"]
+                .as_object()
+                .expect("checks")
+                .iter()
+                .filter(|(other, _)| other.as_str() != name)
+                .all(|(_, check)| check["status"] == "ok");
+            assert!(others_ok, "only {name} is reported down: {ready}");
+        }
+        if service.kind == "s3" {
+            // An upload while the blob store is down is refused with a reason, not a 500.
+            let book = api.create_book("while S3 is down").await;
+            let (status, body) = api.upload(&book, pdf.clone(), "book.pdf").await;
+            assert_eq!(status, 503, "upload with S3 down: {body}");
+            assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+        }
+        service.restart();
+        for process in [&api, &worker] {
+            wait_until(process, "/health/ready", Duration::from_secs(60), |status, _| {
+                status == 200
+            })
+            .await;
+        }
+        // The same worker, never restarted, does real work again.
+        let (_, job_id) = upload(&api, &format!("after {name} came back"), variant(&pdf, 100 + round)).await;
+        let job = api.wait_for_job(&job_id, Duration::from_secs(240)).await;
+        assert_eq!(job["state"], "succeeded", "after {name} came back: {job}");
+        let response = api
+            .client
+            .delete(api.url(&format!("/books/{}", job["book_id"].as_str().expect("book id"))))
+            .send()
+            .await
+            .expect("delete");
+        assert!(response.status().is_success(), "delete book");
+    }
+
+    // Uploads accepted while Redis is down wait in the outbox and run once it is back.
+    stack.redis.stop();
+    let mut waiting = Vec::new();
+    for n in 0..2 {
+        let (_, job_id) = upload(&api, &format!("outbox {n}"), variant(&pdf, 200 + n)).await;
+        waiting.push(job_id);
+    }
+    stack.redis.restart();
+    for job_id in &waiting {
+        let job = api.wait_for_job(job_id, Duration::from_secs(240)).await;
+        assert_eq!(job["state"], "succeeded", "outbox job: {job}");
+    }
+
+    // Jobs queued in Redis survive a Redis restart (AOF): no worker runs while it restarts.
+    worker.terminate();
+    let mut queued = Vec::new();
+    for n in 0..3 {
+        let (_, job_id) = upload(&api, &format!("queued {n}"), variant(&pdf, 300 + n)).await;
+        queued.push(job_id);
+    }
+    wait_until(&api, "/stats", Duration::from_secs(30), |_, stats| {
+        stats["jobs_in_queue"] == 3
+    })
+    .await;
+    stack.redis.stop();
+    stack.redis.restart();
+    let (_, stats) = api.get_json("/stats").await;
+    assert_eq!(
+        stats["jobs_in_queue"], 3,
+        "still queued in Redis after its restart: {stats}"
+    );
+    let _worker = stack.spawn(Role::Worker, &[]);
+    for job_id in &queued {
+        let job = api.wait_for_job(job_id, Duration::from_secs(240)).await;
+        assert_eq!(job["state"], "succeeded", "queued job: {job}");
+        assert_eq!(job["attempts"], 1, "queued job: {job}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_hands_an_unfinished_job_back_after_the_grace_period() {
+    let stack = Stack::start();
+    // Default heartbeat here: a lease of 90 s, so only the hand-back explains a quick takeover.
+    let slow_leases = [("HBI__QUEUE__HEARTBEAT_SECS", "30")];
+    let api = stack.spawn(Role::Api, &slow_leases);
+    let mut stopping = stack.spawn(
+        Role::Worker,
+        &[
+            ("HBI__QUEUE__HEARTBEAT_SECS", "30"),
+            ("HBI__WORKER__SHUTDOWN_GRACE_SECS", "1"),
+        ],
+    );
+    let pdf = std::fs::read(corpus_pdf("octave")).expect("octave pdf");
+    let (book_id, job_id) = upload(&api, "GNU Octave", pdf).await;
+    wait_until(&api, &format!("/jobs/{job_id}"), Duration::from_secs(60), |_, job| {
+        job["state"] == "running" && job["stage"] == "extract_text"
+    })
+    .await;
+    let asked = Instant::now();
+    let exit = stopping.terminate();
+    assert!(exit.success(), "a worker stopped by SIGTERM exits 0: {exit:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "stopped within the grace period and a little: {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        stopping
+            .log_lines()
+            .iter()
+            .any(|line| line.contains("handed back to the queue")),
+        "the worker says it handed the job back"
+    );
+
+    let taken_over = Instant::now();
+    let _next = stack.spawn(Role::Worker, &slow_leases);
+    wait_until(&api, &format!("/jobs/{job_id}"), Duration::from_secs(60), |_, job| {
+        job["attempts"] == 2
+    })
+    .await;
+    assert!(
+        taken_over.elapsed() < Duration::from_secs(60),
+        "taken over before the 90 s lease could have run out: {:?}",
+        taken_over.elapsed()
+    );
+    let job = api.wait_for_job(&job_id, Duration::from_secs(240)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["attempts"], 2, "job: {job}");
+    assert_eq!(job["history"][0]["outcome"], "abandoned", "job: {job}");
+    let db = stack.sql().await;
+    assert_rows_unique(&db, &book_id).await;
+}
