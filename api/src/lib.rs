@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hbi_shared::search::Searcher;
 use hbi_shared::{Backends, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Tracing;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use routes::books::BooksApi;
 use routes::jobs::{DlqApi, JobsApi};
+use routes::search::SearchApi;
 use routes::system::SystemApi;
 
 /// What every handler can reach.
@@ -26,20 +28,33 @@ pub struct AppState {
     pub backends: Backends,
     pub settings: Arc<Settings>,
     pub started: Instant,
+    pub searcher: Arc<Searcher>,
+}
+
+impl AppState {
+    pub fn new(backends: Backends, settings: Arc<Settings>) -> Self {
+        let searcher = Arc::new(Searcher::new(backends.clone(), None));
+        Self {
+            backends,
+            settings,
+            started: Instant::now(),
+            searcher,
+        }
+    }
 }
 
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, JobsApi, DlqApi), ()> {
+pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, SearchApi, JobsApi, DlqApi), ()> {
     OpenApiService::new(
-        (SystemApi, BooksApi, JobsApi, DlqApi),
+        (SystemApi, BooksApi, SearchApi, JobsApi, DlqApi),
         "HBI: Hybrid Book Index",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
-             then read its table of contents, back-of-book index and pages.",
+             then read its table of contents, back-of-book index and pages, and search them.",
     )
 }
 

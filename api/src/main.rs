@@ -134,11 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
-            let state = AppState {
-                backends: backends.clone(),
-                settings: settings.clone(),
-                started: Instant::now(),
-            };
+            let state = AppState::new(backends.clone(), settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "serve");
             let worker = tokio::spawn({
@@ -153,22 +149,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Api(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
-            let state = AppState {
-                backends,
-                settings: settings.clone(),
-                started: Instant::now(),
-            };
+            let state = AppState::new(backends, settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "api");
             app.run(shutdown).await
         }
         Command::Worker(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
-            let state = AppState {
-                backends: backends.clone(),
-                settings: settings.clone(),
-                started: Instant::now(),
-            };
+            let state = AppState::new(backends.clone(), settings.clone());
             let health = tokio::spawn(hbi_api::serve_worker_health(
                 settings.server.worker_bind,
                 state,

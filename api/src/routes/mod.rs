@@ -3,6 +3,7 @@
 
 pub mod books;
 pub mod jobs;
+pub mod search;
 pub mod system;
 
 use poem_openapi::Tags;
@@ -11,6 +12,8 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Books: create, upload, read their structure
     Books,
+    /// Search: pages by keyword, meaning or both; index terms across books
+    Search,
     /// Processing jobs: state, progress, cancellation
     Jobs,
     /// Health, readiness and counts

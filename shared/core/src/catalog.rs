@@ -146,6 +146,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Chunks by id, in no particular order (unknown ids are skipped).
+    pub async fn chunks_by_id(&self, ids: &[String]) -> anyhow::Result<Vec<chunk::Model>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(chunk::Entity::find()
+            .filter(chunk::Column::Id.is_in(ids.iter().cloned()))
+            .all(&self.db)
+            .await?)
+    }
+
     /// The book's chunks in reading order.
     pub async fn chunks(&self, book_id: &str) -> anyhow::Result<Vec<chunk::Model>> {
         Ok(chunk::Entity::find()

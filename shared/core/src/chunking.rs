@@ -171,20 +171,31 @@ impl<'a> Sections<'a> {
 
     /// Titles from the chapter down to the deepest entry starting at or before `page`.
     fn path_at(&self, page: u32) -> Vec<String> {
-        let mut path: Vec<(u32, &str)> = Vec::new();
-        for entry in &self.entries {
-            if entry.page.is_none_or(|start| start > page) {
-                // Entries are in reading order, but a few books list pages out of order:
-                // skip such an entry rather than stop.
-                continue;
-            }
-            while path.last().is_some_and(|(level, _)| *level >= entry.level) {
-                path.pop();
-            }
-            path.push((entry.level, entry.title.as_str()));
-        }
-        path.into_iter().map(|(_, title)| title.to_owned()).collect()
+        section_path_at(
+            self.entries
+                .iter()
+                .map(|entry| (entry.level, entry.title.as_str(), entry.page)),
+            page,
+        )
     }
+}
+
+/// The section path of `page` from ToC entries `(level, title, first page)` in reading
+/// order: the titles from the chapter down to the deepest entry starting at or before it.
+pub fn section_path_at<'a>(entries: impl IntoIterator<Item = (u32, &'a str, Option<u32>)>, page: u32) -> Vec<String> {
+    let mut path: Vec<(u32, &str)> = Vec::new();
+    for (level, title, start) in entries {
+        if start.is_none_or(|start| start > page) {
+            // Entries are in reading order, but a few books list pages out of order: skip
+            // such an entry rather than stop.
+            continue;
+        }
+        while path.last().is_some_and(|(open, _)| *open >= level) {
+            path.pop();
+        }
+        path.push((level, title));
+    }
+    path.into_iter().map(|(_, title)| title.to_owned()).collect()
 }
 
 #[cfg(test)]

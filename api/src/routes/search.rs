@@ -1,0 +1,253 @@
+//! GET /search (keyword, semantic, hybrid, with the index-term boost) and GET /terms (an
+//! index term across every book, through the graph).
+
+use hbi_shared::domain::parse_id;
+use hbi_shared::search::{FusionWeights, SearchError, SearchMode, SearchRequest};
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use super::ApiTags;
+use crate::AppState;
+use crate::error::{ErrorDetail, internal};
+
+pub struct SearchApi;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Mode {
+    /// Full-text: BM25 (SQLite FTS5) or ts_rank (PostgreSQL)
+    Keyword,
+    /// Nearest chunks by cosine similarity of their embeddings
+    Semantic,
+    /// Reciprocal rank fusion of keyword and semantic
+    Hybrid,
+}
+
+impl From<Mode> for SearchMode {
+    fn from(mode: Mode) -> Self {
+        match mode {
+            Mode::Keyword => SearchMode::Keyword,
+            Mode::Semantic => SearchMode::Semantic,
+            Mode::Hybrid => SearchMode::Hybrid,
+        }
+    }
+}
+
+/// Each ranked list's own score for the hit (absent when the hit is not in that list).
+#[derive(Debug, Clone, Object)]
+pub struct Scores {
+    pub keyword: Option<f64>,
+    pub semantic: Option<f64>,
+    /// Index-term boost: the page is listed by a printed index entry the query names.
+    pub boost: Option<f64>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct SearchResult {
+    pub book_id: String,
+    /// 1-based physical page.
+    pub page: u32,
+    /// The page number printed on the page.
+    pub page_label: String,
+    /// ToC titles from the chapter down to the section.
+    pub section_path: Vec<String>,
+    /// HTML-escaped text around the match, matches in `<b>..</b>`.
+    pub snippet: String,
+    /// The fused score: higher is better, comparable within one search.
+    pub score: f64,
+    pub scores: Scores,
+    /// The chunk the semantic list found on the page.
+    pub chunk_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct SearchResults {
+    pub query: String,
+    pub mode: Mode,
+    pub results: Vec<SearchResult>,
+}
+
+#[derive(ApiResponse)]
+pub enum SearchResponse {
+    #[oai(status = 200)]
+    Ok(Json<SearchResults>),
+    /// A malformed book id.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+    /// Semantic or hybrid search asked for, but no embedding model is configured.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorDetail>),
+}
+
+/// One book indexing a term.
+#[derive(Debug, Clone, Object)]
+pub struct TermOccurrence {
+    pub book_id: String,
+    pub book_title: Option<String>,
+    /// The entry as printed, e.g. `vectors`.
+    pub term: String,
+    /// The entry's path, top-level term first (a sub-entry has two or more).
+    pub path: Vec<String>,
+    /// Physical page ranges the index lists, 1-based and inclusive.
+    pub pages: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TermResults {
+    pub query: String,
+    pub results: Vec<TermOccurrence>,
+}
+
+#[derive(ApiResponse)]
+pub enum TermsResponse {
+    #[oai(status = 200)]
+    Ok(Json<TermResults>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+fn default_k() -> u32 {
+    10
+}
+
+fn default_mode() -> Mode {
+    Mode::Hybrid
+}
+
+fn default_boost() -> bool {
+    true
+}
+
+#[OpenApi]
+impl SearchApi {
+    /// Search the books' pages
+    ///
+    /// Any text is a valid query: quotes, operators and SQL fragments are read as words.
+    #[oai(path = "/search", method = "get", tag = "ApiTags::Search", operation_id = "search")]
+    #[allow(clippy::too_many_arguments)] // one argument per documented query parameter
+    async fn search(
+        &self,
+        state: Data<&AppState>,
+        /// What to look for.
+        #[oai(validator(min_length = 1, max_length = 1000))]
+        q: Query<String>,
+        /// keyword, semantic or hybrid (default).
+        #[oai(default = "default_mode")]
+        mode: Query<Mode>,
+        /// Only this book.
+        book_id: Query<Option<String>>,
+        /// Only pages in a section whose title contains this text.
+        #[oai(validator(max_length = 500))]
+        section: Query<Option<String>>,
+        /// How many pages to return (1 to 100).
+        #[oai(default = "default_k", validator(minimum(value = "1"), maximum(value = "100")))]
+        k: Query<u32>,
+        /// Let pages listed by a matching printed-index entry rank higher (default true).
+        #[oai(default = "default_boost")]
+        boost: Query<bool>,
+    ) -> SearchResponse {
+        let book_id = match book_id.0.as_deref().map(parse_id) {
+            None => None,
+            Some(Some(id)) => Some(id),
+            Some(None) => return SearchResponse::BadRequest(ErrorDetail::json("book_id is not a valid id")),
+        };
+        let weights = match state.knob_weights().await {
+            Ok(weights) => weights,
+            Err(err) => return SearchResponse::Internal(ErrorDetail::json(internal(&err))),
+        };
+        let request = SearchRequest {
+            query: q.0.clone(),
+            mode: mode.0.into(),
+            book_id,
+            section: section.0.filter(|s| !s.trim().is_empty()),
+            k: usize::try_from(k.0).unwrap_or(10),
+            index_boost: boost.0,
+            weights,
+        };
+        let started = std::time::Instant::now();
+        let outcome = state.searcher.search(&request).await;
+        tracing::info!(
+            mode = request.mode.as_str(),
+            seconds = started.elapsed().as_secs_f64(),
+            "search"
+        );
+        match outcome {
+            Ok(hits) => SearchResponse::Ok(Json(SearchResults {
+                query: q.0,
+                mode: mode.0,
+                results: hits
+                    .into_iter()
+                    .map(|hit| SearchResult {
+                        book_id: hit.book_id,
+                        page: hit.page,
+                        page_label: hit.page_label,
+                        section_path: hit.section_path,
+                        snippet: hit.snippet,
+                        score: hit.score,
+                        scores: Scores {
+                            keyword: hit.scores.keyword,
+                            semantic: hit.scores.semantic,
+                            boost: hit.scores.boost,
+                        },
+                        chunk_id: hit.chunk_id,
+                    })
+                    .collect(),
+            })),
+            Err(SearchError::SemanticUnavailable) => SearchResponse::Unavailable(ErrorDetail::json(
+                "semantic and hybrid search need an embedding model; none is configured (see the [embeddings] settings). Keyword search works: mode=keyword",
+            )),
+            Err(SearchError::Backend(err)) => SearchResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// Find an index term across all books
+    ///
+    /// Matches the printed index entries of every book by their normalised text: exact
+    /// matches first, then entries that start with the query.
+    #[oai(path = "/terms", method = "get", tag = "ApiTags::Search", operation_id = "terms")]
+    async fn terms(
+        &self,
+        state: Data<&AppState>,
+        /// The term, e.g. `vector`.
+        #[oai(validator(min_length = 1, max_length = 500))]
+        q: Query<String>,
+    ) -> TermsResponse {
+        let backends = &state.backends;
+        let result = async {
+            let hits = backends.graph.books_for_term(&q.0).await?;
+            let mut titles = std::collections::HashMap::new();
+            let mut results = Vec::with_capacity(hits.len());
+            for hit in hits {
+                if !titles.contains_key(&hit.book_id) {
+                    let title = backends.catalog.book(&hit.book_id).await?.map(|b| b.title);
+                    titles.insert(hit.book_id.clone(), title);
+                }
+                results.push(TermOccurrence {
+                    book_title: titles.get(&hit.book_id).cloned().flatten(),
+                    book_id: hit.book_id,
+                    term: hit.term,
+                    path: hit.path,
+                    pages: hit.pages.iter().map(|range| range.to_vec()).collect(),
+                });
+            }
+            Ok::<_, anyhow::Error>(results)
+        }
+        .await;
+        match result {
+            Ok(results) => TermsResponse::Ok(Json(TermResults { query: q.0, results })),
+            Err(err) => TermsResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+}
+
+impl AppState {
+    /// The fusion weights in force. Live knobs replace the defaults once they land in the
+    /// database; until then the defaults of SPEC section 5 apply.
+    pub async fn knob_weights(&self) -> anyhow::Result<FusionWeights> {
+        Ok(FusionWeights::default())
+    }
+}

@@ -1,0 +1,219 @@
+//! GET /search and GET /terms on a real book through the real binary (embedded shape).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{TestServer, corpus_pdf};
+use serde_json::Value;
+
+async fn ready_book(server: &TestServer, book: &str, title: &str) -> String {
+    let book_id = server.create_book(title).await;
+    let pdf = std::fs::read(corpus_pdf(book)).expect("pdf");
+    let (status, accepted) = server.upload(&book_id, pdf, "book.pdf").await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = server
+        .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(300))
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    book_id
+}
+
+async fn search(server: &TestServer, query: &[(&str, &str)]) -> (u16, Value) {
+    let response = server
+        .client
+        .get(server.url("/search"))
+        .query(query)
+        .send()
+        .await
+        .expect("GET /search");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn pages_of(results: &Value) -> Vec<u64> {
+    results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|hit| hit["page"].as_u64().expect("page"))
+        .collect()
+}
+
+/// The physical pages the book's printed index lists for an entry named exactly `term`.
+async fn indexed_pages(server: &TestServer, book_id: &str, term: &str) -> BTreeSet<u64> {
+    let response = server
+        .client
+        .get(server.url(&format!("/books/{book_id}/index")))
+        .query(&[("q", term)])
+        .send()
+        .await
+        .expect("GET index");
+    let entries: Value = response.json().await.expect("index json");
+    let mut pages = BTreeSet::new();
+    for entry in entries.as_array().into_iter().flatten() {
+        if entry["term"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(term)) {
+            for range in entry["pages"].as_array().into_iter().flatten() {
+                let first = range["first_page"].as_u64().expect("first");
+                let last = range["last_page"].as_u64().expect("last");
+                pages.extend(first..=last);
+            }
+        }
+    }
+    pages
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyword_search_finds_pages_with_labels_sections_and_snippets() {
+    let server = TestServer::start(&[]);
+    let book_id = ready_book(&server, "r-intro", "An Introduction to R").await;
+
+    let (status, found) = search(
+        &server,
+        &[("q", "data frames"), ("mode", "keyword"), ("boost", "false")],
+    )
+    .await;
+    assert_eq!(status, 200, "{found}");
+    let results = found["results"].as_array().expect("results");
+    assert!(results.len() >= 5, "{found}");
+    assert!(results.len() <= 10, "k defaults to 10");
+    let top = &results[0];
+    assert_eq!(top["book_id"], book_id.as_str());
+    assert!(top["snippet"].as_str().is_some_and(|s| s.contains("<b>")), "{top}");
+    assert!(top["scores"]["keyword"].as_f64().is_some(), "{top}");
+    assert!(top["scores"]["boost"].is_null(), "boost off: {top}");
+    // The printed label of a page differs from its physical number in this book.
+    let (_, page) = server
+        .get_json(&format!("/books/{book_id}/pages/{}", top["page"]))
+        .await;
+    assert_eq!(top["page_label"], page["label"], "{top}");
+    assert!(
+        results
+            .iter()
+            .any(|hit| hit["section_path"].as_array().is_some_and(|path| path
+                .iter()
+                .any(|t| t.as_str().is_some_and(|t| t.contains("Data frames"))))),
+        "a hit in the data frames section: {found}"
+    );
+    let scores: Vec<f64> = results
+        .iter()
+        .map(|hit| hit["score"].as_f64().expect("score"))
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+
+    // Section filter and k.
+    let (status, filtered) = search(
+        &server,
+        &[
+            ("q", "data frames"),
+            ("mode", "keyword"),
+            ("section", "lists and data frames"),
+            ("k", "3"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{filtered}");
+    let filtered = filtered["results"].as_array().expect("results");
+    assert!(!filtered.is_empty() && filtered.len() <= 3);
+    for hit in filtered {
+        let path = hit["section_path"].to_string().to_lowercase();
+        assert!(path.contains("lists and data frames"), "{hit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_index_term_boost_lifts_the_pages_the_author_listed() {
+    let server = TestServer::start(&[]);
+    let book_id = ready_book(&server, "r-intro", "An Introduction to R").await;
+    let listed = indexed_pages(&server, &book_id, "tapply").await;
+    assert!(!listed.is_empty(), "the index lists tapply");
+
+    let query = [("q", "tapply"), ("mode", "keyword"), ("book_id", book_id.as_str())];
+    let (_, plain) = search(&server, &[query[0], query[1], query[2], ("boost", "false")]).await;
+    let (_, boosted) = search(&server, &[query[0], query[1], query[2], ("boost", "true")]).await;
+    let plain = pages_of(&plain);
+    let boosted_pages = pages_of(&boosted);
+    let rank = |pages: &[u64]| pages.iter().position(|p| listed.contains(p)).unwrap_or(usize::MAX);
+    assert!(
+        listed.contains(&boosted_pages[0]),
+        "with the boost an indexed page comes first: {boosted_pages:?} vs listed {listed:?}"
+    );
+    assert!(rank(&boosted_pages) <= rank(&plain), "{boosted_pages:?} vs {plain:?}");
+    assert!(
+        boosted["results"][0]["scores"]["boost"]
+            .as_f64()
+            .is_some_and(|b| b > 0.0),
+        "{boosted}"
+    );
+
+    // GET /terms: the same entry across books, through the graph.
+    let (status, terms) = server.get_json("/terms?q=tapply").await;
+    assert_eq!(status, 200, "{terms}");
+    let first = &terms["results"][0];
+    assert_eq!(first["book_id"], book_id.as_str(), "{terms}");
+    assert_eq!(first["book_title"], "An Introduction to R");
+    let pages: BTreeSet<u64> = first["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .flat_map(|range| range[0].as_u64().expect("first")..=range[1].as_u64().expect("last"))
+        .collect();
+    assert_eq!(pages, listed, "{terms}");
+    let (_, none) = server.get_json("/terms?q=zzzz-not-a-term").await;
+    assert_eq!(none["results"].as_array().map(Vec::len), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn any_query_text_is_safe() {
+    let server = TestServer::start(&[]);
+    ready_book(&server, "amsldoc", "amsldoc").await;
+    let hostile = [
+        "\"",
+        "\"unbalanced quote",
+        "?",
+        "*",
+        "NEAR(a b)",
+        "a AND OR NOT b",
+        "column:value",
+        "^start",
+        "-minus",
+        "' OR 1=1 --",
+        "'; DROP TABLE books; --",
+        "MATCH (n) DETACH DELETE n",
+        "%_%",
+        "\\",
+        "\u{200b}\u{202e}",
+        "((((",
+        "x\u{0}y",
+    ];
+    for query in hostile {
+        for mode in ["keyword", "hybrid", "semantic"] {
+            let (status, body) = search(&server, &[("q", query), ("mode", mode)]).await;
+            assert!(
+                status == 200 || (status == 503 && mode != "keyword"),
+                "{query:?} {mode}: {status} {body}"
+            );
+        }
+        let response = server
+            .client
+            .get(server.url("/terms"))
+            .query(&[("q", query)])
+            .send()
+            .await
+            .expect("terms");
+        assert_eq!(response.status().as_u16(), 200, "terms {query:?}");
+    }
+    for (k, expected) in [("0", 400u16), ("101", 400), ("100000000000", 400), ("-1", 400)] {
+        let (status, body) = search(&server, &[("q", "theorem"), ("k", k)]).await;
+        assert!(status == expected || status == 422, "k={k}: {status} {body}");
+    }
+    let (status, _) = search(&server, &[("q", "theorem"), ("book_id", "../../etc/passwd")]).await;
+    assert_eq!(status, 400);
+    let (status, _) = search(&server, &[("q", "")]).await;
+    assert!(status == 400 || status == 422);
+    // The books are still there.
+    let (status, books) = server.get_json("/books").await;
+    assert_eq!(status, 200);
+    assert_eq!(books.as_array().map(Vec::len), Some(1), "{books}");
+}

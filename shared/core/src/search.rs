@@ -1,0 +1,516 @@
+//! Search over pages: keyword (the full-text index), semantic (nearest chunk vectors, each
+//! chunk standing for its first page) and hybrid (reciprocal rank fusion of both), plus an
+//! index-term boost: when words of the query name an entry of a book's printed index, the
+//! pages its author listed for that entry form a third ranked list.
+//!
+//! Fusion is by rank, not by score (BM25 and cosine are not on one scale): a page's score is
+//! `Σ weight / (rrf_k + rank)` over the lists it appears in.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::backends::Backends;
+use crate::chunking::section_path_at;
+use crate::db::entities::toc_entry;
+use crate::domain::BookStatus;
+use crate::graph::term_key;
+
+/// How many candidates each list contributes before fusion.
+const CANDIDATES: usize = 100;
+/// How long a book's index terms stay cached.
+const TERMS_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchMode {
+    Keyword,
+    Semantic,
+    Hybrid,
+}
+
+impl SearchMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Keyword => "keyword",
+            SearchMode::Semantic => "semantic",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// Weights of the ranked lists in the fusion (live knobs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusionWeights {
+    pub keyword: f64,
+    pub semantic: f64,
+    pub index_boost: f64,
+    pub rrf_k: f64,
+}
+
+impl Default for FusionWeights {
+    fn default() -> Self {
+        Self {
+            keyword: 1.0,
+            semantic: 1.0,
+            index_boost: 1.0,
+            rrf_k: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub mode: SearchMode,
+    pub book_id: Option<String>,
+    /// Only pages whose section path has a title containing this text (case-insensitive).
+    pub section: Option<String>,
+    pub k: usize,
+    /// Whether the index-term boost takes part.
+    pub index_boost: bool,
+    pub weights: FusionWeights,
+}
+
+/// Each list's own score for a hit, when the hit is in that list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HitScores {
+    /// BM25 (SQLite) or ts_rank (PostgreSQL): higher is better.
+    pub keyword: Option<f64>,
+    /// Cosine similarity of the best chunk on the page.
+    pub semantic: Option<f64>,
+    /// Sum of the specificity of the index entries that list the page.
+    pub boost: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub book_id: String,
+    /// 1-based physical page.
+    pub page: u32,
+    pub page_label: String,
+    pub section_path: Vec<String>,
+    /// HTML-escaped text around the match, matches in `<b>..</b>`.
+    pub snippet: String,
+    /// The fused score (reciprocal rank fusion).
+    pub score: f64,
+    pub scores: HitScores,
+    /// The chunk the semantic list found on this page, if any.
+    pub chunk_id: Option<String>,
+}
+
+/// The semantic half: the chunks nearest to a query, by cosine similarity.
+#[async_trait]
+pub trait SemanticSearch: Send + Sync {
+    /// The embedding model's name (for logs and metrics).
+    fn model(&self) -> &str;
+
+    async fn nearest_chunks(&self, query: &str, k: usize, book_id: Option<&str>) -> anyhow::Result<Vec<(String, f64)>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("semantic search is not available: no embedding model is configured")]
+    SemanticUnavailable,
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+/// An index entry reduced to what the boost needs.
+struct BoostTerm {
+    pages: Vec<[u32; 2]>,
+    /// Fewer pages listed: a more specific entry, a stronger signal.
+    specificity: f64,
+}
+
+struct BookTerms {
+    content_hash: Option<String>,
+    loaded: Instant,
+    by_key: HashMap<String, Vec<BoostTerm>>,
+}
+
+pub struct Searcher {
+    backends: Backends,
+    semantic: Option<Arc<dyn SemanticSearch>>,
+    terms: Mutex<HashMap<String, Arc<BookTerms>>>,
+}
+
+impl Searcher {
+    pub fn new(backends: Backends, semantic: Option<Arc<dyn SemanticSearch>>) -> Self {
+        Self {
+            backends,
+            semantic,
+            terms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn semantic_available(&self) -> bool {
+        self.semantic.is_some()
+    }
+
+    pub async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, SearchError> {
+        let book = request.book_id.as_deref();
+        let want_keyword = matches!(request.mode, SearchMode::Keyword | SearchMode::Hybrid);
+        let want_semantic = matches!(request.mode, SearchMode::Semantic | SearchMode::Hybrid);
+        let semantic = match (want_semantic, &self.semantic) {
+            (true, None) => return Err(SearchError::SemanticUnavailable),
+            (true, Some(semantic)) => Some(semantic.clone()),
+            (false, _) => None,
+        };
+
+        // Page key -> what each list says about it.
+        let mut pages: HashMap<(String, u32), Candidate> = HashMap::new();
+        let weights = request.weights;
+        if want_keyword {
+            let hits = self
+                .backends
+                .text
+                .search_pages(book, &request.query, CANDIDATES as u64)
+                .await?;
+            for (rank, hit) in hits.into_iter().enumerate() {
+                let candidate = pages.entry((hit.book_id.clone(), hit.page)).or_default();
+                candidate.fused += weights.keyword / (weights.rrf_k + rank as f64 + 1.0);
+                candidate.scores.keyword = Some(hit.score);
+                candidate.snippet = Some(hit.snippet);
+            }
+        }
+        if let Some(semantic) = semantic {
+            let nearest = semantic.nearest_chunks(&request.query, CANDIDATES, book).await?;
+            let ids: Vec<String> = nearest.iter().map(|(id, _)| id.clone()).collect();
+            let chunks: HashMap<String, crate::db::entities::chunk::Model> = self
+                .backends
+                .catalog
+                .chunks_by_id(&ids)
+                .await?
+                .into_iter()
+                .map(|chunk| (chunk.id.clone(), chunk))
+                .collect();
+            let mut rank = 0usize;
+            for (id, similarity) in nearest {
+                let Some(chunk) = chunks.get(&id) else { continue };
+                let page = u32::try_from(chunk.first_page).unwrap_or(0);
+                let candidate = pages.entry((chunk.book_id.clone(), page)).or_default();
+                if candidate.scores.semantic.is_some() {
+                    // A page counts once, at the rank of its best chunk.
+                    continue;
+                }
+                candidate.fused += weights.semantic / (weights.rrf_k + rank as f64 + 1.0);
+                candidate.scores.semantic = Some(similarity);
+                candidate.chunk_id = Some(id);
+                candidate.chunk_text = Some(chunk.text.clone());
+                rank += 1;
+            }
+        }
+        if request.index_boost && weights.index_boost > 0.0 {
+            let boosted = self.index_boost(&request.query, book).await?;
+            for (rank, ((book_id, page), boost)) in boosted.into_iter().enumerate() {
+                // The boost lifts pages the other lists found; alone it adds pages only in
+                // the modes that have no list of their own to miss them.
+                let candidate = pages.entry((book_id, page)).or_default();
+                candidate.fused += weights.index_boost / (weights.rrf_k + rank as f64 + 1.0);
+                candidate.scores.boost = Some(boost);
+            }
+        }
+
+        let mut ranked: Vec<((String, u32), Candidate)> = pages.into_iter().collect();
+        ranked.sort_by(|(a_key, a), (b_key, b)| b.fused.total_cmp(&a.fused).then_with(|| a_key.cmp(b_key)));
+        self.finish_hits(ranked, request).await
+    }
+
+    /// Labels, section paths and snippets for the best pages, after the section filter.
+    async fn finish_hits(
+        &self,
+        ranked: Vec<((String, u32), Candidate)>,
+        request: &SearchRequest,
+    ) -> Result<Vec<SearchHit>, SearchError> {
+        let mut books: HashMap<String, (Vec<String>, Vec<toc_entry::Model>)> = HashMap::new();
+        let section = request.section.as_deref().map(str::to_lowercase);
+        let mut hits = Vec::with_capacity(request.k);
+        for ((book_id, page), candidate) in ranked {
+            if hits.len() >= request.k {
+                break;
+            }
+            if !books.contains_key(&book_id) {
+                let labels = self.backends.catalog.page_labels(&book_id).await?;
+                let toc = self.backends.catalog.toc(&book_id).await?;
+                books.insert(book_id.clone(), (labels, toc));
+            }
+            let Some((labels, toc)) = books.get(&book_id) else {
+                continue;
+            };
+            let section_path = section_path_at(
+                toc.iter().map(|entry| {
+                    (
+                        u32::try_from(entry.level).unwrap_or(1),
+                        entry.title.as_str(),
+                        entry.page.and_then(|p| u32::try_from(p).ok()),
+                    )
+                }),
+                page,
+            );
+            if let Some(wanted) = &section
+                && !section_path.iter().any(|title| title.to_lowercase().contains(wanted))
+            {
+                continue;
+            }
+            let page_label = labels
+                .get(usize::try_from(page).unwrap_or(0).saturating_sub(1))
+                .cloned()
+                .unwrap_or_else(|| page.to_string());
+            let snippet = match (candidate.snippet, candidate.chunk_text) {
+                (Some(snippet), _) => snippet,
+                (None, Some(text)) => highlight_excerpt(&text, &request.query),
+                (None, None) => match self.backends.catalog.page(&book_id, page).await? {
+                    Some(row) => highlight_excerpt(&row.text, &request.query),
+                    None => String::new(),
+                },
+            };
+            hits.push(SearchHit {
+                book_id,
+                page,
+                page_label,
+                section_path,
+                snippet,
+                score: candidate.fused,
+                scores: candidate.scores,
+                chunk_id: candidate.chunk_id,
+            });
+        }
+        Ok(hits)
+    }
+
+    /// Pages the printed indexes list for entries the query names, best first.
+    async fn index_boost(&self, query: &str, book: Option<&str>) -> anyhow::Result<Vec<((String, u32), f64)>> {
+        let phrases = query_phrases(query);
+        if phrases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let book_ids: Vec<String> = match book {
+            Some(book) => vec![book.to_owned()],
+            None => self
+                .backends
+                .catalog
+                .books(0, 100_000)
+                .await?
+                .into_iter()
+                .filter(|b| matches!(b.status.parse(), Ok(BookStatus::Ready | BookStatus::NeedsReview)))
+                .map(|b| b.id)
+                .collect(),
+        };
+        let mut boosts: HashMap<(String, u32), f64> = HashMap::new();
+        for book_id in book_ids {
+            let terms = self.book_terms(&book_id).await?;
+            for (phrase, words) in &phrases {
+                for term in terms.by_key.get(phrase).into_iter().flatten() {
+                    let strength = term.specificity * (*words as f64);
+                    for [first, last] in &term.pages {
+                        // A long range is one discussion: credit its first pages only.
+                        for page in *first..=(*last).min(first.saturating_add(2)) {
+                            *boosts.entry((book_id.clone(), page)).or_default() += strength;
+                        }
+                    }
+                }
+            }
+        }
+        let mut ranked: Vec<((String, u32), f64)> = boosts.into_iter().collect();
+        ranked.sort_by(|(a_key, a), (b_key, b)| b.total_cmp(a).then_with(|| a_key.cmp(b_key)));
+        ranked.truncate(CANDIDATES);
+        Ok(ranked)
+    }
+
+    async fn book_terms(&self, book_id: &str) -> anyhow::Result<Arc<BookTerms>> {
+        let content_hash = self
+            .backends
+            .catalog
+            .book(book_id)
+            .await?
+            .and_then(|book| book.content_hash);
+        if let Ok(cache) = self.terms.lock()
+            && let Some(terms) = cache.get(book_id)
+            && terms.content_hash == content_hash
+            && terms.loaded.elapsed() < TERMS_TTL
+        {
+            return Ok(terms.clone());
+        }
+        let mut by_key: HashMap<String, Vec<BoostTerm>> = HashMap::new();
+        for (entry, locators) in self.backends.catalog.index_entries(book_id).await? {
+            let pages: Vec<[u32; 2]> = locators
+                .iter()
+                .filter_map(|l| Some([u32::try_from(l.first_page).ok()?, u32::try_from(l.last_page).ok()?]))
+                .collect();
+            if pages.is_empty() {
+                continue;
+            }
+            let specificity = 1.0 / (1.0 + (pages.len() as f64).ln());
+            let key = normalise_phrase(&entry.term);
+            if key.is_empty() {
+                continue;
+            }
+            by_key.entry(key).or_default().push(BoostTerm { pages, specificity });
+        }
+        let terms = Arc::new(BookTerms {
+            content_hash,
+            loaded: Instant::now(),
+            by_key,
+        });
+        if let Ok(mut cache) = self.terms.lock() {
+            cache.insert(book_id.to_owned(), terms.clone());
+        }
+        Ok(terms)
+    }
+}
+
+#[derive(Default)]
+struct Candidate {
+    fused: f64,
+    scores: HitScores,
+    snippet: Option<String>,
+    chunk_id: Option<String>,
+    chunk_text: Option<String>,
+}
+
+/// Words that never name an index entry on their own.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how", "i", "if", "in",
+    "into", "is", "it", "of", "on", "or", "the", "this", "to", "use", "using", "what", "when", "which", "with", "der",
+    "die", "das", "und", "ein", "eine", "mit", "von", "zu", "im", "in",
+];
+
+/// Term text folded for matching: `term_key` folding, letters and digits only, a plural
+/// `s` dropped from each word (so "vectors" names the entry "vector").
+fn normalise_phrase(text: &str) -> String {
+    let key = term_key(text);
+    key.split(|c: char| !(c.is_alphanumeric() || matches!(c, '+' | '#' | '.' | '_' | '-')))
+        .map(|word| word.trim_matches(['.', '-']))
+        .filter(|word| !word.is_empty())
+        .map(singular)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn singular(word: &str) -> &str {
+    if word.len() > 3 && word.ends_with('s') && !word.ends_with("ss") {
+        &word[..word.len() - 1]
+    } else {
+        word
+    }
+}
+
+/// Every run of 1 to 4 consecutive query words, normalised, with its word count; single
+/// stop words and one-letter words are left out.
+fn query_phrases(query: &str) -> Vec<(String, usize)> {
+    let normalised = normalise_phrase(query);
+    let words: Vec<&str> = normalised.split(' ').filter(|w| !w.is_empty()).take(32).collect();
+    let mut phrases = Vec::new();
+    let mut seen = HashSet::new();
+    for n in 1..=4.min(words.len()) {
+        for window in words.windows(n) {
+            if n == 1 && (window[0].chars().count() < 2 || STOP_WORDS.contains(&window[0])) {
+                continue;
+            }
+            let phrase = window.join(" ");
+            if seen.insert(phrase.clone()) {
+                phrases.push((phrase, n));
+            }
+        }
+    }
+    phrases
+}
+
+/// About 240 characters of `text` around the first query word found, HTML-escaped, query
+/// words in `<b>..</b>`.
+pub fn highlight_excerpt(text: &str, query: &str) -> String {
+    let words: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .map(str::to_lowercase)
+        .collect();
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    let is_match = |token: &str| {
+        let bare: String = token
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .collect::<String>()
+            .to_lowercase();
+        !bare.is_empty()
+            && words
+                .iter()
+                .any(|w| bare == *w || (bare.len() > 3 && bare.starts_with(w.as_str())))
+    };
+    let first = tokens.iter().position(|t| is_match(t)).unwrap_or(0);
+    let start = first.saturating_sub(12);
+    let mut html = String::new();
+    let mut length = 0;
+    if start > 0 {
+        html.push('…');
+    }
+    for token in &tokens[start..] {
+        if length > 240 {
+            html.push('…');
+            break;
+        }
+        if !html.is_empty() && !html.ends_with('…') {
+            html.push(' ');
+        }
+        let escaped = escape_html(token);
+        if is_match(token) {
+            html.push_str("<b>");
+            html.push_str(&escaped);
+            html.push_str("</b>");
+        } else {
+            html.push_str(&escaped);
+        }
+        length += token.len() + 1;
+    }
+    html
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_phrases_name_index_entries() {
+        let phrases: Vec<String> = query_phrases("How to plot Histograms of data frames?")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert!(phrases.contains(&"histogram".to_owned()), "{phrases:?}");
+        assert!(phrases.contains(&"data frame".to_owned()), "{phrases:?}");
+        assert!(!phrases.contains(&"to".to_owned()), "{phrases:?}");
+        assert_eq!(normalise_phrase("Data Frames"), "data frame");
+        assert_eq!(normalise_phrase("class"), "class");
+        assert!(
+            query_phrases("\"; DROP TABLE books; --")
+                .iter()
+                .all(|(p, _)| !p.contains(';'))
+        );
+        assert!(query_phrases("   ").is_empty());
+    }
+
+    #[test]
+    fn excerpts_escape_and_highlight() {
+        let html = highlight_excerpt("a <b>tag</b> and the Vector class & more", "vector");
+        assert!(html.contains("<b>Vector</b>"), "{html}");
+        assert!(html.contains("&lt;b&gt;tag&lt;/b&gt;"), "{html}");
+        assert!(html.contains("&amp;"), "{html}");
+    }
+}
