@@ -264,3 +264,31 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Uploads arriving together while the worker writes another book: every one is accepted
+/// (SQLite writers wait their turn instead of failing with "database is locked").
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_uploads_are_all_accepted_while_the_worker_writes() {
+    let server = TestServer::start(&[("HBI__WORKER__CONCURRENCY", "2")]);
+    let pdf = std::fs::read(corpus_pdf("amsldoc")).expect("pdf");
+    let mut books = Vec::new();
+    for n in 0..24 {
+        books.push(server.create_book(&format!("copy {n}")).await);
+    }
+    let uploads = books.iter().enumerate().map(|(n, book)| {
+        let mut copy = pdf.clone();
+        copy.extend_from_slice(format!("\n% copy {n}\n").as_bytes());
+        let server = &server;
+        async move { server.upload(book, copy, "amsldoc.pdf").await }
+    });
+    let answers = futures::future::join_all(uploads).await;
+    let mut jobs = Vec::new();
+    for (status, accepted) in answers {
+        assert_eq!(status, 202, "{accepted}");
+        jobs.push(accepted["job_id"].as_str().expect("job id").to_owned());
+    }
+    for job_id in &jobs {
+        let job = server.wait_for_job(job_id, Duration::from_secs(300)).await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+}

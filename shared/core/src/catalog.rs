@@ -5,7 +5,7 @@ use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 
 use crate::chunking::Chunk;
@@ -82,7 +82,7 @@ impl Catalog {
     /// Stores the extraction of a book, replacing any earlier one (a re-run leaves one copy).
     pub async fn save_extraction(&self, book_id: &str, extraction: &hbi_extraction::Extraction) -> anyhow::Result<()> {
         let (pages, toc) = (&extraction.pages, &extraction.toc);
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         delete_extraction(&txn, book_id).await?;
         for batch in pages.chunks(BATCH) {
             let rows = batch.iter().map(|p| page::ActiveModel {
@@ -122,7 +122,7 @@ impl Catalog {
 
     /// Replaces the book's chunks (one copy per book, whatever ran before).
     pub async fn replace_chunks(&self, book_id: &str, chunks: &[Chunk]) -> anyhow::Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         chunk::Entity::delete_many()
             .filter(chunk::Column::BookId.eq(book_id))
             .exec(&txn)
@@ -199,7 +199,7 @@ impl Catalog {
     /// Removes the book's rows (pages, ToC, jobs, attempts, the book). Blobs, the graph and
     /// the text index are removed by their own stores.
     pub async fn delete_book(&self, book_id: &str) -> anyhow::Result<bool> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         delete_extraction(&txn, book_id).await?;
         let job_ids: Vec<String> = job::Entity::find()
             .select_only()

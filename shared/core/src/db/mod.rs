@@ -9,7 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use hbi_migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, SqlxSqliteConnector};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    SqlxSqliteConnector, TransactionOptions, TransactionTrait,
+};
 
 /// Opens the database named by `url` and applies pending migrations when `migrate` is set.
 pub async fn connect(url: &str, max_connections: u32, migrate: bool) -> anyhow::Result<DatabaseConnection> {
@@ -45,4 +48,16 @@ pub async fn sqlite_pool(url: &str, max_connections: u32) -> anyhow::Result<sea_
         .connect_with(options)
         .await
         .with_context(|| format!("opening sqlite database {url}"))
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at BEGIN
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails at
+/// once with "database is locked" when another connection wrote in between, where an
+/// immediate one waits its turn under the busy timeout. Other databases ignore the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }

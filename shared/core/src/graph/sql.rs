@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use serde_json::Value;
 
@@ -190,7 +190,7 @@ impl GraphStore for SqlGraphStore {
             })
             .collect();
 
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let old_terms = book_term_ids(&txn, book_id).await?;
         delete_rows(&txn, book_id).await?;
         while !nodes.is_empty() {
@@ -251,7 +251,7 @@ impl GraphStore for SqlGraphStore {
     }
 
     async fn delete_book(&self, book_id: &str) -> anyhow::Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let old_terms = book_term_ids(&txn, book_id).await?;
         delete_rows(&txn, book_id).await?;
         delete_orphan_terms(&txn, old_terms).await?;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use crate::db::entities::{book, file, job, job_attempt};
@@ -50,7 +50,7 @@ impl JobStore {
         max_attempts: u32,
     ) -> anyhow::Result<job::Model> {
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if file::Entity::find_by_id(file.sha256.to_string())
             .one(&txn)
             .await?
@@ -349,7 +349,7 @@ impl JobStore {
     /// Ends the running attempt of `job` with `outcome`. Only the worker holding the job may.
     pub async fn finish(&self, job: &job::Model, worker_id: &str, outcome: Outcome) -> anyhow::Result<JobState> {
         let now = Utc::now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let (state, book_status, error, error_stage, retryable, run_after) = match &outcome {
             Outcome::Succeeded { book_status } => (JobState::Succeeded, *book_status, None, None, true, None),
             Outcome::Cancelled => (

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
 use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, count_rows, snippet_html};
 
@@ -43,7 +43,7 @@ impl TextIndex for PostgresFtsIndex {
 
     async fn index_pages(&self, book_id: &str, pages: &[IndexedPage]) -> anyhow::Result<()> {
         let pages: Vec<&IndexedPage> = pages.iter().filter(|page| !page.text.trim().is_empty()).collect();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         txn.execute_raw(statement(
             "DELETE FROM page_search WHERE book_id = $1",
             vec![book_id.into()],

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
 use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, count_rows, snippet_html};
 
@@ -46,7 +46,7 @@ impl TextIndex for SqliteFtsIndex {
     }
 
     async fn index_pages(&self, book_id: &str, pages: &[IndexedPage]) -> anyhow::Result<()> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         txn.execute_raw(statement(
             "DELETE FROM pages_fts WHERE book_id = ?",
             vec![book_id.into()],
