@@ -292,3 +292,100 @@ async fn concurrent_uploads_are_all_accepted_while_the_worker_writes() {
         assert_eq!(job["state"], "succeeded", "{job}");
     }
 }
+
+/// A PDF of `pages` pages that draw lines but carry no text, like a scan without OCR.
+fn textless_pdf(pages: usize) -> Vec<u8> {
+    let mut objects: Vec<String> = Vec::new();
+    let kids: Vec<String> = (0..pages).map(|n| format!("{} 0 R", 3 + 2 * n)).collect();
+    objects.push("<< /Type /Catalog /Pages 2 0 R >>".to_owned());
+    objects.push(format!("<< /Type /Pages /Kids [{}] /Count {pages} >>", kids.join(" ")));
+    for n in 0..pages {
+        let content = format!("{} {} m 500 700 l S", 10 + n, 10 + n);
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {} 0 R >>",
+            4 + 2 * n
+        ));
+        objects.push(format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()));
+    }
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (n, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", n + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// Quality gates: a real book passes them all and is `ready`; a book without a text layer
+/// is processed but flagged `needs_review`, with the reason, instead of indexed silently empty.
+#[tokio::test(flavor = "multi_thread")]
+async fn quality_gates_pass_a_real_book_and_flag_a_scan() {
+    let server = TestServer::start(&[]);
+    let good = server.create_book("An Introduction to R").await;
+    let (status, accepted) = server
+        .upload(&good, std::fs::read(corpus_pdf("r-intro")).expect("pdf"), "r.pdf")
+        .await;
+    assert_eq!(status, 202, "{accepted}");
+    let scan = server.create_book("A scanned book").await;
+    let (status, scanned) = server.upload(&scan, textless_pdf(6), "scan.pdf").await;
+    assert_eq!(status, 202, "{scanned}");
+    for job in [&accepted, &scanned] {
+        let job = server
+            .wait_for_job(job["job_id"].as_str().expect("job id"), Duration::from_secs(240))
+            .await;
+        assert_eq!(job["state"], "succeeded", "a failed gate is not a failed job: {job}");
+    }
+
+    let (status, quality) = server.get_json(&format!("/books/{good}/quality")).await;
+    assert_eq!(status, 200, "{quality}");
+    assert_eq!(quality["passed"], true, "{quality}");
+    assert_eq!(quality["status"], "ready", "{quality}");
+    let gates: Vec<&str> = quality["gates"]
+        .as_array()
+        .expect("gates")
+        .iter()
+        .map(|g| g["gate"].as_str().expect("gate"))
+        .collect();
+    for expected in [
+        "text_coverage",
+        "garbage_ratio",
+        "toc_sanity",
+        "index_locator_support",
+        "chunk_vector_consistency",
+    ] {
+        assert!(gates.contains(&expected), "{expected} in {gates:?}");
+    }
+
+    let (_, quality) = server.get_json(&format!("/books/{scan}/quality")).await;
+    assert_eq!(quality["passed"], false, "{quality}");
+    assert_eq!(quality["status"], "needs_review", "{quality}");
+    let coverage = quality["gates"]
+        .as_array()
+        .and_then(|gates| gates.iter().find(|g| g["gate"] == "text_coverage"))
+        .expect("text coverage gate")
+        .clone();
+    assert_eq!(coverage["passed"], false, "{coverage}");
+    assert_eq!(coverage["metric"], 0.0, "{coverage}");
+    assert!(
+        coverage["detail"].as_str().is_some_and(|d| d.contains("OCR")),
+        "{coverage}"
+    );
+    let (_, book) = server.get_json(&format!("/books/{scan}")).await;
+    assert_eq!(book["status"], "needs_review", "{book}");
+    let (status, _) = server
+        .get_json("/books/00000000-0000-0000-0000-000000000000/quality")
+        .await;
+    assert_eq!(status, 404);
+}

@@ -8,6 +8,7 @@ mod m20261123_000001_core;
 mod m20261123_000002_postgres_text;
 mod m20261124_000001_graph_lookups;
 mod m20261125_000001_chunk_labels;
+mod m20261125_000002_quality_detail;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_postgres_text::Migration),
             Box::new(m20261124_000001_graph_lookups::Migration),
             Box::new(m20261125_000001_chunk_labels::Migration),
+            Box::new(m20261125_000002_quality_detail::Migration),
         ]
     }
 }

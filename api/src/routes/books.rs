@@ -171,6 +171,40 @@ pub enum UploadResponse {
     Unavailable(Json<ErrorDetail>),
 }
 
+/// One quality gate's verdict.
+#[derive(Debug, Clone, Object)]
+pub struct QualityGate {
+    /// `text_coverage`, `garbage_ratio`, `toc_sanity`, `index_locator_support` or
+    /// `chunk_vector_consistency`.
+    pub gate: String,
+    pub metric: f64,
+    pub threshold: f64,
+    pub passed: bool,
+    /// What was measured and, on failure, what to do.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct BookQuality {
+    pub book_id: String,
+    pub status: String,
+    /// The job whose run produced these results (none before the first run).
+    pub job_id: Option<String>,
+    /// Whether every gate passed.
+    pub passed: bool,
+    pub gates: Vec<QualityGate>,
+}
+
+#[derive(ApiResponse)]
+pub enum QualityResponse {
+    #[oai(status = 200)]
+    Ok(Json<BookQuality>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
 #[derive(ApiResponse)]
 pub enum TocResponse {
     #[oai(status = 200)]
@@ -355,6 +389,47 @@ impl BooksApi {
             Ok(Some(toc)) => TocResponse::Ok(Json(toc)),
             Ok(None) => TocResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
             Err(err) => TocResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// The quality gates of the book's last run
+    ///
+    /// Each gate with what it measured, its threshold and whether it passed. A failed gate
+    /// marks the book `needs_review`; the job itself still succeeds.
+    #[oai(
+        path = "/books/:book_id/quality",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_quality"
+    )]
+    async fn quality(&self, state: Data<&AppState>, book_id: Path<String>) -> QualityResponse {
+        let result = async {
+            let Some(book) = find_book(&state, &book_id).await? else {
+                return Ok(None);
+            };
+            let gates = state.backends.catalog.quality(&book.id).await?;
+            Ok::<_, anyhow::Error>(Some(BookQuality {
+                book_id: book.id,
+                status: book.status,
+                job_id: gates.first().map(|gate| gate.job_id.clone()),
+                passed: gates.iter().all(|gate| gate.passed),
+                gates: gates
+                    .into_iter()
+                    .map(|gate| QualityGate {
+                        gate: gate.gate,
+                        metric: gate.metric,
+                        threshold: gate.threshold,
+                        passed: gate.passed,
+                        detail: gate.detail,
+                    })
+                    .collect(),
+            }))
+        }
+        .await;
+        match result {
+            Ok(Some(quality)) => QualityResponse::Ok(Json(quality)),
+            Ok(None) => QualityResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND)),
+            Err(err) => QualityResponse::Internal(ErrorDetail::json(internal(&err))),
         }
     }
 

@@ -9,8 +9,9 @@ use sea_orm::{
 };
 
 use crate::chunking::Chunk;
-use crate::db::entities::{book, chunk, index_entry, index_locator, job, job_attempt, page, toc_entry};
+use crate::db::entities::{book, chunk, index_entry, index_locator, job, job_attempt, page, quality_result, toc_entry};
 use crate::domain::{BookStatus, new_id};
+use crate::quality::GateResult;
 
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bind-parameter limits.
 const BATCH: usize = 500;
@@ -146,6 +147,41 @@ impl Catalog {
         Ok(())
     }
 
+    /// Replaces the book's quality results with those of `job_id`'s run.
+    pub async fn replace_quality(&self, book_id: &str, job_id: &str, gates: &[GateResult]) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let txn = crate::db::begin_write(&self.db).await?;
+        quality_result::Entity::delete_many()
+            .filter(quality_result::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
+        if !gates.is_empty() {
+            let rows = gates.iter().map(|gate| quality_result::ActiveModel {
+                book_id: Set(book_id.to_owned()),
+                job_id: Set(job_id.to_owned()),
+                gate: Set(gate.gate.to_owned()),
+                metric: Set(gate.metric),
+                threshold: Set(gate.threshold),
+                passed: Set(gate.passed),
+                detail: Set(gate.detail.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            });
+            quality_result::Entity::insert_many(rows).exec(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The gates of the book's last run, in the order they ran.
+    pub async fn quality(&self, book_id: &str) -> anyhow::Result<Vec<quality_result::Model>> {
+        Ok(quality_result::Entity::find()
+            .filter(quality_result::Column::BookId.eq(book_id))
+            .order_by_asc(quality_result::Column::Id)
+            .all(&self.db)
+            .await?)
+    }
+
     /// Chunks by id, in no particular order (unknown ids are skipped).
     pub async fn chunks_by_id(&self, ids: &[String]) -> anyhow::Result<Vec<chunk::Model>> {
         if ids.is_empty() {
@@ -216,6 +252,10 @@ impl Catalog {
         }
         job::Entity::delete_many()
             .filter(job::Column::BookId.eq(book_id))
+            .exec(&txn)
+            .await?;
+        quality_result::Entity::delete_many()
+            .filter(quality_result::Column::BookId.eq(book_id))
             .exec(&txn)
             .await?;
         let deleted = book::Entity::delete_by_id(book_id).exec(&txn).await?;

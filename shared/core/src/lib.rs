@@ -11,6 +11,7 @@ pub mod domain;
 pub mod graph;
 pub mod jobs;
 pub mod pipeline;
+pub mod quality;
 pub mod search;
 pub mod text_index;
 

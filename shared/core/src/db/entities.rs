@@ -152,6 +152,30 @@ pub mod chunk {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod quality_result {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "quality_results")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub book_id: String,
+        pub job_id: String,
+        pub gate: String,
+        pub metric: f64,
+        pub threshold: f64,
+        pub passed: bool,
+        pub detail: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod toc_entry {
     use sea_orm::entity::prelude::*;
 

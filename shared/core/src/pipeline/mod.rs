@@ -1,5 +1,6 @@
 //! The book pipeline, run by a worker for each delivered job:
-//! validate -> store -> extract_text (child process) -> toc -> index -> chunk -> index_text -> graph.
+//! validate -> store -> extract_text (child process) -> toc -> index -> chunk -> index_text ->
+//! graph -> quality.
 //!
 //! Every stage writes idempotently (replace-by-book), so a job delivered twice leaves one
 //! copy of everything. Failures are classified: a refused input goes straight to the
@@ -44,6 +45,7 @@ pub struct PipelineSettings {
     pub extractor: ExtractorConfig,
     pub scratch_dir: std::path::PathBuf,
     pub chunk_sizes: crate::chunking::ChunkSizes,
+    pub quality: crate::quality::QualityThresholds,
 }
 
 pub struct Pipeline {
@@ -252,7 +254,25 @@ impl Pipeline {
             .write_book(&graph)
             .await
             .map_err(anyhow_at(Stage::Graph))?;
-        Ok(RunEnd::Done(BookStatus::Ready))
+
+        self.stage(job, Stage::Quality).await?;
+        let stored = crate::quality::StoredCounts {
+            chunks: chunks.len() as u64,
+            vectors: None,
+        };
+        let gates = crate::quality::assess(&extraction, stored, &self.settings.quality);
+        self.backends
+            .catalog
+            .replace_quality(&job.book_id, &job.id, &gates)
+            .await
+            .map_err(anyhow_at(Stage::Quality))?;
+        let failed: Vec<&str> = gates.iter().filter(|g| !g.passed).map(|g| g.gate).collect();
+        if failed.is_empty() {
+            Ok(RunEnd::Done(BookStatus::Ready))
+        } else {
+            tracing::warn!(gates = ?failed, "quality gates failed; the book needs review");
+            Ok(RunEnd::Done(BookStatus::NeedsReview))
+        }
     }
 }
 
