@@ -72,6 +72,17 @@ impl Catalog {
             .await?)
     }
 
+    /// Marks a book ready outside the pipeline (benchmarks and tools that load books directly).
+    pub async fn mark_ready(&self, id: &str) -> anyhow::Result<()> {
+        book::Entity::update_many()
+            .col_expr(book::Column::Status, Expr::value(BookStatus::Ready.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(book::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Another book's already-processed copy of the same content, if any.
     pub async fn books_with_content(&self, sha256: &str) -> anyhow::Result<Vec<book::Model>> {
         Ok(book::Entity::find()
