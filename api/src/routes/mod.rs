@@ -13,6 +13,6 @@ pub enum ApiTags {
     Books,
     /// Processing jobs: state, progress, cancellation
     Jobs,
-    /// Health, readiness and counts
+    /// Health, readiness, counts and metrics
     System,
 }
