@@ -5,6 +5,7 @@ pub mod error;
 pub mod routes;
 pub mod telemetry;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use hbi_shared::search::Searcher;
 use hbi_shared::{Backends, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Tracing;
-use poem::{EndpointExt, Route, Server};
+use poem::{EndpointExt, IntoResponse, PathPattern, Route, Server};
 use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
@@ -58,13 +59,24 @@ pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, SearchApi, Jobs
     )
 }
 
-/// The whole HTTP surface: the API, /openapi.json, /docs (Swagger UI) and /redoc.
+/// The whole HTTP surface: the API (with /metrics), /openapi.json, /docs (Swagger UI) and
+/// /redoc, every request counted in the HTTP metrics.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
+    let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
+    let templates = Arc::new(route_templates());
+    surface()
+        .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
+        .with(Tracing)
+        .data(state)
+        .around(move |endpoint, request| observe(endpoint, request, templates.clone()))
+}
+
+/// The routes of [`routes`], without state or middleware.
+fn surface() -> Route {
     let api = openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let redoc = offline_html(&api.redoc_html());
-    let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
     Route::new()
         .nest("/", api)
         .at("/openapi.json", spec)
@@ -73,10 +85,79 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
             "/redoc",
             poem::get(poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone()))),
         )
-        .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
-        .with(Tracing)
-        .data(state)
-        .catch_all_error(error::to_fastapi_shape)
+}
+
+/// The OpenAPI path templates (`/books/{book_id}/toc`) keyed by the pattern poem routes
+/// them with (`/books/:param0/toc`: poem-openapi numbers the parameters).
+fn route_templates() -> HashMap<String, String> {
+    let spec: serde_json::Value = serde_json::from_str(&openapi_service().spec()).unwrap_or_default();
+    let Some(paths) = spec["paths"].as_object() else {
+        return HashMap::new();
+    };
+    paths
+        .keys()
+        .map(|template| {
+            let mut params = 0;
+            let pattern: Vec<String> = template
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with('{') && segment.ends_with('}') {
+                        params += 1;
+                        format!(":param{}", params - 1)
+                    } else {
+                        segment.to_owned()
+                    }
+                })
+                .collect();
+            (pattern.join("/"), template.clone())
+        })
+        .collect()
+}
+
+/// The `route` label of an answered request: the template of the route it matched, never
+/// the raw path (a book id in a label would make a series per book), or `unmatched`.
+fn route_label(pattern: Option<&PathPattern>, path: &str, templates: &HashMap<String, String>) -> String {
+    let Some(PathPattern(pattern)) = pattern else {
+        return hbi_shared::metrics::UNMATCHED_ROUTE.to_owned();
+    };
+    // The API is nested at "/": a path it does not know reports that prefix alone.
+    if pattern.is_empty() || (pattern.as_ref() == "/" && path != "/") {
+        return hbi_shared::metrics::UNMATCHED_ROUTE.to_owned();
+    }
+    templates
+        .get(pattern.as_ref())
+        .cloned()
+        .unwrap_or_else(|| pattern.to_string())
+}
+
+/// Outermost middleware: answers errors in FastAPI's shape and records every request in
+/// `http_requests_total` and `http_request_duration_seconds`.
+async fn observe<E: poem::Endpoint>(
+    endpoint: Arc<E>,
+    request: poem::Request,
+    templates: Arc<HashMap<String, String>>,
+) -> poem::Result<poem::Response> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (response, pattern) = match endpoint.call(request).await {
+        Ok(output) => {
+            let response = output.into_response();
+            let pattern = response.data::<PathPattern>().cloned();
+            (response, pattern)
+        }
+        Err(err) => {
+            let pattern = err.data::<PathPattern>().cloned();
+            (error::to_fastapi_shape(err).await, pattern)
+        }
+    };
+    hbi_shared::metrics::record_http(
+        method.as_str(),
+        &route_label(pattern.as_ref(), &path, &templates),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(response)
 }
 
 /// The UI pages must work offline: drops `<link>` tags that fetch from other hosts
@@ -180,10 +261,24 @@ impl Application {
     }
 }
 
-/// A small HTTP surface for `hbi worker`: /health, /health/live, /health/ready.
+/// A small HTTP surface for `hbi worker`: /health, /health/live, /health/ready and /metrics.
 pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
     use poem::handler;
     use poem::web::{Data, Json};
+
+    #[handler]
+    async fn metrics(Data(state): Data<&AppState>) -> poem::Response {
+        match hbi_shared::metrics::render(&state.backends).await {
+            Ok(text) => text
+                .with_content_type(hbi_shared::metrics::CONTENT_TYPE)
+                .into_response(),
+            Err(err) => (
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "detail": error::internal(&err) })),
+            )
+                .into_response(),
+        }
+    }
 
     #[handler]
     fn live(Data(state): Data<&AppState>) -> Json<serde_json::Value> {
@@ -196,7 +291,6 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
 
     #[handler]
     async fn ready(Data(state): Data<&AppState>) -> poem::Response {
-        use poem::IntoResponse;
         let readiness = state.readiness().await;
         let status = if readiness.status == "ok" {
             poem::http::StatusCode::OK
@@ -214,12 +308,15 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
         (status, Json(body)).into_response()
     }
 
+    // These routes are their own templates.
+    let templates = Arc::new(HashMap::new());
     let app = Route::new()
         .at("/health", poem::get(live))
         .at("/health/live", poem::get(live))
         .at("/health/ready", poem::get(ready))
+        .at("/metrics", poem::get(metrics))
         .data(state)
-        .catch_all_error(error::to_fastapi_shape);
+        .around(move |endpoint, request| observe(endpoint, request, templates.clone()));
     Server::new(TcpListener::bind(addr))
         .run_with_graceful_shutdown(
             app,
@@ -228,4 +325,65 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::Endpoint;
+
+    use super::*;
+
+    /// Requests each path through the real routes (without state: handlers answer 500, the
+    /// route is matched all the same) and returns the `route` label each got.
+    async fn labels(requests: &[(&str, &str)]) -> Vec<String> {
+        let templates = Arc::new(route_templates());
+        let app = surface().around(move |endpoint, request| observe(endpoint, request, templates.clone()));
+        let mut seen = Vec::new();
+        for (method, path) in requests {
+            let before = hbi_shared::metrics::encode().unwrap_or_default();
+            let request = poem::Request::builder()
+                .method(method.parse().unwrap_or_default())
+                .uri(path.parse().unwrap_or_default())
+                .finish();
+            let _ = app.call(request).await;
+            let after = hbi_shared::metrics::encode().unwrap_or_default();
+            let new: Vec<String> = after
+                .lines()
+                .filter(|line| line.starts_with("http_requests_total{") && !before.contains(*line))
+                .filter_map(|line| line.split("route=\"").nth(1)?.split('"').next().map(str::to_owned))
+                .collect();
+            assert_eq!(new.len(), 1, "{method} {path}: one series moved: {new:?}");
+            seen.extend(new);
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn the_route_label_is_the_template_never_the_raw_path() {
+        let id = "0193a6d2-7a44-7c31-9d55-3f1c1e9a8b10";
+        let seen = labels(&[
+            ("GET", &format!("/books/{id}/toc")),
+            ("GET", &format!("/books/{id}/pages/12")),
+            ("DELETE", &format!("/dlq/{id}")),
+            ("GET", "/health"),
+            ("GET", "/metrics"),
+            ("GET", "/openapi.json"),
+            ("GET", "/no/such/path"),
+            ("GET", &format!("/books/{id}/nothing/here")),
+        ])
+        .await;
+        assert_eq!(
+            seen,
+            [
+                "/books/{book_id}/toc",
+                "/books/{book_id}/pages/{number}",
+                "/dlq/{job_id}",
+                "/health",
+                "/metrics",
+                "/openapi.json",
+                "unmatched",
+                "unmatched",
+            ]
+        );
+    }
 }

@@ -14,6 +14,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/health/live"),
     ("get", "/health/ready"),
     ("get", "/stats"),
+    ("get", "/metrics"),
     ("post", "/books"),
     ("get", "/books"),
     ("get", "/books/{book_id}"),

@@ -16,6 +16,6 @@ pub enum ApiTags {
     Search,
     /// Processing jobs: state, progress, cancellation
     Jobs,
-    /// Health, readiness and counts
+    /// Health, readiness, counts and metrics
     System,
 }

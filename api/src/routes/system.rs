@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use hbi_shared::domain::{BookStatus, JobState};
 use poem::web::Data;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
@@ -71,6 +71,16 @@ pub enum StatsResponse {
     Internal(Json<ErrorDetail>),
 }
 
+#[derive(ApiResponse)]
+pub enum MetricsResponse {
+    /// Every metric in the Prometheus text exposition format (version 0.0.4).
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
+    Ok(PlainText<String>),
+    /// The metrics could not be encoded.
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
 #[OpenApi]
 impl SystemApi {
     /// Liveness (same as /health/live)
@@ -112,6 +122,19 @@ impl SystemApi {
         match collect_stats(&state).await {
             Ok(stats) => StatsResponse::Ok(Json(stats)),
             Err(err) => StatsResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// Prometheus metrics
+    ///
+    /// HTTP, job, pipeline, queue and dead-letter metrics of this process (names in the
+    /// README, section Metrics). Queue depth and dead-letter size are read from the queue
+    /// and the database at each scrape.
+    #[oai(path = "/metrics", method = "get", tag = "ApiTags::System", operation_id = "metrics")]
+    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
+        match hbi_shared::metrics::render(&state.backends).await {
+            Ok(text) => MetricsResponse::Ok(PlainText(text)),
+            Err(err) => MetricsResponse::Internal(ErrorDetail::json(internal(&err))),
         }
     }
 }

@@ -152,7 +152,14 @@ impl TestServer {
             });
         }
         let address = match address_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(_) if role == Role::Worker => worker_bind,
+            Ok(_) if role == Role::Worker => {
+                // The health server starts beside the worker loop: wait until it listens.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while std::net::TcpStream::connect(&worker_bind).is_err() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                worker_bind
+            }
             Ok(address) => address,
             Err(_) => {
                 let _ = child.kill();

@@ -89,6 +89,19 @@ pub fn promtool() -> PathBuf {
     }
 }
 
+/// The Prometheus server from the same Debian package; `HBI_PROMETHEUS` overrides the path.
+pub fn prometheus_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("HBI_PROMETHEUS") {
+        return PathBuf::from(path);
+    }
+    let debian = PathBuf::from("/usr/bin/prometheus");
+    if debian.exists() {
+        debian
+    } else {
+        PathBuf::from("prometheus")
+    }
+}
+
 /// Runs promtool in the repository root; panics when it cannot be started.
 pub fn run_promtool(args: &[&str]) -> Output {
     Command::new(promtool())

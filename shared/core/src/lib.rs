@@ -10,6 +10,7 @@ pub mod db;
 pub mod domain;
 pub mod graph;
 pub mod jobs;
+pub mod metrics;
 pub mod pipeline;
 pub mod quality;
 pub mod search;

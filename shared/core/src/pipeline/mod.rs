@@ -119,6 +119,7 @@ impl Pipeline {
     }
 
     async fn stage(&self, job: &job::Model, stage: Stage) -> Result<(), StageError> {
+        stage_clock::start(stage);
         tracing::info!(job_id = %job.id, book_id = %job.book_id, stage = %stage, "stage started");
         self.backends
             .jobs
@@ -181,6 +182,10 @@ impl Pipeline {
             Err(err) => return Err(StageError::retryable(Stage::ExtractText, err)),
         };
         let total = extraction.page_count;
+        crate::metrics::pages_processed(u64::from(total));
+        if let Some(ratio) = extraction.index_support_rate {
+            crate::metrics::index_locator_support(ratio);
+        }
         jobs.report_progress(&job.id, Stage::ExtractText, total, total)
             .await
             .map_err(anyhow_at(Stage::ExtractText))?;
@@ -394,7 +399,7 @@ impl Pipeline {
 
         let cancel = CancellationToken::new();
         let watcher = spawn_cancel_watch(jobs.clone(), job.id.clone(), cancel.clone());
-        let result = self.run(&job, &cancel).await;
+        let result = stage_clock::timed(self.run(&job, &cancel)).await;
         watcher.abort();
 
         let outcome = match result {
@@ -408,6 +413,10 @@ impl Pipeline {
             },
         };
         let state = jobs.finish(&job, worker_id, outcome.clone()).await?;
+        crate::metrics::job_finished(state);
+        if state == JobState::Succeeded {
+            crate::metrics::book_ingested();
+        }
         match (&outcome, state) {
             (Outcome::Failed { error, stage, .. }, JobState::Failed) => {
                 tracing::warn!(stage = %stage, error = %error, "job failed; retry scheduled");
@@ -424,5 +433,44 @@ impl Pipeline {
             _ => tracing::info!(state = %state, seconds = started.elapsed().as_secs_f64(), "job finished"),
         }
         Ok(())
+    }
+}
+
+/// Times the stages of one job attempt for `hbi_job_stage_duration_seconds`: a stage lasts
+/// from its [`start`] to the next stage's, or to the end of the attempt (a failed or
+/// cancelled stage included). The clock is local to the attempt's task, so the stages of
+/// `run` need no bookkeeping of their own.
+mod stage_clock {
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::time::Instant;
+
+    use crate::domain::Stage;
+
+    tokio::task_local! {
+        static CURRENT: RefCell<Option<(Stage, Instant)>>;
+    }
+
+    /// Ends the running stage, if any, and starts `stage`.
+    pub(super) fn start(stage: Stage) {
+        // Outside `timed` (no attempt being timed) there is nothing to record.
+        let _ = CURRENT.try_with(|current| stop(current.replace(Some((stage, Instant::now())))));
+    }
+
+    /// Runs one attempt with a fresh clock and records its last stage when it ends.
+    pub(super) async fn timed<T>(attempt: impl Future<Output = T>) -> T {
+        CURRENT
+            .scope(RefCell::new(None), async {
+                let output = attempt.await;
+                let _ = CURRENT.try_with(|current| stop(current.take()));
+                output
+            })
+            .await
+    }
+
+    fn stop(running: Option<(Stage, Instant)>) {
+        if let Some((stage, started)) = running {
+            crate::metrics::stage_duration(stage, started.elapsed().as_secs_f64());
+        }
     }
 }

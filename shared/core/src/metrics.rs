@@ -1,0 +1,521 @@
+//! Every Prometheus metric HBI exports, defined once (name, help, labels, buckets), with
+//! typed helpers to record them and [`render`] for `GET /metrics`.
+//!
+//! Names are those of ../shared/SPEC.md section 4, plus `hbi_books_needing_review` and
+//! `hbi_index_locator_support_ratio` for the Quality dashboard. One registry per process:
+//! `hbi serve` exports API and worker metrics together, `hbi api` and `hbi worker` each
+//! their own (a worker on `server.worker_bind`).
+//!
+//! Labels are bounded: a route is its template (`/books/{book_id}/toc`), never a raw path;
+//! no id, title or query is ever a label value. Label sets that form a closed list (job
+//! outcomes, pipeline stages, search modes, token kinds) are created at start with zero
+//! values, so their first increment is seen by `rate()` and `increase()` like any other.
+//! Families whose label values are open (HTTP routes, LLM providers, quality gates) have no
+//! series until the first event; their `# HELP` and `# TYPE` lines are written anyway.
+//!
+//! The gauges are not counted by hand: [`render`] reads the queue depth from the queue, the
+//! dead-letter size and the books needing review from the database, at every scrape.
+
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use prometheus::core::Collector;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::backends::Backends;
+use crate::domain::{BookStatus, JobState, Stage};
+
+/// The content type of [`render`]'s output: the Prometheus text exposition format.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// HTTP request latency: from 5 ms to a minute (large uploads).
+const HTTP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Pipeline stage duration: from 50 ms to an hour. The SlowJobs alert fires on a p95 over
+/// 600 s and the extraction deadline defaults to 900 s, so the buckets go well past both.
+const STAGE_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0,
+];
+
+/// Search latency: from 5 ms to 10 s.
+const SEARCH_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// LLM request latency: from 100 ms to two minutes.
+const LLM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+
+/// Share of index locators the page text supports, 0 to 1.
+const RATIO_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
+
+/// Search modes of `GET /search` (SPEC section 1).
+pub const SEARCH_MODES: &[&str] = &["keyword", "semantic", "hybrid"];
+
+/// The `route` label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// A metric family as written in `# HELP` and `# TYPE`.
+struct Family {
+    name: String,
+    help: String,
+    kind: &'static str,
+}
+
+struct Metrics {
+    registry: Registry,
+    families: Vec<Family>,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    jobs: IntCounterVec,
+    stage_duration: HistogramVec,
+    queue_depth: IntGauge,
+    dlq_size: IntGauge,
+    pages_processed: IntCounter,
+    books_ingested: IntCounter,
+    quality_gates: IntCounterVec,
+    search_duration: HistogramVec,
+    embeddings: IntCounter,
+    llm_requests: IntCounterVec,
+    llm_duration: Histogram,
+    llm_tokens: IntCounterVec,
+    worker_processed: IntCounter,
+    worker_failed: IntCounter,
+    worker_dlq_size: IntGauge,
+    worker_queue_depth: IntGauge,
+    books_needing_review: IntGauge,
+    index_locator_support: Histogram,
+}
+
+/// Registers collectors and remembers their families for [`render`].
+struct Builder {
+    registry: Registry,
+    families: Vec<Family>,
+}
+
+impl Builder {
+    fn add<C: Collector + Clone + 'static>(&mut self, kind: &'static str, collector: C) -> prometheus::Result<C> {
+        for desc in collector.desc() {
+            self.families.push(Family {
+                name: desc.fq_name.clone(),
+                help: desc.help.clone(),
+                kind,
+            });
+        }
+        self.registry.register(Box::new(collector.clone()))?;
+        Ok(collector)
+    }
+
+    fn counter(&mut self, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+        self.add("counter", IntCounter::new(name, help)?)
+    }
+
+    fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+        self.add("counter", IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn gauge(&mut self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        self.add("gauge", IntGauge::new(name, help)?)
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, buckets: &[f64]) -> prometheus::Result<Histogram> {
+        self.add(
+            "histogram",
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?,
+        )
+    }
+
+    fn histogram_vec(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> prometheus::Result<HistogramVec> {
+        self.add(
+            "histogram",
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?,
+        )
+    }
+}
+
+impl Metrics {
+    fn new() -> prometheus::Result<Self> {
+        let mut b = Builder {
+            registry: Registry::new(),
+            families: Vec::new(),
+        };
+        let metrics = Self {
+            http_requests: b.counter_vec(
+                "http_requests_total",
+                "HTTP requests answered, by method, route template and status code.",
+                &["method", "route", "status"],
+            )?,
+            http_duration: b.histogram_vec(
+                "http_request_duration_seconds",
+                "HTTP request duration in seconds, by method and route template.",
+                &["method", "route"],
+                HTTP_BUCKETS,
+            )?,
+            jobs: b.counter_vec(
+                "hbi_jobs_total",
+                "Job attempts ended, by outcome: succeeded, failed (retry scheduled), dead (moved to the dead-letter queue) or cancelled.",
+                &["outcome"],
+            )?,
+            stage_duration: b.histogram_vec(
+                "hbi_job_stage_duration_seconds",
+                "Duration of one pipeline stage of one job attempt in seconds, by stage (a failed stage included).",
+                &["stage"],
+                STAGE_BUCKETS,
+            )?,
+            queue_depth: b.gauge(
+                "hbi_queue_depth",
+                "Messages waiting on the job queue, read from the queue at scrape time.",
+            )?,
+            dlq_size: b.gauge(
+                "hbi_dlq_size",
+                "Jobs in the dead-letter queue (state dead), read from the database at scrape time.",
+            )?,
+            pages_processed: b.counter(
+                "hbi_pages_processed_total",
+                "Pages extracted by the pipeline.",
+            )?,
+            books_ingested: b.counter(
+                "hbi_books_ingested_total",
+                "Books whose processing job succeeded.",
+            )?,
+            quality_gates: b.counter_vec(
+                "hbi_quality_gate_total",
+                "Quality gate evaluations, by gate and result (pass or fail).",
+                &["gate", "result"],
+            )?,
+            search_duration: b.histogram_vec(
+                "hbi_search_duration_seconds",
+                "Search duration in seconds, by mode (keyword, semantic, hybrid).",
+                &["mode"],
+                SEARCH_BUCKETS,
+            )?,
+            embeddings: b.counter(
+                "hbi_embeddings_generated_total",
+                "Embedding vectors computed.",
+            )?,
+            llm_requests: b.counter_vec(
+                "hbi_llm_requests_total",
+                "Requests to a language model, by provider, model and outcome.",
+                &["provider", "model", "outcome"],
+            )?,
+            llm_duration: b.histogram(
+                "hbi_llm_request_duration_seconds",
+                "Language model request duration in seconds.",
+                LLM_BUCKETS,
+            )?,
+            llm_tokens: b.counter_vec(
+                "hbi_llm_tokens_total",
+                "Language model tokens, by kind (input or output).",
+                &["kind"],
+            )?,
+            worker_processed: b.counter(
+                "hbi_worker_tasks_processed_total",
+                "Job attempts a worker ran to an outcome, whatever the outcome (the original HBI's name).",
+            )?,
+            worker_failed: b.counter(
+                "hbi_worker_tasks_failed_total",
+                "Job attempts that failed, retried or dead (the original HBI's name).",
+            )?,
+            worker_dlq_size: b.gauge(
+                "hbi_worker_dlq_size",
+                "Same value as hbi_dlq_size (the original HBI's name).",
+            )?,
+            worker_queue_depth: b.gauge(
+                "hbi_worker_queue_depth",
+                "Same value as hbi_queue_depth (the original HBI's name).",
+            )?,
+            books_needing_review: b.gauge(
+                "hbi_books_needing_review",
+                "Books whose last processing ended in needs_review, read from the database at scrape time.",
+            )?,
+            index_locator_support: b.histogram(
+                "hbi_index_locator_support_ratio",
+                "Share of back-of-book index locators that the page text supports, one observation per book extraction with an index.",
+                RATIO_BUCKETS,
+            )?,
+            registry: b.registry,
+            families: b.families,
+        };
+        for outcome in [
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Dead,
+            JobState::Cancelled,
+        ] {
+            metrics.jobs.with_label_values(&[outcome.as_str()]);
+        }
+        for stage in Stage::ALL {
+            metrics.stage_duration.with_label_values(&[stage.as_str()]);
+        }
+        for mode in SEARCH_MODES {
+            metrics.search_duration.with_label_values(&[mode]);
+        }
+        for kind in ["input", "output"] {
+            metrics.llm_tokens.with_label_values(&[kind]);
+        }
+        Ok(metrics)
+    }
+}
+
+static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| Metrics::new().expect("the metric definitions above are valid (unit-tested)"));
+
+/// One HTTP request answered. `route` must be the route template or [`UNMATCHED_ROUTE`].
+pub fn record_http(method: &str, route: &str, status: u16, seconds: f64) {
+    let metrics = &*METRICS;
+    metrics
+        .http_requests
+        .with_label_values(&[method, route, &status.to_string()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[method, route])
+        .observe(seconds);
+}
+
+/// A job attempt ended in `state`: `succeeded`, `failed` (retry scheduled), `dead` or
+/// `cancelled`. Other states are not outcomes and are ignored.
+pub fn job_finished(state: JobState) {
+    let metrics = &*METRICS;
+    match state {
+        JobState::Succeeded | JobState::Cancelled => {}
+        JobState::Failed | JobState::Dead => metrics.worker_failed.inc(),
+        JobState::Queued | JobState::Running => return,
+    }
+    metrics.jobs.with_label_values(&[state.as_str()]).inc();
+    metrics.worker_processed.inc();
+}
+
+/// One pipeline stage of one job attempt took `seconds`.
+pub fn stage_duration(stage: Stage, seconds: f64) {
+    METRICS
+        .stage_duration
+        .with_label_values(&[stage.as_str()])
+        .observe(seconds);
+}
+
+pub fn pages_processed(pages: u64) {
+    METRICS.pages_processed.inc_by(pages);
+}
+
+/// A book's processing job succeeded.
+pub fn book_ingested() {
+    METRICS.books_ingested.inc();
+}
+
+/// One quality gate evaluated. `gate` is the gate's fixed name, never anything of a book.
+pub fn quality_gate(gate: &str, passed: bool) {
+    let result = if passed { "pass" } else { "fail" };
+    METRICS.quality_gates.with_label_values(&[gate, result]).inc();
+}
+
+/// One search answered; `mode` is one of [`SEARCH_MODES`].
+pub fn search_duration(mode: &str, seconds: f64) {
+    METRICS.search_duration.with_label_values(&[mode]).observe(seconds);
+}
+
+pub fn embeddings_generated(count: u64) {
+    METRICS.embeddings.inc_by(count);
+}
+
+/// One request to a language model. `outcome` is a short fixed word (`success`, `error`,
+/// `timeout`...); provider and model come from the configuration, never from a user.
+pub fn llm_request(provider: &str, model: &str, outcome: &str, seconds: f64, input_tokens: u64, output_tokens: u64) {
+    let metrics = &*METRICS;
+    metrics
+        .llm_requests
+        .with_label_values(&[provider, model, outcome])
+        .inc();
+    metrics.llm_duration.observe(seconds);
+    metrics.llm_tokens.with_label_values(&["input"]).inc_by(input_tokens);
+    metrics.llm_tokens.with_label_values(&["output"]).inc_by(output_tokens);
+}
+
+/// The share of a book's index locators that its page text supports (0 to 1).
+pub fn index_locator_support(ratio: f64) {
+    METRICS.index_locator_support.observe(ratio);
+}
+
+/// The text exposition of every metric, after reading the gauges from their sources: the
+/// queue depth from the queue, the dead-letter size and the books needing review from the
+/// database. A source that cannot be read keeps its last value (and is logged); readiness
+/// reports the outage itself.
+pub async fn render(backends: &Backends) -> anyhow::Result<String> {
+    refresh_gauges(backends).await;
+    encode()
+}
+
+async fn refresh_gauges(backends: &Backends) {
+    let metrics = &*METRICS;
+    let (depth, dead, review) = tokio::join!(
+        backends.queue.depth(),
+        backends.jobs.count_in_state(JobState::Dead),
+        backends.catalog.count_books_with_status(BookStatus::NeedsReview),
+    );
+    let set = |gauges: &[&IntGauge], source: &str, value: anyhow::Result<u64>| match value {
+        Ok(value) => {
+            let value = i64::try_from(value).unwrap_or(i64::MAX);
+            for gauge in gauges {
+                gauge.set(value);
+            }
+        }
+        Err(err) => tracing::warn!(source, error = %format!("{err:#}"), "metrics: cannot read a gauge"),
+    };
+    set(
+        &[&metrics.queue_depth, &metrics.worker_queue_depth],
+        "queue depth",
+        depth,
+    );
+    set(&[&metrics.dlq_size, &metrics.worker_dlq_size], "dead jobs", dead);
+    set(&[&metrics.books_needing_review], "books needing review", review);
+}
+
+/// The registry in the text format, gauges as last read; families without a series yet
+/// are declared by their `# HELP` and `# TYPE` lines alone (the encoder leaves them out).
+pub fn encode() -> anyhow::Result<String> {
+    let metrics = &*METRICS;
+    let gathered = metrics.registry.gather();
+    let mut text = prometheus::TextEncoder::new().encode_to_string(&gathered)?;
+    let present: BTreeSet<&str> = gathered.iter().map(|family| family.name()).collect();
+    for family in metrics.families.iter().filter(|f| !present.contains(f.name.as_str())) {
+        let help = family.help.replace('\\', "\\\\").replace('\n', "\\n");
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n",
+            name = family.name,
+            kind = family.kind
+        ));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The exposition as (series name with labels, value) pairs.
+    fn samples(text: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| {
+                let (series, value) = line.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_metric_is_declared_once_with_help_and_type() -> anyhow::Result<()> {
+        let metrics = Metrics::new()?;
+        let names: BTreeSet<&str> = metrics.families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names.len(), metrics.families.len(), "no name twice");
+        for name in [
+            "http_requests_total",
+            "http_request_duration_seconds",
+            "hbi_jobs_total",
+            "hbi_job_stage_duration_seconds",
+            "hbi_queue_depth",
+            "hbi_dlq_size",
+            "hbi_pages_processed_total",
+            "hbi_books_ingested_total",
+            "hbi_quality_gate_total",
+            "hbi_search_duration_seconds",
+            "hbi_embeddings_generated_total",
+            "hbi_llm_requests_total",
+            "hbi_llm_request_duration_seconds",
+            "hbi_llm_tokens_total",
+            "hbi_worker_tasks_processed_total",
+            "hbi_worker_tasks_failed_total",
+            "hbi_worker_dlq_size",
+            "hbi_worker_queue_depth",
+            "hbi_books_needing_review",
+            "hbi_index_locator_support_ratio",
+        ] {
+            assert!(names.contains(name), "{name} is defined");
+        }
+        assert_eq!(
+            names.len(),
+            20,
+            "only the names of SPEC section 4 and the two quality gauges"
+        );
+
+        let text = encode()?;
+        for family in &METRICS.families {
+            assert!(
+                text.contains(&format!("# TYPE {} {}\n", family.name, family.kind)),
+                "{} is in the exposition:\n{text}",
+                family.name
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn closed_label_sets_start_at_zero_and_stage_buckets_reach_past_the_slow_job_alert() -> anyhow::Result<()> {
+        let text = encode()?;
+        let samples = samples(&text);
+        let has = |series: &str| samples.iter().any(|(name, _)| name == series);
+        for outcome in ["succeeded", "failed", "dead", "cancelled"] {
+            assert!(has(&format!("hbi_jobs_total{{outcome=\"{outcome}\"}}")), "{outcome}");
+        }
+        for stage in Stage::ALL {
+            assert!(has(&format!(
+                "hbi_job_stage_duration_seconds_bucket{{stage=\"{stage}\",le=\"1800\"}}"
+            )));
+        }
+        assert!(
+            STAGE_BUCKETS.iter().any(|&le| le >= 1800.0),
+            "SlowJobs fires on a p95 over 600 s"
+        );
+        for mode in SEARCH_MODES {
+            assert!(has(&format!("hbi_search_duration_seconds_count{{mode=\"{mode}\"}}")));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn helpers_record_under_bounded_labels() -> anyhow::Result<()> {
+        let value = |text: &str, series: &str| {
+            samples(text)
+                .into_iter()
+                .find(|(name, _)| name == series)
+                .map_or(0.0, |(_, value)| value)
+        };
+        let before = encode()?;
+        record_http("GET", "/books/{book_id}/toc", 200, 0.02);
+        job_finished(JobState::Dead);
+        job_finished(JobState::Running);
+        stage_duration(Stage::ExtractText, 700.0);
+        quality_gate("toc_found", true);
+        llm_request("ollama", "llama3", "success", 1.5, 100, 20);
+        index_locator_support(0.97);
+        let after = encode()?;
+
+        let delta = |series: &str| value(&after, series) - value(&before, series);
+        assert_eq!(
+            delta("http_requests_total{method=\"GET\",route=\"/books/{book_id}/toc\",status=\"200\"}"),
+            1.0
+        );
+        assert_eq!(delta("hbi_jobs_total{outcome=\"dead\"}"), 1.0);
+        assert_eq!(delta("hbi_worker_tasks_failed_total"), 1.0);
+        assert_eq!(delta("hbi_worker_tasks_processed_total"), 1.0, "running is no outcome");
+        assert_eq!(
+            delta("hbi_job_stage_duration_seconds_bucket{stage=\"extract_text\",le=\"600\"}"),
+            0.0
+        );
+        assert_eq!(
+            delta("hbi_job_stage_duration_seconds_bucket{stage=\"extract_text\",le=\"900\"}"),
+            1.0
+        );
+        assert_eq!(delta("hbi_quality_gate_total{gate=\"toc_found\",result=\"pass\"}"), 1.0);
+        assert_eq!(delta("hbi_llm_tokens_total{kind=\"input\"}"), 100.0);
+        assert_eq!(delta("hbi_llm_tokens_total{kind=\"output\"}"), 20.0);
+        assert_eq!(delta("hbi_index_locator_support_ratio_bucket{le=\"0.95\"}"), 0.0);
+        assert_eq!(delta("hbi_index_locator_support_ratio_bucket{le=\"0.99\"}"), 1.0);
+        Ok(())
+    }
+}
