@@ -170,11 +170,9 @@ impl SearchApi {
         };
         let started = std::time::Instant::now();
         let outcome = state.searcher.search(&request).await;
-        tracing::info!(
-            mode = request.mode.as_str(),
-            seconds = started.elapsed().as_secs_f64(),
-            "search"
-        );
+        let seconds = started.elapsed().as_secs_f64();
+        hbi_shared::metrics::search_duration(request.mode.as_str(), seconds);
+        tracing::info!(mode = request.mode.as_str(), seconds, "search");
         match outcome {
             Ok(hits) => SearchResponse::Ok(Json(SearchResults {
                 query: q.0,

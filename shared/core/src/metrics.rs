@@ -258,6 +258,11 @@ impl Metrics {
         for kind in ["input", "output"] {
             metrics.llm_tokens.with_label_values(&[kind]);
         }
+        for gate in crate::quality::GATES {
+            for result in ["pass", "fail"] {
+                metrics.quality_gates.with_label_values(&[gate, result]);
+            }
+        }
         Ok(metrics)
     }
 }

@@ -39,6 +39,15 @@ pub struct GateResult {
     pub detail: String,
 }
 
+/// Every gate's name, as results and metrics carry it.
+pub const GATES: &[&str] = &[
+    "text_coverage",
+    "garbage_ratio",
+    "toc_sanity",
+    "index_locator_support",
+    "chunk_vector_consistency",
+];
+
 /// A page with fewer letters and digits than this has no usable text.
 const MIN_PAGE_CHARS: usize = 10;
 
@@ -226,6 +235,7 @@ mod tests {
     }
 
     fn gate<'a>(gates: &'a [GateResult], name: &str) -> &'a GateResult {
+        assert!(GATES.contains(&name), "{name} is listed in GATES");
         gates.iter().find(|g| g.gate == name).expect("gate present")
     }
 

@@ -271,6 +271,9 @@ impl Pipeline {
             .replace_quality(&job.book_id, &job.id, &gates)
             .await
             .map_err(anyhow_at(Stage::Quality))?;
+        for gate in &gates {
+            crate::metrics::quality_gate(gate.gate, gate.passed);
+        }
         let failed: Vec<&str> = gates.iter().filter(|g| !g.passed).map(|g| g.gate).collect();
         if failed.is_empty() {
             Ok(RunEnd::Done(BookStatus::Ready))
