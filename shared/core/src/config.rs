@@ -22,6 +22,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
+    #[serde(default)]
+    pub embeddings: crate::embeddings::EmbeddingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +179,7 @@ impl Settings {
             ("NEO4J_PASSWORD", "graph.neo4j_password"),
             ("FALKORDB_URL", "graph.falkordb_url"),
             ("MAX_CONCURRENT_JOBS", "worker.concurrency"),
+            ("OPENAI_API_KEY", "embeddings.openai_api_key"),
         ] {
             if let Some(value) = non_empty_env(variable) {
                 builder = builder.set_override(key, value)?;
@@ -257,6 +260,9 @@ impl Settings {
         }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be `json` or `pretty`");
+        }
+        if let Some((key, problem)) = self.embeddings.problem() {
+            return invalid(key, problem);
         }
         Ok(())
     }

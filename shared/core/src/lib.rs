@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod embeddings;
 pub mod graph;
 pub mod jobs;
 pub mod pipeline;
