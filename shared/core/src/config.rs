@@ -23,6 +23,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub chunking: crate::chunking::ChunkSizes,
     pub log: LogSettings,
+    #[serde(default)]
+    pub embeddings: crate::embeddings::EmbeddingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +183,7 @@ impl Settings {
             ("NEO4J_PASSWORD", "graph.neo4j_password"),
             ("FALKORDB_URL", "graph.falkordb_url"),
             ("MAX_CONCURRENT_JOBS", "worker.concurrency"),
+            ("OPENAI_API_KEY", "embeddings.openai_api_key"),
         ] {
             if let Some(value) = non_empty_env(variable) {
                 builder = builder.set_override(key, value)?;
@@ -270,6 +273,9 @@ impl Settings {
         }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be `json` or `pretty`");
+        }
+        if let Some((key, problem)) = self.embeddings.problem() {
+            return invalid(key, problem);
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod chunking;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod embeddings;
 pub mod graph;
 pub mod jobs;
 pub mod metrics;
