@@ -11,6 +11,7 @@ pub mod domain;
 pub mod graph;
 pub mod jobs;
 pub mod pipeline;
+pub mod sanitize;
 pub mod text_index;
 
 pub use backends::Backends;
