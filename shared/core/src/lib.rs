@@ -10,6 +10,8 @@ pub mod db;
 pub mod domain;
 pub mod graph;
 pub mod jobs;
+pub mod knobs;
+pub mod llm;
 pub mod pipeline;
 pub mod sanitize;
 pub mod text_index;
