@@ -17,7 +17,9 @@ use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
 use routes::books::BooksApi;
+use routes::config::ConfigApi;
 use routes::jobs::{DlqApi, JobsApi};
+use routes::query::QueryApi;
 use routes::system::SystemApi;
 
 /// What every handler can reach.
@@ -31,15 +33,18 @@ pub struct AppState {
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, JobsApi, DlqApi), ()> {
+type Apis = (SystemApi, BooksApi, JobsApi, DlqApi, QueryApi, ConfigApi);
+
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (SystemApi, BooksApi, JobsApi, DlqApi),
+        (SystemApi, BooksApi, JobsApi, DlqApi, QueryApi, ConfigApi),
         "HBI: Hybrid Book Index",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
-             then read its table of contents, back-of-book index and pages.",
+             then read its table of contents, back-of-book index and pages, and ask questions \
+             answered from the books with cited pages.",
     )
 }
 
