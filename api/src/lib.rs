@@ -19,8 +19,10 @@ use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
 
 use routes::books::BooksApi;
+use routes::config::ConfigApi;
 use routes::jobs::{DlqApi, JobsApi};
 use routes::search::SearchApi;
+use routes::query::QueryApi;
 use routes::system::SystemApi;
 
 /// What every handler can reach.
@@ -47,15 +49,18 @@ impl AppState {
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-pub fn openapi_service() -> OpenApiService<(SystemApi, BooksApi, SearchApi, JobsApi, DlqApi), ()> {
+type Apis = (SystemApi, BooksApi, SearchApi, QueryApi, JobsApi, DlqApi, ConfigApi);
+
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (SystemApi, BooksApi, SearchApi, JobsApi, DlqApi),
+        (SystemApi, BooksApi, SearchApi, QueryApi, JobsApi, DlqApi, ConfigApi),
         "HBI: Hybrid Book Index",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
-             then read its table of contents, back-of-book index and pages, and search them.",
+             then read its table of contents, back-of-book index and pages, search them, and ask \
+             questions answered from the books with cited pages.",
     )
 }
 

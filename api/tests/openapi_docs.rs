@@ -30,6 +30,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/dlq"),
     ("post", "/dlq/{job_id}/requeue"),
     ("delete", "/dlq/{job_id}"),
+    ("post", "/query"),
+    ("get", "/config"),
+    ("put", "/config"),
 ];
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,9 @@
 //! catalog, job store or backends of `hbi_shared`, and shape the answer.
 
 pub mod books;
+pub mod config;
 pub mod jobs;
+pub mod query;
 pub mod search;
 pub mod system;
 
@@ -16,6 +18,10 @@ pub enum ApiTags {
     Search,
     /// Processing jobs: state, progress, cancellation
     Jobs,
+    /// Questions answered from the books, with cited pages
+    Query,
+    /// Live tuning knobs, shared by every replica
+    Config,
     /// Health, readiness, counts and metrics
     System,
 }

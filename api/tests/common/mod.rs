@@ -71,6 +71,10 @@ const BACKEND_VARIABLES: &[&str] = &[
     "NEO4J_USER",
     "NEO4J_PASSWORD",
     "FALKORDB_URL",
+    // The language model of POST /query: tests name their own stand-in.
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "LLM_MODEL",
 ];
 
 /// A port nobody listens on right now.

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend};
 
+use crate::answer::{KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
 use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
+use crate::knobs::KnobStore;
+use crate::llm::{ChatModel, OpenAiChat};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 
 #[derive(Clone)]
@@ -24,6 +27,12 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub graph: Arc<dyn GraphStore>,
     pub text: Arc<dyn TextIndex>,
+    /// The live knobs, shared by every replica through the database.
+    pub knobs: KnobStore,
+    /// What POST /query retrieves its passages with.
+    pub retriever: Arc<dyn Retriever>,
+    /// The language model of POST /query; `None` when `llm.base_url` is empty.
+    pub llm: Option<Arc<dyn ChatModel>>,
 }
 
 /// One readiness check result.
@@ -91,8 +100,18 @@ impl Backends {
             DbBackend::Sqlite => Arc::new(SqliteFtsIndex::new(db.clone())),
             other => anyhow::bail!("no full-text index for a {other:?} database"),
         };
+        let llm: Option<Arc<dyn ChatModel>> = if settings.llm.is_configured() {
+            let chat = OpenAiChat::new(&settings.llm)?;
+            tracing::info!(url = %chat.url(), model = %settings.llm.model, "language model configured");
+            Some(Arc::new(chat))
+        } else {
+            None
+        };
         Ok(Self {
             graph: open_graph(settings, &db)?,
+            knobs: KnobStore::new(db.clone()),
+            retriever: Arc::new(KeywordChunkRetriever::new(text.clone(), Catalog::new(db.clone()))),
+            llm,
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),
             blobs,

@@ -4,8 +4,8 @@
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 
 use crate::chunking::Chunk;
@@ -208,6 +208,27 @@ impl Catalog {
     pub async fn chunks(&self, book_id: &str) -> anyhow::Result<Vec<chunk::Model>> {
         Ok(chunk::Entity::find()
             .filter(chunk::Column::BookId.eq(book_id))
+            .order_by_asc(chunk::Column::Position)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The book's chunks that cover any of `pages` (physical, 1-based), in reading order.
+    pub async fn chunks_covering(&self, book_id: &str, pages: &[u32]) -> anyhow::Result<Vec<chunk::Model>> {
+        if pages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut covering = Condition::any();
+        for &page in pages {
+            covering = covering.add(
+                Condition::all()
+                    .add(chunk::Column::FirstPage.lte(to_i32(page)))
+                    .add(chunk::Column::LastPage.gte(to_i32(page))),
+            );
+        }
+        Ok(chunk::Entity::find()
+            .filter(chunk::Column::BookId.eq(book_id))
+            .filter(covering)
             .order_by_asc(chunk::Column::Position)
             .all(&self.db)
             .await?)

@@ -22,6 +22,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub limits: LimitSettings,
     pub chunking: crate::chunking::ChunkSizes,
+    pub llm: LlmSettings,
     pub log: LogSettings,
     #[serde(default)]
     pub embeddings: crate::embeddings::EmbeddingSettings,
@@ -125,6 +126,44 @@ pub struct LimitSettings {
     pub max_pages: usize,
 }
 
+/// The language model POST /query asks: any server of the OpenAI chat-completions API.
+#[derive(Clone, Deserialize)]
+pub struct LlmSettings {
+    /// Empty: no language model, POST /query answers 503. Ends in `/v1`, as with the OpenAI
+    /// SDKs: `https://api.openai.com/v1`, `http://localhost:11434/v1` (Ollama); `OPENAI_BASE_URL`.
+    /// An API key without a base URL means `https://api.openai.com/v1`.
+    #[serde(default)]
+    pub base_url: String,
+    /// Sent as a bearer token when set; `OPENAI_API_KEY`.
+    #[serde(default)]
+    pub api_key: String,
+    /// `LLM_MODEL`.
+    pub model: String,
+    /// Deadline of one call, response included.
+    pub timeout_secs: f64,
+}
+
+impl LlmSettings {
+    pub fn is_configured(&self) -> bool {
+        !self.base_url.trim().is_empty()
+    }
+}
+
+/// The API key never reaches a log.
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmSettings")
+            .field("base_url", &self.base_url)
+            .field("api_key", &if self.api_key.is_empty() { "" } else { "***" })
+            .field("model", &self.model)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// The OpenAI API, for an API key given without a base URL.
+pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     /// `json` (default, for machines) or `pretty` (for people at a terminal).
@@ -184,6 +223,10 @@ impl Settings {
             ("FALKORDB_URL", "graph.falkordb_url"),
             ("MAX_CONCURRENT_JOBS", "worker.concurrency"),
             ("OPENAI_API_KEY", "embeddings.openai_api_key"),
+            // The OpenAI SDKs' names, which Ollama and vLLM clients use as well.
+            ("OPENAI_BASE_URL", "llm.base_url"),
+            ("OPENAI_API_KEY", "llm.api_key"),
+            ("LLM_MODEL", "llm.model"),
         ] {
             if let Some(value) = non_empty_env(variable) {
                 builder = builder.set_override(key, value)?;
@@ -196,7 +239,10 @@ impl Settings {
         if let Some(dir) = &overrides.data_dir {
             builder = builder.set_override("storage.data_dir", dir.to_string_lossy().into_owned())?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        if settings.llm.base_url.trim().is_empty() && !settings.llm.api_key.trim().is_empty() {
+            settings.llm.base_url = OPENAI_BASE_URL.to_owned();
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -270,6 +316,19 @@ impl Settings {
         }
         if self.limits.max_pages == 0 {
             return invalid("limits.max_pages", "must be at least 1");
+        }
+        let llm_url = self.llm.base_url.trim();
+        if !(llm_url.is_empty() || llm_url.starts_with("http://") || llm_url.starts_with("https://")) {
+            return invalid(
+                "llm.base_url",
+                "must start with http:// or https:// (or be empty: no LLM)",
+            );
+        }
+        if self.llm.is_configured() && self.llm.model.trim().is_empty() {
+            return invalid("llm.model", "must name a model when llm.base_url is set");
+        }
+        if !(self.llm.timeout_secs > 0.0 && self.llm.timeout_secs <= 3_600.0) {
+            return invalid("llm.timeout_secs", "must be above 0 and at most 3600");
         }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be `json` or `pretty`");
@@ -348,5 +407,21 @@ mod tests {
         settings.blobs.s3_endpoint = "http://minio:9000".to_owned();
         let error = settings.validate().expect_err("a scheme is refused").to_string();
         assert!(error.contains("blobs.s3_endpoint"), "{error}");
+        settings.blobs.s3_endpoint.clear();
+        settings.llm.base_url = "localhost:11434/v1".to_owned();
+        let error = settings.validate().expect_err("a scheme is needed").to_string();
+        assert!(error.contains("llm.base_url"), "{error}");
+        settings.llm.base_url = "http://localhost:11434/v1".to_owned();
+        settings.llm.timeout_secs = 0.0;
+        let error = settings.validate().expect_err("zero timeout").to_string();
+        assert!(error.contains("llm.timeout_secs"), "{error}");
+    }
+
+    #[test]
+    fn the_api_key_is_not_in_debug_output() {
+        let mut settings =
+            Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
+        settings.llm.api_key = "sk-secret".to_owned();
+        assert!(!format!("{settings:?}").contains("sk-secret"));
     }
 }

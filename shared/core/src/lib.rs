@@ -1,6 +1,7 @@
 //! HBI's shared core: domain types, configuration, the book pipeline, job handling and one
 //! module per storage backend behind small traits. Nothing here knows about HTTP.
 
+pub mod answer;
 pub mod backends;
 pub mod blobs;
 pub mod catalog;
@@ -11,9 +12,12 @@ pub mod domain;
 pub mod embeddings;
 pub mod graph;
 pub mod jobs;
+pub mod knobs;
+pub mod llm;
 pub mod metrics;
 pub mod pipeline;
 pub mod quality;
+pub mod sanitize;
 pub mod search;
 pub mod text_index;
 
