@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use routes::books::BooksApi;
 use routes::config::ConfigApi;
 use routes::jobs::{DlqApi, JobsApi};
-use routes::search::SearchApi;
 use routes::query::QueryApi;
+use routes::search::SearchApi;
 use routes::system::SystemApi;
 
 /// What every handler can reach.

@@ -45,8 +45,6 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
             },
             scratch_dir: settings.storage.data_dir.join("scratch"),
             chunk_sizes: settings.chunking,
-            // Live knobs will replace the defaults here once they are read per job.
-            quality: hbi_shared::quality::QualityThresholds::default(),
         },
     );
     tracing::info!(worker_id = %worker_id, concurrency = settings.worker.concurrency, queue = backends.queue.kind(), "worker started");

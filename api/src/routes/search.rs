@@ -243,9 +243,14 @@ impl SearchApi {
 }
 
 impl AppState {
-    /// The fusion weights in force. Live knobs replace the defaults once they land in the
-    /// database; until then the defaults of SPEC section 5 apply.
+    /// The fusion weights in force: live knobs, shared by every replica.
     pub async fn knob_weights(&self) -> anyhow::Result<FusionWeights> {
-        Ok(FusionWeights::default())
+        let knobs = self.backends.knobs.get().await?;
+        Ok(FusionWeights {
+            keyword: knobs.keyword_weight,
+            semantic: knobs.semantic_weight,
+            index_boost: knobs.index_boost_weight,
+            rrf_k: f64::from(knobs.rrf_k),
+        })
     }
 }

@@ -123,6 +123,9 @@ impl TestServer {
             .arg(data_dir)
             .env("HBI__LOG__FORMAT", "json")
             .env("HBI__LOG__LEVEL", "info")
+            // Embedding every chunk of every test book would dominate the suite's time: the
+            // tests of semantic search turn the model on themselves.
+            .env("HBI__EMBEDDINGS__PROVIDER", "none")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -45,7 +45,11 @@ fn parse_options() -> anyhow::Result<Options> {
             continue;
         }
         let value = args.next().with_context(|| format!("{flag} needs a value"))?;
-        let number = || value.parse::<usize>().with_context(|| format!("{flag}: not a number: {value}"));
+        let number = || {
+            value
+                .parse::<usize>()
+                .with_context(|| format!("{flag}: not a number: {value}"))
+        };
         match flag.as_str() {
             "--chunks" => options.chunks = value.clone(),
             "--reference" => options.reference = Some(value.clone()),

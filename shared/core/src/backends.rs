@@ -11,6 +11,7 @@ use crate::answer::{KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
+use crate::embeddings::{Embedder, open_embedder};
 use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
@@ -33,6 +34,9 @@ pub struct Backends {
     pub retriever: Arc<dyn Retriever>,
     /// The language model of POST /query; `None` when `llm.base_url` is empty.
     pub llm: Option<Arc<dyn ChatModel>>,
+    /// The embedding model; `None` when none is configured or it could not be loaded
+    /// (then there are no vectors and search is keyword only).
+    pub embedder: Option<Arc<dyn Embedder>>,
 }
 
 /// One readiness check result.
@@ -107,7 +111,27 @@ impl Backends {
         } else {
             None
         };
+        let embedder = if settings.embeddings.provider == "none" {
+            None
+        } else {
+            match open_embedder(&settings.embeddings) {
+                Ok(embedder) => {
+                    tracing::info!(
+                        provider = embedder.kind(),
+                        model = embedder.model(),
+                        dimensions = embedder.dimensions(),
+                        "embedding model loaded"
+                    );
+                    Some(embedder)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "no embedding model: books get no vectors and search is keyword only (install it with scripts/lib/install-tools.sh install_model, or set embeddings.provider)");
+                    None
+                }
+            }
+        };
         Ok(Self {
+            embedder,
             graph: open_graph(settings, &db)?,
             knobs: KnobStore::new(db.clone()),
             retriever: Arc::new(KeywordChunkRetriever::new(text.clone(), Catalog::new(db.clone()))),

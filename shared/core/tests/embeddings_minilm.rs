@@ -66,7 +66,12 @@ async fn vectors_have_384_dimensions_and_unit_length() -> anyhow::Result<()> {
     assert_eq!(embedder.kind(), "minilm");
     assert_eq!(embedder.model(), "all-MiniLM-L6-v2");
     assert_eq!(embedder.dimensions(), 384);
-    let input = vec!["hello world".to_owned(), String::new(), "ÄÖÜ ß 数学 🚀".to_owned(), long_text()];
+    let input = vec![
+        "hello world".to_owned(),
+        String::new(),
+        "ÄÖÜ ß 数学 🚀".to_owned(),
+        long_text(),
+    ];
     let vectors = embedder.embed(&input).await?;
     assert_eq!(vectors.len(), input.len());
     for vector in &vectors {
@@ -80,7 +85,9 @@ async fn vectors_have_384_dimensions_and_unit_length() -> anyhow::Result<()> {
 #[tokio::test]
 async fn matches_sentence_transformers() -> anyhow::Result<()> {
     // sentence-transformers 6.2.0 (torch 2.15, CPU) on the same model: the first 8 components.
-    let expected = [0.043934, 0.058934, 0.048178, 0.077548, 0.026744, -0.03763, -0.002605, -0.059943];
+    let expected = [
+        0.043934, 0.058934, 0.048178, 0.077548, 0.026744, -0.03763, -0.002605, -0.059943,
+    ];
     let vectors = embedder()
         .embed(&texts(&["The quick brown fox jumps over the lazy dog."]))
         .await?;
@@ -114,7 +121,11 @@ async fn a_batch_gives_the_vectors_of_one_by_one() -> anyhow::Result<()> {
             .zip(&alone[0])
             .map(|(a, b)| (a - b).abs())
             .fold(0.0_f32, f32::max);
-        assert!(largest < 1e-5, "`{}`: differs by {largest}", &text[..text.len().min(40)]);
+        assert!(
+            largest < 1e-5,
+            "`{}`: differs by {largest}",
+            &text[..text.len().min(40)]
+        );
     }
     assert_eq!(together[2], together[8], "the same text twice in one call");
     Ok(())
@@ -143,7 +154,10 @@ async fn paraphrases_are_closer_than_unrelated_texts() -> anyhow::Result<()> {
         let v = embedder().embed(&texts(&[text, paraphrase, unrelated])).await?;
         let close = dot(&v[0], &v[1]);
         let far = dot(&v[0], &v[2]);
-        assert!(close > 0.7 && far < 0.2 && close > far + 0.5, "{text}: {close} vs {far}");
+        assert!(
+            close > 0.7 && far < 0.2 && close > far + 0.5,
+            "{text}: {close} vs {far}"
+        );
     }
     Ok(())
 }
@@ -190,7 +204,10 @@ fn a_damaged_model_folder_is_a_clear_error() -> anyhow::Result<()> {
     std::fs::write(dir.path().join("tokenizer.json"), "{ not json")?;
     std::fs::copy(installed_dir.join("model.onnx"), dir.path().join("model.onnx"))?;
     let error = open_error(settings.clone());
-    assert!(error.contains("tokenizer") && error.contains("tokenizer.json"), "{error}");
+    assert!(
+        error.contains("tokenizer") && error.contains("tokenizer.json"),
+        "{error}"
+    );
 
     // A good tokenizer, a model cut short.
     std::fs::copy(installed_dir.join("tokenizer.json"), dir.path().join("tokenizer.json"))?;

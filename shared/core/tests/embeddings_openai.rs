@@ -64,7 +64,11 @@ async fn embeddings(
         seen.batches.push(inputs.clone());
         seen.models.push(body["model"].as_str().unwrap_or_default().to_owned());
     }
-    let dimensions = if mode == "wrong-dimensions" { DIMENSIONS + 1 } else { DIMENSIONS };
+    let dimensions = if mode == "wrong-dimensions" {
+        DIMENSIONS + 1
+    } else {
+        DIMENSIONS
+    };
     match mode.as_str() {
         "server-error" => {
             return Response::builder()
@@ -180,7 +184,13 @@ async fn many_texts_go_in_batches_and_come_back_in_order() -> anyhow::Result<()>
     let sent: Vec<String> = server.batches().concat();
     assert_eq!(sent, texts);
     assert!(
-        server.seen.lock().expect("seen").models.iter().all(|m| m == "nomic-embed-text")
+        server
+            .seen
+            .lock()
+            .expect("seen")
+            .models
+            .iter()
+            .all(|m| m == "nomic-embed-text")
     );
     Ok(())
 }
@@ -253,7 +263,10 @@ async fn a_silent_server_times_out() {
     let started = std::time::Instant::now();
     let error = error_of(server.embedder("slow", 8).as_ref(), &numbered(1)).await;
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
-    assert!(error.contains("/slow/v1/embeddings") && error.contains("timed out"), "{error}");
+    assert!(
+        error.contains("/slow/v1/embeddings") && error.contains("timed out"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -78,7 +78,9 @@ impl Inner {
         let encodings = encode(&self.tokenizer, &unique)?;
         let mut vectors = vec![Vec::new(); unique.len()];
         for batch in length_sorted_batches(&encodings, self.batch_size) {
-            let pooled = self.run(&encodings, &batch).map_err(|err| anyhow!("running {MODEL_NAME}: {err}"))?;
+            let pooled = self
+                .run(&encodings, &batch)
+                .map_err(|err| anyhow!("running {MODEL_NAME}: {err}"))?;
             if pooled.len() != batch.len() {
                 bail!("the model answered {} vectors for {} texts", pooled.len(), batch.len());
             }

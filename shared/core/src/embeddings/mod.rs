@@ -83,7 +83,7 @@ impl EmbeddingSettings {
             return Some(("embeddings.batch_size", "must be between 1 and 4096"));
         }
         match self.provider.as_str() {
-            "minilm" | "minilm-candle" => None,
+            "none" | "minilm" | "minilm-candle" => None,
             "openai" => {
                 if !(self.openai_base_url.starts_with("http://") || self.openai_base_url.starts_with("https://")) {
                     Some(("embeddings.openai_base_url", "must start with http:// or https://"))
@@ -97,7 +97,7 @@ impl EmbeddingSettings {
                     None
                 }
             }
-            _ => Some(("embeddings.provider", "must be `minilm` or `openai`")),
+            _ => Some(("embeddings.provider", "must be `minilm`, `openai` or `none`")),
         }
     }
 

@@ -45,7 +45,6 @@ pub struct PipelineSettings {
     pub extractor: ExtractorConfig,
     pub scratch_dir: std::path::PathBuf,
     pub chunk_sizes: crate::chunking::ChunkSizes,
-    pub quality: crate::quality::QualityThresholds,
 }
 
 pub struct Pipeline {
@@ -265,7 +264,14 @@ impl Pipeline {
             chunks: chunks.len() as u64,
             vectors: None,
         };
-        let gates = crate::quality::assess(&extraction, stored, &self.settings.quality);
+        // Thresholds are live knobs: read for each run, so a change applies to the next book.
+        let knobs = self.backends.knobs.get().await.map_err(anyhow_at(Stage::Quality))?;
+        let thresholds = crate::quality::QualityThresholds {
+            min_text_coverage: knobs.min_text_coverage,
+            max_garbage_ratio: knobs.max_garbage_ratio,
+            min_index_support_rate: knobs.min_index_support_rate,
+        };
+        let gates = crate::quality::assess(&extraction, stored, &thresholds);
         self.backends
             .catalog
             .replace_quality(&job.book_id, &job.id, &gates)
