@@ -95,11 +95,7 @@ async fn embeddings(
         "missing" => {
             data.pop();
         }
-        "duplicate-index" => {
-            if data.len() > 1 {
-                data[1]["index"] = json!(0);
-            }
-        }
+        "duplicate-index" if data.len() > 1 => data[1]["index"] = json!(0),
         _ => {}
     }
     let tokens = inputs.iter().map(|t| t.split_whitespace().count()).sum::<usize>();
