@@ -12,6 +12,7 @@ pub mod graph;
 pub mod jobs;
 pub mod pipeline;
 pub mod text_index;
+pub mod vectors;
 
 pub use backends::Backends;
 pub use config::Settings;
