@@ -1,6 +1,6 @@
 //! The one place that names concrete backends: it reads the settings and opens the
-//! database, blob store, queue, graph and text index they call for. Everything else
-//! holds these as traits.
+//! database, blob store, queue, graph, text index and vector store they call for.
+//! Everything else holds these as traits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore}
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
+use crate::vectors::{PgVectorIndex, SqliteVecIndex, VectorIndex};
 
 #[derive(Clone)]
 pub struct Backends {
@@ -24,6 +25,8 @@ pub struct Backends {
     pub queue: Arc<dyn JobQueue>,
     pub graph: Arc<dyn GraphStore>,
     pub text: Arc<dyn TextIndex>,
+    /// Chunk embeddings, in the metadata database; `vectors.dimensions` numbers each.
+    pub vectors: Arc<dyn VectorIndex>,
 }
 
 /// One readiness check result.
@@ -91,6 +94,16 @@ impl Backends {
             DbBackend::Sqlite => Arc::new(SqliteFtsIndex::new(db.clone())),
             other => anyhow::bail!("no full-text index for a {other:?} database"),
         };
+        let dimensions = settings.vectors.dimensions;
+        let vectors: Arc<dyn VectorIndex> = match db.get_database_backend() {
+            DbBackend::Postgres => Arc::new(
+                PgVectorIndex::open(db.clone(), dimensions)
+                    .await?
+                    .with_ef_search(settings.vectors.hnsw_ef_search),
+            ),
+            DbBackend::Sqlite => Arc::new(SqliteVecIndex::open(db.clone(), dimensions).await?),
+            other => anyhow::bail!("no vector store for a {other:?} database"),
+        };
         Ok(Self {
             graph: open_graph(settings, &db)?,
             catalog: Catalog::new(db.clone()),
@@ -98,6 +111,7 @@ impl Backends {
             blobs,
             queue,
             text,
+            vectors,
             db,
         })
     }

@@ -22,6 +22,7 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub limits: LimitSettings,
     pub chunking: crate::chunking::ChunkSizes,
+    pub vectors: VectorSettings,
     pub log: LogSettings,
 }
 
@@ -121,6 +122,17 @@ pub struct WorkerSettings {
 pub struct LimitSettings {
     pub max_upload_mb: u64,
     pub max_pages: usize,
+}
+
+/// Chunk embeddings, stored in the metadata database (sqlite-vec or pgvector).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VectorSettings {
+    /// Numbers per embedding, the embedding model's: 384 for all-MiniLM-L6-v2. Each dimension
+    /// has a table of its own (`chunk_vectors_384`).
+    pub dimensions: usize,
+    /// pgvector only: candidates an HNSW search keeps (`hnsw.ef_search`, 1 to 1000; at least k).
+    /// Higher finds more of the true nearest neighbours, slower.
+    pub hnsw_ef_search: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +277,12 @@ impl Settings {
         if self.chunking.overlap * 2 > self.chunking.words {
             return invalid("chunking.overlap", "must be at most half of chunking.words");
         }
+        if self.vectors.dimensions == 0 || self.vectors.dimensions > crate::vectors::MAX_DIMENSIONS {
+            return invalid("vectors.dimensions", "must be between 1 and 8192");
+        }
+        if self.vectors.hnsw_ef_search == 0 || self.vectors.hnsw_ef_search > crate::vectors::MAX_K {
+            return invalid("vectors.hnsw_ef_search", "must be between 1 and 1000");
+        }
         if self.limits.max_pages == 0 {
             return invalid("limits.max_pages", "must be at least 1");
         }
@@ -325,6 +343,10 @@ mod tests {
         assert!(settings.database.url.is_empty() || std::env::var("DATABASE_URL").is_ok());
         assert!(settings.database_url().starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
         assert_eq!(settings.worker.max_attempts, 3);
+        assert_eq!(
+            settings.vectors.dimensions,
+            crate::vectors::DEFAULT_EMBEDDING_DIMENSIONS
+        );
         Ok(())
     }
 
@@ -342,5 +364,9 @@ mod tests {
         settings.blobs.s3_endpoint = "http://minio:9000".to_owned();
         let error = settings.validate().expect_err("a scheme is refused").to_string();
         assert!(error.contains("blobs.s3_endpoint"), "{error}");
+        settings.blobs.s3_endpoint.clear();
+        settings.vectors.dimensions = 8193;
+        let error = settings.validate().expect_err("too many dimensions").to_string();
+        assert!(error.contains("vectors.dimensions"), "{error}");
     }
 }
