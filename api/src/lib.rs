@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hbi_shared::search::Searcher;
+use hbi_shared::search::{Searcher, SemanticSearch, VectorSemantic};
 use hbi_shared::{Backends, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::Tracing;
@@ -36,7 +36,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(backends: Backends, settings: Arc<Settings>) -> Self {
-        let searcher = Arc::new(Searcher::new(backends.clone(), None));
+        let semantic = backends.embedder.clone().map(|embedder| {
+            Arc::new(VectorSemantic::new(embedder, backends.vectors.clone())) as Arc<dyn SemanticSearch>
+        });
+        let searcher = Arc::new(Searcher::new(backends.clone(), semantic));
         Self {
             backends,
             settings,

@@ -506,6 +506,7 @@ async fn delete_book(state: &AppState, raw_id: &str) -> anyhow::Result<DeleteOut
         return Ok(DeleteOutcome::Busy);
     }
     backends.text.delete_book(&book.id).await?;
+    backends.vectors.delete_book(&book.id).await?;
     backends.graph.delete_book(&book.id).await?;
     backends.catalog.delete_book(&book.id).await?;
     // The blob is shared by every book with the same content: remove it with the last one.

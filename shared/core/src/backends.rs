@@ -1,6 +1,6 @@
 //! The one place that names concrete backends: it reads the settings and opens the
-//! database, blob store, queue, graph and text index they call for. Everything else
-//! holds these as traits.
+//! database, blob store, queue, graph, text index and vector store they call for.
+//! Everything else holds these as traits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::knobs::KnobStore;
 use crate::llm::{ChatModel, OpenAiChat};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
+use crate::vectors::{PgVectorIndex, SqliteVecIndex, VectorIndex};
 
 #[derive(Clone)]
 pub struct Backends {
@@ -37,6 +38,8 @@ pub struct Backends {
     /// The embedding model; `None` when none is configured or it could not be loaded
     /// (then there are no vectors and search is keyword only).
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// Chunk embeddings, in the metadata database; `vectors.dimensions` numbers each.
+    pub vectors: Arc<dyn VectorIndex>,
 }
 
 /// One readiness check result.
@@ -130,6 +133,16 @@ impl Backends {
                 }
             }
         };
+        let dimensions = settings.vectors.dimensions;
+        let vectors: Arc<dyn VectorIndex> = match db.get_database_backend() {
+            DbBackend::Postgres => Arc::new(
+                PgVectorIndex::open(db.clone(), dimensions)
+                    .await?
+                    .with_ef_search(settings.vectors.hnsw_ef_search),
+            ),
+            DbBackend::Sqlite => Arc::new(SqliteVecIndex::open(db.clone(), dimensions).await?),
+            other => anyhow::bail!("no vector store for a {other:?} database"),
+        };
         Ok(Self {
             embedder,
             graph: open_graph(settings, &db)?,
@@ -141,6 +154,7 @@ impl Backends {
             blobs,
             queue,
             text,
+            vectors,
             db,
         })
     }

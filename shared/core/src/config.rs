@@ -23,6 +23,7 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub chunking: crate::chunking::ChunkSizes,
     pub llm: LlmSettings,
+    pub vectors: VectorSettings,
     pub log: LogSettings,
     #[serde(default)]
     pub embeddings: crate::embeddings::EmbeddingSettings,
@@ -163,6 +164,17 @@ impl std::fmt::Debug for LlmSettings {
 
 /// The OpenAI API, for an API key given without a base URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Chunk embeddings, stored in the metadata database (sqlite-vec or pgvector).
+#[derive(Debug, Clone, Deserialize)]
+pub struct VectorSettings {
+    /// Numbers per embedding, the embedding model's: 384 for all-MiniLM-L6-v2. Each dimension
+    /// has a table of its own (`chunk_vectors_384`).
+    pub dimensions: usize,
+    /// pgvector only: candidates an HNSW search keeps (`hnsw.ef_search`, 1 to 1000; at least k).
+    /// Higher finds more of the true nearest neighbours, slower.
+    pub hnsw_ef_search: usize,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
@@ -314,6 +326,12 @@ impl Settings {
         if self.chunking.overlap * 2 > self.chunking.words {
             return invalid("chunking.overlap", "must be at most half of chunking.words");
         }
+        if self.vectors.dimensions == 0 || self.vectors.dimensions > crate::vectors::MAX_DIMENSIONS {
+            return invalid("vectors.dimensions", "must be between 1 and 8192");
+        }
+        if self.vectors.hnsw_ef_search == 0 || self.vectors.hnsw_ef_search > crate::vectors::MAX_K {
+            return invalid("vectors.hnsw_ef_search", "must be between 1 and 1000");
+        }
         if self.limits.max_pages == 0 {
             return invalid("limits.max_pages", "must be at least 1");
         }
@@ -390,6 +408,10 @@ mod tests {
         assert!(settings.database.url.is_empty() || std::env::var("DATABASE_URL").is_ok());
         assert!(settings.database_url().starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
         assert_eq!(settings.worker.max_attempts, 3);
+        assert_eq!(
+            settings.vectors.dimensions,
+            crate::vectors::DEFAULT_EMBEDDING_DIMENSIONS
+        );
         Ok(())
     }
 
@@ -423,5 +445,8 @@ mod tests {
             Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
         settings.llm.api_key = "sk-secret".to_owned();
         assert!(!format!("{settings:?}").contains("sk-secret"));
+        settings.vectors.dimensions = 8193;
+        let error = settings.validate().expect_err("too many dimensions").to_string();
+        assert!(error.contains("vectors.dimensions"), "{error}");
     }
 }

@@ -34,8 +34,9 @@ pub async fn connect(url: &str, max_connections: u32, migrate: bool) -> anyhow::
 }
 
 /// A SQLite pool tuned for one writer and many readers across two processes at most:
-/// WAL, a generous busy timeout, foreign keys on.
+/// WAL, a generous busy timeout, foreign keys on; sqlite-vec is loaded in every connection.
 pub async fn sqlite_pool(url: &str, max_connections: u32) -> anyhow::Result<sea_orm::sqlx::SqlitePool> {
+    crate::vectors::sqlite_vec_ext::register()?;
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| format!("parsing sqlite url {url}"))?
         .create_if_missing(true)

@@ -7,6 +7,7 @@
 //! dead-letter state, anything else is retried with exponential backoff until
 //! `max_attempts`, then dead.
 
+mod embed;
 pub mod extractor;
 
 use std::path::Path;
@@ -216,6 +217,14 @@ impl Pipeline {
             .await
             .map_err(anyhow_at(Stage::Chunk))?;
 
+        let vectors_stored = match self.backends.embedder.clone() {
+            Some(embedder) => match self.embed_chunks(job, embedder.as_ref(), &chunks, cancel).await? {
+                embed::Embedded::Stored(count) => Some(count),
+                embed::Embedded::Cancelled => return Ok(RunEnd::Cancelled),
+            },
+            None => None,
+        };
+
         self.stage(job, Stage::IndexText).await?;
         let indexed: Vec<IndexedPage> = extraction
             .pages
@@ -262,7 +271,7 @@ impl Pipeline {
         self.stage(job, Stage::Quality).await?;
         let stored = crate::quality::StoredCounts {
             chunks: chunks.len() as u64,
-            vectors: None,
+            vectors: vectors_stored,
         };
         // Thresholds are live knobs: read for each run, so a change applies to the next book.
         let knobs = self.backends.knobs.get().await.map_err(anyhow_at(Stage::Quality))?;

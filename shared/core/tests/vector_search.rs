@@ -1,0 +1,153 @@
+//! Chunk vectors on both backends: sqlite-vec in a temporary SQLite file and pgvector (HNSW)
+//! on a real PostgreSQL, held to the same contract; and the store `Backends` opens for each.
+
+#[path = "support/services.rs"]
+mod services;
+#[path = "support/vector_checks.rs"]
+mod vector_checks;
+#[path = "support/vector_data.rs"]
+mod vector_data;
+
+use std::path::Path;
+
+use hbi_shared::Backends;
+use hbi_shared::config::{Overrides, Settings};
+use hbi_shared::vectors::{DEFAULT_EMBEDDING_DIMENSIONS, PgVectorIndex, SqliteVecIndex, VectorIndex};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use vector_checks::Ranking;
+
+/// HNSW is approximate; on these small sets it must still find nearly every true neighbour.
+const HNSW: Ranking = Ranking::Approximate { min_recall: 0.95 };
+
+/// How often PostgreSQL used an index, once the statistics show any use (they reach the
+/// statistics views within about ten seconds of the query).
+async fn hnsw_scans(db: &DatabaseConnection, index: &str) -> anyhow::Result<i64> {
+    let sql = format!("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = '{index}'");
+    for _ in 0..30 {
+        let row = db
+            .query_one_raw(Statement::from_string(DbBackend::Postgres, sql.clone()))
+            .await?;
+        let scans: i64 = match row {
+            Some(row) => row.try_get("", "idx_scan")?,
+            None => 0,
+        };
+        if scans > 0 {
+            return Ok(scans);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(0)
+}
+
+fn settings(database_url: &str, data_dir: &Path, dimensions: usize) -> anyhow::Result<Settings> {
+    let overrides = Overrides {
+        data_dir: Some(data_dir.to_path_buf()),
+        ..Overrides::default()
+    };
+    let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
+    settings.database.url = database_url.to_owned();
+    settings.queue.redis_url.clear();
+    settings.blobs.s3_endpoint.clear();
+    settings.graph.neo4j_uri.clear();
+    settings.graph.falkordb_url.clear();
+    settings.vectors.dimensions = dimensions;
+    Ok(settings)
+}
+
+async fn sqlite(dir: &Path) -> anyhow::Result<DatabaseConnection> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("hbi.db").display());
+    hbi_shared::db::connect(&url, 2, true).await
+}
+
+#[tokio::test]
+async fn sqlite_vec_is_exact() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = sqlite(dir.path()).await?;
+    let index = SqliteVecIndex::open(db.clone(), DEFAULT_EMBEDDING_DIMENSIONS).await?;
+    assert_eq!(index.kind(), "sqlite_vec");
+    assert_eq!(index.dimensions(), 384);
+    // Uniform random directions: the nearest are hardly nearer than the rest, a hard test of
+    // exactness.
+    let source = vector_data::Generator::uniform(1, DEFAULT_EMBEDDING_DIMENSIONS);
+    vector_checks::exercise(&index, Ranking::Exact, 150, source).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_vec_tables_per_dimension() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = sqlite(dir.path()).await?;
+    // Two processes (here: two pools) opening the same new store at once.
+    let other = sqlite(dir.path()).await?;
+    let (first, second) = tokio::try_join!(SqliteVecIndex::open(db.clone(), 24), SqliteVecIndex::open(other, 24))?;
+    vector_checks::small_store(&first).await?;
+    second.check().await?;
+    vector_checks::small_store(&SqliteVecIndex::open(db.clone(), 3000).await?).await?;
+    assert!(SqliteVecIndex::open(db.clone(), 0).await.is_err());
+    assert!(SqliteVecIndex::open(db, 8193).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn pgvector_hnsw() -> anyhow::Result<()> {
+    let service = services::Service::start("postgres");
+    let db = hbi_shared::db::connect(&service.url, 4, true).await?;
+    let index = PgVectorIndex::open(db.clone(), DEFAULT_EMBEDDING_DIMENSIONS).await?;
+    assert_eq!(index.kind(), "pgvector");
+    assert_eq!(index.dimensions(), 384);
+    // Enough rows that PostgreSQL walks the HNSW graph rather than sorting a scan, shaped like
+    // text embeddings (HNSW's recall on uniform random directions is measured by the benchmark).
+    let source = vector_data::Generator::low_rank(2, DEFAULT_EMBEDDING_DIMENSIONS, 16);
+    vector_checks::exercise(&index, HNSW, 1000, source).await?;
+    assert!(
+        hnsw_scans(&db, "chunk_vectors_384_hnsw").await? > 0,
+        "the searches used the HNSW index"
+    );
+
+    // Two replicas opening a new store at once: one creates, the other finds it.
+    let (first, second) = tokio::try_join!(PgVectorIndex::open(db.clone(), 24), PgVectorIndex::open(db.clone(), 24))?;
+    vector_checks::small_store(&first).await?;
+    second.check().await?;
+    // Beyond 2,000 dimensions the HNSW index is on half precision; beyond 4,000 there is none.
+    vector_checks::small_store(&PgVectorIndex::open(db.clone(), 3000).await?).await?;
+    vector_checks::small_store(&PgVectorIndex::open(db.clone(), 4500).await?).await?;
+    let indexes: Vec<String> = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'chunk_vectors_%_hnsw' ORDER BY indexname",
+        ))
+        .await?
+        .iter()
+        .map(|row| row.try_get("", "indexdef"))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(indexes.len(), 3, "{indexes:?}");
+    assert!(
+        indexes.iter().any(|def| def.contains("halfvec_cosine_ops")),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.iter().any(|def| def.contains("vector_cosine_ops")),
+        "{indexes:?}"
+    );
+    assert!(PgVectorIndex::open(db, 9000).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn backends_open_the_store_of_the_database() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("hbi.db").display());
+    let backends = Backends::open(&settings(&url, dir.path(), 384)?, true).await?;
+    assert_eq!(backends.vectors.kind(), "sqlite_vec");
+    assert_eq!(backends.vectors.dimensions(), 384);
+    backends.vectors.check().await?;
+
+    let service = services::Service::start("postgres");
+    let pg_dir = tempfile::tempdir()?;
+    let backends = Backends::open(&settings(&service.url, pg_dir.path(), 768)?, true).await?;
+    assert_eq!(backends.vectors.kind(), "pgvector");
+    assert_eq!(backends.vectors.dimensions(), 768);
+    backends.vectors.check().await?;
+    vector_checks::small_store(backends.vectors.as_ref()).await?;
+    Ok(())
+}
