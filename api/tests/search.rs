@@ -217,3 +217,57 @@ async fn any_query_text_is_safe() {
     assert_eq!(status, 200);
     assert_eq!(books.as_array().map(Vec::len), Some(1), "{books}");
 }
+
+/// With the embedding model on: chunks get vectors (the quality gate counts them), and
+/// semantic and hybrid search answer with cosine scores.
+#[tokio::test(flavor = "multi_thread")]
+async fn semantic_and_hybrid_search_use_the_chunk_vectors() {
+    let server = TestServer::start(&[("HBI__EMBEDDINGS__PROVIDER", "minilm")]);
+    let book_id = ready_book(&server, "amsldoc", "amsldoc").await;
+    let (_, quality) = server.get_json(&format!("/books/{book_id}/quality")).await;
+    let consistency = quality["gates"]
+        .as_array()
+        .and_then(|gates| gates.iter().find(|g| g["gate"] == "chunk_vector_consistency"))
+        .expect("consistency gate")
+        .clone();
+    assert_eq!(consistency["passed"], true, "{consistency}");
+    assert!(
+        consistency["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("vectors for")),
+        "{consistency}"
+    );
+
+    // A paraphrase with few of the book's words: meaning, not keywords.
+    let question = "how do I put several equations one under another and line them up";
+    let (status, semantic) = search(&server, &[("q", question), ("mode", "semantic"), ("boost", "false")]).await;
+    assert_eq!(status, 200, "{semantic}");
+    let hits = semantic["results"].as_array().expect("results");
+    assert_eq!(hits.len(), 10, "{semantic}");
+    let top = &hits[0];
+    assert!(
+        top["scores"]["semantic"].as_f64().is_some_and(|s| s > 0.3 && s <= 1.0),
+        "{top}"
+    );
+    assert!(
+        top["chunk_id"].as_str().is_some_and(|id| id.starts_with(&book_id)),
+        "{top}"
+    );
+    assert!(
+        hits.iter().any(|hit| {
+            let section = hit["section_path"].to_string().to_lowercase();
+            section.contains("align") || section.contains("equation")
+        }),
+        "a hit in a section on aligned or displayed equations: {semantic}"
+    );
+
+    let (status, hybrid) = search(&server, &[("q", "aligned equations"), ("mode", "hybrid")]).await;
+    assert_eq!(status, 200, "{hybrid}");
+    let hybrid_hits = hybrid["results"].as_array().expect("results");
+    assert!(
+        hybrid_hits
+            .iter()
+            .any(|hit| hit["scores"]["keyword"].is_number() && hit["scores"]["semantic"].is_number()),
+        "some page found by both lists: {hybrid}"
+    );
+}
