@@ -483,6 +483,36 @@ fn escape_html(text: &str) -> String {
     out
 }
 
+/// Semantic search over stored chunk vectors: the query embedded by the same model.
+pub struct VectorSemantic {
+    embedder: Arc<dyn crate::embeddings::Embedder>,
+    vectors: Arc<dyn crate::vectors::VectorIndex>,
+}
+
+impl VectorSemantic {
+    pub fn new(embedder: Arc<dyn crate::embeddings::Embedder>, vectors: Arc<dyn crate::vectors::VectorIndex>) -> Self {
+        Self { embedder, vectors }
+    }
+}
+
+#[async_trait]
+impl SemanticSearch for VectorSemantic {
+    fn model(&self) -> &str {
+        self.embedder.model()
+    }
+
+    async fn nearest_chunks(&self, query: &str, k: usize, book_id: Option<&str>) -> anyhow::Result<Vec<(String, f64)>> {
+        let Some(vector) = self.embedder.embed(&[query.to_owned()]).await?.pop() else {
+            anyhow::bail!("the embedding model returned no vector for the query");
+        };
+        let hits = self.vectors.search(self.embedder.model(), &vector, k, book_id).await?;
+        Ok(hits
+            .into_iter()
+            .map(|hit| (hit.chunk_id, f64::from(hit.similarity)))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,35 +542,5 @@ mod tests {
         assert!(html.contains("<b>Vector</b>"), "{html}");
         assert!(html.contains("&lt;b&gt;tag&lt;/b&gt;"), "{html}");
         assert!(html.contains("&amp;"), "{html}");
-    }
-}
-
-/// Semantic search over stored chunk vectors: the query embedded by the same model.
-pub struct VectorSemantic {
-    embedder: Arc<dyn crate::embeddings::Embedder>,
-    vectors: Arc<dyn crate::vectors::VectorIndex>,
-}
-
-impl VectorSemantic {
-    pub fn new(embedder: Arc<dyn crate::embeddings::Embedder>, vectors: Arc<dyn crate::vectors::VectorIndex>) -> Self {
-        Self { embedder, vectors }
-    }
-}
-
-#[async_trait]
-impl SemanticSearch for VectorSemantic {
-    fn model(&self) -> &str {
-        self.embedder.model()
-    }
-
-    async fn nearest_chunks(&self, query: &str, k: usize, book_id: Option<&str>) -> anyhow::Result<Vec<(String, f64)>> {
-        let Some(vector) = self.embedder.embed(&[query.to_owned()]).await?.pop() else {
-            anyhow::bail!("the embedding model returned no vector for the query");
-        };
-        let hits = self.vectors.search(self.embedder.model(), &vector, k, book_id).await?;
-        Ok(hits
-            .into_iter()
-            .map(|hit| (hit.chunk_id, f64::from(hit.similarity)))
-            .collect())
     }
 }
