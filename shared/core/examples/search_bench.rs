@@ -1,0 +1,185 @@
+//! Search latency at 100k chunks: p50 / p95 of `Searcher::search` per mode, on the
+//! embedded store (SQLite FTS5 + sqlite-vec) or on PostgreSQL (tsvector + pgvector).
+//!
+//! The corpus books are extracted once and loaded again and again under new book ids
+//! until the chunk count is reached (pages, ToC, index, chunks, full text). Stored chunk
+//! vectors are random unit vectors (embedding 100k chunks on 2 cores would take an hour and
+//! does not change how fast a nearest-neighbour lookup is); every query is embedded by the
+//! real model, so semantic and hybrid latencies include the query's embedding.
+//!
+//!     cargo run --release -p hbi-shared --example search_bench -- [CHUNKS] [DATABASE_URL]
+//!
+//! `scripts/bench-search` runs it on both stores.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hbi_shared::Backends;
+use hbi_shared::chunking::{ChunkSizes, chunk_book};
+use hbi_shared::config::{Overrides, Settings};
+use hbi_shared::search::{FusionWeights, SearchMode, SearchRequest, Searcher, VectorSemantic};
+use hbi_shared::text_index::IndexedPage;
+use hbi_shared::vectors::ChunkVector;
+
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
+}
+
+/// A deterministic pseudo-random unit vector (xorshift), different per seed.
+fn random_unit(seed: u64, dims: usize) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut vector: Vec<f32> = (0..dims)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    vector.iter_mut().for_each(|x| *x /= norm);
+    vector
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let target: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let database_url = args.next().unwrap_or_default();
+
+    let data = tempfile::tempdir()?;
+    let overrides = Overrides {
+        data_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    };
+    let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
+    settings.database.url = database_url;
+    settings.queue.redis_url.clear();
+    let backends = Backends::open(&settings, true).await?;
+    let embedder = backends
+        .embedder
+        .clone()
+        .context("the benchmark needs the embedding model: run scripts/lib/install-tools.sh install_model")?;
+    let store = if settings.database.url.is_empty() {
+        "SQLite FTS5 + sqlite-vec"
+    } else {
+        "PostgreSQL tsvector + pgvector"
+    };
+
+    // Extract the corpus once.
+    let mut books = Vec::new();
+    for entry in std::fs::read_dir(corpus_dir())? {
+        let pdf = entry?.path().join("book.pdf");
+        if !pdf.exists() {
+            continue;
+        }
+        let bytes = std::fs::read(&pdf)?;
+        let options = hbi_extraction::ExtractOptions {
+            max_pages: 20_000,
+            max_file_bytes: 1 << 30,
+        };
+        let extraction = hbi_extraction::extract(&bytes, &options, true, &mut |_| {})?;
+        books.push(extraction);
+    }
+    anyhow::ensure!(!books.is_empty(), "no corpus books under {}", corpus_dir().display());
+
+    // Load copies until the target chunk count.
+    let loading = Instant::now();
+    let (mut chunks_loaded, mut copies) = (0usize, 0usize);
+    let dims = embedder.dimensions();
+    let model = embedder.model().to_owned();
+    'load: loop {
+        for extraction in &books {
+            if chunks_loaded >= target {
+                break 'load;
+            }
+            let book = backends.catalog.create_book(&format!("copy {copies}"), None).await?;
+            backends.catalog.save_extraction(&book.id, extraction).await?;
+            let chunks = chunk_book(&extraction.pages, &extraction.toc, ChunkSizes::default());
+            backends.catalog.replace_chunks(&book.id, &chunks).await?;
+            let pages: Vec<IndexedPage> = extraction
+                .pages
+                .iter()
+                .map(|p| IndexedPage {
+                    number: p.number,
+                    text: p.text.clone(),
+                })
+                .collect();
+            backends.text.index_pages(&book.id, &pages).await?;
+            let vectors: Vec<ChunkVector> = chunks
+                .iter()
+                .enumerate()
+                .map(|(n, chunk)| ChunkVector {
+                    chunk_id: chunk.id(&book.id),
+                    book_id: book.id.clone(),
+                    content_hash: chunk.content_hash(),
+                    embedding: random_unit((chunks_loaded + n) as u64, dims),
+                })
+                .collect();
+            backends.vectors.replace_book(&book.id, &model, &vectors).await?;
+            backends.catalog.mark_ready(&book.id).await?;
+            chunks_loaded += chunks.len();
+            copies += 1;
+        }
+    }
+    eprintln!(
+        "loaded {chunks_loaded} chunks in {copies} books in {:.0} s",
+        loading.elapsed().as_secs_f64()
+    );
+
+    // Queries: ToC titles of the corpus, as users would type them.
+    let mut queries: Vec<String> = books
+        .iter()
+        .flat_map(|b| b.toc.iter().map(|e| e.title.clone()))
+        .filter(|t| t.split_whitespace().count() >= 2)
+        .collect();
+    queries.truncate(200);
+
+    let searcher = Searcher::new(
+        backends.clone(),
+        Some(Arc::new(VectorSemantic::new(embedder.clone(), backends.vectors.clone()))),
+    );
+    println!("| store | chunks | mode | queries | p50 ms | p95 ms |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for mode in [SearchMode::Keyword, SearchMode::Semantic, SearchMode::Hybrid] {
+        let mut times = Vec::with_capacity(queries.len());
+        for (n, query) in queries.iter().enumerate() {
+            let request = SearchRequest {
+                query: query.clone(),
+                mode,
+                book_id: None,
+                section: None,
+                k: 10,
+                index_boost: true,
+                weights: FusionWeights::default(),
+            };
+            let started = Instant::now();
+            let hits = searcher.search(&request).await?;
+            let elapsed = started.elapsed();
+            // The first queries warm caches (term lists, connections): not measured.
+            if n >= 5 {
+                times.push(elapsed);
+            }
+            std::hint::black_box(hits);
+        }
+        times.sort();
+        println!(
+            "| {store} | {chunks_loaded} | {} | {} | {:.1} | {:.1} |",
+            mode.as_str(),
+            times.len(),
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
+    }
+    Ok(())
+}
