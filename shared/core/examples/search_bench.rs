@@ -147,7 +147,10 @@ async fn main() -> anyhow::Result<()> {
 
     let searcher = Searcher::new(
         backends.clone(),
-        Some(Arc::new(VectorSemantic::new(embedder.clone(), backends.vectors.clone()))),
+        Some(Arc::new(VectorSemantic::new(
+            embedder.clone(),
+            backends.vectors.clone(),
+        ))),
     );
     println!("| store | chunks | mode | queries | p50 ms | p95 ms |");
     println!("|---|---:|---|---:|---:|---:|");
