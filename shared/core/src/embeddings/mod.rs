@@ -4,7 +4,6 @@
 //! in input order. `open_embedder` is the one place that picks the implementation.
 
 pub mod minilm;
-pub mod minilm_candle;
 pub mod openai;
 
 use std::collections::HashMap;
@@ -83,7 +82,7 @@ impl EmbeddingSettings {
             return Some(("embeddings.batch_size", "must be between 1 and 4096"));
         }
         match self.provider.as_str() {
-            "none" | "minilm" | "minilm-candle" => None,
+            "none" | "minilm" => None,
             "openai" => {
                 if !(self.openai_base_url.starts_with("http://") || self.openai_base_url.starts_with("https://")) {
                     Some(("embeddings.openai_base_url", "must start with http:// or https://"))
@@ -141,10 +140,6 @@ pub fn open_embedder(settings: &EmbeddingSettings) -> anyhow::Result<Arc<dyn Emb
     }
     Ok(match settings.provider.as_str() {
         "openai" => Arc::new(OpenAiEmbedder::new(settings)?),
-        "minilm-candle" => Arc::new(minilm_candle::CandleMiniLm::open(
-            &settings.model_dir(),
-            settings.batch_size,
-        )?),
         _ => Arc::new(MiniLmEmbedder::open(
             &settings.model_dir(),
             &settings.onnxruntime_lib(),
