@@ -288,8 +288,16 @@ impl Searcher {
         if phrases.is_empty() {
             return Ok(Vec::new());
         }
-        let book_ids: Vec<String> = match book {
-            Some(book) => vec![book.to_owned()],
+        // Each book with its content hash, which keys the cached index terms.
+        let books: Vec<(String, Option<String>)> = match book {
+            Some(book) => self
+                .backends
+                .catalog
+                .book(book)
+                .await?
+                .into_iter()
+                .map(|b| (b.id, b.content_hash))
+                .collect(),
             None => self
                 .backends
                 .catalog
@@ -297,12 +305,12 @@ impl Searcher {
                 .await?
                 .into_iter()
                 .filter(|b| matches!(b.status.parse(), Ok(BookStatus::Ready | BookStatus::NeedsReview)))
-                .map(|b| b.id)
+                .map(|b| (b.id, b.content_hash))
                 .collect(),
         };
         let mut boosts: HashMap<(String, u32), f64> = HashMap::new();
-        for book_id in book_ids {
-            let terms = self.book_terms(&book_id).await?;
+        for (book_id, content_hash) in books {
+            let terms = self.book_terms(&book_id, content_hash).await?;
             for (phrase, words) in &phrases {
                 for term in terms.by_key.get(phrase).into_iter().flatten() {
                     let strength = term.specificity * (*words as f64);
@@ -321,13 +329,7 @@ impl Searcher {
         Ok(ranked)
     }
 
-    async fn book_terms(&self, book_id: &str) -> anyhow::Result<Arc<BookTerms>> {
-        let content_hash = self
-            .backends
-            .catalog
-            .book(book_id)
-            .await?
-            .and_then(|book| book.content_hash);
+    async fn book_terms(&self, book_id: &str, content_hash: Option<String>) -> anyhow::Result<Arc<BookTerms>> {
         if let Ok(cache) = self.terms.lock()
             && let Some(terms) = cache.get(book_id)
             && terms.content_hash == content_hash
