@@ -57,12 +57,14 @@ def upload(base: str, book_id: str, pdf: Path) -> dict:
     return answer
 
 
-def ingest(base: str, corpus: Path) -> dict[str, str]:
+def ingest(base: str, corpus: Path, only: set[str]) -> dict[str, str]:
     """Book folder name -> book id, uploading what is not there yet."""
     status, existing = request("GET", f"{base}/books/?limit=1000")
     by_title = {b["title"]: b for b in existing} if status == 200 else {}
     ids, jobs = {}, []
     for folder in sorted(p for p in corpus.iterdir() if (p / "book.pdf").exists()):
+        if only and folder.name not in only:
+            continue
         title = f"eval:{folder.name}"
         book = by_title.get(title)
         if book and book["status"] in ("ready", "needs_review"):
@@ -152,9 +154,10 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "corpus")
     parser.add_argument("--per-book", type=int, default=150, help="queries per book and set (even sample)")
     parser.add_argument("--modes", default="keyword,semantic,hybrid")
+    parser.add_argument("--books", default="", help="comma-separated corpus folders (default: all)")
     args = parser.parse_args()
 
-    ids = ingest(args.base, args.corpus)
+    ids = ingest(args.base, args.corpus, {b for b in args.books.split(",") if b})
     modes = args.modes.split(",")
     sets = {"index": index_queries, "toc": toc_queries}
     rows = []

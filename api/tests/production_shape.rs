@@ -405,8 +405,12 @@ async fn two_workers_drain_twenty_jobs_exactly_once() {
         toc_rows,
         "one Chapter node per ToC entry"
     );
-    let (_, stats) = api.get_json("/stats").await;
-    assert_eq!(stats["jobs_in_queue"], 0, "stats: {stats}");
+    // A duplicate wake-up (relay or lease re-enqueue) may still sit in the queue for a moment;
+    // the workers consume it as a no-op, so the queue must drain, not be empty at once.
+    wait_until(&api, "/stats", Duration::from_secs(30), |_, stats| {
+        stats["jobs_in_queue"] == 0
+    })
+    .await;
     drop(workers);
 }
 

@@ -430,6 +430,39 @@ async fn questions_are_answered_from_the_book_through_an_openai_compatible_serve
     // top_k narrows what is retrieved.
     let (_, reply) = ask(&server, json!({"query": QUESTION, "top_k": 3})).await;
     assert!(reply["retrieved"].as_array().is_some_and(|r| r.len() <= 3), "{reply}");
+
+    // 9. Every call is counted for the Pipeline dashboard: by outcome, with its tokens.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    // The value of the series `name` whose labels include each of `labels`.
+    let sample = |name: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name) && labels.iter().all(|label| line.contains(label)))
+            .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let calls = [
+        "hbi_llm_requests_total{",
+        r#"model="hbi-test-model""#,
+        r#"provider="openai""#,
+    ];
+    let succeeded = sample(calls[0], &[calls[1], calls[2], r#"outcome="success""#]);
+    assert!(succeeded >= 3.0, "{metrics}");
+    assert!(
+        sample(calls[0], &[calls[1], r#"outcome="timeout""#]) >= 1.0,
+        "{metrics}"
+    );
+    assert!(sample("hbi_llm_tokens_total{", &[r#"kind="input""#]) >= succeeded * PROMPT_TOKENS as f64);
+    assert!(sample("hbi_llm_tokens_total{", &[r#"kind="output""#]) >= succeeded * COMPLETION_TOKENS as f64);
+    assert!(sample("hbi_llm_request_duration_seconds_count", &[]) >= succeeded + 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

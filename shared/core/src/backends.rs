@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend};
 
-use crate::answer::{KeywordChunkRetriever, Retriever};
+use crate::answer::{HybridChunkRetriever, KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -17,6 +17,7 @@ use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::knobs::KnobStore;
 use crate::llm::{ChatModel, OpenAiChat};
+use crate::search::VectorSemantic;
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 use crate::vectors::{PgVectorIndex, SqliteVecIndex, VectorIndex};
 
@@ -143,11 +144,32 @@ impl Backends {
             DbBackend::Sqlite => Arc::new(SqliteVecIndex::open(db.clone(), dimensions).await?),
             other => anyhow::bail!("no vector store for a {other:?} database"),
         };
+        if let Some(embedder) = &embedder
+            && embedder.dimensions() != dimensions
+        {
+            anyhow::bail!(
+                "configuration: vectors.dimensions is {dimensions} but the embedding model {} gives {} dimensions; set vectors.dimensions (HBI__VECTORS__DIMENSIONS) to {}",
+                embedder.model(),
+                embedder.dimensions(),
+                embedder.dimensions()
+            );
+        }
+        let knobs = KnobStore::new(db.clone());
+        let keyword_retriever = KeywordChunkRetriever::new(text.clone(), Catalog::new(db.clone()));
+        let retriever: Arc<dyn Retriever> = match &embedder {
+            Some(embedder) => Arc::new(HybridChunkRetriever::new(
+                keyword_retriever,
+                Arc::new(VectorSemantic::new(embedder.clone(), vectors.clone())),
+                Catalog::new(db.clone()),
+                knobs.clone(),
+            )),
+            None => Arc::new(keyword_retriever),
+        };
         Ok(Self {
             embedder,
             graph: open_graph(settings, &db)?,
-            knobs: KnobStore::new(db.clone()),
-            retriever: Arc::new(KeywordChunkRetriever::new(text.clone(), Catalog::new(db.clone()))),
+            knobs,
+            retriever,
             llm,
             catalog: Catalog::new(db.clone()),
             jobs: JobStore::new(db.clone()),

@@ -51,6 +51,7 @@ fn settings(database_url: &str, data_dir: &Path, dimensions: usize) -> anyhow::R
     settings.graph.neo4j_uri.clear();
     settings.graph.falkordb_url.clear();
     settings.vectors.dimensions = dimensions;
+    settings.embeddings.provider = "none".to_owned();
     Ok(settings)
 }
 
@@ -130,6 +131,29 @@ async fn pgvector_hnsw() -> anyhow::Result<()> {
         "{indexes:?}"
     );
     assert!(PgVectorIndex::open(db, 9000).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn vectors_of_another_length_than_the_model_are_a_configuration_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("hbi.db").display());
+    let mut settings = settings(&url, dir.path(), 384)?;
+    settings.embeddings.provider = "openai".to_owned();
+    settings.embeddings.openai_base_url = "http://127.0.0.1:9/v1".to_owned();
+    settings.embeddings.openai_model = "nomic-embed-text".to_owned();
+    settings.embeddings.openai_dimensions = 768;
+    let error = match Backends::open(&settings, true).await {
+        Ok(_) => panic!("opened 768-dimension embeddings into a 384-dimension vector store"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(
+        error.contains("vectors.dimensions is 384") && error.contains("gives 768"),
+        "{error}"
+    );
+    settings.vectors.dimensions = 768;
+    let backends = Backends::open(&settings, true).await?;
+    assert_eq!(backends.vectors.dimensions(), 768);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! A retriever on the full-text index alone: the question's content words find pages, the
 //! pages name the chunks that cover them, and each chunk is scored by the share of the
-//! question's content words it contains. Hybrid search replaces it by implementing
-//! [`Retriever`] over keyword, vector and index-term rankings.
+//! question's content words it contains. With an embedding model, the hybrid retriever
+//! ([`super::HybridChunkRetriever`]) fuses this ranking with the nearest chunk vectors.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -161,7 +161,11 @@ struct Candidate {
 }
 
 fn to_retrieved(candidate: Candidate) -> RetrievedChunk {
-    let chunk = candidate.chunk;
+    retrieved_chunk(candidate.chunk, candidate.coverage)
+}
+
+/// A stored chunk as a retrieval result with `score`.
+pub(super) fn retrieved_chunk(chunk: chunk::Model, score: f64) -> RetrievedChunk {
     let page_label = if chunk.first_label == chunk.last_label {
         chunk.first_label.clone()
     } else {
@@ -175,7 +179,7 @@ fn to_retrieved(candidate: Candidate) -> RetrievedChunk {
         first_page: u32::try_from(chunk.first_page).unwrap_or(0),
         last_page: u32::try_from(chunk.last_page).unwrap_or(0),
         page_label,
-        score: candidate.coverage,
+        score,
     }
 }
 

@@ -21,6 +21,7 @@
 //! confidence. A question no chunk matches, and a reply that cannot be read, still give the
 //! fallback message: there is no answer to return.
 
+mod hybrid;
 mod keyword;
 mod prompt;
 
@@ -29,6 +30,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use hybrid::HybridChunkRetriever;
 pub use keyword::KeywordChunkRetriever;
 
 use crate::knobs::Knobs;

@@ -166,5 +166,21 @@ pub async fn complete_traced(
             );
         }
     }
+    let (outcome, input_tokens, output_tokens) = match &result {
+        Ok(completion) => (
+            "success",
+            completion.input_tokens.unwrap_or(0),
+            completion.output_tokens.unwrap_or(0),
+        ),
+        Err(err) => (err.outcome(), 0, 0),
+    };
+    crate::metrics::llm_request(
+        model.system(),
+        model.model(),
+        outcome,
+        latency_ms / 1000.0,
+        input_tokens,
+        output_tokens,
+    );
     result
 }
