@@ -501,6 +501,38 @@ mod tests {
     }
 
     #[test]
+    fn telemetry_targets_are_off_until_given_and_urls_are_checked() {
+        let mut settings =
+            Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
+        settings.telemetry = TelemetrySettings {
+            otlp_endpoint: String::new(),
+            otlp_traces_endpoint: String::new(),
+            service_name: " ".to_owned(),
+            loki_url: String::new(),
+        };
+        assert_eq!(settings.telemetry.traces_url(), None);
+        assert_eq!(settings.telemetry.loki(), None);
+        assert_eq!(settings.telemetry.service_or("hbi-worker"), "hbi-worker");
+        settings.telemetry.otlp_endpoint = "http://collector:4318/".to_owned();
+        assert_eq!(
+            settings.telemetry.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        // The signal's own URL is used as given.
+        settings.telemetry.otlp_traces_endpoint = "https://cloud.example/api/public/otel/v1/traces".to_owned();
+        assert_eq!(
+            settings.telemetry.traces_url().as_deref(),
+            Some("https://cloud.example/api/public/otel/v1/traces")
+        );
+        settings.telemetry.service_name = "books".to_owned();
+        assert_eq!(settings.telemetry.service_or("hbi-worker"), "books");
+        settings.validate().expect("valid telemetry settings");
+        settings.telemetry.loki_url = "loki:3100".to_owned();
+        let error = settings.validate().expect_err("a scheme is needed").to_string();
+        assert!(error.contains("telemetry.loki_url"), "{error}");
+    }
+
+    #[test]
     fn the_api_key_is_not_in_debug_output() {
         let mut settings =
             Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
