@@ -184,7 +184,14 @@ async fn observe<E: poem::Endpoint>(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let request_id = telemetry::request_id(&request);
-    let span = telemetry::request_span(&request, template_for_path(&path, &templates), &request_id);
+    let route = template_for_path(&path, &templates);
+    // Probes and scrapes come every few seconds from machines: no trace and no info line each.
+    let routine = matches!(route, Some("/metrics" | "/health" | "/health/live" | "/health/ready"));
+    let span = if routine {
+        tracing::Span::none()
+    } else {
+        telemetry::request_span(&request, route, &request_id)
+    };
     let (mut response, pattern) = async {
         match endpoint.call(request).await {
             Ok(output) => {
@@ -203,7 +210,11 @@ async fn observe<E: poem::Endpoint>(
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     telemetry::finish_request_span(&span, status);
-    span.in_scope(|| tracing::info!(status, duration_ms = seconds * 1000.0, "request finished"));
+    if routine {
+        tracing::debug!(%path, status, duration_ms = seconds * 1000.0, "request finished");
+    } else {
+        span.in_scope(|| tracing::info!(status, duration_ms = seconds * 1000.0, "request finished"));
+    }
     if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, value);
     }

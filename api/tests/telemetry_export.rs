@@ -409,6 +409,11 @@ async fn an_upload_trace_continues_into_its_job_and_logs_reach_loki() {
         .and_then(|v| v.to_str().ok())
         .expect("a generated request id");
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+    // Probes and scrapes are answered but not traced.
+    for probe in ["/health/ready", "/metrics"] {
+        let response = server.client.get(server.url(probe)).send().await.expect("probe");
+        assert_eq!(response.status().as_u16(), 200, "{probe}");
+    }
 
     // A question answered through the stand-in model: an LLM span. The gates are opened so
     // that the model is asked whatever the retrieval scores.
@@ -468,6 +473,16 @@ async fn an_upload_trace_continues_into_its_job_and_logs_reach_loki() {
     assert_ne!(
         query_span.trace_id, caller_trace,
         "a request without traceparent starts a trace"
+    );
+    assert!(
+        spans.iter().any(|span| span.name == "GET /jobs"),
+        "other requests are traced too"
+    );
+    assert!(
+        !spans
+            .iter()
+            .any(|span| span.name.contains("/health") || span.name.contains("/metrics")),
+        "probes and scrapes are not traced"
     );
     let llm = find_span(&spans, "LLM span", |span| span.name == "chat hbi-test-model");
     assert_eq!(llm.kind, SpanKind::Client as i32, "{llm:?}");
@@ -541,13 +556,13 @@ async fn an_upload_trace_continues_into_its_job_and_logs_reach_loki() {
         assert_eq!(line["book_id"], book_id.as_str(), "{line}");
         assert_eq!(line["trace_id"], caller_trace, "{line}");
     }
-    let quality = stdout
+    let job_finished = stdout
         .iter()
         .find(|line| line["message"] == "job finished")
         .expect("`job finished` on stdout");
-    assert_eq!(quality["job_id"], job_id.as_str(), "{quality}");
-    assert_eq!(quality["book_id"], book_id.as_str(), "{quality}");
-    assert_eq!(quality["span"]["name"], "job", "{quality}");
+    assert_eq!(job_finished["job_id"], job_id.as_str(), "{job_finished}");
+    assert_eq!(job_finished["book_id"], book_id.as_str(), "{job_finished}");
+    assert_eq!(job_finished["span"]["name"], "job", "{job_finished}");
     for message in ["upload accepted", "request finished"] {
         let line = stdout
             .iter()
