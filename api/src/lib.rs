@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use hbi_shared::search::{Searcher, SemanticSearch, VectorSemantic};
 use hbi_shared::{Backends, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::middleware::Tracing;
 use poem::{EndpointExt, IntoResponse, PathPattern, Route, Server};
 use poem_openapi::OpenApiService;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use routes::books::BooksApi;
 use routes::config::ConfigApi;
@@ -68,13 +68,12 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
 }
 
 /// The whole HTTP surface: the API (with /metrics), /openapi.json, /docs (Swagger UI) and
-/// /redoc, every request counted in the HTTP metrics.
+/// /redoc, every request counted in the HTTP metrics and traced.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
     let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
     let templates = Arc::new(route_templates());
     surface()
         .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
-        .with(Tracing)
         .data(state)
         .around(move |endpoint, request| observe(endpoint, request, templates.clone()))
 }
@@ -138,7 +137,43 @@ fn route_label(pattern: Option<&PathPattern>, path: &str, templates: &HashMap<St
         .unwrap_or_else(|| pattern.to_string())
 }
 
-/// Outermost middleware: answers errors in FastAPI's shape and records every request in
+/// The route template a raw path will match (`/books/{book_id}/toc` for `/books/0193…/toc`),
+/// known before routing so the request's span can be named after it. Literal segments win
+/// over parameters, as in poem's router.
+fn template_for_path<'a>(path: &str, templates: &'a HashMap<String, String>) -> Option<&'a str> {
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    templates
+        .values()
+        .filter_map(|template| {
+            let parts: Vec<&str> = template.split('/').collect();
+            if parts.len() != segments.len() {
+                return None;
+            }
+            let mut literals = 0;
+            for (part, segment) in parts.iter().zip(&segments) {
+                if part.starts_with('{') && part.ends_with('}') {
+                    if segment.is_empty() {
+                        return None;
+                    }
+                } else if part == segment {
+                    literals += 1;
+                } else {
+                    return None;
+                }
+            }
+            Some((literals, template.as_str()))
+        })
+        .max_by_key(|(literals, template)| (*literals, std::cmp::Reverse(*template)))
+        .map(|(_, template)| template)
+}
+
+/// Outermost middleware: gives each request its id (`X-Request-Id`, echoed in the answer) and
+/// its server span, answers errors in FastAPI's shape, and records every request in
 /// `http_requests_total` and `http_request_duration_seconds`.
 async fn observe<E: poem::Endpoint>(
     endpoint: Arc<E>,
@@ -148,22 +183,46 @@ async fn observe<E: poem::Endpoint>(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let (response, pattern) = match endpoint.call(request).await {
-        Ok(output) => {
-            let response = output.into_response();
-            let pattern = response.data::<PathPattern>().cloned();
-            (response, pattern)
-        }
-        Err(err) => {
-            let pattern = err.data::<PathPattern>().cloned();
-            (error::to_fastapi_shape(err).await, pattern)
-        }
+    let request_id = telemetry::request_id(&request);
+    let route = template_for_path(&path, &templates);
+    // Probes and scrapes come every few seconds from machines: no trace and no info line each.
+    let routine = matches!(route, Some("/metrics" | "/health" | "/health/live" | "/health/ready"));
+    let span = if routine {
+        tracing::Span::none()
+    } else {
+        telemetry::request_span(&request, route, &request_id)
     };
+    let (mut response, pattern) = async {
+        match endpoint.call(request).await {
+            Ok(output) => {
+                let response = output.into_response();
+                let pattern = response.data::<PathPattern>().cloned();
+                (response, pattern)
+            }
+            Err(err) => {
+                let pattern = err.data::<PathPattern>().cloned();
+                (error::to_fastapi_shape(err).await, pattern)
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    telemetry::finish_request_span(&span, status);
+    if routine {
+        tracing::debug!(%path, status, duration_ms = seconds * 1000.0, "request finished");
+    } else {
+        span.in_scope(|| tracing::info!(status, duration_ms = seconds * 1000.0, "request finished"));
+    }
+    if let Ok(value) = poem::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(telemetry::REQUEST_ID_HEADER, value);
+    }
     hbi_shared::metrics::record_http(
         method.as_str(),
         &route_label(pattern.as_ref(), &path, &templates),
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        status,
+        seconds,
     );
     Ok(response)
 }
@@ -317,7 +376,12 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
     }
 
     // These routes are their own templates.
-    let templates = Arc::new(HashMap::new());
+    let templates: Arc<HashMap<String, String>> = Arc::new(
+        ["/health", "/health/live", "/health/ready", "/metrics"]
+            .into_iter()
+            .map(|route| (route.to_owned(), route.to_owned()))
+            .collect(),
+    );
     let app = Route::new()
         .at("/health", poem::get(live))
         .at("/health/live", poem::get(live))
@@ -364,6 +428,24 @@ mod tests {
             seen.extend(new);
         }
         seen
+    }
+
+    #[test]
+    fn a_path_is_named_after_the_template_it_will_match() {
+        let templates = route_templates();
+        let id = "0193a6d2-7a44-7c31-9d55-3f1c1e9a8b10";
+        for (path, template) in [
+            (format!("/books/{id}/upload"), Some("/books/{book_id}/upload")),
+            (format!("/books/{id}/pages/12"), Some("/books/{book_id}/pages/{number}")),
+            (format!("/books/{id}"), Some("/books/{book_id}")),
+            ("/books/".to_owned(), Some("/books")),
+            ("/jobs".to_owned(), Some("/jobs")),
+            ("/health/ready".to_owned(), Some("/health/ready")),
+            ("/no/such/path".to_owned(), None),
+            (format!("/books/{id}/nothing/here"), None),
+        ] {
+            assert_eq!(template_for_path(&path, &templates), template, "{path}");
+        }
     }
 
     #[tokio::test]

@@ -122,11 +122,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Extract(_) => Overrides::default(),
     };
     let settings = Arc::new(Settings::load(cli.config_dir.as_deref(), &overrides)?);
-    hbi_api::telemetry::init(&settings.log.format, &settings.log.level);
+    let default_service = match &cli.command {
+        Command::Api(_) => "hbi-api",
+        Command::Worker(_) => "hbi-worker",
+        Command::Serve(_) | Command::Migrate { .. } | Command::Extract(_) => "hbi",
+    };
+    let telemetry = hbi_api::telemetry::init(&settings.log, &settings.telemetry, default_service)?;
+    let result = run_command(cli.command, settings).await;
+    if let Err(err) = &result {
+        // On stdout and in Loki too, not only on stderr.
+        tracing::error!(error = %format!("{err:#}"), "hbi stopped with an error");
+    }
+    // After SIGTERM as after an error: the last spans and log lines leave before the exit.
+    telemetry.shutdown().await;
+    result
+}
+
+async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
 
-    match cli.command {
+    match command {
         Command::Migrate { .. } => {
             Backends::open(&settings, true).await?;
             tracing::info!(database = %redact(&settings.database_url()), "migrations applied");

@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestServer, corpus_pdf};
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Json};
-use poem::{EndpointExt, IntoResponse, Response, Route, Server, handler};
+use poem::{EndpointExt, IntoResponse, Response, Route, handler};
 use serde_json::{Value, json};
 
 /// What the stand-in does with the next requests.
@@ -130,19 +129,10 @@ impl StandIn {
             })),
             requests: Arc::new(Mutex::new(Vec::new())),
         };
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
-            .await
-            .expect("bind the stand-in");
-        let address = acceptor
-            .local_addr()
-            .into_iter()
-            .find_map(|addr| addr.as_socket_addr().copied())
-            .expect("stand-in address");
         let app = Route::new()
             .at("/v1/chat/completions", poem::post(chat_completions))
             .data(stand_in.clone());
-        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        let address = common::serve_in_test(app).await;
         (stand_in, format!("http://{address}/v1"))
     }
 

@@ -593,7 +593,13 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
     };
     let job = backends
         .jobs
-        .create_ingest_job(&book.id, &stored, state.settings.worker.max_attempts)
+        .create_ingest_job(
+            &book.id,
+            &stored,
+            state.settings.worker.max_attempts,
+            // The job's spans, in whichever worker runs it, continue this request's trace.
+            hbi_shared::trace_context::capture(),
+        )
         .await?;
     // The job is committed; enqueue now, or leave it to the outbox relay if the queue is down.
     if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {

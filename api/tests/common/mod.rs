@@ -58,7 +58,7 @@ impl Role {
     }
 }
 
-/// Variables that select a server backend: cleared for every test process.
+/// Variables that select a server backend or a telemetry sink: cleared for every test process.
 const BACKEND_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "REDIS_URL",
@@ -75,7 +75,30 @@ const BACKEND_VARIABLES: &[&str] = &[
     "OPENAI_BASE_URL",
     "OPENAI_API_KEY",
     "LLM_MODEL",
+    // Log and trace export: tests start their own receivers.
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+    "LOKI_URL",
 ];
+
+/// Serves `app` (a stand-in for a server HBI talks to) on 127.0.0.1 and an ephemeral port,
+/// in the background of the test's runtime; returns its address.
+pub async fn serve_in_test(app: impl poem::Endpoint + 'static) -> std::net::SocketAddr {
+    use poem::listener::{Acceptor, Listener, TcpListener};
+
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind a test server");
+    let address = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|addr| addr.as_socket_addr().copied())
+        .expect("test server address");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    address
+}
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {

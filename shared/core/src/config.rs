@@ -25,6 +25,7 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub vectors: VectorSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub embeddings: crate::embeddings::EmbeddingSettings,
 }
@@ -184,6 +185,51 @@ pub struct LogSettings {
     pub level: String,
 }
 
+/// Where logs and traces go besides stdout. Every target is off while its address is empty, and
+/// then costs nothing.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// An OTLP/HTTP collector (`OTEL_EXPORTER_OTLP_ENDPOINT`, e.g. `http://collector:4318`);
+    /// spans go to `<endpoint>/v1/traces`.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// The full traces URL (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), used as given; wins over
+    /// `otlp_endpoint`.
+    #[serde(default)]
+    pub otlp_traces_endpoint: String,
+    /// `service.name` of the spans and the `service` label of the logs (`OTEL_SERVICE_NAME`).
+    /// Empty: `hbi-api`, `hbi-worker` or `hbi` by command.
+    #[serde(default)]
+    pub service_name: String,
+    /// A Loki server (`LOKI_URL`, e.g. `http://loki:3100`) to push the log lines to.
+    #[serde(default)]
+    pub loki_url: String,
+}
+
+impl TelemetrySettings {
+    /// Where spans are sent, or `None` when trace export is off.
+    pub fn traces_url(&self) -> Option<String> {
+        let exact = self.otlp_traces_endpoint.trim();
+        if !exact.is_empty() {
+            return Some(exact.to_owned());
+        }
+        let base = self.otlp_endpoint.trim().trim_end_matches('/');
+        (!base.is_empty()).then(|| format!("{base}/v1/traces"))
+    }
+
+    /// The Loki server, or `None` when log shipping is off.
+    pub fn loki(&self) -> Option<&str> {
+        let url = self.loki_url.trim();
+        (!url.is_empty()).then_some(url)
+    }
+
+    /// The configured service name, else `default`.
+    pub fn service_or<'a>(&'a self, default: &'a str) -> &'a str {
+        let name = self.service_name.trim();
+        if name.is_empty() { default } else { name }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
@@ -239,6 +285,11 @@ impl Settings {
             ("OPENAI_BASE_URL", "llm.base_url"),
             ("OPENAI_API_KEY", "llm.api_key"),
             ("LLM_MODEL", "llm.model"),
+            // OpenTelemetry's own names, which every collector's documentation uses.
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "telemetry.otlp_traces_endpoint"),
+            ("OTEL_SERVICE_NAME", "telemetry.service_name"),
+            ("LOKI_URL", "telemetry.loki_url"),
         ] {
             if let Some(value) = non_empty_env(variable) {
                 builder = builder.set_override(key, value)?;
@@ -351,6 +402,16 @@ impl Settings {
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be `json` or `pretty`");
         }
+        for (key, url) in [
+            ("telemetry.otlp_endpoint", &self.telemetry.otlp_endpoint),
+            ("telemetry.otlp_traces_endpoint", &self.telemetry.otlp_traces_endpoint),
+            ("telemetry.loki_url", &self.telemetry.loki_url),
+        ] {
+            let url = url.trim();
+            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(key, "must be an http:// or https:// URL");
+            }
+        }
         if let Some((key, problem)) = self.embeddings.problem() {
             return invalid(key, problem);
         }
@@ -437,6 +498,38 @@ mod tests {
         settings.llm.timeout_secs = 0.0;
         let error = settings.validate().expect_err("zero timeout").to_string();
         assert!(error.contains("llm.timeout_secs"), "{error}");
+    }
+
+    #[test]
+    fn telemetry_targets_are_off_until_given_and_urls_are_checked() {
+        let mut settings =
+            Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
+        settings.telemetry = TelemetrySettings {
+            otlp_endpoint: String::new(),
+            otlp_traces_endpoint: String::new(),
+            service_name: " ".to_owned(),
+            loki_url: String::new(),
+        };
+        assert_eq!(settings.telemetry.traces_url(), None);
+        assert_eq!(settings.telemetry.loki(), None);
+        assert_eq!(settings.telemetry.service_or("hbi-worker"), "hbi-worker");
+        settings.telemetry.otlp_endpoint = "http://collector:4318/".to_owned();
+        assert_eq!(
+            settings.telemetry.traces_url().as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        // The signal's own URL is used as given.
+        settings.telemetry.otlp_traces_endpoint = "https://cloud.example/api/public/otel/v1/traces".to_owned();
+        assert_eq!(
+            settings.telemetry.traces_url().as_deref(),
+            Some("https://cloud.example/api/public/otel/v1/traces")
+        );
+        settings.telemetry.service_name = "books".to_owned();
+        assert_eq!(settings.telemetry.service_or("hbi-worker"), "books");
+        settings.validate().expect("valid telemetry settings");
+        settings.telemetry.loki_url = "loki:3100".to_owned();
+        let error = settings.validate().expect_err("a scheme is needed").to_string();
+        assert!(error.contains("telemetry.loki_url"), "{error}");
     }
 
     #[test]

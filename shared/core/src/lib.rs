@@ -20,6 +20,7 @@ pub mod quality;
 pub mod sanitize;
 pub mod search;
 pub mod text_index;
+pub mod trace_context;
 pub mod vectors;
 
 pub use backends::Backends;

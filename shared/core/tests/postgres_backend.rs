@@ -165,7 +165,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         content_type: "application/pdf".to_owned(),
         original_name: Some("graph theory.pdf".to_owned()),
     };
-    let job = backends.jobs.create_ingest_job(&book.id, &file, 3).await?;
+    let job = backends.jobs.create_ingest_job(&book.id, &file, 3, None).await?;
     assert_eq!(job.state, JobState::Queued.as_str());
     assert!(backends.jobs.outbox(10).await?.iter().any(|j| j.id == job.id));
     backends.jobs.mark_enqueued(&job.id).await?;
@@ -231,7 +231,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
 
     // A stopping worker hands its job back: the outbox offers it again at once, and the
     // next claim takes it over. A job published long ago and never taken is stranded.
-    let second = backends.jobs.create_ingest_job(&book.id, &file, 3).await?;
+    let second = backends.jobs.create_ingest_job(&book.id, &file, 3, None).await?;
     backends.jobs.mark_enqueued(&second.id).await?;
     assert!(
         backends

@@ -73,6 +73,8 @@ pub mod job {
         pub started_at: Option<DateTimeUtc>,
         pub finished_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
+        /// The creating request's W3C trace context (see `crate::trace_context`).
+        pub trace_context: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -43,11 +43,14 @@ impl JobStore {
 
     /// Commits the file, the book's new content and a queued job in one transaction (the
     /// outbox half of the upload); the relay puts the job on the queue afterwards.
+    /// `trace_context` (from [`crate::trace_context::capture`]) stays with the job, so every
+    /// attempt's spans continue the uploading request's trace.
     pub async fn create_ingest_job(
         &self,
         book_id: &str,
         file: &StoredFile,
         max_attempts: u32,
+        trace_context: Option<String>,
     ) -> anyhow::Result<job::Model> {
         let now = Utc::now();
         let txn = crate::db::begin_write(&self.db).await?;
@@ -96,6 +99,7 @@ impl JobStore {
             started_at: Set(None),
             finished_at: Set(None),
             updated_at: Set(now),
+            trace_context: Set(trace_context),
         }
         .insert(&txn)
         .await?;

@@ -2,9 +2,10 @@
 //! chat-completions API, which OpenAI, Ollama, vLLM, llama.cpp and most gateways serve.
 //!
 //! [`complete_traced`] wraps every call in a `gen_ai.chat` span carrying the OpenTelemetry
-//! GenAI attributes (system, operation, request and response model, temperature, token
-//! usage, latency), so an OTLP backend such as Langfuse shows each call, and logs one
-//! `llm call finished` event inside it with the same fields.
+//! GenAI attributes (provider, operation, request and response model, temperature, token
+//! usage, latency; exported as a client span named `chat {model}`), so an OTLP backend such
+//! as Langfuse shows each call, and logs one `llm call finished` event inside it with the
+//! same fields.
 
 mod openai;
 
@@ -114,8 +115,15 @@ pub async fn complete_traced(
     temperature: f64,
     json: bool,
 ) -> Result<ChatCompletion, LlmError> {
+    // OpenTelemetry's GenAI conventions: a client span named "{operation} {model}", the
+    // provider under its current key (`gen_ai.provider.name`) and its older one
+    // (`gen_ai.system`), which tools such as Langfuse still read.
     let span = tracing::info_span!(
         "gen_ai.chat",
+        "otel.name" = %format!("chat {}", model.model()),
+        "otel.kind" = "client",
+        "otel.status_code" = tracing::field::Empty,
+        "gen_ai.provider.name" = model.system(),
         "gen_ai.system" = model.system(),
         "gen_ai.operation.name" = "chat",
         "gen_ai.request.model" = model.model(),
@@ -137,11 +145,13 @@ pub async fn complete_traced(
     match &result {
         Ok(completion) => {
             span.record("gen_ai.response.model", completion.model.as_str());
+            // Signed: tracing-opentelemetry exports unsigned fields as strings, and the
+            // conventions want integers.
             if let Some(tokens) = completion.input_tokens {
-                span.record("gen_ai.usage.input_tokens", tokens);
+                span.record("gen_ai.usage.input_tokens", i64::try_from(tokens).unwrap_or(i64::MAX));
             }
             if let Some(tokens) = completion.output_tokens {
-                span.record("gen_ai.usage.output_tokens", tokens);
+                span.record("gen_ai.usage.output_tokens", i64::try_from(tokens).unwrap_or(i64::MAX));
             }
             tracing::info!(
                 "gen_ai.system" = model.system(),
@@ -156,6 +166,7 @@ pub async fn complete_traced(
         }
         Err(err) => {
             span.record("error.type", err.outcome());
+            span.record("otel.status_code", "ERROR");
             tracing::warn!(
                 "gen_ai.system" = model.system(),
                 "gen_ai.request.model" = model.model(),

@@ -403,9 +403,34 @@ impl JobHandler for Pipeline {
                 return Ok(());
             }
         };
-        let span = tracing::info_span!("job", job_id = %job.id, book_id = %job.book_id, attempt = job.attempts);
+        let span = job_span(&job);
         self.handle_claimed(job).instrument(span).await
     }
+}
+
+/// The span of one attempt at a job: a child of the uploading request's span when the job
+/// carries its trace context, so the request's trace shows the work it caused, retries and
+/// requeues included. Its fields (`job_id`, `book_id`, `trace_id`) reach every log line of the
+/// attempt.
+fn job_span(job: &job::Model) -> tracing::Span {
+    let span = tracing::info_span!(
+        "job",
+        otel.name = "job ingest",
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        job_id = %job.id,
+        book_id = %job.book_id,
+        attempt = job.attempts,
+        outcome = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(stored) = job.trace_context.as_deref() {
+        crate::trace_context::continue_stored(&span, stored);
+    }
+    if let Some(trace_id) = crate::trace_context::trace_id(&span) {
+        span.record("trace_id", trace_id);
+    }
+    span
 }
 
 impl Pipeline {
@@ -431,6 +456,11 @@ impl Pipeline {
             },
         };
         let state = jobs.finish(&job, worker_id, outcome.clone()).await?;
+        let span = tracing::Span::current();
+        span.record("outcome", state.as_str());
+        if matches!(state, JobState::Failed | JobState::Dead) {
+            span.record("otel.status_code", "ERROR");
+        }
         crate::metrics::job_finished(state);
         if state == JobState::Succeeded {
             crate::metrics::book_ingested();
@@ -454,10 +484,11 @@ impl Pipeline {
     }
 }
 
-/// Times the stages of one job attempt for `hbi_job_stage_duration_seconds`: a stage lasts
-/// from its [`start`] to the next stage's, or to the end of the attempt (a failed or
-/// cancelled stage included). The clock is local to the attempt's task, so the stages of
-/// `run` need no bookkeeping of their own.
+/// Times the stages of one job attempt for `hbi_job_stage_duration_seconds`, and gives each a
+/// `stage` span (a child of the job's span) over the same time: a stage lasts from its
+/// [`start`] to the next stage's, or to the end of the attempt (a failed or cancelled stage
+/// included). The clock is local to the attempt's task, so the stages of `run` need no
+/// bookkeeping of their own.
 mod stage_clock {
     use std::cell::RefCell;
     use std::future::Future;
@@ -465,14 +496,22 @@ mod stage_clock {
 
     use crate::domain::Stage;
 
+    /// A running stage; dropping its span ends the span.
+    type Running = (Stage, Instant, tracing::Span);
+
     tokio::task_local! {
-        static CURRENT: RefCell<Option<(Stage, Instant)>>;
+        static CURRENT: RefCell<Option<Running>>;
     }
 
     /// Ends the running stage, if any, and starts `stage`.
     pub(super) fn start(stage: Stage) {
         // Outside `timed` (no attempt being timed) there is nothing to record.
-        let _ = CURRENT.try_with(|current| stop(current.replace(Some((stage, Instant::now())))));
+        let _ = CURRENT.try_with(|current| {
+            // The previous stage ends before the next one's span opens.
+            stop(current.take());
+            let span = tracing::info_span!("stage", otel.name = %format!("stage {stage}"), stage = %stage);
+            *current.borrow_mut() = Some((stage, Instant::now(), span));
+        });
     }
 
     /// Runs one attempt with a fresh clock and records its last stage when it ends.
@@ -486,8 +525,8 @@ mod stage_clock {
             .await
     }
 
-    fn stop(running: Option<(Stage, Instant)>) {
-        if let Some((stage, started)) = running {
+    fn stop(running: Option<Running>) {
+        if let Some((stage, started, _span)) = running {
             crate::metrics::stage_duration(stage, started.elapsed().as_secs_f64());
         }
     }
