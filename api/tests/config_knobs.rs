@@ -34,7 +34,7 @@ fn defaults() -> Value {
         "temperature": 0.1,
         "enable_fallback": true,
         "keyword_weight": 1.0,
-        "semantic_weight": 1.0,
+        "semantic_weight": 0.5,
         "index_boost_weight": 1.0,
         "rrf_k": 60,
         "min_text_coverage": 0.9,

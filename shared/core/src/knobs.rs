@@ -45,7 +45,9 @@ pub struct Knobs {
     pub enable_fallback: bool,
     /// Weight of the keyword (full-text) ranking in hybrid search.
     pub keyword_weight: f64,
-    /// Weight of the semantic (vector) ranking in hybrid search.
+    /// Weight of the semantic (vector) ranking in hybrid search. Half the keyword weight by
+    /// default: chosen by `scripts/evaluate_search.py` (BENCHMARKS.md), where equal weights let
+    /// pages both lists merely agree on (a printed contents page) outrank keyword's best page.
     pub semantic_weight: f64,
     /// Weight of the back-of-book index-term boost in hybrid search.
     pub index_boost_weight: f64,
@@ -70,7 +72,7 @@ impl Default for Knobs {
             temperature: 0.1,
             enable_fallback: true,
             keyword_weight: 1.0,
-            semantic_weight: 1.0,
+            semantic_weight: 0.5,
             index_boost_weight: 1.0,
             rrf_k: 60,
             min_text_coverage: 0.9,

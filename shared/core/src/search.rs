@@ -55,7 +55,7 @@ impl Default for FusionWeights {
     fn default() -> Self {
         Self {
             keyword: 1.0,
-            semantic: 1.0,
+            semantic: 0.5,
             index_boost: 1.0,
             rrf_k: 60.0,
         }
