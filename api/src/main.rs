@@ -134,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
+            hbi_shared::access::prepare(&settings, &backends.api_keys).await?;
             let state = AppState::new(backends.clone(), settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "serve");
@@ -149,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Api(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
+            hbi_shared::access::prepare(&settings, &backends.api_keys).await?;
             let state = AppState::new(backends, settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "api");

@@ -9,6 +9,7 @@ mod m20261123_000002_postgres_text;
 mod m20261124_000001_graph_lookups;
 mod m20261125_000001_chunk_labels;
 mod m20261125_000002_quality_detail;
+mod m20261126_000001_api_keys;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_graph_lookups::Migration),
             Box::new(m20261125_000001_chunk_labels::Migration),
             Box::new(m20261125_000002_quality_detail::Migration),
+            Box::new(m20261126_000001_api_keys::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend};
 
+use crate::access::ApiKeyStore;
 use crate::answer::{KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
@@ -31,6 +32,8 @@ pub struct Backends {
     pub text: Arc<dyn TextIndex>,
     /// The live knobs, shared by every replica through the database.
     pub knobs: KnobStore,
+    /// API keys (hashed), shared by every replica through the database.
+    pub api_keys: ApiKeyStore,
     /// What POST /query retrieves its passages with.
     pub retriever: Arc<dyn Retriever>,
     /// The language model of POST /query; `None` when `llm.base_url` is empty.
@@ -147,6 +150,7 @@ impl Backends {
             embedder,
             graph: open_graph(settings, &db)?,
             knobs: KnobStore::new(db.clone()),
+            api_keys: ApiKeyStore::new(db.clone()),
             retriever: Arc::new(KeywordChunkRetriever::new(text.clone(), Catalog::new(db.clone()))),
             llm,
             catalog: Catalog::new(db.clone()),
