@@ -10,7 +10,9 @@ GET /search in every mode and reports recall@10 and MRR per mode:
   up to the next entry at the same or a higher level) are relevant; with and without the
   boost.
 
-Each query is restricted to its own book. Standard library only.
+Each query is restricted to its own book. Standard library only. The API key (write scope
+or more) comes from --api-key, else HBI_API_KEY, else the file the first start of `hbi serve`
+writes (./data/admin-api-key). Answers 429 (rate limit) are waited out as Retry-After says.
 
     scripts/evaluate_search.py --base http://127.0.0.1:8000 --corpus ../shared/corpus
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -29,14 +32,34 @@ from pathlib import Path
 
 K = 10
 
+# Set by main(): sent as X-API-Key with every request.
+API_KEY = ""
+
 
 def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 120):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null")
+    headers = dict(headers or {})
+    if API_KEY:
+        headers["X-API-Key"] = API_KEY
+    while True:
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            answer = json.loads(err.read() or b"null")
+            if err.code == 429:
+                time.sleep(int(err.headers.get("Retry-After") or 1))
+                continue
+            if err.code == 401:
+                sys.exit(f"{method} {url}: 401 {answer}: give an API key (--api-key or HBI_API_KEY)")
+            return err.code, answer
+
+
+def default_api_key() -> str:
+    if os.environ.get("HBI_API_KEY"):
+        return os.environ["HBI_API_KEY"]
+    generated = Path("data/admin-api-key")
+    return generated.read_text().strip() if generated.exists() else ""
 
 
 def upload(base: str, book_id: str, pdf: Path) -> dict:
@@ -155,7 +178,11 @@ def main() -> None:
     parser.add_argument("--per-book", type=int, default=150, help="queries per book and set (even sample)")
     parser.add_argument("--modes", default="keyword,semantic,hybrid")
     parser.add_argument("--books", default="", help="comma-separated corpus folders (default: all)")
+    parser.add_argument("--api-key", default=None,
+                        help="API key with the write scope (default: HBI_API_KEY, else ./data/admin-api-key)")
     args = parser.parse_args()
+    global API_KEY
+    API_KEY = args.api_key if args.api_key is not None else default_api_key()
 
     ids = ingest(args.base, args.corpus, {b for b in args.books.split(",") if b})
     modes = args.modes.split(",")

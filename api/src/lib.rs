@@ -1,6 +1,7 @@
 //! HBI's HTTP API (poem + poem-openapi): routes, OpenAPI document, Swagger UI and ReDoc,
 //! all served from this binary (no CDN), and the `Application` that binds them to a port.
 
+pub mod access;
 pub mod error;
 pub mod routes;
 pub mod telemetry;
@@ -21,6 +22,7 @@ use tracing::Instrument;
 use routes::books::BooksApi;
 use routes::config::ConfigApi;
 use routes::jobs::{DlqApi, JobsApi};
+use routes::keys::KeysApi;
 use routes::query::QueryApi;
 use routes::search::SearchApi;
 use routes::system::SystemApi;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub started: Instant,
     pub searcher: Arc<Searcher>,
+    /// API keys, scopes and rate limits of the HTTP surface.
+    pub access: Arc<access::AccessControl>,
 }
 
 impl AppState {
@@ -40,11 +44,13 @@ impl AppState {
             Arc::new(VectorSemantic::new(embedder, backends.vectors.clone())) as Arc<dyn SemanticSearch>
         });
         let searcher = Arc::new(Searcher::new(backends.clone(), semantic));
+        let access = Arc::new(access::AccessControl::new(&settings, backends.api_keys.clone()));
         Self {
             backends,
             settings,
             started: Instant::now(),
             searcher,
+            access,
         }
     }
 }
@@ -52,42 +58,92 @@ impl AppState {
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
-type Apis = (SystemApi, BooksApi, SearchApi, QueryApi, JobsApi, DlqApi, ConfigApi);
+type Apis = (
+    SystemApi,
+    BooksApi,
+    SearchApi,
+    QueryApi,
+    JobsApi,
+    DlqApi,
+    ConfigApi,
+    KeysApi,
+);
 
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (SystemApi, BooksApi, SearchApi, QueryApi, JobsApi, DlqApi, ConfigApi),
+        (
+            SystemApi, BooksApi, SearchApi, QueryApi, JobsApi, DlqApi, ConfigApi, KeysApi,
+        ),
         "HBI: Hybrid Book Index",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Turns books into a searchable, navigable knowledge base: upload a PDF, follow its job, \
              then read its table of contents, back-of-book index and pages, search them, and ask \
-             questions answered from the books with cited pages.",
+             questions answered from the books with cited pages.\n\n\
+             **Authentication.** Every operation but health, metrics and these documents needs an \
+             API key, sent as `X-API-Key: <key>` or `Authorization: Bearer <key>` (here: the \
+             Authorize button). Scopes: `read` (GET), `write` (new books, uploads, job cancel and \
+             retry, questions) and `admin` (configuration, dead-letter queue, deletions, API keys); \
+             admin implies write implies read. Missing or unknown key: 401; a key without the \
+             scope: 403; too many requests: 429 with `Retry-After`.",
     )
 }
 
+/// The OpenAPI document served at /openapi.json and shown by /docs and /redoc:
+/// poem-openapi's, with the security that `access::guard` enforces.
+pub fn openapi_document() -> String {
+    let generated = openapi_service().spec();
+    let Ok(mut spec) = serde_json::from_str::<serde_json::Value>(&generated) else {
+        return generated;
+    };
+    access::document_security(&mut spec);
+    serde_json::to_string_pretty(&spec).unwrap_or(generated)
+}
+
 /// The whole HTTP surface: the API (with /metrics), /openapi.json, /docs (Swagger UI) and
-/// /redoc, every request counted in the HTTP metrics and traced.
+/// /redoc, every request counted in the HTTP metrics and traced. From the outside in:
+/// request ids, spans and metrics, FastAPI-shaped errors, CORS, API keys and rate limits,
+/// the body limit.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
     let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
     let templates = Arc::new(route_templates());
+    let access = state.access.clone();
+    let cors = access::cors(&state.settings.server.cors_origins);
+    let with_cors = cors.is_some();
     surface()
         .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
         .data(state)
+        .around(move |endpoint, request| access::guard(endpoint, request, access.clone()))
+        .with_if(with_cors, cors.unwrap_or_default())
+        .around(access::same_origin_is_not_cors)
         .around(move |endpoint, request| observe(endpoint, request, templates.clone()))
 }
 
 /// The routes of [`routes`], without state or middleware.
 fn surface() -> Route {
     let api = openapi_service();
-    let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
-    let redoc = offline_html(&api.redoc_html());
+    let generated = api.spec();
+    let document = openapi_document();
+    // Both pages embed the document: put in the one with the security schemes, so that
+    // Swagger UI shows its Authorize button.
+    let swagger = api.swagger_ui_html().replacen(&generated, &document, 1);
+    let redoc = offline_html(&api.redoc_html().replacen(&generated, &document, 1));
     Route::new()
         .nest("/", api)
-        .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .at(
+            "/openapi.json",
+            poem::get(poem::endpoint::make_sync(move |_| {
+                document.clone().with_content_type("application/json; charset=utf-8")
+            })),
+        )
+        .nest(
+            "/docs",
+            Route::new().at(
+                "/",
+                poem::get(poem::endpoint::make_sync(move |_| poem::web::Html(swagger.clone()))),
+            ),
+        )
         .at(
             "/redoc",
             poem::get(poem::endpoint::make_sync(move |_| poem::web::Html(redoc.clone()))),
@@ -201,12 +257,20 @@ async fn observe<E: poem::Endpoint>(
             }
             Err(err) => {
                 let pattern = err.data::<PathPattern>().cloned();
+                if err.is::<poem::error::CorsError>() {
+                    hbi_shared::metrics::request_rejected(hbi_shared::metrics::Rejection::OriginNotAllowed);
+                }
                 (error::to_fastapi_shape(err).await, pattern)
             }
         }
     }
     .instrument(span.clone())
     .await;
+    // Both ways to refuse a large body end here: the declared length, and the upload
+    // handler counting a body without one.
+    if response.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
+        hbi_shared::metrics::request_rejected(hbi_shared::metrics::Rejection::BodyTooLarge);
+    }
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
     telemetry::finish_request_span(&span, status);

@@ -150,6 +150,7 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
         }
         Command::Serve(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
+            hbi_shared::access::prepare(&settings, &backends.api_keys).await?;
             let state = AppState::new(backends.clone(), settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "serve");
@@ -165,6 +166,7 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
         }
         Command::Api(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
+            hbi_shared::access::prepare(&settings, &backends.api_keys).await?;
             let state = AppState::new(backends, settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "api");

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, corpus_pdf};
+use common::{TEST_ADMIN_KEY, TestServer, corpus_pdf};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -44,8 +44,8 @@ async fn bad_files_are_refused_clearly_and_the_server_goes_on() {
     let answer = raw_request(
         &server,
         &format!(
-            "POST /books/{book}/upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
-             Content-Length: 10000000000\r\n\r\n--b\r\n"
+            "POST /books/{book}/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: {TEST_ADMIN_KEY}\r\n\
+             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10000000000\r\n\r\n--b\r\n"
         ),
     );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");

@@ -36,7 +36,15 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/query"),
     ("get", "/config"),
     ("put", "/config"),
+    ("post", "/keys"),
+    ("get", "/keys"),
+    ("delete", "/keys/{key_id}"),
 ];
+
+/// Operations anyone may call, without an API key.
+fn is_open(path: &str) -> bool {
+    path.starts_with("/health") || path == "/metrics"
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_document_is_valid_and_complete() {
@@ -73,6 +81,43 @@ async fn openapi_document_is_valid_and_complete() {
             assert!(responses.contains_key("404"), "{method} {path} documents 404");
         }
     }
+    // Security: the two ways to send a key, required by every operation but the open ones,
+    // each with its refusals documented.
+    let schemes = &spec["components"]["securitySchemes"];
+    assert_eq!(schemes["ApiKeyHeader"]["type"], "apiKey");
+    assert_eq!(schemes["ApiKeyHeader"]["in"], "header");
+    assert_eq!(schemes["ApiKeyHeader"]["name"], "X-API-Key");
+    assert_eq!(schemes["BearerToken"]["scheme"], "bearer");
+    for (method, path) in ROUTES {
+        let operation = &spec["paths"][path][method];
+        let responses = &operation["responses"];
+        if is_open(path) {
+            assert!(operation.get("security").is_none(), "{method} {path} is open");
+            assert!(responses.get("401").is_none(), "{method} {path} is open");
+            continue;
+        }
+        assert_eq!(
+            operation["security"],
+            serde_json::json!([{"ApiKeyHeader": []}, {"BearerToken": []}]),
+            "{method} {path} needs a key"
+        );
+        assert!(responses["401"].is_object(), "{method} {path} documents 401");
+        assert!(
+            responses["429"]["headers"]["Retry-After"].is_object(),
+            "{method} {path} documents 429"
+        );
+        let scope_needed = operation["description"].as_str().unwrap_or_default();
+        assert!(
+            scope_needed.contains("Needs an API key"),
+            "{method} {path}: {scope_needed}"
+        );
+        assert_eq!(
+            responses.get("403").is_some(),
+            *method != "get" || path.starts_with("/config") || path.starts_with("/dlq") || path.starts_with("/keys"),
+            "{method} {path} documents 403 exactly when a read key is not enough"
+        );
+    }
+
     let documented: usize = spec["paths"]
         .as_object()
         .expect("paths")
@@ -181,6 +226,10 @@ async fn swagger_ui_and_redoc_render_every_operation_offline() {
     }
 
     let swagger = render_offline(&server.url("/docs"));
+    assert!(
+        swagger.contains("btn authorize"),
+        "Swagger UI offers its Authorize button"
+    );
     for (tag, operation_id) in &operations {
         let id = format!("id=\"operations-{tag}-{operation_id}\"");
         assert!(swagger.contains(&id), "Swagger UI rendered {operation_id} ({id})");

@@ -10,6 +10,7 @@ mod m20261124_000001_graph_lookups;
 mod m20261125_000001_chunk_labels;
 mod m20261125_000002_quality_detail;
 mod m20261126_000001_job_trace_context;
+mod m20261126_000002_api_keys;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_chunk_labels::Migration),
             Box::new(m20261125_000002_quality_detail::Migration),
             Box::new(m20261126_000001_job_trace_context::Migration),
+            Box::new(m20261126_000002_api_keys::Migration),
         ]
     }
 }

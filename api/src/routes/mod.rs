@@ -4,6 +4,7 @@
 pub mod books;
 pub mod config;
 pub mod jobs;
+pub mod keys;
 pub mod query;
 pub mod search;
 pub mod system;
@@ -24,4 +25,6 @@ pub enum ApiTags {
     Config,
     /// Health, readiness, counts and metrics
     System,
+    /// API keys: make, list and revoke them (admin scope)
+    Keys,
 }

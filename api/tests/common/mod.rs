@@ -100,6 +100,32 @@ pub async fn serve_in_test(app: impl poem::Endpoint + 'static) -> std::net::Sock
     address
 }
 
+/// The admin key every test server accepts (`HBI_BOOTSTRAP_API_KEY`) and its client sends,
+/// unless the test gives `HBI_BOOTSTRAP_API_KEY` itself (empty: none).
+pub const TEST_ADMIN_KEY: &str = "hbi-test-bootstrap-admin-key-5f1c9a";
+
+/// A client that sends no API key, to test what callers without one get.
+pub fn client_without_key() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client")
+}
+
+/// A client that sends `key` as `X-API-Key` on every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(key).expect("an API key is a header value");
+    // Keeps it out of reqwest's own debug output.
+    value.set_sensitive(true);
+    headers.insert("x-api-key", value);
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
@@ -112,7 +138,10 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// Sends [`TEST_ADMIN_KEY`] (or the test's own bootstrap key) on every request.
     pub client: reqwest::Client,
+    /// The admin key `client` sends, if any.
+    pub admin_key: Option<String>,
 }
 
 impl TestServer {
@@ -149,6 +178,10 @@ impl TestServer {
             // Embedding every chunk of every test book would dominate the suite's time: the
             // tests of semantic search turn the model on themselves.
             .env("HBI__EMBEDDINGS__PROVIDER", "none")
+            .env("HBI_BOOTSTRAP_API_KEY", TEST_ADMIN_KEY)
+            // Tests poll jobs several times a second: only the rate-limit tests set limits.
+            .env("HBI__RATE_LIMIT__REQUESTS_PER_MINUTE", "0")
+            .env("HBI__RATE_LIMIT__UPLOADS_PER_MINUTE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -160,6 +193,12 @@ impl TestServer {
         for (key, value) in env {
             command.env(key, value);
         }
+        let admin_key = env
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == "HBI_BOOTSTRAP_API_KEY")
+            .map_or(TEST_ADMIN_KEY, |(_, value)| *value);
+        let admin_key = (!admin_key.is_empty()).then(|| admin_key.to_owned());
         let mut child = command.spawn().expect("start hbi");
         let stdout = child.stdout.take().expect("stdout");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -206,10 +245,8 @@ impl TestServer {
             data_dir: data_dir.to_path_buf(),
             _temp: None,
             logs,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .expect("client"),
+            client: admin_key.as_deref().map_or_else(client_without_key, client_with_key),
+            admin_key,
         }
     }
 

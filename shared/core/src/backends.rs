@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend};
 
+use crate::access::ApiKeyStore;
 use crate::answer::{HybridChunkRetriever, KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
@@ -32,6 +33,8 @@ pub struct Backends {
     pub text: Arc<dyn TextIndex>,
     /// The live knobs, shared by every replica through the database.
     pub knobs: KnobStore,
+    /// API keys (hashed), shared by every replica through the database.
+    pub api_keys: ApiKeyStore,
     /// What POST /query retrieves its passages with.
     pub retriever: Arc<dyn Retriever>,
     /// The language model of POST /query; `None` when `llm.base_url` is empty.
@@ -169,6 +172,7 @@ impl Backends {
             embedder,
             graph: open_graph(settings, &db)?,
             knobs,
+            api_keys: ApiKeyStore::new(db.clone()),
             retriever,
             llm,
             catalog: Catalog::new(db.clone()),

@@ -28,6 +28,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub embeddings: crate::embeddings::EmbeddingSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +38,10 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     /// Where `hbi worker` serves /health and /metrics.
     pub worker_bind: SocketAddr,
+    /// Web origins (`https://app.example.com`) whose pages may call the API from a browser;
+    /// `*` for any. Empty: none but the API's own (Swagger UI, ReDoc).
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +183,43 @@ pub struct VectorSettings {
     pub hnsw_ef_search: usize,
 }
 
+/// Who may call the API (`crate::access`).
+#[derive(Clone, Deserialize)]
+pub struct AuthSettings {
+    /// When false, every endpoint is open: for local use only, so it is refused unless
+    /// `server.bind` is a loopback address.
+    pub enabled: bool,
+    /// An admin key accepted by every replica without being stored; `HBI_BOOTSTRAP_API_KEY`.
+    #[serde(default)]
+    pub bootstrap_api_key: String,
+}
+
+/// The bootstrap key never reaches a log.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("enabled", &self.enabled)
+            .field(
+                "bootstrap_api_key",
+                &if self.bootstrap_api_key.is_empty() { "" } else { "***" },
+            )
+            .finish()
+    }
+}
+
+/// The least length of `HBI_BOOTSTRAP_API_KEY`: anything shorter is guessable.
+pub const MIN_BOOTSTRAP_KEY_CHARS: usize = 16;
+
+/// Requests allowed per client (an API key, or an IP address without one) and minute.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// Every request but health, metrics and the API documents; 0: no limit.
+    pub requests_per_minute: u32,
+    /// Uploads (`POST /books/{id}/upload`), counted besides `requests_per_minute`; 0: no
+    /// separate limit.
+    pub uploads_per_minute: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     /// `json` (default, for machines) or `pretty` (for people at a terminal).
@@ -259,7 +302,10 @@ impl Settings {
                 config::Environment::with_prefix("HBI")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    // HBI__SERVER__CORS_ORIGINS=https://a.example,https://b.example
+                    .list_separator(",")
+                    .with_list_parse_key("server.cors_origins"),
             );
         // The conventional variables of the original HBI and of most hosting platforms.
         if let Some(url) = non_empty_env("DATABASE_URL") {
@@ -290,6 +336,7 @@ impl Settings {
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "telemetry.otlp_traces_endpoint"),
             ("OTEL_SERVICE_NAME", "telemetry.service_name"),
             ("LOKI_URL", "telemetry.loki_url"),
+            ("HBI_BOOTSTRAP_API_KEY", "auth.bootstrap_api_key"),
         ] {
             if let Some(value) = non_empty_env(variable) {
                 builder = builder.set_override(key, value)?;
@@ -303,6 +350,13 @@ impl Settings {
             builder = builder.set_override("storage.data_dir", dir.to_string_lossy().into_owned())?;
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.server.cors_origins = settings
+            .server
+            .cors_origins
+            .iter()
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
         if settings.llm.base_url.trim().is_empty() && !settings.llm.api_key.trim().is_empty() {
             settings.llm.base_url = OPENAI_BASE_URL.to_owned();
         }
@@ -415,6 +469,39 @@ impl Settings {
         if let Some((key, problem)) = self.embeddings.problem() {
             return invalid(key, problem);
         }
+        self.validate_access()
+    }
+
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        if !self.auth.enabled && !self.server.bind.ip().is_loopback() {
+            return invalid(
+                "auth.enabled",
+                format!(
+                    "may be false only for local use, with server.bind on a loopback address (not {})",
+                    self.server.bind
+                ),
+            );
+        }
+        let bootstrap = &self.auth.bootstrap_api_key;
+        if !bootstrap.is_empty()
+            && (bootstrap.chars().count() < MIN_BOOTSTRAP_KEY_CHARS || !bootstrap.chars().all(|c| c.is_ascii_graphic()))
+        {
+            return invalid(
+                "auth.bootstrap_api_key",
+                format!(
+                    "HBI_BOOTSTRAP_API_KEY must be at least {MIN_BOOTSTRAP_KEY_CHARS} printable ASCII characters without spaces"
+                ),
+            );
+        }
+        for origin in &self.server.cors_origins {
+            if !is_web_origin(origin) {
+                return invalid(
+                    "server.cors_origins",
+                    format!("`{origin}` is not an origin like https://app.example.com (scheme and host, no path) or *"),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -452,6 +539,20 @@ impl Settings {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs_f64(self.worker.shutdown_grace_secs)
     }
+}
+
+/// `*`, or `http(s)://host[:port]` without a path: what a browser sends as `Origin`.
+fn is_web_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !authority.is_empty()
+        && authority.chars().all(|c| c.is_ascii_graphic())
+        && !authority.contains(['/', '?', '#', '@', ' '])
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
@@ -530,6 +631,41 @@ mod tests {
         settings.telemetry.loki_url = "loki:3100".to_owned();
         let error = settings.validate().expect_err("a scheme is needed").to_string();
         assert!(error.contains("telemetry.loki_url"), "{error}");
+    }
+
+    #[test]
+    fn access_settings_are_checked_and_the_bootstrap_key_hidden() {
+        let mut settings =
+            Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
+        assert!(settings.auth.enabled, "authentication is on by default");
+        assert_eq!(settings.rate_limit.requests_per_minute, 100);
+        settings.auth.enabled = false;
+        assert!(settings.validate().is_ok(), "off is allowed on 127.0.0.1");
+        settings.server.bind = "0.0.0.0:8000".parse().expect("address");
+        let error = settings.validate().expect_err("off on every interface").to_string();
+        assert!(error.contains("auth.enabled"), "{error}");
+        settings.auth.enabled = true;
+        assert!(settings.validate().is_ok());
+
+        settings.auth.bootstrap_api_key = "short".to_owned();
+        let error = settings.validate().expect_err("too short").to_string();
+        assert!(
+            error.contains("HBI_BOOTSTRAP_API_KEY") && !error.contains("short\""),
+            "{error}"
+        );
+        settings.auth.bootstrap_api_key = "a-long-enough-bootstrap-key".to_owned();
+        assert!(settings.validate().is_ok());
+        assert!(!format!("{settings:?}").contains("a-long-enough-bootstrap-key"));
+
+        for good in ["https://app.example.com", "http://localhost:3000", "*"] {
+            settings.server.cors_origins = vec![good.to_owned()];
+            assert!(settings.validate().is_ok(), "{good}");
+        }
+        for bad in ["app.example.com", "https://app.example.com/path", "ftp://x", "https://"] {
+            settings.server.cors_origins = vec![bad.to_owned()];
+            let error = settings.validate().expect_err(bad).to_string();
+            assert!(error.contains("server.cors_origins"), "{error}");
+        }
     }
 
     #[test]

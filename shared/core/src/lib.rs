@@ -1,6 +1,7 @@
 //! HBI's shared core: domain types, configuration, the book pipeline, job handling and one
 //! module per storage backend behind small traits. Nothing here knows about HTTP.
 
+pub mod access;
 pub mod answer;
 pub mod backends;
 pub mod blobs;

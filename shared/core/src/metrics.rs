@@ -2,13 +2,14 @@
 //! typed helpers to record them and [`render`] for `GET /metrics`.
 //!
 //! Names are those of ../shared/SPEC.md section 4, plus `hbi_books_needing_review` and
-//! `hbi_index_locator_support_ratio` for the Quality dashboard. One registry per process:
+//! `hbi_index_locator_support_ratio` for the Quality dashboard and `hbi_http_rejected_total`
+//! (requests refused by authentication, rate limits, size or CORS). One registry per process:
 //! `hbi serve` exports API and worker metrics together, `hbi api` and `hbi worker` each
 //! their own (a worker on `server.worker_bind`).
 //!
 //! Labels are bounded: a route is its template (`/books/{book_id}/toc`), never a raw path;
 //! no id, title or query is ever a label value. Label sets that form a closed list (job
-//! outcomes, pipeline stages, search modes, token kinds) are created at start with zero
+//! outcomes, pipeline stages, search modes, token kinds, refusal reasons) are created at start with zero
 //! values, so their first increment is seen by `rate()` and `increase()` like any other.
 //! Families whose label values are open (HTTP routes, LLM providers, quality gates) have no
 //! series until the first event; their `# HELP` and `# TYPE` lines are written anyway.
@@ -54,6 +55,46 @@ pub const SEARCH_MODES: &[&str] = &["keyword", "semantic", "hybrid"];
 /// The `route` label of a request that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// Why the API refused a request before (or instead of) its handler: the closed label set
+/// of `hbi_http_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// No API key on an endpoint that needs one (401).
+    MissingKey,
+    /// A key no live key matches (401).
+    InvalidKey,
+    /// A valid key without the scope the endpoint needs (403).
+    InsufficientScope,
+    /// Over the client's requests or uploads per minute (429).
+    RateLimited,
+    /// A body over the upload limit (413).
+    BodyTooLarge,
+    /// A browser request from an origin not in `server.cors_origins` (403).
+    OriginNotAllowed,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 6] = [
+        Rejection::MissingKey,
+        Rejection::InvalidKey,
+        Rejection::InsufficientScope,
+        Rejection::RateLimited,
+        Rejection::BodyTooLarge,
+        Rejection::OriginNotAllowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::MissingKey => "missing_key",
+            Rejection::InvalidKey => "invalid_key",
+            Rejection::InsufficientScope => "insufficient_scope",
+            Rejection::RateLimited => "rate_limited",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::OriginNotAllowed => "origin_not_allowed",
+        }
+    }
+}
+
 /// A metric family as written in `# HELP` and `# TYPE`.
 struct Family {
     name: String,
@@ -66,6 +107,7 @@ struct Metrics {
     families: Vec<Family>,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
+    http_rejected: IntCounterVec,
     jobs: IntCounterVec,
     stage_duration: HistogramVec,
     queue_depth: IntGauge,
@@ -155,6 +197,11 @@ impl Metrics {
                 "HTTP request duration in seconds, by method and route template.",
                 &["method", "route"],
                 HTTP_BUCKETS,
+            )?,
+            http_rejected: b.counter_vec(
+                "hbi_http_rejected_total",
+                "HTTP requests refused before their handler, by reason: missing_key, invalid_key, insufficient_scope, rate_limited, body_too_large, origin_not_allowed.",
+                &["reason"],
             )?,
             jobs: b.counter_vec(
                 "hbi_jobs_total",
@@ -255,6 +302,9 @@ impl Metrics {
         for mode in SEARCH_MODES {
             metrics.search_duration.with_label_values(&[mode]);
         }
+        for reason in Rejection::ALL {
+            metrics.http_rejected.with_label_values(&[reason.as_str()]);
+        }
         for kind in ["input", "output"] {
             metrics.llm_tokens.with_label_values(&[kind]);
         }
@@ -269,6 +319,11 @@ impl Metrics {
 
 static METRICS: LazyLock<Metrics> =
     LazyLock::new(|| Metrics::new().expect("the metric definitions above are valid (unit-tested)"));
+
+/// One HTTP request refused before its handler (it is also counted by [`record_http`]).
+pub fn request_rejected(reason: Rejection) {
+    METRICS.http_rejected.with_label_values(&[reason.as_str()]).inc();
+}
 
 /// One HTTP request answered. `route` must be the route template or [`UNMATCHED_ROUTE`].
 pub fn record_http(method: &str, route: &str, status: u16, seconds: f64) {
@@ -439,13 +494,14 @@ mod tests {
             "hbi_worker_queue_depth",
             "hbi_books_needing_review",
             "hbi_index_locator_support_ratio",
+            "hbi_http_rejected_total",
         ] {
             assert!(names.contains(name), "{name} is defined");
         }
         assert_eq!(
             names.len(),
-            20,
-            "only the names of SPEC section 4 and the two quality gauges"
+            21,
+            "only the names of SPEC section 4, the two quality gauges and the refusals"
         );
 
         let text = encode()?;
@@ -478,6 +534,12 @@ mod tests {
         );
         for mode in SEARCH_MODES {
             assert!(has(&format!("hbi_search_duration_seconds_count{{mode=\"{mode}\"}}")));
+        }
+        for reason in Rejection::ALL {
+            assert!(has(&format!(
+                "hbi_http_rejected_total{{reason=\"{}\"}}",
+                reason.as_str()
+            )));
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hbi_extraction::{Extraction, PageText, TocEntry, TocSource};
 use hbi_migrations::{Migrator, MigratorTrait};
 use hbi_shared::Backends;
+use hbi_shared::access::{Authenticator, RevokeOutcome, Scope, admin_key_path};
 use hbi_shared::chunking::ChunkSizes;
 use hbi_shared::config::{Overrides, Settings};
 use hbi_shared::domain::{BookStatus, ContentHash, JobState};
@@ -27,6 +28,8 @@ fn settings(database_url: &str, data_dir: &Path) -> anyhow::Result<Settings> {
     settings.database.url = database_url.to_owned();
     // Local blobs: this test is about the database.
     settings.blobs.s3_endpoint.clear();
+    // The first-start admin key is tested here: not one from the caller's environment.
+    settings.auth.bootstrap_api_key.clear();
     Ok(settings)
 }
 
@@ -297,6 +300,26 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     assert_eq!(backends.text.page_count(&book.id).await?, 3);
     let hits = backends.text.search_pages(Some(&book.id), "Page 2 directed", 5).await?;
     assert_eq!(hits.first().map(|hit| hit.page), Some(2), "{hits:?}");
+
+    // API keys: found by hash until revoked; the first start of an instance without an
+    // admin key makes one and writes it to a file only its owner can read.
+    let keys = &backends.api_keys;
+    let (key, secret) = keys.create("ci", Scope::Read).await?;
+    let authenticator = Authenticator::new(keys.clone(), "");
+    let principal = authenticator.authenticate(secret.expose()).await?;
+    assert_eq!(
+        principal.map(|p| (p.key_id, p.scope)),
+        Some((key.id.clone(), Scope::Read))
+    );
+    assert!(!keys.has_live_admin().await?);
+    let written = hbi_shared::access::prepare(&settings, keys).await?;
+    assert_eq!(written.as_deref(), Some(admin_key_path(data_dir.path()).as_path()));
+    let admin_key = std::fs::read_to_string(admin_key_path(data_dir.path()))?;
+    let admin = authenticator.authenticate(admin_key.trim()).await?;
+    assert_eq!(admin.map(|p| p.scope), Some(Scope::Admin));
+    assert_eq!(hbi_shared::access::prepare(&settings, keys).await?, None, "made once");
+    assert_eq!(keys.revoke(&key.id).await?, RevokeOutcome::Revoked);
+    assert!(authenticator.authenticate(secret.expose()).await?.is_none());
 
     // Deleting the book removes its rows from every store.
     backends.text.delete_book(&book.id).await?;

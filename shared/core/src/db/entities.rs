@@ -306,3 +306,29 @@ pub mod index_locator {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod api_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        /// `read`, `write` or `admin`.
+        pub scope: String,
+        /// SHA-256 of the whole key, lower-case hex; the key itself is never stored.
+        pub key_hash: String,
+        /// The key's first characters, to tell keys apart in lists (not enough to use it).
+        pub prefix: String,
+        pub created_at: DateTimeUtc,
+        pub last_used_at: Option<DateTimeUtc>,
+        pub revoked_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,388 @@
+//! Access to the API over HTTP: which endpoint needs which scope, the API key of a request
+//! (`X-API-Key: <key>` or `Authorization: Bearer <key>`), rate limits, CORS, and the
+//! security part of the OpenAPI document. Keys, scopes and counting are
+//! `hbi_shared::access`'s; the answers here are FastAPI's: 401 and 403 with a `detail`,
+//! and 429 with `Retry-After` and `{"error": "RATE_LIMITED", ...}`.
+//!
+//! Open to anyone: `/health*`, `/metrics` (probes and scrapers carry no key), `/docs`,
+//! `/redoc` and `/openapi.json` (the documents are no secret, and Swagger UI must load before
+//! one can authorize in it). They are not rate limited either.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hbi_shared::Settings;
+use hbi_shared::access::{ApiKeyStore, Authenticator, Principal, RateLimitDecision, RateLimiter, Scope};
+use hbi_shared::metrics::{Rejection, request_rejected};
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::middleware::Cors;
+use poem::{Endpoint, IntoResponse, Request, Response};
+use serde_json::{Value, json};
+
+/// The header that carries an API key (the other way is `Authorization: Bearer <key>`).
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Everything a request is checked against before its handler.
+pub struct AccessControl {
+    enabled: bool,
+    authenticator: Authenticator,
+    requests: RateLimiter,
+    uploads: RateLimiter,
+}
+
+impl AccessControl {
+    pub fn new(settings: &Settings, store: ApiKeyStore) -> Self {
+        Self {
+            enabled: settings.auth.enabled,
+            authenticator: Authenticator::new(store, &settings.auth.bootstrap_api_key),
+            requests: RateLimiter::per_minute(settings.rate_limit.requests_per_minute),
+            uploads: RateLimiter::per_minute(settings.rate_limit.uploads_per_minute),
+        }
+    }
+}
+
+/// The scope an operation needs, `None` for the open ones. Decided on the path's first
+/// segment and the method alone, so that it reads the same on a raw path
+/// (`/books/0193…/upload`) and on its template (`/books/{book_id}/upload`), and the OpenAPI
+/// document (`document_security`) can never disagree with what is enforced.
+pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    if matches!(first, "health" | "metrics" | "docs" | "redoc" | "openapi.json") {
+        return None;
+    }
+    if matches!(first, "config" | "dlq" | "keys") || method == Method::DELETE {
+        return Some(Scope::Admin);
+    }
+    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        return Some(Scope::Read);
+    }
+    Some(Scope::Write)
+}
+
+/// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute`.
+fn is_upload(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    method == Method::POST && matches!(segments.as_slice(), ["books", _, "upload"])
+}
+
+/// The key a request carries: `X-API-Key` first, else a bearer token. `Some("")` for a
+/// header that is there but empty or unreadable, so that it is refused as invalid rather
+/// than taken for no key at all.
+fn presented_key(request: &Request) -> Option<&str> {
+    if let Some(value) = request.headers().get(API_KEY_HEADER) {
+        return Some(value.to_str().map(str::trim).unwrap_or_default());
+    }
+    let authorization = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The client a request is counted for: its key, or its address when it has no valid key
+/// (or authentication is off). The socket's address: `X-Forwarded-For` is not trusted, as
+/// any client can write it.
+fn client_of(key_id: Option<&str>, request: &Request) -> String {
+    match (key_id, request.remote_addr().as_socket_addr()) {
+        (Some(key_id), _) => format!("key:{key_id}"),
+        (None, Some(address)) => format!("ip:{}", address.ip()),
+        (None, None) => "ip:unknown".to_owned(),
+    }
+}
+
+/// What the key check found.
+enum Caller {
+    Known(Principal),
+    /// No key at all.
+    Anonymous,
+    /// A key no live key matches.
+    Unknown,
+}
+
+/// The middleware: authenticates, counts, authorizes, then calls the endpoint with the
+/// request's [`Principal`] among its data (handlers read it with `Data<&Principal>`).
+pub async fn guard<E: Endpoint>(
+    endpoint: Arc<E>,
+    mut request: Request,
+    access: Arc<AccessControl>,
+) -> poem::Result<Response> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let Some(needed) = required_scope(&method, &path) else {
+        return endpoint.call(request).await.map(IntoResponse::into_response);
+    };
+    let caller = if !access.enabled {
+        Caller::Known(Principal::local())
+    } else {
+        match presented_key(&request) {
+            None => Caller::Anonymous,
+            Some("") => Caller::Unknown,
+            Some(key) => match access.authenticator.authenticate(key).await {
+                Ok(Some(principal)) => Caller::Known(principal),
+                Ok(None) => Caller::Unknown,
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "cannot check an API key");
+                    return Ok(detail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot check the API key now: the database is unavailable",
+                    ));
+                }
+            },
+        }
+    };
+    // Counted before a refusal for a bad key, so that guessing keys is rate limited too.
+    let key_id = match &caller {
+        Caller::Known(principal) if access.enabled => Some(principal.key_id.as_str()),
+        _ => None,
+    };
+    let client = client_of(key_id, &request);
+    if let Some(refused) = rate_limited(&access.requests, &client, "requests") {
+        return Ok(refused);
+    }
+    if is_upload(&method, &path)
+        && let Some(refused) = rate_limited(&access.uploads, &client, "uploads")
+    {
+        return Ok(refused);
+    }
+    let principal = match caller {
+        Caller::Known(principal) => principal,
+        Caller::Anonymous => return Ok(unauthorized(Rejection::MissingKey, "Not authenticated")),
+        Caller::Unknown => return Ok(unauthorized(Rejection::InvalidKey, "Invalid API key")),
+    };
+    if !principal.scope.includes(needed) {
+        request_rejected(Rejection::InsufficientScope);
+        return Ok(detail(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "Not enough permissions: this API key has the {} scope, this operation needs {needed}",
+                principal.scope
+            ),
+        ));
+    }
+    request.extensions_mut().insert(principal);
+    endpoint.call(request).await.map(IntoResponse::into_response)
+}
+
+fn detail(status: StatusCode, message: &str) -> Response {
+    (status, poem::web::Json(json!({ "detail": message }))).into_response()
+}
+
+fn unauthorized(reason: Rejection, message: &str) -> Response {
+    request_rejected(reason);
+    let challenge = match reason {
+        Rejection::InvalidKey => "Bearer error=\"invalid_token\"",
+        _ => "Bearer",
+    };
+    let mut response = detail(StatusCode::UNAUTHORIZED, message);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    response
+}
+
+/// 429 when `client` is over `limiter`'s limit.
+fn rate_limited(limiter: &RateLimiter, client: &str, what: &str) -> Option<Response> {
+    let RateLimitDecision::Limited { retry_after } = limiter.check(client) else {
+        return None;
+    };
+    request_rejected(Rejection::RateLimited);
+    let seconds = whole_seconds(retry_after);
+    let body = json!({
+        "error": "RATE_LIMITED",
+        "detail": format!(
+            "Rate limit exceeded: {} {what} per minute; retry in {seconds} s",
+            limiter.limit()
+        ),
+        "retry_after": seconds,
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, poem::web::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    Some(response)
+}
+
+/// `Retry-After` is in whole seconds: rounded up, and at least 1.
+fn whole_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
+}
+
+/// CORS for `server.cors_origins`; `None` when it is empty (browsers then allow only the
+/// API's own pages). `*` allows any origin.
+pub fn cors(origins: &[String]) -> Option<Cors> {
+    if origins.is_empty() {
+        return None;
+    }
+    let mut cors = Cors::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .allow_header(API_KEY_HEADER)
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE])
+        .max_age(600);
+    // An empty list of origins is poem's "any origin".
+    if !origins.iter().any(|origin| origin == "*") {
+        cors = cors.allow_origins(origins.iter().map(String::as_str));
+    }
+    Some(cors)
+}
+
+/// Browsers send `Origin` on same-origin POSTs too (Swagger UI's "Try it out"): such a
+/// request is no cross-origin request, so it must not be refused for an origin missing
+/// from `server.cors_origins`. Drops `Origin` when it names the host the request went to.
+pub async fn same_origin_is_not_cors<E: Endpoint>(endpoint: Arc<E>, mut request: Request) -> poem::Result<Response> {
+    let same_origin = match (
+        request.headers().get(header::ORIGIN),
+        request.headers().get(header::HOST),
+    ) {
+        (Some(origin), Some(host)) => match (origin.to_str(), host.to_str()) {
+            (Ok(origin), Ok(host)) => origin
+                .split_once("://")
+                .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+            _ => false,
+        },
+        _ => false,
+    };
+    if same_origin {
+        request.headers_mut().remove(header::ORIGIN);
+    }
+    endpoint.call(request).await.map(IntoResponse::into_response)
+}
+
+/// Names of the two ways to send a key in the OpenAPI document (Swagger UI's Authorize).
+const SCHEME_HEADER: &str = "ApiKeyHeader";
+const SCHEME_BEARER: &str = "BearerToken";
+
+/// Adds what [`guard`] enforces to the OpenAPI document poem-openapi generates: the two
+/// security schemes, and on each operation that needs a key its security requirement, its
+/// scope in the description, and its 401, 403 and 429 answers.
+pub fn document_security(spec: &mut Value) {
+    let components = &mut spec["components"];
+    components["securitySchemes"] = json!({
+        SCHEME_HEADER: {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "An API key (`hbi_…`) in the X-API-Key header.",
+        },
+        SCHEME_BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The same API key as `Authorization: Bearer <key>`.",
+        },
+    });
+    components["schemas"]["RateLimited"] = json!({
+        "type": "object",
+        "title": "RateLimited",
+        "description": "429: too many requests from this API key (or, without one, this address).",
+        "required": ["error", "detail", "retry_after"],
+        "properties": {
+            "error": {"type": "string", "enum": ["RATE_LIMITED"]},
+            "detail": {"type": "string", "description": "What was exceeded, for a person."},
+            "retry_after": {
+                "type": "integer",
+                "format": "uint64",
+                "description": "Seconds to wait before the next request (also the Retry-After header).",
+            },
+        },
+    });
+    let error_body =
+        json!({"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}});
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, operations) in paths.iter_mut() {
+        let Some(operations) = operations.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in operations.iter_mut() {
+            let Ok(method) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let Some(scope) = required_scope(&method, path) else {
+                continue;
+            };
+            operation["security"] = json!([{ SCHEME_HEADER: [] }, { SCHEME_BEARER: [] }]);
+            let needs = match scope {
+                Scope::Read => "Needs an API key (any scope).".to_owned(),
+                Scope::Write => "Needs an API key with the `write` or `admin` scope.".to_owned(),
+                Scope::Admin => "Needs an API key with the `admin` scope.".to_owned(),
+            };
+            let description = operation["description"].as_str().unwrap_or_default().to_owned();
+            operation["description"] = Value::String(if description.is_empty() {
+                needs
+            } else {
+                format!("{description}\n\n{needs}")
+            });
+            let responses = &mut operation["responses"];
+            responses["401"] = json!({
+                "description": "No API key (`Not authenticated`), or one that is unknown or revoked (`Invalid API key`).",
+                "headers": {"WWW-Authenticate": {"required": true, "schema": {"type": "string"}}},
+                "content": error_body,
+            });
+            if scope != Scope::Read {
+                responses["403"] = json!({
+                    "description": format!("The API key lacks the `{scope}` scope."),
+                    "content": error_body,
+                });
+            }
+            responses["429"] = json!({
+                "description": "Too many requests: over `rate_limit.requests_per_minute` (or `uploads_per_minute`).",
+                "headers": {"Retry-After": {
+                    "required": true,
+                    "description": "Seconds to wait.",
+                    "schema": {"type": "integer"},
+                }},
+                "content": {"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/RateLimited"}}},
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_follow_the_method_and_the_first_segment() {
+        let scope = |method: Method, path: &str| required_scope(&method, path);
+        assert_eq!(scope(Method::GET, "/health/ready"), None);
+        assert_eq!(scope(Method::GET, "/metrics"), None);
+        assert_eq!(scope(Method::GET, "/docs/"), None);
+        assert_eq!(scope(Method::GET, "/openapi.json"), None);
+        assert_eq!(scope(Method::GET, "/books/{book_id}/toc"), Some(Scope::Read));
+        assert_eq!(scope(Method::GET, "/stats"), Some(Scope::Read));
+        assert_eq!(scope(Method::POST, "/books/"), Some(Scope::Write));
+        assert_eq!(scope(Method::POST, "/query"), Some(Scope::Write));
+        assert_eq!(scope(Method::POST, "/jobs/x/cancel"), Some(Scope::Write));
+        assert_eq!(scope(Method::DELETE, "/books/x"), Some(Scope::Admin));
+        assert_eq!(scope(Method::GET, "/config"), Some(Scope::Admin));
+        assert_eq!(scope(Method::GET, "/dlq"), Some(Scope::Admin));
+        assert_eq!(scope(Method::GET, "/keys"), Some(Scope::Admin));
+        assert_eq!(
+            scope(Method::GET, "/healthz"),
+            Some(Scope::Read),
+            "a prefix is no match"
+        );
+        assert!(is_upload(&Method::POST, "/books/0193/upload/"));
+        assert!(!is_upload(&Method::GET, "/books/0193/upload"));
+        assert!(!is_upload(&Method::POST, "/books"));
+    }
+
+    #[test]
+    fn keys_come_from_x_api_key_or_a_bearer_token() {
+        let with = |name: &str, value: &str| Request::builder().header(name, value).finish();
+        assert_eq!(presented_key(&with("X-API-Key", " hbi_1 ")), Some("hbi_1"));
+        assert_eq!(presented_key(&with("Authorization", "Bearer hbi_2")), Some("hbi_2"));
+        assert_eq!(presented_key(&with("Authorization", "bearer  hbi_3")), Some("hbi_3"));
+        assert_eq!(presented_key(&with("Authorization", "Basic dXNlcjpwYXNz")), None);
+        assert_eq!(presented_key(&with("X-API-Key", "")), Some(""));
+        assert_eq!(presented_key(&Request::builder().finish()), None);
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_to_a_second() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(59_400)), 60);
+        assert_eq!(whole_seconds(Duration::from_secs(12)), 12);
+    }
+}

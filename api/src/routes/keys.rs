@@ -1,0 +1,226 @@
+//! POST /keys, GET /keys, DELETE /keys/{key_id}: API keys, for admins
+//! (`hbi_shared::access::ApiKeyStore`). A key is shown once, when it is made; lists show
+//! its non-secret prefix only.
+
+use hbi_shared::access::{Principal, RevokeOutcome, Scope};
+use hbi_shared::db::entities::api_key;
+use hbi_shared::domain::parse_id;
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+
+use super::ApiTags;
+use crate::AppState;
+use crate::error::{ErrorDetail, internal};
+
+pub struct KeysApi;
+
+/// What a key may do; each scope includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "ApiKeyScope", rename_all = "lowercase")]
+pub enum ScopeView {
+    /// Read books, jobs, search results (GET).
+    Read,
+    /// Also add books and uploads, cancel and retry jobs, ask questions.
+    Write,
+    /// Also change the configuration, recover dead jobs, delete, manage API keys.
+    Admin,
+}
+
+impl From<ScopeView> for Scope {
+    fn from(scope: ScopeView) -> Self {
+        match scope {
+            ScopeView::Read => Scope::Read,
+            ScopeView::Write => Scope::Write,
+            ScopeView::Admin => Scope::Admin,
+        }
+    }
+}
+
+impl From<Scope> for ScopeView {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Read => ScopeView::Read,
+            Scope::Write => ScopeView::Write,
+            Scope::Admin => ScopeView::Admin,
+        }
+    }
+}
+
+/// A key to make.
+#[derive(Debug, Object)]
+#[oai(rename = "ApiKeyCreate", deny_unknown_fields)]
+pub struct KeyCreate {
+    /// What or who the key is for, to recognise it in lists (1 to 100 characters).
+    #[oai(validator(min_length = 1, max_length = 100))]
+    pub name: String,
+    pub scope: ScopeView,
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Object)]
+#[oai(rename = "ApiKey")]
+pub struct KeyView {
+    /// Use it in DELETE /keys/{key_id}.
+    pub id: String,
+    pub name: String,
+    pub scope: ScopeView,
+    /// The key's first characters, to tell keys apart (`hbi_1a2b3c4d`).
+    pub prefix: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last request made with it (to the minute), if any.
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Set once revoked: requests with it are refused.
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl KeyView {
+    fn new(key: api_key::Model) -> Self {
+        // The store writes only known scopes; an unknown one is shown as the least.
+        let scope = key.scope.parse::<Scope>().unwrap_or(Scope::Read);
+        Self {
+            id: key.id,
+            name: key.name,
+            scope: scope.into(),
+            prefix: key.prefix,
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// A key just made, with the key itself: shown this once.
+#[derive(Debug, Object)]
+#[oai(rename = "NewApiKey")]
+pub struct NewKeyView {
+    /// The key: send it as `X-API-Key` or `Authorization: Bearer`. Only its hash is kept, so
+    /// it cannot be shown again; store it now.
+    pub key: String,
+    #[oai(flatten)]
+    pub details: KeyView,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateKeyResponse {
+    #[oai(status = 201)]
+    Created(Json<NewKeyView>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum ListKeysResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<KeyView>>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+#[derive(ApiResponse)]
+pub enum RevokeKeyResponse {
+    /// Revoked (or already so): every replica refuses it from its next request on.
+    #[oai(status = 204)]
+    Revoked,
+    #[oai(status = 404)]
+    NotFound(Json<ErrorDetail>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorDetail>),
+}
+
+const KEY_NOT_FOUND: &str = "API key not found";
+
+#[OpenApi]
+impl KeysApi {
+    /// Make an API key
+    ///
+    /// Answers the key itself once; only its hash is stored.
+    #[oai(
+        path = "/keys",
+        method = "post",
+        tag = "ApiTags::Keys",
+        operation_id = "create_api_key"
+    )]
+    async fn create(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        body: Json<KeyCreate>,
+    ) -> CreateKeyResponse {
+        let scope = Scope::from(body.0.scope);
+        match state.backends.api_keys.create(&body.0.name, scope).await {
+            Ok((key, secret)) => {
+                tracing::info!(
+                    key_id = %key.id,
+                    name = %key.name,
+                    scope = %key.scope,
+                    prefix = %key.prefix,
+                    by = %caller.key_id,
+                    "API key created"
+                );
+                CreateKeyResponse::Created(Json(NewKeyView {
+                    key: secret.expose().to_owned(),
+                    details: KeyView::new(key),
+                }))
+            }
+            Err(err) => CreateKeyResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// API keys, oldest first, without the keys themselves
+    ///
+    /// The key of `HBI_BOOTSTRAP_API_KEY` is not stored and not listed.
+    #[oai(
+        path = "/keys",
+        method = "get",
+        tag = "ApiTags::Keys",
+        operation_id = "list_api_keys"
+    )]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        /// Also list revoked keys.
+        #[oai(default)]
+        include_revoked: Query<bool>,
+    ) -> ListKeysResponse {
+        match state.backends.api_keys.list().await {
+            Ok(keys) => ListKeysResponse::Ok(Json(
+                keys.into_iter()
+                    .filter(|key| include_revoked.0 || key.revoked_at.is_none())
+                    .map(KeyView::new)
+                    .collect(),
+            )),
+            Err(err) => ListKeysResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+
+    /// Revoke an API key
+    ///
+    /// For good: a revoked key cannot be restored; make a new one instead.
+    #[oai(
+        path = "/keys/:key_id",
+        method = "delete",
+        tag = "ApiTags::Keys",
+        operation_id = "revoke_api_key"
+    )]
+    async fn revoke(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        key_id: Path<String>,
+    ) -> RevokeKeyResponse {
+        let Some(id) = parse_id(&key_id) else {
+            return RevokeKeyResponse::NotFound(ErrorDetail::json(KEY_NOT_FOUND));
+        };
+        match state.backends.api_keys.revoke(&id).await {
+            Ok(RevokeOutcome::Revoked) => {
+                tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
+                RevokeKeyResponse::Revoked
+            }
+            Ok(RevokeOutcome::AlreadyRevoked) => RevokeKeyResponse::Revoked,
+            Ok(RevokeOutcome::NotFound) => RevokeKeyResponse::NotFound(ErrorDetail::json(KEY_NOT_FOUND)),
+            Err(err) => RevokeKeyResponse::Internal(ErrorDetail::json(internal(&err))),
+        }
+    }
+}
