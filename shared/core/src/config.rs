@@ -494,6 +494,15 @@ impl Settings {
                 ),
             );
         }
+        // config/prod.env.example's placeholder: a copied but unedited file must not start a
+        // server whose admin key everybody knows.
+        if bootstrap.starts_with("change-me") {
+            return invalid(
+                "auth.bootstrap_api_key",
+                "HBI_BOOTSTRAP_API_KEY still holds the example's placeholder: set a random one (`openssl rand -hex 32`)"
+                    .to_owned(),
+            );
+        }
         for origin in &self.server.cors_origins {
             if !is_web_origin(origin) {
                 return invalid(
@@ -653,6 +662,9 @@ mod tests {
             error.contains("HBI_BOOTSTRAP_API_KEY") && !error.contains("short\""),
             "{error}"
         );
+        settings.auth.bootstrap_api_key = "change-me-to-a-long-random-key".to_owned();
+        let error = settings.validate().expect_err("the example's placeholder").to_string();
+        assert!(error.contains("placeholder"), "{error}");
         settings.auth.bootstrap_api_key = "a-long-enough-bootstrap-key".to_owned();
         assert!(settings.validate().is_ok());
         assert!(!format!("{settings:?}").contains("a-long-enough-bootstrap-key"));

@@ -79,7 +79,9 @@ impl SqliteVecIndex {
             dimensions,
             vectors: format!("chunk_vectors_{dimensions}"),
             keys: format!("chunk_vector_keys_{dimensions}"),
-            bits: (dimensions % 8 == 0).then(|| format!("chunk_vector_bits_{dimensions}")),
+            bits: dimensions
+                .is_multiple_of(8)
+                .then(|| format!("chunk_vector_bits_{dimensions}")),
         };
         index.create_tables().await?;
         Ok(index)
