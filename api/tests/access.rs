@@ -262,7 +262,10 @@ async fn keys_and_secrets_never_appear_in_the_logs() {
         "the key's making is logged, by id"
     );
     assert!(
-        logs.iter().filter(|line| line.contains("401 Unauthorized")).count() >= 3,
+        logs.iter()
+            .filter(|line| line.contains("request finished") && line.contains("\"status\":401"))
+            .count()
+            >= 3,
         "refused requests are logged"
     );
     for line in &logs {

@@ -48,14 +48,15 @@ pub const SPEC_METRICS: &[(&str, MetricKind)] = &[
     ("hbi_worker_queue_depth", MetricKind::Gauge),
     ("hbi_books_needing_review", MetricKind::Gauge),
     ("hbi_index_locator_support_ratio", MetricKind::Histogram),
+    ("hbi_http_rejected_total", MetricKind::Counter),
     ("up", MetricKind::Gauge),
 ];
 
 /// Label names a query may use: those of SPEC section 4, `le` of the histograms, and the
 /// `job` and `instance` that Prometheus adds.
 pub const SPEC_LABELS: &[&str] = &[
-    "method", "route", "status", "outcome", "stage", "gate", "result", "mode", "provider", "model", "kind", "le",
-    "job", "instance",
+    "method", "route", "status", "outcome", "stage", "gate", "result", "mode", "provider", "model", "kind", "reason",
+    "le", "job", "instance",
 ];
 
 /// Is `series` a name Prometheus will hold for one of [`SPEC_METRICS`]?
