@@ -9,7 +9,7 @@ use lopdf::{Dictionary, Document, Object, ObjectId};
 
 use crate::labels::{dict_get, resolve, resolve_dict};
 use crate::tables::{GLYPH_NAMES, MAC_ROMAN_ENCODING, STANDARD_ENCODING, SYMBOL_ENCODING, WIN_ANSI_ENCODING};
-use crate::{MAX_STREAM_BYTES, Warnings};
+use crate::{MAX_DOCUMENT_STREAM_BYTES, MAX_STREAM_BYTES, Warnings};
 
 /// Deepest nesting of form XObjects followed.
 const MAX_XOBJECT_DEPTH: usize = 8;
@@ -19,6 +19,9 @@ const MAX_OPERATIONS: usize = 5_000_000;
 const MAX_RANGE: u32 = 0x1_0000;
 /// Deepest `q` nesting tracked.
 const MAX_STATE_STACK: usize = 256;
+/// Largest decompressed `/ToUnicode` map read. Real ones, even of large CJK fonts, stay
+/// under a megabyte; the map's tokens take several times its size while it is parsed.
+const MAX_CMAP_BYTES: usize = 4 * 1024 * 1024;
 
 type Matrix = [f32; 6];
 const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
@@ -363,12 +366,16 @@ fn hex_val(c: u8) -> u8 {
 
 /// The built-in encoding of an embedded Type 1 font program (`dup 12 /fi put` lines in its
 /// clear-text part), used when a simple font has neither `/Encoding` nor `/ToUnicode`.
-fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<Option<String>>> {
+fn type1_builtin_encoding(
+    doc: &Document,
+    descriptor: &Dictionary,
+    budget: &mut StreamBudget,
+) -> Option<Vec<Option<String>>> {
     let stream = match dict_get(doc, descriptor, b"FontFile")? {
         Object::Stream(s) => s,
         _ => return None,
     };
-    let data = stream.get_plain_content_with_limit(MAX_STREAM_BYTES).ok()?;
+    let data = budget.decompress(stream)?;
     let clear_len = data
         .windows(5)
         .position(|w| w == b"eexec")
@@ -394,7 +401,7 @@ fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec
     found.then_some(table)
 }
 
-fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
+fn build_font(doc: &Document, font: &Dictionary, budget: &mut StreamBudget) -> FontInfo {
     let subtype = match dict_get(doc, font, b"Subtype") {
         Some(Object::Name(n)) => n.as_slice(),
         _ => b"",
@@ -406,7 +413,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
     };
     let mut one_byte_cmap = None;
     if let Some(Object::Stream(s)) = dict_get(doc, font, b"ToUnicode")
-        && let Ok(data) = s.get_plain_content_with_limit(MAX_STREAM_BYTES)
+        && let Some(data) = budget.decompress_at_most(s, MAX_CMAP_BYTES)
     {
         let (map, one) = parse_to_unicode(&data);
         info.to_unicode = map;
@@ -485,7 +492,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
                 }
                 _ => {
                     if info.to_unicode.is_empty()
-                        && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd))
+                        && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd, budget))
                     {
                         encoding = t;
                     }
@@ -497,7 +504,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
         }
         _ => {
             if info.to_unicode.is_empty()
-                && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd))
+                && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd, budget))
             {
                 encoding = t;
             }
@@ -789,10 +796,76 @@ fn push_clean(out: &mut String, text: &str) {
     }
 }
 
+/// What is left of the document's allowance of decompressed stream bytes
+/// ([`MAX_DOCUMENT_STREAM_BYTES`]). The per-stream limit alone bounds memory, not time: a
+/// stream just under it, shared by every page, drawn as a form again and again or named by a
+/// font dictionary selected on every line, is decompressed each time, and a file of a few
+/// hundred kilobytes would keep the extractor busy for hours.
+pub(crate) struct StreamBudget {
+    left: usize,
+}
+
+impl StreamBudget {
+    fn new() -> Self {
+        Self {
+            left: MAX_DOCUMENT_STREAM_BYTES,
+        }
+    }
+
+    /// The most one stream may decompress to now.
+    fn limit(&self) -> usize {
+        MAX_STREAM_BYTES.min(self.left)
+    }
+
+    fn exhausted(&self) -> bool {
+        self.left == 0
+    }
+
+    fn charge(&mut self, bytes: usize) {
+        self.left = self.left.saturating_sub(bytes);
+    }
+
+    /// Charges a failed read: one refused for its size was decoded up to the limit first,
+    /// any other failed on the way, after at most its own size.
+    fn charge_failure(&mut self, err: &lopdf::Error, raw_size: usize) {
+        if let lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { limit }) = err {
+            self.charge(*limit);
+        } else {
+            self.charge(raw_size);
+        }
+    }
+
+    /// The stream's decoded content within the limit, charged to the budget; `None` when it
+    /// is over the limit or cannot be decoded.
+    fn decompress(&mut self, stream: &lopdf::Stream) -> Option<Vec<u8>> {
+        self.decompress_at_most(stream, MAX_STREAM_BYTES)
+    }
+
+    /// Like [`Self::decompress`], for a stream that may be no larger than `cap`.
+    fn decompress_at_most(&mut self, stream: &lopdf::Stream, cap: usize) -> Option<Vec<u8>> {
+        if self.exhausted() {
+            return None;
+        }
+        match stream.get_plain_content_with_limit(self.limit().min(cap)) {
+            Ok(data) => {
+                self.charge(data.len());
+                Some(data)
+            }
+            Err(err) => {
+                self.charge_failure(&err, stream.content.len());
+                None
+            }
+        }
+    }
+}
+
 /// Extracts page text, caching decoded fonts by object id across pages.
 pub(crate) struct TextExtractor<'a> {
     doc: &'a Document,
     fonts: HashMap<ObjectId, Rc<FontInfo>>,
+    /// Fonts whose dictionaries are written inline, by the dictionary's address.
+    inline_fonts: HashMap<usize, Rc<FontInfo>>,
+    budget: StreamBudget,
 }
 
 struct PageRun<'a, 'b> {
@@ -808,15 +881,27 @@ impl<'a> TextExtractor<'a> {
         Self {
             doc,
             fonts: HashMap::new(),
+            inline_fonts: HashMap::new(),
+            budget: StreamBudget::new(),
         }
     }
 
     /// Text fragments of one page. `Err` means nothing could be read from it.
     pub(crate) fn page_frags(&mut self, page_id: ObjectId, warnings: &mut Warnings) -> Result<Vec<Frag>, String> {
         let doc = self.doc;
+        if self.budget.exhausted() {
+            return Err(format!(
+                "skipped: the document's streams decompress to more than {} MiB in all",
+                MAX_DOCUMENT_STREAM_BYTES >> 20
+            ));
+        }
         let content = doc
-            .get_page_content_with_limit(page_id, MAX_STREAM_BYTES)
-            .map_err(|e| format!("the page content could not be read ({e})"))?;
+            .get_page_content_with_limit(page_id, self.budget.limit())
+            .map_err(|e| {
+                self.budget.charge_failure(&e, 0);
+                format!("the page content could not be read ({e})")
+            })?;
+        self.budget.charge(content.len());
         let mut resources: Vec<&'a Dictionary> = Vec::new();
         if let Ok((direct, ids)) = doc.get_page_resources(page_id) {
             resources.extend(direct);
@@ -862,12 +947,21 @@ impl<'a> TextExtractor<'a> {
                     return Some(f.clone());
                 }
                 let dict = resolve_dict(doc, entry)?;
-                let info = Rc::new(build_font(doc, dict));
+                let info = Rc::new(build_font(doc, dict, &mut self.budget));
                 self.fonts.insert(*id, info.clone());
                 return Some(info);
             }
+            // A font dictionary written inline has no object id: it is cached by its address
+            // in the document, which outlives the extractor, so a content stream selecting it
+            // on every line does not build it again each time.
             let dict = resolve_dict(doc, entry)?;
-            return Some(Rc::new(build_font(doc, dict)));
+            let address = std::ptr::from_ref(dict) as usize;
+            if let Some(f) = self.inline_fonts.get(&address) {
+                return Some(f.clone());
+            }
+            let info = Rc::new(build_font(doc, dict, &mut self.budget));
+            self.inline_fonts.insert(address, info.clone());
+            return Some(info);
         }
         None
     }
@@ -1009,7 +1103,11 @@ impl<'a> PageRun<'a, '_> {
             self.truncated = true;
             return true;
         }
-        let Ok(content) = stream.get_plain_content_with_limit(MAX_STREAM_BYTES) else {
+        if self.ex.budget.exhausted() {
+            self.truncated = true;
+            return true;
+        }
+        let Some(content) = self.ex.budget.decompress(stream) else {
             return false;
         };
         let mut own: Vec<&'a Dictionary> = Vec::new();
