@@ -426,9 +426,15 @@ async fn file_names_never_become_paths_and_bodies_stay_bounded() {
     let book = server.create_book("multipart abuse").await;
     let upload_url = server.url(&format!("/books/{book}/upload"));
     let boundary = "hbi-boundary";
+    // A fresh connection per request: the server may answer a refused body before reading
+    // all of it and then close the connection, which a pooled one would trip over next time.
+    let unpooled = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("client");
     let multipart = |body: Vec<u8>| {
-        server
-            .client
+        unpooled
             .post(&upload_url)
             .header("content-type", format!("multipart/form-data; boundary={boundary}"))
             .body(body)
