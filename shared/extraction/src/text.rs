@@ -22,6 +22,10 @@ const MAX_STATE_STACK: usize = 256;
 /// Largest decompressed `/ToUnicode` map read. Real ones, even of large CJK fonts, stay
 /// under a megabyte; the map's tokens take several times its size while it is parsed.
 const MAX_CMAP_BYTES: usize = 4 * 1024 * 1024;
+/// Most code-to-text mappings read from one `/ToUnicode` map. A font has at most 65 536 codes
+/// in practice; ranges of 65 536 codes each, a few bytes apiece, would otherwise make a map of
+/// billions of entries (a 0.5 MB file exhausted the extractor's 2 GiB).
+const MAX_CMAP_MAPPINGS: usize = 1 << 18;
 
 type Matrix = [f32; 6];
 const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
@@ -286,7 +290,9 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
     let mut map = HashMap::new();
     let mut one_byte_space: Option<bool> = None;
     let mut k = 0;
-    while k < toks.len() {
+    // Counts every mapping written, overwrites too: they cost the same time.
+    let mut written = 0usize;
+    while k < toks.len() && written < MAX_CMAP_MAPPINGS {
         match &toks[k] {
             Tok::Word(b"begincodespacerange") => {
                 k += 1;
@@ -302,10 +308,12 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
                     match (toks.get(k), toks.get(k + 1)) {
                         (Some(Tok::Hex(src)), Some(Tok::Hex(dst))) => {
                             map.insert(code_of(src), utf16(dst));
+                            written += 1;
                         }
                         (Some(Tok::Hex(src)), Some(Tok::Name(name))) => {
                             if let Some(s) = glyph_to_unicode(name) {
                                 map.insert(code_of(src), s);
+                                written += 1;
                             }
                         }
                         _ => break,
@@ -316,8 +324,12 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
             Tok::Word(b"beginbfrange") => {
                 k += 1;
                 while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(k), toks.get(k + 1)) {
+                    if written >= MAX_CMAP_MAPPINGS {
+                        break;
+                    }
                     let (lo, hi) = (code_of(lo), code_of(hi));
                     let count = if hi >= lo { (hi - lo).min(MAX_RANGE) } else { 0 };
+                    written += count as usize + 1;
                     match toks.get(k + 2) {
                         Some(Tok::Hex(dst)) => {
                             let base = utf16(dst);

@@ -820,6 +820,27 @@ pub fn hostile_files() -> Vec<HostileFile> {
         expect: Expect::Survives,
     });
 
+    files.push(HostileFile {
+        name: "to_unicode_distinct_huge_ranges",
+        bytes: tweaked(|book| {
+            // 100 000 ranges of 65 536 codes each, none overlapping: 2.9 MB of map in 0.5 MB.
+            let mut map = b"begincmap 1 begincodespacerange <00000000> <FFFFFFFF> endcodespacerange\n".to_vec();
+            map.extend_from_slice(b"100000 beginbfrange\n");
+            for range in 0..100_000u32 {
+                let first = range << 16;
+                map.extend_from_slice(format!("<{first:08X}> <{:08X}> <0041>\n", first | 0xFFFF).as_bytes());
+            }
+            map.extend_from_slice(b"endbfrange endcmap");
+            let cmap = book.pdf.add(stream("/Filter /FlateDecode", &deflate(&map)));
+            let font = book.font_id;
+            book.pdf.set(
+                font,
+                format!("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode {cmap} 0 R >>"),
+            );
+        }),
+        expect: Expect::Survives,
+    });
+
     // Page counts: more real pages than the limit, and a page tree that lies about its count.
     files.push(HostileFile {
         name: "too_many_pages",
