@@ -57,10 +57,13 @@ impl Catalog {
     }
 
     pub async fn books(&self, skip: u64, limit: u64) -> anyhow::Result<Vec<book::Model>> {
+        // SQL takes signed 64-bit numbers, and sea-query's SQLite binding panics on a larger
+        // u64: an offset past i64::MAX skips every row all the same.
+        let as_sql = |n: u64| n.min(i64::MAX as u64);
         Ok(book::Entity::find()
             .order_by_asc(book::Column::CreatedAt)
-            .offset(skip)
-            .limit(limit)
+            .offset(as_sql(skip))
+            .limit(as_sql(limit))
             .all(&self.db)
             .await?)
     }

@@ -77,6 +77,10 @@ const MAGIC_WINDOW: usize = 1024;
 const MAX_WARNINGS: usize = 200;
 /// Largest decompressed size of one page's content (or one font stream), in bytes.
 pub(crate) const MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
+/// Largest decompressed size of all page contents, forms and font streams of one document
+/// together, counted each time one is read: bounds the time a small file can cost (a text
+/// book of 20 000 pages needs well under half of it).
+pub(crate) const MAX_DOCUMENT_STREAM_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Cheap check of a file's first bytes: not empty and carries the `%PDF-` marker.
 pub fn validate_header(bytes: &[u8]) -> Result<(), ExtractError> {

@@ -9,7 +9,7 @@ use lopdf::{Dictionary, Document, Object, ObjectId};
 
 use crate::labels::{dict_get, resolve, resolve_dict};
 use crate::tables::{GLYPH_NAMES, MAC_ROMAN_ENCODING, STANDARD_ENCODING, SYMBOL_ENCODING, WIN_ANSI_ENCODING};
-use crate::{MAX_STREAM_BYTES, Warnings};
+use crate::{MAX_DOCUMENT_STREAM_BYTES, MAX_STREAM_BYTES, Warnings};
 
 /// Deepest nesting of form XObjects followed.
 const MAX_XOBJECT_DEPTH: usize = 8;
@@ -19,6 +19,13 @@ const MAX_OPERATIONS: usize = 5_000_000;
 const MAX_RANGE: u32 = 0x1_0000;
 /// Deepest `q` nesting tracked.
 const MAX_STATE_STACK: usize = 256;
+/// Largest decompressed `/ToUnicode` map read. Real ones, even of large CJK fonts, stay
+/// under a megabyte; the map's tokens take several times its size while it is parsed.
+const MAX_CMAP_BYTES: usize = 4 * 1024 * 1024;
+/// Most code-to-text mappings read from one `/ToUnicode` map. A font has at most 65 536 codes
+/// in practice; ranges of 65 536 codes each, a few bytes apiece, would otherwise make a map of
+/// billions of entries (a 0.5 MB file exhausted the extractor's 2 GiB).
+const MAX_CMAP_MAPPINGS: usize = 1 << 18;
 
 type Matrix = [f32; 6];
 const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
@@ -283,7 +290,9 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
     let mut map = HashMap::new();
     let mut one_byte_space: Option<bool> = None;
     let mut k = 0;
-    while k < toks.len() {
+    // Counts every mapping written, overwrites too: they cost the same time.
+    let mut written = 0usize;
+    while k < toks.len() && written < MAX_CMAP_MAPPINGS {
         match &toks[k] {
             Tok::Word(b"begincodespacerange") => {
                 k += 1;
@@ -299,10 +308,12 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
                     match (toks.get(k), toks.get(k + 1)) {
                         (Some(Tok::Hex(src)), Some(Tok::Hex(dst))) => {
                             map.insert(code_of(src), utf16(dst));
+                            written += 1;
                         }
                         (Some(Tok::Hex(src)), Some(Tok::Name(name))) => {
                             if let Some(s) = glyph_to_unicode(name) {
                                 map.insert(code_of(src), s);
+                                written += 1;
                             }
                         }
                         _ => break,
@@ -313,8 +324,12 @@ fn parse_to_unicode(data: &[u8]) -> (HashMap<u32, String>, Option<bool>) {
             Tok::Word(b"beginbfrange") => {
                 k += 1;
                 while let (Some(Tok::Hex(lo)), Some(Tok::Hex(hi))) = (toks.get(k), toks.get(k + 1)) {
+                    if written >= MAX_CMAP_MAPPINGS {
+                        break;
+                    }
                     let (lo, hi) = (code_of(lo), code_of(hi));
                     let count = if hi >= lo { (hi - lo).min(MAX_RANGE) } else { 0 };
+                    written += count as usize + 1;
                     match toks.get(k + 2) {
                         Some(Tok::Hex(dst)) => {
                             let base = utf16(dst);
@@ -363,12 +378,16 @@ fn hex_val(c: u8) -> u8 {
 
 /// The built-in encoding of an embedded Type 1 font program (`dup 12 /fi put` lines in its
 /// clear-text part), used when a simple font has neither `/Encoding` nor `/ToUnicode`.
-fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<Option<String>>> {
+fn type1_builtin_encoding(
+    doc: &Document,
+    descriptor: &Dictionary,
+    budget: &mut StreamBudget,
+) -> Option<Vec<Option<String>>> {
     let stream = match dict_get(doc, descriptor, b"FontFile")? {
         Object::Stream(s) => s,
         _ => return None,
     };
-    let data = stream.get_plain_content_with_limit(MAX_STREAM_BYTES).ok()?;
+    let data = budget.decompress(stream)?;
     let clear_len = data
         .windows(5)
         .position(|w| w == b"eexec")
@@ -394,7 +413,7 @@ fn type1_builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec
     found.then_some(table)
 }
 
-fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
+fn build_font(doc: &Document, font: &Dictionary, budget: &mut StreamBudget) -> FontInfo {
     let subtype = match dict_get(doc, font, b"Subtype") {
         Some(Object::Name(n)) => n.as_slice(),
         _ => b"",
@@ -406,7 +425,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
     };
     let mut one_byte_cmap = None;
     if let Some(Object::Stream(s)) = dict_get(doc, font, b"ToUnicode")
-        && let Ok(data) = s.get_plain_content_with_limit(MAX_STREAM_BYTES)
+        && let Some(data) = budget.decompress_at_most(s, MAX_CMAP_BYTES)
     {
         let (map, one) = parse_to_unicode(&data);
         info.to_unicode = map;
@@ -485,7 +504,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
                 }
                 _ => {
                     if info.to_unicode.is_empty()
-                        && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd))
+                        && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd, budget))
                     {
                         encoding = t;
                     }
@@ -497,7 +516,7 @@ fn build_font(doc: &Document, font: &Dictionary) -> FontInfo {
         }
         _ => {
             if info.to_unicode.is_empty()
-                && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd))
+                && let Some(t) = descriptor.and_then(|fd| type1_builtin_encoding(doc, fd, budget))
             {
                 encoding = t;
             }
@@ -789,10 +808,76 @@ fn push_clean(out: &mut String, text: &str) {
     }
 }
 
+/// What is left of the document's allowance of decompressed stream bytes
+/// ([`MAX_DOCUMENT_STREAM_BYTES`]). The per-stream limit alone bounds memory, not time: a
+/// stream just under it, shared by every page, drawn as a form again and again or named by a
+/// font dictionary selected on every line, is decompressed each time, and a file of a few
+/// hundred kilobytes would keep the extractor busy for hours.
+pub(crate) struct StreamBudget {
+    left: usize,
+}
+
+impl StreamBudget {
+    fn new() -> Self {
+        Self {
+            left: MAX_DOCUMENT_STREAM_BYTES,
+        }
+    }
+
+    /// The most one stream may decompress to now.
+    fn limit(&self) -> usize {
+        MAX_STREAM_BYTES.min(self.left)
+    }
+
+    fn exhausted(&self) -> bool {
+        self.left == 0
+    }
+
+    fn charge(&mut self, bytes: usize) {
+        self.left = self.left.saturating_sub(bytes);
+    }
+
+    /// Charges a failed read: one refused for its size was decoded up to the limit first,
+    /// any other failed on the way, after at most its own size.
+    fn charge_failure(&mut self, err: &lopdf::Error, raw_size: usize) {
+        if let lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { limit }) = err {
+            self.charge(*limit);
+        } else {
+            self.charge(raw_size);
+        }
+    }
+
+    /// The stream's decoded content within the limit, charged to the budget; `None` when it
+    /// is over the limit or cannot be decoded.
+    fn decompress(&mut self, stream: &lopdf::Stream) -> Option<Vec<u8>> {
+        self.decompress_at_most(stream, MAX_STREAM_BYTES)
+    }
+
+    /// Like [`Self::decompress`], for a stream that may be no larger than `cap`.
+    fn decompress_at_most(&mut self, stream: &lopdf::Stream, cap: usize) -> Option<Vec<u8>> {
+        if self.exhausted() {
+            return None;
+        }
+        match stream.get_plain_content_with_limit(self.limit().min(cap)) {
+            Ok(data) => {
+                self.charge(data.len());
+                Some(data)
+            }
+            Err(err) => {
+                self.charge_failure(&err, stream.content.len());
+                None
+            }
+        }
+    }
+}
+
 /// Extracts page text, caching decoded fonts by object id across pages.
 pub(crate) struct TextExtractor<'a> {
     doc: &'a Document,
     fonts: HashMap<ObjectId, Rc<FontInfo>>,
+    /// Fonts whose dictionaries are written inline, by the dictionary's address.
+    inline_fonts: HashMap<usize, Rc<FontInfo>>,
+    budget: StreamBudget,
 }
 
 struct PageRun<'a, 'b> {
@@ -808,15 +893,27 @@ impl<'a> TextExtractor<'a> {
         Self {
             doc,
             fonts: HashMap::new(),
+            inline_fonts: HashMap::new(),
+            budget: StreamBudget::new(),
         }
     }
 
     /// Text fragments of one page. `Err` means nothing could be read from it.
     pub(crate) fn page_frags(&mut self, page_id: ObjectId, warnings: &mut Warnings) -> Result<Vec<Frag>, String> {
         let doc = self.doc;
+        if self.budget.exhausted() {
+            return Err(format!(
+                "skipped: the document's streams decompress to more than {} MiB in all",
+                MAX_DOCUMENT_STREAM_BYTES >> 20
+            ));
+        }
         let content = doc
-            .get_page_content_with_limit(page_id, MAX_STREAM_BYTES)
-            .map_err(|e| format!("the page content could not be read ({e})"))?;
+            .get_page_content_with_limit(page_id, self.budget.limit())
+            .map_err(|e| {
+                self.budget.charge_failure(&e, 0);
+                format!("the page content could not be read ({e})")
+            })?;
+        self.budget.charge(content.len());
         let mut resources: Vec<&'a Dictionary> = Vec::new();
         if let Ok((direct, ids)) = doc.get_page_resources(page_id) {
             resources.extend(direct);
@@ -862,12 +959,21 @@ impl<'a> TextExtractor<'a> {
                     return Some(f.clone());
                 }
                 let dict = resolve_dict(doc, entry)?;
-                let info = Rc::new(build_font(doc, dict));
+                let info = Rc::new(build_font(doc, dict, &mut self.budget));
                 self.fonts.insert(*id, info.clone());
                 return Some(info);
             }
+            // A font dictionary written inline has no object id: it is cached by its address
+            // in the document, which outlives the extractor, so a content stream selecting it
+            // on every line does not build it again each time.
             let dict = resolve_dict(doc, entry)?;
-            return Some(Rc::new(build_font(doc, dict)));
+            let address = std::ptr::from_ref(dict) as usize;
+            if let Some(f) = self.inline_fonts.get(&address) {
+                return Some(f.clone());
+            }
+            let info = Rc::new(build_font(doc, dict, &mut self.budget));
+            self.inline_fonts.insert(address, info.clone());
+            return Some(info);
         }
         None
     }
@@ -1009,7 +1115,11 @@ impl<'a> PageRun<'a, '_> {
             self.truncated = true;
             return true;
         }
-        let Ok(content) = stream.get_plain_content_with_limit(MAX_STREAM_BYTES) else {
+        if self.ex.budget.exhausted() {
+            self.truncated = true;
+            return true;
+        }
+        let Some(content) = self.ex.budget.decompress(stream) else {
             return false;
         };
         let mut own: Vec<&'a Dictionary> = Vec::new();
