@@ -3,13 +3,6 @@
 //! book deleted or replaced frees its chunks of storage (vec0 drops a chunk once it is empty).
 //! A plain table beside it holds each vector's key (chunk id, content hash), indexed for the
 //! content-hash cache; its `id` is the vector's rowid in `vec0`.
-//!
-//! A search over every book would scan all float vectors (sqlite-vec's cosine is a scalar loop:
-//! about 110 ms at 100k × 384). So a second `vec0` keeps each vector binary-quantised (one
-//! bit per dimension, its sign; 48 bytes at 384 dimensions), and such a search first takes the
-//! `k × OVERSAMPLE` nearest by Hamming distance, then ranks those by their exact cosine: the
-//! "oversample and re-score" of sqlite-vec's own guide. A search within one book, small
-//! already, stays exact.
 
 use std::collections::HashMap;
 
@@ -28,12 +21,6 @@ const CHUNK_SIZE: usize = 256;
 /// Content hashes per lookup, far under SQLite's 32,766 parameters.
 const HASH_BATCH: usize = 500;
 
-/// Candidates by Hamming distance per wanted neighbour, re-scored exactly.
-/// `examples/search_bench.rs` measures the recall this gives against the exact search.
-pub const OVERSAMPLE: usize = 10;
-/// vec0 refuses a larger `k`.
-const VEC0_MAX_K: usize = 4096;
-
 pub struct SqliteVecIndex {
     db: DatabaseConnection,
     dimensions: usize,
@@ -41,9 +28,6 @@ pub struct SqliteVecIndex {
     vectors: String,
     /// Its keys, `chunk_vector_keys_<dimensions>`.
     keys: String,
-    /// The binary-quantised copies (same rowids), `chunk_vector_bits_<dimensions>`; `None`
-    /// when the dimensions are not a multiple of 8 (every search is then exact).
-    bits: Option<String>,
 }
 
 fn statement(sql: &str, values: Vec<Value>) -> Statement {
@@ -79,9 +63,6 @@ impl SqliteVecIndex {
             dimensions,
             vectors: format!("chunk_vectors_{dimensions}"),
             keys: format!("chunk_vector_keys_{dimensions}"),
-            bits: dimensions
-                .is_multiple_of(8)
-                .then(|| format!("chunk_vector_bits_{dimensions}")),
         };
         index.create_tables().await?;
         Ok(index)
@@ -130,32 +111,6 @@ impl SqliteVecIndex {
         ] {
             txn.execute_unprepared(&sql).await?;
         }
-        if let Some(bits) = &self.bits {
-            let exists = txn
-                .query_one_raw(statement(
-                    "SELECT 1 AS found FROM sqlite_master WHERE name = ?",
-                    vec![bits.as_str().into()],
-                ))
-                .await?
-                .is_some();
-            if !exists {
-                txn.execute_unprepared(&format!(
-                    "CREATE VIRTUAL TABLE {bits} USING vec0(\
-                     book_id text partition key, \
-                     model text partition key, \
-                     embedding bit[{dimensions}], \
-                     chunk_size={CHUNK_SIZE})"
-                ))
-                .await?;
-                // Vectors stored before the quantised table existed get their copies once.
-                txn.execute_unprepared(&format!(
-                    "INSERT INTO {bits} (rowid, book_id, model, embedding) \
-                     SELECT k.id, k.book_id, k.model, vec_quantize_binary(v.embedding) \
-                     FROM {keys} k JOIN {vectors} v ON v.rowid = k.id"
-                ))
-                .await?;
-            }
-        }
         txn.commit().await?;
         Ok(())
     }
@@ -170,92 +125,14 @@ impl SqliteVecIndex {
             ))
             .await?;
         // One point delete per vector: vec0 finds a rowid directly, anything else is a full scan.
-        let deletes: Vec<String> = std::iter::once(vectors)
-            .chain(&self.bits)
-            .map(|table| format!("DELETE FROM {table} WHERE rowid = ?"))
-            .collect();
+        let delete = format!("DELETE FROM {vectors} WHERE rowid = ?");
         for row in rows {
             let id: i64 = row.try_get("", "id")?;
-            for delete in &deletes {
-                txn.execute_raw(statement(delete, vec![id.into()])).await?;
-            }
+            txn.execute_raw(statement(&delete, vec![id.into()])).await?;
         }
         txn.execute_raw(statement(&format!("DELETE FROM {keys} WHERE {condition}"), values))
             .await?;
         Ok(())
-    }
-
-    /// Exact KNN: vec0 sees its MATCH, k and partition constraints, then the keys by rowid.
-    async fn search_exact(
-        &self,
-        model: &str,
-        query: &[f32],
-        k: usize,
-        book_id: Option<&str>,
-    ) -> anyhow::Result<Vec<sea_orm::QueryResult>> {
-        let mut values: Vec<Value> = vec![to_blob(query).into(), i64::try_from(k)?.into(), model.into()];
-        let book_filter = match book_id {
-            Some(book_id) => {
-                values.push(book_id.into());
-                "AND book_id = ?"
-            }
-            None => "",
-        };
-        Ok(self
-            .db
-            .query_all_raw(statement(
-                &format!(
-                    "WITH knn AS MATERIALIZED (\
-                       SELECT rowid AS id, distance FROM {vectors} \
-                       WHERE embedding MATCH ? AND k = ? AND model = ? {book_filter}) \
-                     SELECT k.chunk_id, k.book_id, knn.distance \
-                     FROM knn JOIN {keys} k ON k.id = knn.id \
-                     ORDER BY knn.distance, k.chunk_id",
-                    vectors = self.vectors,
-                    keys = self.keys,
-                ),
-                values,
-            ))
-            .await?)
-    }
-
-    /// The `k × OVERSAMPLE` nearest by Hamming distance of the sign bits, ranked by their
-    /// exact cosine distance (each float vector read by rowid).
-    async fn search_quantised(
-        &self,
-        bits: &str,
-        model: &str,
-        query: &[f32],
-        k: usize,
-    ) -> anyhow::Result<Vec<sea_orm::QueryResult>> {
-        let candidates = (k * OVERSAMPLE).min(VEC0_MAX_K);
-        let query = to_blob(query);
-        Ok(self
-            .db
-            .query_all_raw(statement(
-                &format!(
-                    "WITH coarse AS MATERIALIZED (\
-                       SELECT rowid AS id FROM {bits} \
-                       WHERE embedding MATCH vec_quantize_binary(?) AND k = ? AND model = ?), \
-                     rescored AS MATERIALIZED (\
-                       SELECT coarse.id, vec_distance_cosine(v.embedding, ?) AS distance \
-                       FROM coarse JOIN {vectors} v ON v.rowid = coarse.id \
-                       ORDER BY distance LIMIT ?) \
-                     SELECT k.chunk_id, k.book_id, rescored.distance \
-                     FROM rescored JOIN {keys} k ON k.id = rescored.id \
-                     ORDER BY rescored.distance, k.chunk_id",
-                    vectors = self.vectors,
-                    keys = self.keys,
-                ),
-                vec![
-                    query.clone().into(),
-                    i64::try_from(candidates)?.into(),
-                    model.into(),
-                    query.into(),
-                    i64::try_from(k)?.into(),
-                ],
-            ))
-            .await?)
     }
 }
 
@@ -282,9 +159,6 @@ impl VectorIndex for SqliteVecIndex {
             "INSERT INTO {} (rowid, book_id, model, embedding) VALUES (?, ?, ?, ?)",
             self.vectors
         );
-        let insert_bits = self.bits.as_ref().map(|bits| {
-            format!("INSERT INTO {bits} (rowid, book_id, model, embedding) VALUES (?, ?, ?, vec_quantize_binary(?))")
-        });
         for vector in vectors {
             let id = txn
                 .execute_raw(statement(
@@ -298,16 +172,16 @@ impl VectorIndex for SqliteVecIndex {
                 ))
                 .await?
                 .last_insert_id();
-            let row = vec![
-                i64::try_from(id)?.into(),
-                book_id.into(),
-                model.into(),
-                to_blob(&vector.embedding).into(),
-            ];
-            txn.execute_raw(statement(&insert_vector, row.clone())).await?;
-            if let Some(insert_bits) = &insert_bits {
-                txn.execute_raw(statement(insert_bits, row)).await?;
-            }
+            txn.execute_raw(statement(
+                &insert_vector,
+                vec![
+                    i64::try_from(id)?.into(),
+                    book_id.into(),
+                    model.into(),
+                    to_blob(&vector.embedding).into(),
+                ],
+            ))
+            .await?;
         }
         txn.commit().await?;
         Ok(())
@@ -350,11 +224,32 @@ impl VectorIndex for SqliteVecIndex {
         book_id: Option<&str>,
     ) -> anyhow::Result<Vec<VectorHit>> {
         check_vector("the query vector", query, self.dimensions)?;
-        let k = clamp_k(k);
-        let rows = match (&self.bits, book_id) {
-            (Some(bits), None) => self.search_quantised(bits, model, query, k).await?,
-            (_, book_id) => self.search_exact(model, query, k, book_id).await?,
+        let k = i64::try_from(clamp_k(k))?;
+        let mut values: Vec<Value> = vec![to_blob(query).into(), k.into(), model.into()];
+        let book_filter = match book_id {
+            Some(book_id) => {
+                values.push(book_id.into());
+                "AND book_id = ?"
+            }
+            None => "",
         };
+        // KNN first (vec0 sees its MATCH, k and partition constraints), then the keys by rowid.
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                &format!(
+                    "WITH knn AS MATERIALIZED (\
+                       SELECT rowid AS id, distance FROM {vectors} \
+                       WHERE embedding MATCH ? AND k = ? AND model = ? {book_filter}) \
+                     SELECT k.chunk_id, k.book_id, knn.distance \
+                     FROM knn JOIN {keys} k ON k.id = knn.id \
+                     ORDER BY knn.distance, k.chunk_id",
+                    vectors = self.vectors,
+                    keys = self.keys,
+                ),
+                values,
+            ))
+            .await?;
         let mut hits = rows
             .iter()
             .map(|row| {
