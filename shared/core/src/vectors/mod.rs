@@ -148,6 +148,22 @@ fn similarity(distance: f64) -> f32 {
 }
 
 /// Nearest first; equal similarities by chunk id, so results are stable.
+/// Search result rows (`chunk_id`, `book_id`, cosine `distance`) as hits, nearest first.
+fn hits_from_rows(rows: &[sea_orm::QueryResult]) -> anyhow::Result<Vec<VectorHit>> {
+    let mut hits = rows
+        .iter()
+        .map(|row| {
+            Ok(VectorHit {
+                chunk_id: row.try_get("", "chunk_id")?,
+                book_id: row.try_get("", "book_id")?,
+                similarity: similarity(row.try_get("", "distance")?),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    sort_hits(&mut hits);
+    Ok(hits)
+}
+
 fn sort_hits(hits: &mut [VectorHit]) {
     hits.sort_by(|a, b| {
         b.similarity

@@ -315,18 +315,7 @@ impl VectorIndex for PgVectorIndex {
             ))
             .await?;
         txn.commit().await?;
-        let mut hits = rows
-            .iter()
-            .map(|row| {
-                Ok(VectorHit {
-                    chunk_id: row.try_get("", "chunk_id")?,
-                    book_id: row.try_get("", "book_id")?,
-                    similarity: super::similarity(row.try_get("", "distance")?),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        super::sort_hits(&mut hits);
-        Ok(hits)
+        super::hits_from_rows(&rows)
     }
 
     async fn count(&self, book_id: &str) -> anyhow::Result<u64> {
