@@ -64,6 +64,23 @@ async fn indexed_pages(server: &TestServer, book_id: &str, term: &str) -> BTreeS
     pages
 }
 
+/// The physical pages of the printed contents and indexes, from the corpus' ground truth.
+fn navigation_pages(book: &str) -> BTreeSet<u64> {
+    let read = |file: &str| -> Value {
+        let path = common::corpus_dir().join(book).join(file);
+        serde_json::from_slice(&std::fs::read(&path).expect("ground truth")).expect("json")
+    };
+    let range = |pair: &Value| pair[0].as_u64().expect("first")..=pair[1].as_u64().expect("last");
+    let mut pages: BTreeSet<u64> = read("toc.json")["printed_toc_physical_pages"]
+        .as_array()
+        .map(|_| range(&read("toc.json")["printed_toc_physical_pages"]).collect())
+        .unwrap_or_default();
+    for index in read("index.json")["indices"].as_array().into_iter().flatten() {
+        pages.extend(range(&index["physical_pages"]));
+    }
+    pages
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn keyword_search_finds_pages_with_labels_sections_and_snippets() {
     let server = TestServer::start(&[]);
@@ -140,6 +157,23 @@ async fn the_index_term_boost_lifts_the_pages_the_author_listed() {
         "with the boost an indexed page comes first: {boosted_pages:?} vs listed {listed:?}"
     );
     assert!(rank(&boosted_pages) <= rank(&plain), "{boosted_pages:?} vs {plain:?}");
+    // The index pages list tapply and the contents pages name its section: neither is a
+    // place where the book discusses it (pages from the corpus' own ground truth).
+    let navigation = navigation_pages("r-intro");
+    assert!(!navigation.is_empty());
+    let (_, broad) = search(&server, &[("q", "tapply"), ("mode", "keyword"), ("k", "50")]).await;
+    let (_, section) = search(
+        &server,
+        &[("q", "Grouped expressions"), ("mode", "keyword"), ("k", "50")],
+    )
+    .await;
+    for pages in [pages_of(&broad), pages_of(&section)] {
+        assert!(!pages.is_empty());
+        assert!(
+            pages.iter().all(|page| !navigation.contains(page)),
+            "{pages:?} vs {navigation:?}"
+        );
+    }
     assert!(
         boosted["results"][0]["scores"]["boost"]
             .as_f64()

@@ -220,6 +220,7 @@ mod tests {
                 .collect(),
             index: Vec::new(),
             indices: Vec::new(),
+            contents_pages: Vec::new(),
             index_support_rate: None,
             pages: texts
                 .iter()

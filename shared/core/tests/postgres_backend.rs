@@ -121,6 +121,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         pages: pages.clone(),
         warnings: Vec::new(),
         indices: Vec::new(),
+        contents_pages: Vec::new(),
         index_support_rate: None,
     };
     backends.catalog.save_extraction(&book.id, &extraction).await?;

@@ -171,6 +171,10 @@ pub struct Extraction {
     /// The printed indexes found (name and physical pages).
     #[serde(default)]
     pub indices: Vec<IndexInfo>,
+    /// Physical pages (`[first, last]`) of each printed contents listing, whether or not the
+    /// ToC was taken from it: with the index pages, the book's navigation pages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contents_pages: Vec<[u32; 2]>,
     /// Share of index locators whose page shows the entry (or its head word); `None` when
     /// the book has no index.
     #[serde(default)]
@@ -180,6 +184,40 @@ pub struct Extraction {
     pub pages: Vec<PageText>,
     /// Problems met but survived.
     pub warnings: Vec<String>,
+}
+
+impl Extraction {
+    /// Whether a page only points elsewhere, in whole or in part: a printed contents or index
+    /// page. Such pages repeat every title and term of the book, so search keeps their listings
+    /// out of its ranked lists.
+    pub fn is_navigation_page(&self, page: u32) -> bool {
+        self.contents_pages
+            .iter()
+            .chain(self.indices.iter().map(|index| &index.physical_pages))
+            .any(|[first, last]| (*first..=*last).contains(&page))
+    }
+
+    /// The part of a page that discusses something: the whole text of an ordinary page; of a
+    /// page where an index starts below the end of a chapter, the lines above the index
+    /// heading; of any other navigation page, nothing.
+    pub fn discussion_text<'a>(&self, page: &'a PageText) -> Option<&'a str> {
+        if !self.is_navigation_page(page.number) {
+            return Some(&page.text);
+        }
+        let index = self
+            .indices
+            .iter()
+            .find(|index| index.physical_pages[0] == page.number)?;
+        let mut offset = 0;
+        for line in page.text.split('\n') {
+            if line.trim() == index.name {
+                let above = page.text[..offset].trim_end();
+                return above.chars().any(char::is_alphanumeric).then_some(above);
+            }
+            offset += line.len() + 1;
+        }
+        None
+    }
 }
 
 /// Progress reports from [`extract`].
@@ -313,10 +351,12 @@ pub fn extract(
         book.labels = inferred;
     }
 
+    let printed_contents = guarded(|| toc::printed_contents(&book)).unwrap_or_default();
+    let contents_pages: Vec<[u32; 2]> = printed_contents.iter().map(|contents| contents.pages).collect();
     let (toc_source, toc) = if !outline.is_empty() {
         (TocSource::Outline, outline)
     } else {
-        let printed = guarded(|| toc::printed_toc(&book)).unwrap_or_default();
+        let printed = toc::longest_listing(printed_contents);
         if printed.len() >= 3 {
             (TocSource::PrintedContents, printed)
         } else {
@@ -363,6 +403,7 @@ pub fn extract(
         toc,
         index,
         indices,
+        contents_pages,
         index_support_rate,
         pages: page_texts,
         warnings: warnings.finish(),

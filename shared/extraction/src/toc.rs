@@ -115,28 +115,52 @@ fn is_contents_title(text: &str) -> bool {
     )
 }
 
-/// The table of contents from the printed contents pages.
-pub(crate) fn printed_toc(book: &Book) -> Vec<TocEntry> {
+/// A printed contents found in the book: its entries and the pages it is printed on.
+pub(crate) struct PrintedContents {
+    pub(crate) entries: Vec<TocEntry>,
+    /// 1-based physical pages, first and last.
+    pub(crate) pages: [u32; 2],
+}
+
+/// Fewer parsed lines than this under a "Contents" heading are not a contents listing.
+const MIN_CONTENTS_ENTRIES: usize = 3;
+
+/// Where printed contents are looked for: the first quarter of the book, at least 30 pages.
+fn front_matter_end(book: &Book) -> usize {
     let n = book.pages.len();
-    let limit = (n / 4).max(30).min(n);
-    let mut best: Vec<TocEntry> = Vec::new();
+    (n / 4).max(30).min(n)
+}
+
+/// Every printed contents listing in the front of the book ("Short contents" and the full
+/// contents are two), in page order.
+pub(crate) fn printed_contents(book: &Book) -> Vec<PrintedContents> {
+    let mut found: Vec<PrintedContents> = Vec::new();
     let mut p = 0;
-    while p < limit {
+    while p < front_matter_end(book) {
         let Some(k) = book.pages[p].lines.iter().position(|l| is_contents_title(&l.text)) else {
             p += 1;
             continue;
         };
-        let entries = parse_contents(book, p, k);
-        // "Short contents" pages come before the full contents: keep the longest.
-        if entries.len() > best.len() {
-            best = entries;
+        let contents = parse_contents(book, p, k);
+        if contents.entries.len() >= MIN_CONTENTS_ENTRIES {
+            found.push(contents);
         }
         p += 1;
     }
-    best
+    found
 }
 
-fn parse_contents(book: &Book, p: usize, k: usize) -> Vec<TocEntry> {
+/// The table of contents from the printed contents pages: the longest listing ("Short
+/// contents" pages come before the full contents).
+pub(crate) fn longest_listing(found: Vec<PrintedContents>) -> Vec<TocEntry> {
+    found
+        .into_iter()
+        .max_by_key(|contents| contents.entries.len())
+        .map(|contents| contents.entries)
+        .unwrap_or_default()
+}
+
+fn parse_contents(book: &Book, p: usize, k: usize) -> PrintedContents {
     let map = LabelMap::new(&book.labels);
     let mut raw: Vec<(f32, TocLine)> = Vec::new();
     let mut pending: Option<(f32, String)> = None;
@@ -197,7 +221,8 @@ fn parse_contents(book: &Book, p: usize, k: usize) -> Vec<TocEntry> {
             1 + ((x0 - min_x) / 12.0).round().max(0.0) as u32
         }
     };
-    raw.into_iter()
+    let entries = raw
+        .into_iter()
         .map(|(x0, l)| {
             let level = match l.number.as_deref().and_then(section_number) {
                 Some(d) => d as u32,
@@ -215,7 +240,36 @@ fn parse_contents(book: &Book, p: usize, k: usize) -> Vec<TocEntry> {
                 page: l.page.as_deref().and_then(|pg| map.physical(pg)),
             }
         })
-        .collect()
+        .collect();
+    let physical = |page: usize| u32::try_from(page + 1).unwrap_or(u32::MAX);
+    PrintedContents {
+        entries,
+        pages: [physical(p), physical(listing_end(book, p))],
+    }
+}
+
+/// The last page of a contents listing that starts on page `p`: the pages after it continue
+/// the listing while at least 30 % of their lines end in a page number. Lines count even where
+/// the entries themselves could not be read (a page whose numbers come apart from their titles
+/// in the content stream is still part of the listing). A listing stays within the front
+/// quarter of the book (or its first 30 pages), where contents are looked for.
+fn listing_end(book: &Book, p: usize) -> usize {
+    let mut last = p;
+    for q in p + 1..front_matter_end(book) {
+        let lines: Vec<&str> = (0..book.pages[q].lines.len())
+            .filter(|&k| !book.is_furniture(q, k))
+            .map(|k| book.pages[q].lines[k].text.as_str())
+            .collect();
+        let ending_in_page = lines
+            .iter()
+            .filter(|text| text.split_whitespace().last().is_some_and(is_page_token))
+            .count();
+        if lines.is_empty() || ending_in_page * 10 < lines.len() * 3 {
+            break;
+        }
+        last = q;
+    }
+    last
 }
 
 /// A table of contents from headings: lines set clearly larger than the body text.
@@ -314,7 +368,9 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let book = Book::new(pages, labels);
-        let toc = printed_toc(&book);
+        let found = printed_contents(&book);
+        assert_eq!(found.iter().map(|c| c.pages).collect::<Vec<_>>(), vec![[2, 2]]);
+        let toc = longest_listing(found);
         let got: Vec<(u32, &str, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.as_str(), e.page)).collect();
         assert_eq!(
             got,
@@ -331,6 +387,35 @@ mod tests {
                 (1, "Index", Some(8)),
             ]
         );
+    }
+
+    #[test]
+    fn contents_listing_spans_its_pages_and_stops_at_the_body() {
+        let page = |number: u32, lines: &[&str]| PageLayout {
+            number,
+            lines: lines
+                .iter()
+                .enumerate()
+                .map(|(i, text)| line(72.0, 700.0 - 12.0 * i as f32, text))
+                .collect(),
+        };
+        let pages = vec![
+            page(1, &["A Manual"]),
+            page(2, &["Contents", "1 Start . . . 1", "2 Middle . . . 2"]),
+            page(3, &["3 End . . . 3", "Index . . . 4", "with a line that is no entry"]),
+            page(4, &["Body text of the first chapter,", "and more of it", "and more"]),
+            page(5, &["Body text 5"]),
+            page(6, &["Body text 6"]),
+            page(7, &["Index", "edge, 1"]),
+        ];
+        let labels: Vec<String> = ["i", "ii", "iii", "1", "2", "3", "4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let found = printed_contents(&Book::new(pages, labels));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].pages, [2, 3]);
+        assert_eq!(found[0].entries.len(), 4);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::jobs::JobHandler;
 use crate::jobs::relay;
 use crate::jobs::store::{Claim, Outcome};
 use crate::text_index::IndexedPage;
+use hbi_extraction::{Extraction, PageText};
 
 /// How often a running job looks for a cancel request and writes its progress.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -210,7 +211,19 @@ impl Pipeline {
             .map_err(anyhow_at(Stage::Index))?;
 
         self.stage(job, Stage::Chunk).await?;
-        let chunks = crate::chunking::chunk_book(&extraction.pages, &extraction.toc, self.settings.chunk_sizes);
+        // Contents and index pages repeat every title and term: chunks (and so vectors and
+        // the answers' sources) come from the text that discusses something.
+        let discussion_pages: Vec<PageText> = extraction
+            .pages
+            .iter()
+            .filter_map(|page| {
+                extraction.discussion_text(page).map(|text| PageText {
+                    text: text.to_owned(),
+                    ..page.clone()
+                })
+            })
+            .collect();
+        let chunks = crate::chunking::chunk_book(&discussion_pages, &extraction.toc, self.settings.chunk_sizes);
         self.backends
             .catalog
             .replace_chunks(&job.book_id, &chunks)
@@ -226,14 +239,7 @@ impl Pipeline {
         };
 
         self.stage(job, Stage::IndexText).await?;
-        let indexed: Vec<IndexedPage> = extraction
-            .pages
-            .iter()
-            .map(|p| IndexedPage {
-                number: p.number,
-                text: p.text.clone(),
-            })
-            .collect();
+        let indexed = text_index_pages(&extraction);
         self.backends
             .text
             .index_pages(&job.book_id, &indexed)
@@ -297,6 +303,40 @@ impl Pipeline {
             Ok(RunEnd::Done(BookStatus::NeedsReview))
         }
     }
+}
+
+/// The pages as the full-text index gets them. A contents or index page is indexed by what
+/// it discusses (the end of a chapter above an index heading) and the titles of the ToC
+/// entries that start on it ("Concept Index"), or not at all: its listing names every section
+/// and term of the book and would match every query about them.
+fn text_index_pages(extraction: &Extraction) -> Vec<IndexedPage> {
+    extraction
+        .pages
+        .iter()
+        .filter_map(|page| {
+            if !extraction.is_navigation_page(page.number) {
+                return Some(IndexedPage {
+                    number: page.number,
+                    text: page.text.clone(),
+                });
+            }
+            let text: Vec<&str> = extraction
+                .discussion_text(page)
+                .into_iter()
+                .chain(
+                    extraction
+                        .toc
+                        .iter()
+                        .filter(|entry| entry.page == Some(page.number))
+                        .map(|entry| entry.title.as_str()),
+                )
+                .collect();
+            (!text.is_empty()).then(|| IndexedPage {
+                number: page.number,
+                text: text.join("\n"),
+            })
+        })
+        .collect()
 }
 
 /// Checks the local copy against what the upload promised: the hash, the size limit and
@@ -529,5 +569,90 @@ mod stage_clock {
         if let Some((stage, started, _span)) = running {
             crate::metrics::stage_duration(stage, started.elapsed().as_secs_f64());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hbi_extraction::{IndexInfo, TocEntry, TocSource};
+
+    use super::*;
+
+    fn page(number: u32, text: &str) -> PageText {
+        PageText {
+            number,
+            label: number.to_string(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn navigation_pages_reach_the_text_index_by_their_title_only() {
+        let extraction = Extraction {
+            page_count: 5,
+            page_labels: (1..=5).map(|n| n.to_string()).collect(),
+            toc_source: TocSource::Outline,
+            toc: vec![
+                TocEntry {
+                    level: 1,
+                    title: "Contents".into(),
+                    page: Some(1),
+                },
+                TocEntry {
+                    level: 1,
+                    title: "Graphs".into(),
+                    page: Some(3),
+                },
+                TocEntry {
+                    level: 1,
+                    title: "Concept Index".into(),
+                    page: Some(4),
+                },
+            ],
+            index: Vec::new(),
+            indices: vec![IndexInfo {
+                name: "Concept Index".into(),
+                physical_pages: [4, 5],
+                entries: 40,
+            }],
+            contents_pages: vec![[1, 2]],
+            index_support_rate: None,
+            pages: vec![
+                page(1, "Contents\nGraphs 3\nConcept Index 4"),
+                page(2, "Trees 3"),
+                page(3, "Graphs are made of vertices and edges."),
+                page(4, "the last words of Graphs.\nConcept Index\nedge, 3\nvertex, 3"),
+                page(5, "tree, 3"),
+            ],
+            warnings: Vec::new(),
+        };
+        let indexed: Vec<(u32, String)> = text_index_pages(&extraction)
+            .into_iter()
+            .map(|page| (page.number, page.text))
+            .collect();
+        assert_eq!(
+            indexed,
+            vec![
+                (1, "Contents".to_string()),
+                (3, "Graphs are made of vertices and edges.".to_string()),
+                (4, "the last words of Graphs.\nConcept Index".to_string()),
+            ]
+        );
+        assert!(!extraction.is_navigation_page(3));
+        let discussed: Vec<Option<&str>> = extraction
+            .pages
+            .iter()
+            .map(|page| extraction.discussion_text(page))
+            .collect();
+        assert_eq!(
+            discussed,
+            vec![
+                None,
+                None,
+                Some("Graphs are made of vertices and edges."),
+                Some("the last words of Graphs."),
+                None
+            ]
+        );
     }
 }
