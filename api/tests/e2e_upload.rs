@@ -168,6 +168,20 @@ async fn uploaded_book_gets_its_full_toc_with_exact_pages() {
     assert_eq!(stats["jobs_succeeded"], 2, "{stats}");
     assert_eq!(stats["dlq_size"], 0);
 
+    // Another file for the book: the file no book uses any more leaves the blob store.
+    let replaced_blobs = walk_files(&server.data_dir.join("blobs"));
+    assert_eq!(replaced_blobs.len(), 1, "{replaced_blobs:?}");
+    let other = std::fs::read(corpus_pdf("amsldoc")).expect("amsldoc pdf");
+    let (status, replaced) = server.upload(&book_id, other, "amsldoc.pdf").await;
+    assert_eq!(status, 202, "{replaced}");
+    let third = server
+        .wait_for_job(replaced["job_id"].as_str().expect("job id"), Duration::from_secs(180))
+        .await;
+    assert_eq!(third["state"], "succeeded", "{third}");
+    let blobs_now = walk_files(&server.data_dir.join("blobs"));
+    assert_eq!(blobs_now.len(), 1, "only the new file stays: {blobs_now:?}");
+    assert_ne!(blobs_now, replaced_blobs, "{blobs_now:?}");
+
     // Delete removes the book, its rows and its blob.
     let response = server
         .client

@@ -601,6 +601,15 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
             hbi_shared::trace_context::capture(),
         )
         .await?;
+    // The book's previous file goes with the last book that used it, as on delete; a failure
+    // leaves an unused blob behind, never a book without its file.
+    if let Some(previous) = book.content_hash.as_deref().and_then(|h| h.parse::<ContentHash>().ok())
+        && previous != stored.sha256
+        && backends.catalog.books_with_content(previous.as_str()).await?.is_empty()
+        && let Err(err) = backends.blobs.delete(&previous).await
+    {
+        tracing::warn!(book_id = %book.id, error = %format!("{err:#}"), "the replaced file stays in the blob store");
+    }
     // The job is committed; enqueue now, or leave it to the outbox relay if the queue is down.
     if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {
         tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "job left to the outbox relay");

@@ -231,9 +231,12 @@ impl JobStore {
                     ),
             )
             .add(
+                // A takeover is an attempt like any other: a job whose workers keep dying (a
+                // book that crashes them, a worker killed again and again) ends in the DLQ.
                 Condition::all()
                     .add(job::Column::State.eq(JobState::Running.as_str()))
-                    .add(job::Column::LeaseUntil.lt(now)),
+                    .add(job::Column::LeaseUntil.lt(now))
+                    .add(Expr::col(job::Column::Attempts).lt(Expr::col(job::Column::MaxAttempts))),
             );
         let result = job::Entity::update_many()
             .col_expr(job::Column::State, Expr::value(JobState::Running.as_str()))
@@ -293,6 +296,11 @@ impl JobStore {
             return Ok(Claim::Gone);
         };
         let state: Option<JobState> = job.state.parse().ok();
+        let lease_ran_out = job.lease_until.is_some_and(|lease| lease < now);
+        if state == Some(JobState::Running) && lease_ran_out && job.attempts >= job.max_attempts {
+            self.bury_lost_job(&job, now).await?;
+            return Ok(Claim::Gone);
+        }
         Ok(match state {
             Some(JobState::Running) if !job.cancel_requested => Claim::Busy {
                 retry_at: Ord::max(job.lease_until.unwrap_or(now), now),
@@ -302,6 +310,60 @@ impl JobStore {
             },
             _ => Claim::Gone,
         })
+    }
+
+    /// Ends a job whose last allowed attempt lost its worker: dead, in the DLQ with the reason,
+    /// its running attempt closed as abandoned. Only one of several claimants does it.
+    async fn bury_lost_job(&self, job: &job::Model, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let stage = job.stage.clone();
+        let error = format!(
+            "the worker running it was lost on each of its {} attempts (killed or stopped responding){}",
+            job.attempts,
+            stage
+                .as_deref()
+                .map(|stage| format!("; the last at stage {stage}"))
+                .unwrap_or_default()
+        );
+        let txn = crate::db::begin_write(&self.db).await?;
+        let buried = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Dead.as_str()))
+            .col_expr(job::Column::Error, Expr::value(error.clone()))
+            .col_expr(job::Column::ErrorStage, Expr::value(stage.clone()))
+            .col_expr(job::Column::Retryable, Expr::value(true))
+            .col_expr(job::Column::RunAfter, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::Id.eq(&job.id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .filter(job::Column::LeaseUntil.lt(now))
+            .filter(job::Column::Attempts.eq(job.attempts))
+            .exec(&txn)
+            .await?;
+        if buried.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(());
+        }
+        job_attempt::Entity::update_many()
+            .col_expr(job_attempt::Column::Outcome, Expr::value(ABANDONED))
+            .col_expr(job_attempt::Column::Error, Expr::value(error.clone()))
+            .col_expr(job_attempt::Column::Stage, Expr::value(stage))
+            .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
+            .filter(job_attempt::Column::JobId.eq(&job.id))
+            .filter(job_attempt::Column::Outcome.eq(JobState::Running.as_str()))
+            .exec(&txn)
+            .await?;
+        book::Entity::update_many()
+            .col_expr(book::Column::Status, Expr::value(BookStatus::Failed.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(now))
+            .filter(book::Column::Id.eq(&job.book_id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        crate::metrics::job_finished(JobState::Dead);
+        tracing::warn!(job_id = %job.id, attempts = job.attempts, error = %error, "job dead: its workers were lost");
+        Ok(())
     }
 
     /// Heartbeat: keeps the leases of this worker's running jobs alive.
@@ -543,4 +605,53 @@ pub enum Outcome {
         retryable: bool,
         retry_delay: Duration,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_whose_workers_keep_dying_ends_in_the_dlq() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+        let db = crate::db::connect(&url, 2, true).await?;
+        let book = crate::catalog::Catalog::new(db.clone())
+            .create_book("A Book", None)
+            .await?;
+        let jobs = JobStore::new(db);
+        let file = StoredFile {
+            sha256: ContentHash::from_digest(&[7; 32]),
+            size_bytes: 10,
+            content_type: "application/pdf".into(),
+            original_name: None,
+        };
+        let job = jobs.create_ingest_job(&book.id, &file, 2, None).await?;
+        // Each worker takes the job with a lease that has already run out, as if killed at once.
+        let expired = Duration::ZERO;
+        for worker in ["worker-1", "worker-2"] {
+            let claim = jobs.claim(&job.id, worker, expired).await?;
+            assert!(matches!(claim, Claim::Claimed(_)), "{worker} takes the job over");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let claim = jobs.claim(&job.id, "worker-3", Duration::from_secs(60)).await?;
+        assert!(matches!(claim, Claim::Gone), "no third attempt of two");
+        let dead = jobs.get(&job.id).await?.ok_or_else(|| anyhow::anyhow!("job"))?;
+        assert_eq!(dead.state, JobState::Dead.as_str());
+        assert_eq!(dead.attempts, 2);
+        assert!(
+            dead.error.as_deref().is_some_and(|e| e.contains("lost")),
+            "{:?}",
+            dead.error
+        );
+        assert!(dead.finished_at.is_some() && dead.lease_until.is_none());
+        let outcomes: Vec<String> = jobs.attempts(&job.id).await?.into_iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, vec![ABANDONED.to_owned(), ABANDONED.to_owned()]);
+        let book = crate::catalog::Catalog::new(jobs.db.clone())
+            .book(&book.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("book"))?;
+        assert_eq!(book.status, BookStatus::Failed.as_str());
+        Ok(())
+    }
 }
