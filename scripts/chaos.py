@@ -192,6 +192,7 @@ class Run:
         self.books_lock = threading.Lock()
         self.outcomes = collections.Counter()
         self.stop_chaos = threading.Event()
+        self.outage_uploads = []
         self.pdfs = {}
         self.ports = {name: free_port() for name in ("redis", "postgres", "s3", "falkordb")}
         self.urls = {}
@@ -290,6 +291,10 @@ class Run:
                 down = 30 if name == "s3" else self.args.restart_pause
                 self.event(f"{name} stopped")
                 self.stop_service(name)
+                # A user uploads while it is down: refused or queued, and retried as any client would.
+                during = threading.Thread(target=self.new_book, args=(self.rng.choice(self.args.books), None))
+                during.start()
+                self.outage_uploads.append(during)
                 time.sleep(down)
                 self.start_service(name)
                 self.event(f"{name} started again after {down} s down")
@@ -385,6 +390,8 @@ class Run:
             with ThreadPoolExecutor(self.args.clients) as pool:
                 list(pool.map(lambda action: self.act(action, waiting), actions))
         self.event(f"all {len(actions)} uploads sent")
+        for during in list(self.outage_uploads):
+            during.join()
         # Chaos goes on while the workers drain the queue, until the planned outages are past.
         deadline = time.monotonic() + self.args.drain_timeout
         last_report = 0
@@ -399,6 +406,8 @@ class Run:
         self.stop_chaos.set()
         chaos.join()
         supervisor.join(timeout=10)
+        for during in self.outage_uploads:
+            during.join()
         # Jobs whose worker was killed last come back after their lease: wait for those too.
         settle = time.monotonic() + 300
         while self.pending_jobs() and time.monotonic() < settle:
@@ -600,7 +609,7 @@ class Run:
         for seconds, what in self.events:
             if "restarted by" not in what and "killed" not in what:
                 out.append(f"  {seconds:6.1f} s  {what}")
-        out.append(f"upload actions {self.args.uploads}: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
+        out.append(f"upload actions {self.args.uploads} + {len(self.outage_uploads)} during outages: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
         out.append("HTTP answers seen by the client (retries included): " + ", ".join(
             f"{what} {status or 'conn-error'} x{n}" for (what, status), n in sorted(a.items())))
         out.append(f"books created {len(by_id)}; latest job per book: {dict(states)}; book status: {dict(statuses)}")
