@@ -56,7 +56,7 @@ impl Default for FusionWeights {
         Self {
             keyword: 1.0,
             semantic: 0.5,
-            index_boost: 1.0,
+            index_boost: 0.5,
             rrf_k: 60.0,
         }
     }
