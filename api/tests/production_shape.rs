@@ -4,6 +4,8 @@
 //! is read back with each service's own client, not through HBI.
 
 mod common;
+#[path = "common/production.rs"]
+mod production;
 #[path = "../../shared/core/tests/support/services.rs"]
 mod services;
 
@@ -11,153 +13,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{Role, TestServer, corpus_pdf};
-use falkordb::{FalkorClientBuilder, FalkorConnectionInfo};
-use futures::TryStreamExt;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use production::Stack;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
-use services::Service;
 use sha2::{Digest, Sha256};
-
-const BUCKET: &str = "hbi-books";
-const GRAPH: &str = "hbi";
-
-/// The four services of the production shape and the environment that points HBI at them.
-struct Stack {
-    redis: Service,
-    postgres: Service,
-    s3: Service,
-    falkordb: Service,
-    scratch: tempfile::TempDir,
-    processes: std::sync::atomic::AtomicU32,
-}
-
-impl Stack {
-    fn start() -> Self {
-        Self {
-            redis: Service::start("redis"),
-            postgres: Service::start("postgres"),
-            s3: Service::start("s3"),
-            falkordb: Service::start("falkordb"),
-            scratch: tempfile::tempdir().expect("scratch dir"),
-            processes: std::sync::atomic::AtomicU32::new(0),
-        }
-    }
-
-    /// The original HBI's variable names; the bucket does not exist yet (HBI creates it).
-    fn env(&self) -> Vec<(String, String)> {
-        [
-            ("REDIS_URL", self.redis.url.clone()),
-            ("DATABASE_URL", self.postgres.url.clone()),
-            ("MINIO_ENDPOINT", self.s3.url.trim_start_matches("http://").to_owned()),
-            ("MINIO_ACCESS_KEY", "hbi-test-access".to_owned()),
-            ("MINIO_SECRET_KEY", "hbi-test-secret-key".to_owned()),
-            ("MINIO_SECURE", "false".to_owned()),
-            ("MINIO_BUCKET_NAME", BUCKET.to_owned()),
-            ("FALKORDB_URL", self.falkordb.url.clone()),
-            // A killed worker's job is taken over within seconds, not minutes.
-            ("HBI__QUEUE__HEARTBEAT_SECS", "1".to_owned()),
-            ("HBI__QUEUE__POLL_INTERVAL_MS", "200".to_owned()),
-            ("HBI__QUEUE__RELAY_INTERVAL_MS", "500".to_owned()),
-        ]
-        .into_iter()
-        .map(|(key, value)| (key.to_owned(), value))
-        .collect()
-    }
-
-    /// `hbi api` or `hbi worker`, with a scratch directory no other process shares.
-    fn spawn(&self, role: Role, extra: &[(&str, &str)]) -> TestServer {
-        let n = self.processes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = self.scratch.path().join(format!("{role:?}-{n}"));
-        std::fs::create_dir_all(&dir).expect("process dir");
-        let mut env = self.env();
-        env.extend(
-            extra
-                .iter()
-                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
-        );
-        let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
-        TestServer::spawn(role, &dir, &env)
-    }
-
-    async fn sql(&self) -> DatabaseConnection {
-        Database::connect(self.postgres.url.as_str())
-            .await
-            .expect("connect to PostgreSQL")
-    }
-
-    fn s3_client(&self) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .endpoint_url(self.s3.url.as_str())
-            .force_path_style(true)
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "hbi-test-access",
-                "hbi-test-secret-key",
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
-
-    /// Every key in the bucket.
-    async fn s3_keys(&self) -> BTreeSet<String> {
-        let listing = self
-            .s3_client()
-            .list_objects_v2()
-            .bucket(BUCKET)
-            .max_keys(1000)
-            .send()
-            .await
-            .expect("list the bucket");
-        listing
-            .contents()
-            .iter()
-            .filter_map(|object| object.key().map(str::to_owned))
-            .collect()
-    }
-
-    async fn graph(&self) -> falkordb::AsyncGraph {
-        let info: FalkorConnectionInfo = self.falkordb.url.as_str().try_into().expect("falkordb url");
-        let client = FalkorClientBuilder::new_async()
-            .with_connection_info(info)
-            .build()
-            .await
-            .expect("falkordb client");
-        client.select_graph(GRAPH)
-    }
-
-    /// Rows of a read-only Cypher query.
-    async fn cypher_rows(&self, query: &str) -> Vec<falkordb::Row> {
-        let mut graph = self.graph().await;
-        let result = graph.ro_query(query).execute().await.expect("cypher query");
-        result.data.try_collect().await.expect("cypher rows")
-    }
-
-    /// The string column `column` of a read-only Cypher query's rows.
-    async fn cypher_strings(&self, query: &str, column: &str) -> Vec<String> {
-        self.cypher_rows(query)
-            .await
-            .iter()
-            .map(|row| row.try_get::<String>(column).expect("a string column"))
-            .collect()
-    }
-
-    /// The count a query returns in its column `n`.
-    async fn cypher_count(&self, query: &str) -> i64 {
-        self.cypher_rows(query)
-            .await
-            .first()
-            .and_then(|row| row.try_get::<i64>("n").ok())
-            .expect("a count column named n")
-    }
-
-    async fn cypher_write(&self, query: &str) {
-        self.graph().await.query(query).execute().await.expect("cypher write");
-    }
-}
 
 async fn sql_i64(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
     let row = db
@@ -530,7 +389,7 @@ async fn a_job_failing_every_attempt_lands_in_the_dlq_and_succeeds_when_requeued
 }
 
 /// Which readiness check names each service.
-fn check_name(service: &Service) -> &'static str {
+fn check_name(service: &services::Service) -> &'static str {
     match service.kind {
         "redis" => "queue",
         "postgres" => "database",

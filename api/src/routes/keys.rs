@@ -52,8 +52,8 @@ impl From<Scope> for ScopeView {
 #[derive(Debug, Object)]
 #[oai(rename = "ApiKeyCreate", deny_unknown_fields)]
 pub struct KeyCreate {
-    /// What or who the key is for, to recognise it in lists (1 to 100 characters).
-    #[oai(validator(min_length = 1, max_length = 100))]
+    /// What or who the key is for, to recognise it in lists (1 to 100 characters, no NUL).
+    #[oai(validator(min_length = 1, max_length = 100, pattern = "^[^\\x00]*$"))]
     pub name: String,
     pub scope: ScopeView,
 }

@@ -6,6 +6,28 @@ use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text,
 /// Rows per INSERT: three parameters a row, far under PostgreSQL's 65,535.
 const BATCH: usize = 500;
 
+/// Most text indexed for one page. PostgreSQL refuses a tsvector over 1 MiB ("string is too
+/// long for tsvector"), which failed the whole book's indexing stage, attempt after attempt,
+/// for a page of 400 000 short lines (`text_flood_on_one_page`). A lexeme with its entry
+/// and position takes at most about 3.4 times the text it came from (two letters and a space:
+/// 2 + 4 + 2 + 2 bytes), so 256 KiB of text stays under the limit; a printed page holds a
+/// few KiB.
+const MAX_INDEXED_PAGE_BYTES: usize = 256 * 1024;
+
+/// `text` cut to [`MAX_INDEXED_PAGE_BYTES`] at the last whitespace before the limit, so
+/// that no word is cut in two.
+fn indexable(text: &str) -> &str {
+    if text.len() <= MAX_INDEXED_PAGE_BYTES {
+        return text;
+    }
+    let mut end = MAX_INDEXED_PAGE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
+    head.rfind(char::is_whitespace).map_or(head, |space| &head[..space])
+}
+
 /// Page text in `page_search`, whose `tsv` column PostgreSQL derives from the text itself
 /// (`to_tsvector('simple', text)`, GIN-indexed; migration m20261123_000002).
 pub struct PostgresFtsIndex {
@@ -56,7 +78,7 @@ impl TextIndex for PostgresFtsIndex {
                     [
                         Value::from(book_id),
                         Value::from(i32::try_from(page.number).unwrap_or(i32::MAX)),
-                        Value::from(clean_text(&page.text)),
+                        Value::from(clean_text(indexable(&page.text))),
                     ]
                 })
                 .collect();
@@ -141,6 +163,21 @@ mod tests {
         assert_eq!(
             insert_sql(2),
             "INSERT INTO page_search (book_id, page, text) VALUES ($1, $2, $3), ($4, $5, $6)"
+        );
+    }
+
+    #[test]
+    fn a_huge_page_is_indexed_up_to_the_limit_at_a_word_boundary() {
+        let short = "a page of ordinary length";
+        assert_eq!(indexable(short), short);
+        // Two-byte letters, so the limit falls inside a character and inside a word.
+        let huge = "éé ab ".repeat(MAX_INDEXED_PAGE_BYTES / 4);
+        let kept = indexable(&huge);
+        assert!(kept.len() <= MAX_INDEXED_PAGE_BYTES && kept.len() > MAX_INDEXED_PAGE_BYTES - 8);
+        assert!(huge.starts_with(kept));
+        assert!(
+            huge[kept.len()..].starts_with(char::is_whitespace),
+            "cut before a space"
         );
     }
 }
