@@ -34,11 +34,16 @@ fn upload_fuzz_inputs_replay_cleanly() {
         let (sender, receiver) = mpsc::channel();
         let worker = harness.clone();
         // A panic (a 5xx, a stray file, a crash) drops the sender without an answer.
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let _ = sender.send(worker.run(&data));
         });
         let outcome = match receiver.recv_timeout(DEADLINE) {
-            Ok(outcome) => outcome,
+            // Joined, so that the last handle on the harness (and its temporary directory)
+            // is dropped by this thread, not lost at exit.
+            Ok(outcome) => {
+                let _ = thread.join();
+                outcome
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("{}: no answer within {DEADLINE:?}", path.display()),
             Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{}: the harness panicked (see above)", path.display()),
         };
