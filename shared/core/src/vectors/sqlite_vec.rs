@@ -5,12 +5,13 @@
 //! content-hash cache; its `id` is the vector's rowid in `vec0`.
 //!
 //! Searches do not scan `vec0` (about 1.1 µs a vector through the virtual table): each process
-//! keeps an in-memory copy of the vectors of the models it searched (f32, 1.5 KB a vector of
-//! 384), exact like vec0's scan. vec0 stays the durable store. A generations table keeps the
-//! copies right across processes (`hbi api` searches while `hbi worker` writes): every
-//! replace or delete of a book gives the book a new generation in the same transaction, from
-//! an AUTOINCREMENT key that never repeats; each search reads the generations (one small
-//! table) and reloads only the books whose generation changed.
+//! keeps an in-memory copy of the vectors of the models it searched (f32 and int8, 1.9 KB a
+//! vector of 384; `flat` scans the int8 codes and re-scores in f32), exact like vec0's scan.
+//! vec0 stays the durable store. A generations table keeps the copies right across processes
+//! (`hbi api` searches while `hbi worker` writes): every replace or delete of a book gives the
+//! book a new generation in the same transaction, from an AUTOINCREMENT key that never
+//! repeats; each search reads the generations (one small table) and reloads only the books
+//! whose generation changed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -209,11 +210,7 @@ impl SqliteVecIndex {
         let mut loaded: HashMap<String, BookVectors> = books
             .iter()
             .map(|book| {
-                let vectors = BookVectors {
-                    generation: generations.get(book).copied().unwrap_or(0),
-                    chunk_ids: Vec::new(),
-                    rows: Vec::new(),
-                };
+                let vectors = BookVectors::new(generations.get(book).copied().unwrap_or(0));
                 (book.clone(), vectors)
             })
             .collect();
@@ -261,8 +258,7 @@ impl SqliteVecIndex {
             let Some(unit) = flat::unit(&from_blob(&blob, self.dimensions)?) else {
                 continue;
             };
-            book.chunk_ids.push(row.try_get("", "chunk_id")?);
-            book.rows.extend(unit);
+            book.push(row.try_get("", "chunk_id")?, &unit);
         }
         Ok(loaded)
     }
