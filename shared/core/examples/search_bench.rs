@@ -57,9 +57,13 @@ async fn main() -> anyhow::Result<()> {
     let target: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
     let database_url = args.next().unwrap_or_default();
 
-    let data = tempfile::tempdir()?;
+    // HBI_BENCH_DATA_DIR keeps the loaded store for inspection (sqlite3 on its hbi.db).
+    let temporary = tempfile::tempdir()?;
+    let data_dir = std::env::var_os("HBI_BENCH_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temporary.path().to_path_buf());
     let overrides = Overrides {
-        data_dir: Some(data.path().to_path_buf()),
+        data_dir: Some(data_dir),
         ..Default::default()
     };
     let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
@@ -144,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
         .filter(|t| t.split_whitespace().count() >= 2)
         .collect();
     queries.truncate(200);
+    anyhow::ensure!(!queries.is_empty(), "the corpus has no ToC titles to search for");
 
     let searcher = Searcher::new(
         backends.clone(),
@@ -152,6 +157,54 @@ async fn main() -> anyhow::Result<()> {
             backends.vectors.clone(),
         ))),
     );
+    // The first search fills what a store keeps in memory (sqlite-vec: its copy of the vectors).
+    let started = Instant::now();
+    let probe = embedder
+        .embed(std::slice::from_ref(&queries[0]))
+        .await?
+        .pop()
+        .context("no vector")?;
+    backends.vectors.search(&model, &probe, 10, None).await?;
+    eprintln!("first vector search {:.2} s", started.elapsed().as_secs_f64());
+
+    // Each stage alone, to see where a search spends its time.
+    let mut stages: Vec<(&str, Vec<Duration>)> = vec![
+        ("query embedding", Vec::new()),
+        ("keyword list (100 pages)", Vec::new()),
+        ("vector KNN (100 chunks)", Vec::new()),
+    ];
+    for (n, query) in queries.iter().enumerate() {
+        let started = Instant::now();
+        let vector = embedder
+            .embed(std::slice::from_ref(query))
+            .await?
+            .pop()
+            .context("no vector")?;
+        let embedded = started.elapsed();
+        let started = Instant::now();
+        std::hint::black_box(backends.text.search_pages(None, query, 100).await?);
+        let keyword = started.elapsed();
+        let started = Instant::now();
+        std::hint::black_box(backends.vectors.search(&model, &vector, 100, None).await?);
+        let knn = started.elapsed();
+        if n >= 5 {
+            for (stage, time) in stages.iter_mut().zip([embedded, keyword, knn]) {
+                stage.1.push(time);
+            }
+        }
+    }
+    println!("| store | chunks | stage | queries | p50 ms | p95 ms |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for (stage, mut times) in stages {
+        times.sort();
+        println!(
+            "| {store} | {chunks_loaded} | {stage} | {} | {:.1} | {:.1} |",
+            times.len(),
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
+    }
+    println!();
     println!("| store | chunks | mode | queries | p50 ms | p95 ms |");
     println!("|---|---:|---|---:|---:|---:|");
     for mode in [SearchMode::Keyword, SearchMode::Semantic, SearchMode::Hybrid] {

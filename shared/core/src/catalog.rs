@@ -245,6 +245,18 @@ impl Catalog {
             .await?)
     }
 
+    /// The printed label of one page, without reading its text.
+    pub async fn page_label(&self, book_id: &str, number: u32) -> anyhow::Result<Option<String>> {
+        Ok(page::Entity::find()
+            .select_only()
+            .column(page::Column::Label)
+            .filter(page::Column::BookId.eq(book_id))
+            .filter(page::Column::Number.eq(to_i32(number)))
+            .into_tuple()
+            .one(&self.db)
+            .await?)
+    }
+
     /// Printed labels of the book's pages, physical page 1 first.
     pub async fn page_labels(&self, book_id: &str) -> anyhow::Result<Vec<String>> {
         let rows: Vec<(i32, String)> = page::Entity::find()

@@ -21,8 +21,8 @@ use crate::graph::term_key;
 
 /// How many candidates each list contributes before fusion.
 const CANDIDATES: usize = 100;
-/// How long a book's index terms stay cached.
-const TERMS_TTL: Duration = Duration::from_secs(300);
+/// How long a book's index terms and ToC stay cached.
+const FACTS_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -126,16 +126,20 @@ struct BoostTerm {
     specificity: f64,
 }
 
-struct BookTerms {
+/// What a search reads of a book besides its pages, cached per book and content hash: the
+/// ToC alone is hundreds of rows, read for every book among the hits otherwise.
+struct BookFacts {
     content_hash: Option<String>,
     loaded: Instant,
+    /// Index terms by normalised phrase.
     by_key: HashMap<String, Vec<BoostTerm>>,
+    toc: Vec<toc_entry::Model>,
 }
 
 pub struct Searcher {
     backends: Backends,
     semantic: Option<Arc<dyn SemanticSearch>>,
-    terms: Mutex<HashMap<String, Arc<BookTerms>>>,
+    facts: Mutex<HashMap<String, Arc<BookFacts>>>,
 }
 
 impl Searcher {
@@ -143,7 +147,7 @@ impl Searcher {
         Self {
             backends,
             semantic,
-            terms: Mutex::new(HashMap::new()),
+            facts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -161,23 +165,21 @@ impl Searcher {
             (false, _) => None,
         };
 
-        // Page key -> what each list says about it.
-        let mut pages: HashMap<(String, u32), Candidate> = HashMap::new();
-        let weights = request.weights;
-        if want_keyword {
-            let hits = self
-                .backends
+        // The lists do not depend on each other: they run at once (the query's embedding and
+        // KNN beside the full-text search), then are fused in a fixed order.
+        let keyword_list = async {
+            if !want_keyword {
+                return Ok(Vec::new());
+            }
+            self.backends
                 .text
                 .search_pages(book, &request.query, CANDIDATES as u64)
-                .await?;
-            for (rank, hit) in hits.into_iter().enumerate() {
-                let candidate = pages.entry((hit.book_id.clone(), hit.page)).or_default();
-                candidate.fused += weights.keyword / (weights.rrf_k + rank as f64 + 1.0);
-                candidate.scores.keyword = Some(hit.score);
-                candidate.snippet = Some(hit.snippet);
-            }
-        }
-        if let Some(semantic) = semantic {
+                .await
+        };
+        let semantic_list = async {
+            let Some(semantic) = semantic else {
+                return Ok((Vec::new(), HashMap::new()));
+            };
             let nearest = semantic.nearest_chunks(&request.query, CANDIDATES, book).await?;
             let ids: Vec<String> = nearest.iter().map(|(id, _)| id.clone()).collect();
             let chunks: HashMap<String, crate::db::entities::chunk::Model> = self
@@ -188,36 +190,56 @@ impl Searcher {
                 .into_iter()
                 .map(|chunk| (chunk.id.clone(), chunk))
                 .collect();
-            let mut rank = 0usize;
-            for (id, similarity) in nearest {
-                let Some(chunk) = chunks.get(&id) else { continue };
-                let page = u32::try_from(chunk.first_page).unwrap_or(0);
-                let candidate = pages.entry((chunk.book_id.clone(), page)).or_default();
-                if candidate.scores.semantic.is_some() {
-                    // A page counts once, at the rank of its best chunk.
-                    continue;
-                }
-                candidate.fused += weights.semantic / (weights.rrf_k + rank as f64 + 1.0);
-                candidate.scores.semantic = Some(similarity);
-                candidate.chunk_id = Some(id);
-                candidate.chunk_text = Some(chunk.text.clone());
-                rank += 1;
-            }
+            anyhow::Ok((nearest, chunks))
+        };
+        let boost_list = async {
+            let books = self.searchable_books(book).await?;
+            let boosted = if request.index_boost && request.weights.index_boost > 0.0 {
+                self.index_boost(&request.query, &books).await?
+            } else {
+                Vec::new()
+            };
+            anyhow::Ok((books, boosted))
+        };
+        let (keyword_hits, (nearest, chunks), (books, boosted)) =
+            tokio::try_join!(keyword_list, semantic_list, boost_list)?;
+
+        // Page key -> what each list says about it.
+        let mut pages: HashMap<(String, u32), Candidate> = HashMap::new();
+        let weights = request.weights;
+        for (rank, hit) in keyword_hits.into_iter().enumerate() {
+            let candidate = pages.entry((hit.book_id.clone(), hit.page)).or_default();
+            candidate.fused += weights.keyword / (weights.rrf_k + rank as f64 + 1.0);
+            candidate.scores.keyword = Some(hit.score);
+            candidate.keyword_hit = Some(hit);
         }
-        if request.index_boost && weights.index_boost > 0.0 {
-            let boosted = self.index_boost(&request.query, book).await?;
-            for (rank, ((book_id, page), boost)) in boosted.into_iter().enumerate() {
-                // The boost lifts pages the other lists found; alone it adds pages only in
-                // the modes that have no list of their own to miss them.
-                let candidate = pages.entry((book_id, page)).or_default();
-                candidate.fused += weights.index_boost / (weights.rrf_k + rank as f64 + 1.0);
-                candidate.scores.boost = Some(boost);
+        let mut rank = 0usize;
+        for (id, similarity) in nearest {
+            let Some(chunk) = chunks.get(&id) else { continue };
+            let page = u32::try_from(chunk.first_page).unwrap_or(0);
+            let candidate = pages.entry((chunk.book_id.clone(), page)).or_default();
+            if candidate.scores.semantic.is_some() {
+                // A page counts once, at the rank of its best chunk.
+                continue;
             }
+            candidate.fused += weights.semantic / (weights.rrf_k + rank as f64 + 1.0);
+            candidate.scores.semantic = Some(similarity);
+            candidate.chunk_id = Some(id);
+            candidate.chunk_text = Some(chunk.text.clone());
+            rank += 1;
+        }
+        for (rank, ((book_id, page), boost)) in boosted.into_iter().enumerate() {
+            // The boost lifts pages the other lists found; alone it adds pages only in
+            // the modes that have no list of their own to miss them.
+            let candidate = pages.entry((book_id, page)).or_default();
+            candidate.fused += weights.index_boost / (weights.rrf_k + rank as f64 + 1.0);
+            candidate.scores.boost = Some(boost);
         }
 
         let mut ranked: Vec<((String, u32), Candidate)> = pages.into_iter().collect();
         ranked.sort_by(|(a_key, a), (b_key, b)| b.fused.total_cmp(&a.fused).then_with(|| a_key.cmp(b_key)));
-        self.finish_hits(ranked, request).await
+        let books: HashMap<String, Option<String>> = books.into_iter().collect();
+        self.finish_hits(ranked, request, &books).await
     }
 
     /// Labels, section paths and snippets for the best pages, after the section filter.
@@ -225,20 +247,25 @@ impl Searcher {
         &self,
         ranked: Vec<((String, u32), Candidate)>,
         request: &SearchRequest,
+        books: &HashMap<String, Option<String>>,
     ) -> Result<Vec<SearchHit>, SearchError> {
-        let mut books: HashMap<String, (Vec<String>, Vec<toc_entry::Model>)> = HashMap::new();
+        let mut tocs: HashMap<String, Arc<BookFacts>> = HashMap::new();
         let section = request.section.as_deref().map(str::to_lowercase);
         let mut hits = Vec::with_capacity(request.k);
+        let mut sources = Vec::with_capacity(request.k);
         for ((book_id, page), candidate) in ranked {
             if hits.len() >= request.k {
                 break;
             }
-            if !books.contains_key(&book_id) {
-                let labels = self.backends.catalog.page_labels(&book_id).await?;
-                let toc = self.backends.catalog.toc(&book_id).await?;
-                books.insert(book_id.clone(), (labels, toc));
+            if !tocs.contains_key(&book_id) {
+                // A book not listed as searchable (still processing) is read, not cached.
+                let content_hash = books.get(&book_id).cloned().flatten();
+                let facts = self
+                    .book_facts(&book_id, content_hash, books.contains_key(&book_id))
+                    .await?;
+                tocs.insert(book_id.clone(), facts);
             }
-            let Some((labels, toc)) = books.get(&book_id) else {
+            let Some(toc) = tocs.get(&book_id).map(|facts| &facts.toc) else {
                 continue;
             };
             let section_path = section_path_at(
@@ -256,40 +283,56 @@ impl Searcher {
             {
                 continue;
             }
-            let page_label = labels
-                .get(usize::try_from(page).unwrap_or(0).saturating_sub(1))
-                .cloned()
+            // One label, not the book's list of them: that read every page row.
+            let page_label = self
+                .backends
+                .catalog
+                .page_label(&book_id, page)
+                .await?
                 .unwrap_or_else(|| page.to_string());
-            let snippet = match (candidate.snippet, candidate.chunk_text) {
-                (Some(snippet), _) => snippet,
-                (None, Some(text)) => highlight_excerpt(&text, &request.query),
-                (None, None) => match self.backends.catalog.page(&book_id, page).await? {
-                    Some(row) => highlight_excerpt(&row.text, &request.query),
-                    None => String::new(),
-                },
-            };
             hits.push(SearchHit {
                 book_id,
                 page,
                 page_label,
                 section_path,
-                snippet,
+                snippet: String::new(),
                 score: candidate.fused,
                 scores: candidate.scores,
                 chunk_id: candidate.chunk_id,
             });
+            sources.push((candidate.keyword_hit, candidate.chunk_text));
+        }
+
+        // Snippets for the returned hits only: the full-text index's own where it found the
+        // page, otherwise the query's words highlighted in the chunk or the page.
+        let keyword_hits: Vec<crate::text_index::PageHit> = sources.iter().filter_map(|(hit, _)| hit.clone()).collect();
+        let mut keyword_snippets = self
+            .backends
+            .text
+            .snippets(&request.query, &keyword_hits)
+            .await?
+            .into_iter();
+        for (hit, (keyword_hit, chunk_text)) in hits.iter_mut().zip(sources) {
+            if keyword_hit.is_some() {
+                hit.snippet = keyword_snippets.next().unwrap_or_default();
+            }
+            if hit.snippet.is_empty() {
+                hit.snippet = match chunk_text {
+                    Some(text) => highlight_excerpt(&text, &request.query),
+                    None => match self.backends.catalog.page(&hit.book_id, hit.page).await? {
+                        Some(row) => highlight_excerpt(&row.text, &request.query),
+                        None => String::new(),
+                    },
+                };
+            }
         }
         Ok(hits)
     }
 
-    /// Pages the printed indexes list for entries the query names, best first.
-    async fn index_boost(&self, query: &str, book: Option<&str>) -> anyhow::Result<Vec<((String, u32), f64)>> {
-        let phrases = query_phrases(query);
-        if phrases.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Each book with its content hash, which keys the cached index terms.
-        let books: Vec<(String, Option<String>)> = match book {
+    /// The books a search may return (or the one asked for), with the content hash that keys
+    /// their cached facts.
+    async fn searchable_books(&self, book: Option<&str>) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        Ok(match book {
             Some(book) => self
                 .backends
                 .catalog
@@ -307,10 +350,22 @@ impl Searcher {
                 .filter(|b| matches!(b.status.parse(), Ok(BookStatus::Ready | BookStatus::NeedsReview)))
                 .map(|b| (b.id, b.content_hash))
                 .collect(),
-        };
+        })
+    }
+
+    /// Pages the printed indexes of `books` list for entries the query names, best first.
+    async fn index_boost(
+        &self,
+        query: &str,
+        books: &[(String, Option<String>)],
+    ) -> anyhow::Result<Vec<((String, u32), f64)>> {
+        let phrases = query_phrases(query);
+        if phrases.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut boosts: HashMap<(String, u32), f64> = HashMap::new();
         for (book_id, content_hash) in books {
-            let terms = self.book_terms(&book_id, content_hash).await?;
+            let terms = self.book_facts(book_id, content_hash.clone(), true).await?;
             for (phrase, words) in &phrases {
                 for term in terms.by_key.get(phrase).into_iter().flatten() {
                     let strength = term.specificity * (*words as f64);
@@ -329,11 +384,19 @@ impl Searcher {
         Ok(ranked)
     }
 
-    async fn book_terms(&self, book_id: &str, content_hash: Option<String>) -> anyhow::Result<Arc<BookTerms>> {
-        if let Ok(cache) = self.terms.lock()
+    /// The book's index terms and ToC, from the cache while its content hash is unchanged
+    /// (and for [`FACTS_TTL`] at most); `keep` false reads them past the cache.
+    async fn book_facts(
+        &self,
+        book_id: &str,
+        content_hash: Option<String>,
+        keep: bool,
+    ) -> anyhow::Result<Arc<BookFacts>> {
+        if keep
+            && let Ok(cache) = self.facts.lock()
             && let Some(terms) = cache.get(book_id)
             && terms.content_hash == content_hash
-            && terms.loaded.elapsed() < TERMS_TTL
+            && terms.loaded.elapsed() < FACTS_TTL
         {
             return Ok(terms.clone());
         }
@@ -353,15 +416,17 @@ impl Searcher {
             }
             by_key.entry(key).or_default().push(BoostTerm { pages, specificity });
         }
-        let terms = Arc::new(BookTerms {
+        let toc = self.backends.catalog.toc(book_id).await?;
+        let facts = Arc::new(BookFacts {
             content_hash,
             loaded: Instant::now(),
             by_key,
+            toc,
         });
-        if let Ok(mut cache) = self.terms.lock() {
-            cache.insert(book_id.to_owned(), terms.clone());
+        if keep && let Ok(mut cached) = self.facts.lock() {
+            cached.insert(book_id.to_owned(), facts.clone());
         }
-        Ok(terms)
+        Ok(facts)
     }
 }
 
@@ -369,7 +434,8 @@ impl Searcher {
 struct Candidate {
     fused: f64,
     scores: HitScores,
-    snippet: Option<String>,
+    /// The full-text index's hit, for its snippet.
+    keyword_hit: Option<crate::text_index::PageHit>,
     chunk_id: Option<String>,
     chunk_text: Option<String>,
 }

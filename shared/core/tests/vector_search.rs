@@ -74,6 +74,102 @@ async fn sqlite_vec_is_exact() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// vec0's own exact KNN (what searches ran before the in-memory copy), as (chunk id, similarity).
+async fn vec0_knn(db: &DatabaseConnection, query: &[f32], k: usize) -> anyhow::Result<Vec<(String, f32)>> {
+    let blob: Vec<u8> = query.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "WITH knn AS MATERIALIZED (SELECT rowid AS id, distance FROM chunk_vectors_384 \
+               WHERE embedding MATCH ? AND k = ? AND model = ?) \
+             SELECT k.chunk_id, knn.distance FROM knn JOIN chunk_vector_keys_384 k ON k.id = knn.id \
+             ORDER BY knn.distance, k.chunk_id",
+            vec![blob.into(), i64::try_from(k)?.into(), "m".into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let distance: f64 = row.try_get("", "distance")?;
+            Ok((row.try_get("", "chunk_id")?, (1.0 - distance) as f32))
+        })
+        .collect()
+}
+
+/// Searches run on an in-memory copy of the vectors; another process (here: another pool on the
+/// same file, as `hbi worker` beside `hbi api`) replaces and deletes books, and every search
+/// still answers as vec0's exact scan of what is stored at that moment.
+#[tokio::test]
+async fn sqlite_vec_searches_see_other_processes_writes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let writer_db = sqlite(dir.path()).await?;
+    let reader_db = sqlite(dir.path()).await?;
+    let writer = SqliteVecIndex::open(writer_db.clone(), DEFAULT_EMBEDDING_DIMENSIONS).await?;
+    let reader = SqliteVecIndex::open(reader_db.clone(), DEFAULT_EMBEDDING_DIMENSIONS).await?;
+    let mut source = vector_data::Generator::uniform(7, DEFAULT_EMBEDDING_DIMENSIONS);
+    let (a, b) = ("book-a", "book-b");
+    let first_a = source.book(a, 300);
+    writer.replace_book(a, "m", &first_a).await?;
+    writer.replace_book(b, "m", &source.book(b, 300)).await?;
+    let queries: Vec<Vec<f32>> = (0..5).map(|_| source.vector()).collect();
+    let same_as_vec0 = |what: &str, hits: &[hbi_shared::vectors::VectorHit], exact: &[(String, f32)]| {
+        let found: Vec<&str> = hits.iter().map(|hit| hit.chunk_id.as_str()).collect();
+        let expected: Vec<&str> = exact.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(found, expected, "{what}");
+        for (hit, (_, similarity)) in hits.iter().zip(exact) {
+            assert!(
+                (hit.similarity - similarity).abs() < 1e-5,
+                "{what}: {hit:?} against {similarity}"
+            );
+        }
+    };
+    for (n, query) in queries.iter().enumerate() {
+        let hits = reader.search("m", query, 20, None).await?;
+        same_as_vec0(&format!("query {n}"), &hits, &vec0_knn(&reader_db, query, 20).await?);
+    }
+
+    // The writer replaces A: the reader's copy follows at its next search.
+    let second_a = source.book(a, 250);
+    writer.replace_book(a, "m", &second_a).await?;
+    let moved = &second_a[17];
+    let hits = reader.search("m", &moved.embedding, 3, None).await?;
+    assert_eq!(hits[0].chunk_id, moved.chunk_id);
+    assert!(hits[0].similarity > 0.999, "{hits:?}");
+    let old = &first_a[17];
+    let hits = reader.search("m", &old.embedding, 1, Some(a)).await?;
+    assert!(hits[0].similarity < 0.9, "the old vector of A is gone: {hits:?}");
+    assert_eq!(reader.search("m", &queries[0], 1000, Some(a)).await?.len(), 250);
+    for (n, query) in queries.iter().enumerate() {
+        let hits = reader.search("m", query, 20, None).await?;
+        same_as_vec0(
+            &format!("after replace, query {n}"),
+            &hits,
+            &vec0_knn(&reader_db, query, 20).await?,
+        );
+    }
+
+    // The writer deletes B: never found again, with or without the book filter.
+    writer.delete_book(b).await?;
+    let everything = reader.search("m", &queries[1], 1000, None).await?;
+    assert_eq!(everything.len(), 250);
+    assert!(everything.iter().all(|hit| hit.book_id == a), "B was deleted");
+    assert!(reader.search("m", &queries[1], 10, Some(b)).await?.is_empty());
+
+    // Deleted and stored again between two searches: a new generation, never the old one.
+    writer.delete_book(a).await?;
+    let third_a = source.book(a, 40);
+    writer.replace_book(a, "m", &third_a).await?;
+    let hits = reader.search("m", &third_a[3].embedding, 1000, None).await?;
+    assert_eq!(hits.len(), 40);
+    assert_eq!(hits[0].chunk_id, third_a[3].chunk_id);
+    assert!(hits[0].similarity > 0.999, "{hits:?}");
+    same_as_vec0(
+        "after delete and store",
+        &hits,
+        &vec0_knn(&reader_db, &third_a[3].embedding, 1000).await?,
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn sqlite_vec_tables_per_dimension() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

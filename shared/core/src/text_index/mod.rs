@@ -24,8 +24,9 @@ pub struct PageHit {
     pub page: u32,
     /// Higher is better; comparable within one search only.
     pub score: f64,
-    /// HTML-escaped page text around the matches, each match inside `<b>..</b>`.
-    pub snippet: String,
+    /// The backend's own key of the indexed page (SQLite: the FTS5 rowid), for
+    /// [`TextIndex::snippets`]; `None` where the book and page are the key.
+    pub row: Option<i64>,
 }
 
 #[async_trait]
@@ -43,7 +44,14 @@ pub trait TextIndex: Send + Sync {
     /// The best `limit` pages for the user's `query` (plain words, `"quoted phrases"`), in one
     /// book or all. Any text is a valid query: operators and quotes are read as words, never as
     /// syntax, and a query without words finds nothing.
+    /// Without snippets: making one re-reads the page's text, worth it only for the few hits
+    /// a search returns ([`snippets`](Self::snippets)).
     async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>>;
+
+    /// A snippet for each hit of a search for `query`, in order: HTML-escaped page text around
+    /// the matches, each match inside `<b>..</b>`; empty when the page no longer matches (its
+    /// book was indexed again meanwhile).
+    async fn snippets(&self, query: &str, hits: &[PageHit]) -> anyhow::Result<Vec<String>>;
 }
 
 /// Marks the backends put around matches; the snippet is escaped before they become tags.

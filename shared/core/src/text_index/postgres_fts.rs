@@ -114,43 +114,79 @@ impl TextIndex for PostgresFtsIndex {
         if limit == 0 || !query.chars().any(char::is_alphanumeric) {
             return Ok(Vec::new());
         }
-        let headline_options = format!(
-            "StartSel={MATCH_START}, StopSel={MATCH_END}, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=\" … \""
-        );
         let rows = self
             .db
             .query_all_raw(statement(
-                // websearch_to_tsquery reads any text without a syntax error. The headline is
-                // made for the returned rows only: it re-parses the whole page text.
-                "SELECT hit.book_id, hit.page, hit.score, \
-                        ts_headline('simple', hit.text, hit.query, $4) AS snippet \
-                 FROM (SELECT s.book_id, s.page, s.text, q.query, \
-                              ts_rank(s.tsv, q.query)::float8 AS score \
-                       FROM page_search s, websearch_to_tsquery('simple', $1) AS q(query) \
-                       WHERE s.tsv @@ q.query AND ($2::text IS NULL OR s.book_id = $2) \
-                       ORDER BY score DESC, s.book_id, s.page \
-                       LIMIT $3) AS hit \
-                 ORDER BY hit.score DESC, hit.book_id, hit.page",
+                // websearch_to_tsquery reads any text without a syntax error.
+                "SELECT s.book_id, s.page, ts_rank(s.tsv, q.query)::float8 AS score \
+                 FROM page_search s, websearch_to_tsquery('simple', $1) AS q(query) \
+                 WHERE s.tsv @@ q.query AND ($2::text IS NULL OR s.book_id = $2) \
+                 ORDER BY score DESC, s.book_id, s.page \
+                 LIMIT $3",
                 vec![
                     query.into(),
                     book_id.map(str::to_owned).into(),
                     i64::try_from(limit).unwrap_or(i64::MAX).into(),
-                    headline_options.into(),
                 ],
             ))
             .await?;
         rows.iter()
             .map(|row| {
                 let page: i32 = row.try_get("", "page")?;
-                let snippet: String = row.try_get("", "snippet")?;
                 Ok(PageHit {
                     book_id: row.try_get("", "book_id")?,
                     page: u32::try_from(page)?,
                     score: row.try_get("", "score")?,
-                    snippet: snippet_html(&snippet),
+                    row: None,
                 })
             })
             .collect()
+    }
+
+    async fn snippets(&self, query: &str, hits: &[PageHit]) -> anyhow::Result<Vec<String>> {
+        let query = clean_text(query);
+        if hits.is_empty() || !query.chars().any(char::is_alphanumeric) {
+            return Ok(vec![String::new(); hits.len()]);
+        }
+        let headline_options = format!(
+            "StartSel={MATCH_START}, StopSel={MATCH_END}, MaxWords=35, MinWords=15, MaxFragments=2, FragmentDelimiter=\" … \""
+        );
+        // ts_headline re-parses the whole page text: only for the pages asked for.
+        let mut values: Vec<Value> = vec![query.into(), headline_options.into()];
+        let mut wanted = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let first = values.len() + 1;
+            wanted.push(format!("(${first}::text, ${}::int)", first + 1));
+            values.push(hit.book_id.as_str().into());
+            values.push(i32::try_from(hit.page).unwrap_or(i32::MAX).into());
+        }
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                &format!(
+                    "SELECT s.book_id, s.page, ts_headline('simple', s.text, q.query, $2) AS snippet \
+                     FROM page_search s, websearch_to_tsquery('simple', $1) AS q(query) \
+                     WHERE (s.book_id, s.page) IN ({}) AND s.tsv @@ q.query",
+                    wanted.join(", ")
+                ),
+                values,
+            ))
+            .await?;
+        let mut found = std::collections::HashMap::new();
+        for row in rows {
+            let book_id: String = row.try_get("", "book_id")?;
+            let page: i32 = row.try_get("", "page")?;
+            let snippet: String = row.try_get("", "snippet")?;
+            found.insert((book_id, page), snippet_html(&snippet));
+        }
+        Ok(hits
+            .iter()
+            .map(|hit| {
+                found
+                    .remove(&(hit.book_id.clone(), i32::try_from(hit.page).unwrap_or(i32::MAX)))
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 }
 

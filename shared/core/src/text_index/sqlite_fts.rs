@@ -93,38 +93,71 @@ impl TextIndex for SqliteFtsIndex {
             return Ok(Vec::new());
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Ranked by rowid among equals (pages are indexed in page order): the book and page
+        // columns live in the page's stored row with its text, and reading them for every
+        // matching page cost most of a search. They are read for the `limit` best only.
+        let (book_filter, mut values): (&str, Vec<Value>) = match book_id {
+            Some(book_id) => ("AND book_id = ?", vec![fts_query.into(), book_id.into()]),
+            None => ("", vec![fts_query.into()]),
+        };
+        values.push(limit.into());
         let rows = self
             .db
             .query_all_raw(statement(
-                // bm25() is lower for better matches.
-                "SELECT book_id, page, -bm25(pages_fts) AS score, \
-                        snippet(pages_fts, 0, ?, ?, '…', 24) AS snippet \
-                 FROM pages_fts \
-                 WHERE pages_fts MATCH ? AND (? IS NULL OR book_id = ?) \
-                 ORDER BY bm25(pages_fts), book_id, page \
-                 LIMIT ?",
-                vec![
-                    MATCH_START.to_string().into(),
-                    MATCH_END.to_string().into(),
-                    fts_query.into(),
-                    book_id.map(str::to_owned).into(),
-                    book_id.map(str::to_owned).into(),
-                    limit.into(),
-                ],
+                &format!(
+                    // bm25() is lower for better matches.
+                    "WITH best AS MATERIALIZED (\
+                       SELECT rowid AS fts_row, bm25(pages_fts) AS bm25_score FROM pages_fts \
+                       WHERE pages_fts MATCH ? {book_filter} \
+                       ORDER BY bm25_score, fts_row LIMIT ?) \
+                     SELECT best.fts_row, -best.bm25_score AS score, f.book_id, f.page \
+                     FROM best JOIN pages_fts f ON f.rowid = best.fts_row \
+                     ORDER BY best.bm25_score, best.fts_row"
+                ),
+                values,
             ))
             .await?;
         rows.iter()
             .map(|row| {
                 let page: i64 = row.try_get("", "page")?;
-                let snippet: String = row.try_get("", "snippet")?;
                 Ok(PageHit {
                     book_id: row.try_get("", "book_id")?,
                     page: u32::try_from(page)?,
                     score: row.try_get("", "score")?,
-                    snippet: snippet_html(&snippet),
+                    row: Some(row.try_get("", "fts_row")?),
                 })
             })
             .collect()
+    }
+
+    async fn snippets(&self, query: &str, hits: &[PageHit]) -> anyhow::Result<Vec<String>> {
+        let mut snippets = vec![String::new(); hits.len()];
+        let Some(fts_query) = fts5_query(query) else {
+            return Ok(snippets);
+        };
+        for (hit, snippet) in hits.iter().zip(&mut snippets) {
+            let Some(row) = hit.row else { continue };
+            let found = self
+                .db
+                .query_one_raw(statement(
+                    "SELECT book_id, page, snippet(pages_fts, 0, ?, ?, '…', 24) AS snippet \
+                     FROM pages_fts WHERE pages_fts MATCH ? AND rowid = ?",
+                    vec![
+                        MATCH_START.to_string().into(),
+                        MATCH_END.to_string().into(),
+                        fts_query.as_str().into(),
+                        row.into(),
+                    ],
+                ))
+                .await?;
+            let Some(found) = found else { continue };
+            // A rowid may be reused once its book is indexed again.
+            let (book_id, page): (String, i64) = (found.try_get("", "book_id")?, found.try_get("", "page")?);
+            if book_id == hit.book_id && page == i64::from(hit.page) {
+                *snippet = snippet_html(&found.try_get::<String>("", "snippet")?);
+            }
+        }
+        Ok(snippets)
     }
 }
 

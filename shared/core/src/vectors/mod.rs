@@ -6,6 +6,7 @@
 //! table beside the old one. Vectors are keyed by model and chunk id: several models of one
 //! size may share a table, and every read names the model it wants.
 
+mod flat;
 mod pgvector;
 mod sqlite_vec;
 pub(crate) mod sqlite_vec_ext;

@@ -141,7 +141,10 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
         hits.windows(2).all(|pair| pair[0].score >= pair[1].score),
         "scores descend: {hits:?}"
     );
-    assert!(hits[0].snippet.contains("<b>graph</b>"), "{}", hits[0].snippet);
+    let snippets = index.snippets("graph", &hits).await?;
+    assert_eq!(snippets.len(), hits.len());
+    assert!(snippets[0].contains("<b>graph</b>"), "{}", snippets[0]);
+    assert!(snippets.iter().all(|s| s.contains("<b>graph</b>")), "{snippets:?}");
 
     // All books.
     let everywhere = pages_of(&index.search_pages(None, "graph", 100).await?);
@@ -165,7 +168,7 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
     // The page's own markup never comes through as markup; only the match marks are tags.
     let sorting = index.search_pages(Some(&book_a), "merge", 10).await?;
     assert_eq!(sorting.len(), 1, "{sorting:?}");
-    let snippet = &sorting[0].snippet;
+    let snippet = &index.snippets("merge", &sorting).await?[0];
     // FTS5 keeps `<script>` as escaped text; ts_headline drops HTML tags from the text.
     let without_marks = snippet.replace("<b>", "").replace("</b>", "");
     assert!(!without_marks.contains(['<', '>']), "{snippet}");
@@ -189,8 +192,23 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
     assert_eq!(index.page_count(&book_a).await?, 4, "hostile queries changed nothing");
     assert!(!index.search_pages(Some(&book_a), "graph", 10).await?.is_empty());
 
-    // Indexing again replaces the book's pages.
+    // Indexing again replaces the book's pages; a hit from before gets no snippet of
+    // whatever page took its place (SQLite hands the last rowid out again).
+    let colouring = index.search_pages(Some(&book_b), "graph", 10).await?;
+    index
+        .index_pages(&book_b, &[page(8, "Another graph on another page.")])
+        .await?;
+    assert_eq!(
+        index.snippets("graph", &colouring).await?,
+        vec![String::new()],
+        "page 7 is gone; page 8 is not its snippet"
+    );
+    let before = index.search_pages(Some(&book_a), "graph", 10).await?;
     index.index_pages(&book_a, &[page(9, "Only heaps remain.")]).await?;
+    assert!(
+        index.snippets("graph", &before).await?.iter().all(String::is_empty),
+        "pages gone from the index have no snippet"
+    );
     assert_eq!(index.page_count(&book_a).await?, 1);
     assert!(index.search_pages(Some(&book_a), "graph", 10).await?.is_empty());
     assert_eq!(
