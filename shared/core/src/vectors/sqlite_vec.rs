@@ -248,19 +248,24 @@ impl SqliteVecIndex {
             .await?
         };
         txn.commit().await?;
-        for row in rows {
-            let book_id: String = row.try_get("", "book_id")?;
-            let Some(book) = loaded.get_mut(&book_id) else {
-                continue;
-            };
-            let blob: Vec<u8> = row.try_get("", "embedding")?;
-            // Stored vectors were checked non-zero on the way in.
-            let Some(unit) = flat::unit(&from_blob(&blob, self.dimensions)?) else {
-                continue;
-            };
-            book.push(row.try_get("", "chunk_id")?, &unit);
-        }
-        Ok(loaded)
+        // Decoding and quantizing 100k rows takes seconds of CPU: off the async workers.
+        let dimensions = self.dimensions;
+        tokio::task::spawn_blocking(move || {
+            for row in rows {
+                let book_id: String = row.try_get("", "book_id")?;
+                let Some(book) = loaded.get_mut(&book_id) else {
+                    continue;
+                };
+                let blob: Vec<u8> = row.try_get("", "embedding")?;
+                // Stored vectors were checked non-zero on the way in.
+                let Some(unit) = flat::unit(&from_blob(&blob, dimensions)?) else {
+                    continue;
+                };
+                book.push(row.try_get("", "chunk_id")?, &unit);
+            }
+            Ok(loaded)
+        })
+        .await?
     }
 
     /// The in-memory vectors of `model` for one book or all, brought up to date first.
