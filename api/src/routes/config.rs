@@ -38,11 +38,11 @@ pub struct ConfigView {
     pub temperature: f64,
     /// When false, the gates no longer withhold answers (default true).
     pub enable_fallback: bool,
-    /// Weight of the keyword ranking in hybrid search (0..10, default 1).
+    /// Share of the keyword ranking in hybrid search (0..10, default 1); keyword mode weighs it 1.
     pub keyword_weight: f64,
-    /// Weight of the semantic ranking in hybrid search (0..10, default 1).
+    /// Share of the semantic ranking in hybrid search (0..10, default 0.5); semantic mode weighs it 1.
     pub semantic_weight: f64,
-    /// Weight of the back-of-book index-term boost in hybrid search (0..10, default 1).
+    /// Weight of the back-of-book index-term boost, in every mode (0..10, default 0.25).
     pub index_boost_weight: f64,
     /// The k of reciprocal rank fusion (1..1000, default 60).
     pub rrf_k: u32,

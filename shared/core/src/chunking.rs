@@ -53,9 +53,20 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    /// SHA-256 of the text: equal text is embedded once.
+    /// What the embedding model reads: the section path as a heading line, then the text.
+    /// A passage rarely names the section it belongs to; with the heading, its vector says
+    /// what the passage is about in the book's own words (the full-text index has the
+    /// heading on the section's first page only).
+    pub fn embedding_text(&self) -> String {
+        if self.section_path.is_empty() {
+            return self.text.clone();
+        }
+        format!("{}\n{}", self.section_path.join(" > "), self.text)
+    }
+
+    /// SHA-256 of the embedded text: equal text under the same heading is embedded once.
     pub fn content_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.text.as_bytes()))
+        hex::encode(Sha256::digest(self.embedding_text().as_bytes()))
     }
 
     /// A stable id: the book and the position (a re-run writes the same ids).
@@ -249,6 +260,24 @@ mod tests {
             positions,
             (0..u32::try_from(chunks.len()).unwrap_or(0)).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn the_model_reads_the_section_path_above_the_text() {
+        let pages = vec![page(1, &words(20, "a")), page(2, &words(20, "a"))];
+        let toc = vec![entry(1, "Graphics", 1), entry(2, "Plotting curves", 2)];
+        let chunks = chunk_book(&pages, &toc, ChunkSizes { words: 20, overlap: 0 });
+        assert_eq!(chunks.len(), 2, "{chunks:?}");
+        assert_eq!(chunks[0].text, chunks[1].text, "the same words on both pages");
+        assert_eq!(chunks[0].embedding_text(), format!("Graphics\n{}", chunks[0].text));
+        assert_eq!(
+            chunks[1].embedding_text(),
+            format!("Graphics > Plotting curves\n{}", chunks[1].text)
+        );
+        // Equal words under another heading are another vector.
+        assert_ne!(chunks[0].content_hash(), chunks[1].content_hash());
+        let untitled = chunk_book(&pages[..1], &[], ChunkSizes::default());
+        assert_eq!(untitled[0].embedding_text(), untitled[0].text);
     }
 
     #[test]

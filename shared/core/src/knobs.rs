@@ -73,7 +73,7 @@ impl Default for Knobs {
             enable_fallback: true,
             keyword_weight: 1.0,
             semantic_weight: 0.5,
-            index_boost_weight: 0.5,
+            index_boost_weight: 0.25,
             rrf_k: 60,
             min_text_coverage: 0.9,
             max_garbage_ratio: 0.02,

@@ -56,8 +56,29 @@ impl Default for FusionWeights {
         Self {
             keyword: 1.0,
             semantic: 0.5,
-            index_boost: 0.5,
+            index_boost: 0.25,
             rrf_k: 60.0,
+        }
+    }
+}
+
+impl FusionWeights {
+    /// The weights a search in `mode` fuses with. `keyword` and `semantic` are the two
+    /// lists' shares in hybrid; a single mode's own list weighs 1, so the boost weighs the
+    /// same beside either list (at 0.5 beside the semantic list's 0.5 it outvoted it).
+    pub fn for_mode(self, mode: SearchMode) -> Self {
+        match mode {
+            SearchMode::Hybrid => self,
+            SearchMode::Keyword => Self {
+                keyword: 1.0,
+                semantic: 0.0,
+                ..self
+            },
+            SearchMode::Semantic => Self {
+                keyword: 0.0,
+                semantic: 1.0,
+                ..self
+            },
         }
     }
 }
@@ -206,7 +227,7 @@ impl Searcher {
 
         // Page key -> what each list says about it.
         let mut pages: HashMap<(String, u32), Candidate> = HashMap::new();
-        let weights = request.weights;
+        let weights = request.weights.for_mode(request.mode);
         for (rank, hit) in keyword_hits.into_iter().enumerate() {
             let candidate = pages.entry((hit.book_id.clone(), hit.page)).or_default();
             candidate.fused += weights.keyword / (weights.rrf_k + rank as f64 + 1.0);
@@ -602,6 +623,27 @@ mod tests {
                 .all(|(p, _)| !p.contains(';'))
         );
         assert!(query_phrases("   ").is_empty());
+    }
+
+    #[test]
+    fn a_single_mode_weighs_its_own_list_one() {
+        let knobs = FusionWeights {
+            keyword: 2.0,
+            semantic: 0.5,
+            index_boost: 0.25,
+            rrf_k: 60.0,
+        };
+        assert_eq!(knobs.for_mode(SearchMode::Hybrid), knobs);
+        let keyword = knobs.for_mode(SearchMode::Keyword);
+        assert_eq!(
+            (keyword.keyword, keyword.semantic, keyword.index_boost),
+            (1.0, 0.0, 0.25)
+        );
+        let semantic = knobs.for_mode(SearchMode::Semantic);
+        assert_eq!(
+            (semantic.keyword, semantic.semantic, semantic.index_boost),
+            (0.0, 1.0, 0.25)
+        );
     }
 
     #[test]

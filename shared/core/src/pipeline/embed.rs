@@ -49,7 +49,7 @@ impl Pipeline {
             if cancel.is_cancelled() {
                 return Ok(Embedded::Cancelled);
             }
-            let texts: Vec<String> = batch.iter().map(|(_, chunk)| chunk.text.clone()).collect();
+            let texts: Vec<String> = batch.iter().map(|(_, chunk)| chunk.embedding_text()).collect();
             let embedded = embedder.embed(&texts).await.map_err(anyhow_at(Stage::Embed))?;
             if embedded.len() != batch.len() {
                 return Err(StageError::retryable(
