@@ -1,6 +1,8 @@
 //! Books and what the pipeline extracted from them: the read side for the API and the
 //! idempotent write side for the pipeline.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -245,16 +247,22 @@ impl Catalog {
             .await?)
     }
 
-    /// The printed label of one page, without reading its text.
-    pub async fn page_label(&self, book_id: &str, number: u32) -> anyhow::Result<Option<String>> {
-        Ok(page::Entity::find()
+    /// The printed labels of some of the book's pages, by physical number, without reading
+    /// their text.
+    pub async fn page_labels_of(&self, book_id: &str, numbers: &[u32]) -> anyhow::Result<HashMap<u32, String>> {
+        let rows: Vec<(i32, String)> = page::Entity::find()
             .select_only()
+            .column(page::Column::Number)
             .column(page::Column::Label)
             .filter(page::Column::BookId.eq(book_id))
-            .filter(page::Column::Number.eq(to_i32(number)))
+            .filter(page::Column::Number.is_in(numbers.iter().map(|&number| to_i32(number))))
             .into_tuple()
-            .one(&self.db)
-            .await?)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(number, label)| Some((u32::try_from(number).ok()?, label)))
+            .collect())
     }
 
     /// Printed labels of the book's pages, physical page 1 first.

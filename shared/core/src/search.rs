@@ -304,17 +304,10 @@ impl Searcher {
             {
                 continue;
             }
-            // One label, not the book's list of them: that read every page row.
-            let page_label = self
-                .backends
-                .catalog
-                .page_label(&book_id, page)
-                .await?
-                .unwrap_or_else(|| page.to_string());
             hits.push(SearchHit {
                 book_id,
                 page,
-                page_label,
+                page_label: String::new(),
                 section_path,
                 snippet: String::new(),
                 score: candidate.fused,
@@ -322,6 +315,27 @@ impl Searcher {
                 chunk_id: candidate.chunk_id,
             });
             sources.push((candidate.keyword_hit, candidate.chunk_text));
+        }
+
+        // Labels of the returned pages only, one read a book (the book's whole list of them
+        // read every page row).
+        let mut wanted: HashMap<&str, Vec<u32>> = HashMap::new();
+        for hit in &hits {
+            wanted.entry(hit.book_id.as_str()).or_default().push(hit.page);
+        }
+        let mut labels: HashMap<(String, u32), String> = HashMap::new();
+        for (book_id, pages) in wanted {
+            let found = self.backends.catalog.page_labels_of(book_id, &pages).await?;
+            labels.extend(
+                found
+                    .into_iter()
+                    .map(|(page, label)| ((book_id.to_owned(), page), label)),
+            );
+        }
+        for hit in &mut hits {
+            hit.page_label = labels
+                .remove(&(hit.book_id.clone(), hit.page))
+                .unwrap_or_else(|| hit.page.to_string());
         }
 
         // Snippets for the returned hits only: the full-text index's own where it found the

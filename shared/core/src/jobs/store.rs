@@ -315,55 +315,83 @@ impl JobStore {
     /// Ends a job whose last allowed attempt lost its worker: dead, in the DLQ with the reason,
     /// its running attempt closed as abandoned. Only one of several claimants does it.
     async fn bury_lost_job(&self, job: &job::Model, now: DateTime<Utc>) -> anyhow::Result<()> {
-        let stage = job.stage.clone();
         let error = format!(
             "the worker running it was lost on each of its {} attempts (killed or stopped responding){}",
             job.attempts,
-            stage
+            job.stage
                 .as_deref()
                 .map(|stage| format!("; the last at stage {stage}"))
                 .unwrap_or_default()
         );
+        let still_lost = Condition::all()
+            .add(job::Column::LeaseUntil.lt(now))
+            .add(job::Column::Attempts.eq(job.attempts));
+        let end = JobEnd {
+            state: JobState::Dead,
+            attempt_outcome: ABANDONED,
+            book_status: BookStatus::Failed,
+            error: Some(error.clone()),
+            error_stage: job.stage.clone(),
+            retryable: true,
+            run_after: None,
+        };
+        if self.record_end(job, still_lost, end, now).await? {
+            crate::metrics::job_finished(JobState::Dead);
+            tracing::warn!(job_id = %job.id, attempts = job.attempts, error = %error, "job dead: its workers were lost");
+        }
+        Ok(())
+    }
+
+    /// Writes how `job` ended, in one transaction: the job row (only while it is still
+    /// running and matches `held`), its current attempt and its book's status. Returns false,
+    /// writing nothing, when the job row no longer matches.
+    async fn record_end(
+        &self,
+        job: &job::Model,
+        held: Condition,
+        end: JobEnd<'_>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
         let txn = crate::db::begin_write(&self.db).await?;
-        let buried = job::Entity::update_many()
-            .col_expr(job::Column::State, Expr::value(JobState::Dead.as_str()))
-            .col_expr(job::Column::Error, Expr::value(error.clone()))
-            .col_expr(job::Column::ErrorStage, Expr::value(stage.clone()))
-            .col_expr(job::Column::Retryable, Expr::value(true))
-            .col_expr(job::Column::RunAfter, Expr::value(Option::<DateTime<Utc>>::None))
+        let updated = job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(end.state.as_str()))
+            .col_expr(job::Column::Error, Expr::value(end.error.clone()))
+            .col_expr(job::Column::ErrorStage, Expr::value(end.error_stage.clone()))
+            .col_expr(job::Column::Retryable, Expr::value(end.retryable))
+            .col_expr(job::Column::RunAfter, Expr::value(end.run_after))
             .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .col_expr(
+                job::Column::FinishedAt,
+                Expr::value(end.state.is_final().then_some(now)),
+            )
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::Id.eq(&job.id))
             .filter(job::Column::State.eq(JobState::Running.as_str()))
-            .filter(job::Column::LeaseUntil.lt(now))
-            .filter(job::Column::Attempts.eq(job.attempts))
+            .filter(held)
             .exec(&txn)
             .await?;
-        if buried.rows_affected != 1 {
+        if updated.rows_affected != 1 {
             txn.rollback().await?;
-            return Ok(());
+            return Ok(false);
         }
         job_attempt::Entity::update_many()
-            .col_expr(job_attempt::Column::Outcome, Expr::value(ABANDONED))
-            .col_expr(job_attempt::Column::Error, Expr::value(error.clone()))
-            .col_expr(job_attempt::Column::Stage, Expr::value(stage))
+            .col_expr(job_attempt::Column::Outcome, Expr::value(end.attempt_outcome))
+            .col_expr(job_attempt::Column::Error, Expr::value(end.error))
+            .col_expr(job_attempt::Column::Stage, Expr::value(end.error_stage))
             .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
             .filter(job_attempt::Column::JobId.eq(&job.id))
-            .filter(job_attempt::Column::Outcome.eq(JobState::Running.as_str()))
+            .filter(job_attempt::Column::Attempt.eq(job.attempts))
             .exec(&txn)
             .await?;
         book::Entity::update_many()
-            .col_expr(book::Column::Status, Expr::value(BookStatus::Failed.as_str()))
+            .col_expr(book::Column::Status, Expr::value(end.book_status.as_str()))
             .col_expr(book::Column::UpdatedAt, Expr::value(now))
             .filter(book::Column::Id.eq(&job.book_id))
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        crate::metrics::job_finished(JobState::Dead);
-        tracing::warn!(job_id = %job.id, attempts = job.attempts, error = %error, "job dead: its workers were lost");
-        Ok(())
+        Ok(true)
     }
 
     /// Heartbeat: keeps the leases of this worker's running jobs alive.
@@ -415,7 +443,6 @@ impl JobStore {
     /// Ends the running attempt of `job` with `outcome`. Only the worker holding the job may.
     pub async fn finish(&self, job: &job::Model, worker_id: &str, outcome: Outcome) -> anyhow::Result<JobState> {
         let now = Utc::now();
-        let txn = crate::db::begin_write(&self.db).await?;
         let (state, book_status, error, error_stage, retryable, run_after) = match &outcome {
             Outcome::Succeeded { book_status } => (JobState::Succeeded, *book_status, None, None, true, None),
             Outcome::Cancelled => (
@@ -455,43 +482,22 @@ impl JobStore {
                 }
             }
         };
-        let finished_at = state.is_final().then_some(now);
-        let updated = job::Entity::update_many()
-            .col_expr(job::Column::State, Expr::value(state.as_str()))
-            .col_expr(job::Column::Error, Expr::value(error.clone()))
-            .col_expr(job::Column::ErrorStage, Expr::value(error_stage.map(|s| s.as_str())))
-            .col_expr(job::Column::Retryable, Expr::value(retryable))
-            .col_expr(job::Column::RunAfter, Expr::value(run_after))
-            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(job::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(job::Column::FinishedAt, Expr::value(finished_at))
-            .col_expr(job::Column::UpdatedAt, Expr::value(now))
-            .filter(job::Column::Id.eq(&job.id))
-            .filter(job::Column::WorkerId.eq(worker_id))
-            .filter(job::Column::State.eq(JobState::Running.as_str()))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected != 1 {
+        let end = JobEnd {
+            state,
+            attempt_outcome: state.as_str(),
+            book_status,
+            error,
+            error_stage: error_stage.map(|stage| stage.as_str().to_owned()),
+            retryable,
+            run_after,
+        };
+        if !self
+            .record_end(job, Condition::all().add(job::Column::WorkerId.eq(worker_id)), end, now)
+            .await?
+        {
             // Someone else took the job over (our lease ran out); their outcome counts.
-            txn.rollback().await?;
             anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id);
         }
-        job_attempt::Entity::update_many()
-            .col_expr(job_attempt::Column::Outcome, Expr::value(state.as_str()))
-            .col_expr(job_attempt::Column::Error, Expr::value(error))
-            .col_expr(job_attempt::Column::Stage, Expr::value(error_stage.map(|s| s.as_str())))
-            .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
-            .filter(job_attempt::Column::JobId.eq(&job.id))
-            .filter(job_attempt::Column::Attempt.eq(job.attempts))
-            .exec(&txn)
-            .await?;
-        book::Entity::update_many()
-            .col_expr(book::Column::Status, Expr::value(book_status.as_str()))
-            .col_expr(book::Column::UpdatedAt, Expr::value(now))
-            .filter(book::Column::Id.eq(&job.book_id))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
         Ok(state)
     }
 
@@ -605,6 +611,18 @@ pub enum Outcome {
         retryable: bool,
         retry_delay: Duration,
     },
+}
+
+/// How a job ended, as [`JobStore::record_end`] writes it.
+struct JobEnd<'a> {
+    state: JobState,
+    /// What the current attempt's row records: the state, or [`ABANDONED`].
+    attempt_outcome: &'a str,
+    book_status: BookStatus,
+    error: Option<String>,
+    error_stage: Option<String>,
+    retryable: bool,
+    run_after: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

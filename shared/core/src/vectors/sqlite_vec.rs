@@ -176,14 +176,17 @@ impl SqliteVecIndex {
         Ok(())
     }
 
-    /// Book -> generation, of one book or of all.
-    async fn current_generations(&self, book_id: Option<&str>) -> anyhow::Result<HashMap<String, i64>> {
+    /// Book -> generation, of one book or of all, read through `db` (the pool or a snapshot).
+    async fn current_generations(
+        &self,
+        db: &impl ConnectionTrait,
+        book_id: Option<&str>,
+    ) -> anyhow::Result<HashMap<String, i64>> {
         let (filter, values): (&str, Vec<Value>) = match book_id {
             Some(book_id) => ("WHERE book_id = ?", vec![book_id.into()]),
             None => ("", vec![]),
         };
-        let rows = self
-            .db
+        let rows = db
             .query_all_raw(statement(
                 &format!("SELECT book_id, generation FROM {} {filter}", self.generations),
                 values,
@@ -198,15 +201,7 @@ impl SqliteVecIndex {
     /// in one snapshot. A book without vectors of the model comes back empty.
     async fn load_books(&self, model: &str, books: &[String]) -> anyhow::Result<HashMap<String, BookVectors>> {
         let txn = self.db.begin().await?;
-        let generations: HashMap<String, i64> = txn
-            .query_all_raw(statement(
-                &format!("SELECT book_id, generation FROM {}", self.generations),
-                vec![],
-            ))
-            .await?
-            .iter()
-            .map(|row| anyhow::Ok((row.try_get("", "book_id")?, row.try_get("", "generation")?)))
-            .collect::<anyhow::Result<_>>()?;
+        let generations = self.current_generations(&txn, None).await?;
         let mut loaded: HashMap<String, BookVectors> = books
             .iter()
             .map(|book| {
@@ -270,7 +265,7 @@ impl SqliteVecIndex {
 
     /// The in-memory vectors of `model` for one book or all, brought up to date first.
     async fn fresh_copy(&self, model: &str, book_id: Option<&str>) -> anyhow::Result<Vec<(String, Arc<BookVectors>)>> {
-        let generations = self.current_generations(book_id).await?;
+        let generations = self.current_generations(&self.db, book_id).await?;
         let mut copies = self.copies.lock().await;
         let copy = copies.entry(model.to_owned()).or_default();
         match book_id {
