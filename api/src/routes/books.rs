@@ -178,7 +178,7 @@ pub enum UploadResponse {
 /// One quality gate's verdict.
 #[derive(Debug, Clone, Object)]
 pub struct QualityGate {
-    /// `text_coverage`, `garbage_ratio`, `toc_sanity`, `index_locator_support` or
+    /// `text_coverage`, `garbage_ratio`, `toc_sanity`, `index_locator_support`, `index_structure` or
     /// `chunk_vector_consistency`.
     pub gate: String,
     pub metric: f64,

@@ -45,8 +45,14 @@ pub const GATES: &[&str] = &[
     "garbage_ratio",
     "toc_sanity",
     "index_locator_support",
+    "index_structure",
     "chunk_vector_consistency",
 ];
+
+/// Least share of neighbouring index entries in alphabetical order before an index counts
+/// as misread: real indexes stay above 0.95 under the extractor's loose collation (ties for
+/// a shared first word), a misnested or misordered one falls well below.
+pub const MIN_INDEX_SIBLING_ORDER: f64 = 0.9;
 
 /// A page with fewer letters and digits than this has no usable text.
 const MIN_PAGE_CHARS: usize = 10;
@@ -83,8 +89,35 @@ pub fn assess(extraction: &Extraction, stored: StoredCounts, thresholds: &Qualit
             },
         });
     }
+    if !extraction.index.is_empty() {
+        gates.push(index_structure(extraction));
+    }
     gates.push(chunk_consistency(stored));
     gates
+}
+
+/// The index's shape: nested no deeper than an index nests, entries in alphabetical order.
+/// The metric is the sibling order; a layout asking for deeper nesting fails on its own.
+fn index_structure(extraction: &Extraction) -> GateResult {
+    let signals = &extraction.signals;
+    let doubts = signals.index_doubts(MIN_INDEX_SIBLING_ORDER);
+    let order = signals.index_sibling_order.unwrap_or(1.0);
+    let depth = signals.index_nesting_depth.unwrap_or(1);
+    GateResult {
+        gate: "index_structure",
+        metric: order,
+        threshold: MIN_INDEX_SIBLING_ORDER,
+        passed: doubts.is_empty(),
+        detail: if doubts.is_empty() {
+            format!(
+                "{} entries nested at most {depth} deep, {:.0}% of neighbouring entries in alphabetical order",
+                extraction.index.len(),
+                order * 100.0
+            )
+        } else {
+            format!("{}: the index may be misread", doubts.join("; "))
+        },
+    }
 }
 
 fn text_coverage(extraction: &Extraction, min: f64) -> GateResult {
@@ -203,7 +236,7 @@ fn chunk_consistency(stored: StoredCounts) -> GateResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hbi_extraction::{PageText, TocEntry, TocSource};
+    use hbi_extraction::{IndexEntry, PageText, StructureSignals, TocEntry, TocSource};
 
     fn book(texts: &[&str], toc: &[(u32, Option<u32>)]) -> Extraction {
         Extraction {
@@ -222,6 +255,7 @@ mod tests {
             indices: Vec::new(),
             contents_pages: Vec::new(),
             index_support_rate: None,
+            signals: StructureSignals::default(),
             pages: texts
                 .iter()
                 .enumerate()
@@ -299,5 +333,42 @@ mod tests {
         indexed.index_support_rate = Some(0.5);
         let gates = assess(&indexed, stored, &QualityThresholds::default());
         assert!(!gate(&gates, "index_locator_support").passed);
+    }
+
+    #[test]
+    fn a_misnested_or_unsorted_index_needs_review() {
+        let stored = StoredCounts {
+            chunks: 1,
+            vectors: None,
+        };
+        let mut indexed = book(&[TEXT], &[(1, Some(1))]);
+        indexed.index = vec![IndexEntry {
+            path: vec!["vectors".to_owned()],
+            pages: vec![[1, 1]],
+            depth: 1,
+            ..IndexEntry::default()
+        }];
+        indexed.signals = StructureSignals {
+            index_nesting_depth: Some(2),
+            index_sibling_order: Some(0.99),
+            ..StructureSignals::default()
+        };
+        let gates = assess(&indexed, stored, &QualityThresholds::default());
+        assert!(gate(&gates, "index_structure").passed, "{gates:?}");
+
+        // Chains eight deep, as a hung package prefix once gave.
+        indexed.signals.index_nesting_depth = Some(8);
+        let gates = assess(&indexed, stored, &QualityThresholds::default());
+        let structure = gate(&gates, "index_structure");
+        assert!(!structure.passed);
+        assert!(structure.detail.contains("8 deep"), "{structure:?}");
+
+        indexed.signals.index_nesting_depth = Some(1);
+        indexed.signals.index_sibling_order = Some(0.6);
+        let gates = assess(&indexed, stored, &QualityThresholds::default());
+        let structure = gate(&gates, "index_structure");
+        assert!(!structure.passed);
+        assert!((structure.metric - 0.6).abs() < 1e-9);
+        assert!(structure.detail.contains("alphabetical order"), "{structure:?}");
     }
 }

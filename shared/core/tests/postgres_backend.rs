@@ -123,6 +123,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         indices: Vec::new(),
         contents_pages: Vec::new(),
         index_support_rate: None,
+        signals: Default::default(),
     };
     backends.catalog.save_extraction(&book.id, &extraction).await?;
     // Saving again replaces, it does not duplicate.

@@ -18,6 +18,14 @@ pub struct IndexInfo {
     pub physical_pages: [u32; 2],
     /// Entries and sub-entries parsed.
     pub entries: usize,
+    /// The deepest nesting the layout asked for (1: entries only). Entries are never nested
+    /// deeper than [`MAX_INDEX_DEPTH`]; a layout asking for more was misread.
+    #[serde(default)]
+    pub nesting_depth: u32,
+    /// Share of neighbouring sibling entries in alphabetical order
+    /// ([`crate::signals::sibling_order`]); `None` with no two siblings.
+    #[serde(default)]
+    pub sibling_order: Option<f64>,
 }
 
 /// One locator as printed, parsed.
@@ -160,7 +168,18 @@ fn split_leaders(text: &str) -> Option<(String, String)> {
     None
 }
 
-fn strip_see(text: &str) -> (String, Vec<String>, Vec<String>) {
+/// A cross-reference split off an index line: the term before it, its targets, and the
+/// locators printed after the last target ("see also subhead, 79": the 79 is the entry's).
+#[derive(Debug, Default)]
+struct CrossReference {
+    term: String,
+    see: Vec<String>,
+    see_also: Vec<String>,
+    locators: Vec<Locator>,
+    trailing_comma: bool,
+}
+
+fn strip_see(text: &str) -> Option<CrossReference> {
     let lower = text.to_lowercase();
     for (marker, also) in [
         (", see also ", true),
@@ -171,25 +190,44 @@ fn strip_see(text: &str) -> (String, Vec<String>, Vec<String>) {
         ("; see ", false),
         (", siehe auch ", true),
         (", siehe ", false),
+        (", voir aussi ", true),
+        (", voir ", false),
     ] {
         if let Some(pos) = lower.find(marker)
             && text.is_char_boundary(pos)
             && text.is_char_boundary(pos + marker.len())
         {
             let term = text[..pos].trim().to_string();
-            let targets: Vec<String> = text[pos + marker.len()..]
+            let mut targets: Vec<String> = text[pos + marker.len()..]
                 .split(';')
                 .map(|s| s.trim().trim_end_matches('.').trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect();
-            return if also {
-                (term, Vec::new(), targets)
+            // Locators after the last target belong to the entry, not to the target.
+            let (mut locators, mut trailing_comma) = (Vec::new(), false);
+            if let Some(last) = targets.last_mut() {
+                let (target, locs, comma) = split_comma_locators(last);
+                if !locs.is_empty() && !target.is_empty() {
+                    *last = target;
+                    locators = locs;
+                    trailing_comma = comma;
+                }
+            }
+            let (see, see_also) = if also {
+                (Vec::new(), targets)
             } else {
-                (term, targets, Vec::new())
+                (targets, Vec::new())
             };
+            return Some(CrossReference {
+                term,
+                see,
+                see_also,
+                locators,
+                trailing_comma,
+            });
         }
     }
-    (text.to_string(), Vec::new(), Vec::new())
+    None
 }
 
 /// Split the trailing locator list off an index line.
@@ -209,33 +247,43 @@ pub(crate) fn parse_line(text: &str) -> ParsedLine {
         _ => (text.to_string(), String::new(), false),
     };
     if leaders {
-        let (term, see, see_also) = strip_see(&term_part);
+        let xref = strip_see(&term_part).unwrap_or_else(|| CrossReference {
+            term: term_part.clone(),
+            ..CrossReference::default()
+        });
+        let mut locators = xref.locators;
+        locators.extend(parse_locator_list(&tail).unwrap_or_default());
         return ParsedLine {
-            term,
-            locators: parse_locator_list(&tail).unwrap_or_default(),
-            see,
-            see_also,
+            term: xref.term,
+            locators,
+            see: xref.see,
+            see_also: xref.see_also,
             trailing_comma: tail.ends_with(','),
         };
     }
     // Comma style: "term, 12, 15–17" (or only locators: a wrapped list).
-    let (body, see, see_also) = strip_see(text);
-    if !see.is_empty() || !see_also.is_empty() {
-        let (term, locs, comma) = split_comma_locators(&body);
+    if let Some(xref) = strip_see(text) {
+        let (term, mut locators, comma) = split_comma_locators(&xref.term);
+        let trailing_comma = if xref.locators.is_empty() {
+            comma
+        } else {
+            xref.trailing_comma
+        };
+        locators.extend(xref.locators);
         return ParsedLine {
             term,
-            locators: locs,
-            see,
-            see_also,
-            trailing_comma: comma,
+            locators,
+            see: xref.see,
+            see_also: xref.see_also,
+            trailing_comma,
         };
     }
     let (term, locators, trailing_comma) = split_comma_locators(text);
     ParsedLine {
         term,
         locators,
-        see,
-        see_also,
+        see: Vec::new(),
+        see_also: Vec::new(),
         trailing_comma,
     }
 }
@@ -287,7 +335,23 @@ pub(crate) fn is_group_heading(text: &str) -> bool {
     }
     matches!(
         t.to_lowercase().as_str(),
-        "symbols" | "numbers" | "numerals" | "numerics" | "digits" | "symbole" | "zahlen"
+        "symbols"
+            | "numbers"
+            | "numerals"
+            | "numerics"
+            | "digits"
+            | "analphabetics"
+            | "non-alphabetics"
+            | "nonalphabetics"
+            | "symbols and numbers"
+            | "numbers and symbols"
+            | "punctuation"
+            | "symbole"
+            | "zahlen"
+            | "symboles"
+            | "chiffres"
+            | "símbolos"
+            | "simboli"
     )
 }
 
@@ -297,6 +361,7 @@ pub(crate) struct RegionLine {
     pub(crate) page: usize,
     pub(crate) column: u8,
     pub(crate) x0: f32,
+    pub(crate) x1: f32,
     pub(crate) size: f32,
     pub(crate) text: String,
 }
@@ -371,11 +436,123 @@ fn clusters(mut values: Vec<f32>, tol: f32) -> Vec<(f32, usize)> {
     out
 }
 
+/// Deepest nesting a printed index has: entry, sub-entry, sub-sub-entry.
+pub const MAX_INDEX_DEPTH: usize = 3;
+/// Longest term kept, in bytes; a term longer than a paragraph is a misread region.
+const MAX_TERM_BYTES: usize = 400;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+pub(crate) fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// The indentations of the sub-entry levels, shallowest first (at most
+/// [`MAX_INDEX_DEPTH`] − 1 of them), from the indentations of lines that follow a complete
+/// entry. A real index indents by a step or two; entries starting at many different
+/// indentations (a package prefix hung into the margin so that the names line up, as in
+/// `sb-ext:gc` beside `cl:find`) follow their words, not a structure: such an index is flat.
+fn sub_levels(sub_values: Vec<f32>, term_lines: usize, body_size: f32) -> Vec<f32> {
+    let total = sub_values.len();
+    let mut found = clusters(sub_values, 0.25 * body_size.max(4.0));
+    found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.total_cmp(&b.0)));
+    found.truncate(MAX_INDEX_DEPTH - 1);
+    // The levels explain nearly every indented entry, or the indentation is not a structure.
+    let explained: usize = found.iter().map(|&(_, n)| n).sum();
+    if (explained as f32) < 0.85 * total as f32 {
+        return Vec::new();
+    }
+    // A level is used by more than a stray line or two.
+    let min_support = 2.max(term_lines / 50);
+    let mut levels: Vec<f32> = found
+        .iter()
+        .filter(|&&(_, n)| n >= min_support)
+        .map(|&(c, _)| c)
+        .collect();
+    levels.sort_by(f32::total_cmp);
+    levels
+}
+
+/// The qualifier a term starts with, in characters: `sb-ext:` of `sb-ext:gc`, `Tcl_` not,
+/// `std::` of `std::vector`. None for a term without one.
+pub(crate) fn qualifier_chars(term: &str) -> Option<usize> {
+    let colon = term.find(':')?;
+    let head = &term[..colon];
+    if head.is_empty() || head.chars().any(|c| c.is_whitespace()) {
+        return None;
+    }
+    let colons = term[colon..].chars().take_while(|&c| c == ':').count();
+    let rest = &term[colon + colons..];
+    if colons > 2 || rest.is_empty() || rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some(head.chars().count() + colons)
+}
+
+/// Whether the entries hang their qualifiers into the margin so that the names line up: the
+/// longer a term's qualifier, the further left it starts (`cl:find` right of `sb-ext:gc`,
+/// right of `sb-concurrency:gate`). Such indentation says nothing of nesting.
+fn hangs_qualifiers(parsed: &[ParsedLine], ind: &[f32], body_size: f32) -> bool {
+    let mut by_len: std::collections::BTreeMap<usize, Vec<f32>> = std::collections::BTreeMap::new();
+    let mut terms = 0usize;
+    for (p, &d) in parsed.iter().zip(ind) {
+        if p.term.is_empty() {
+            continue;
+        }
+        terms += 1;
+        if let Some(n) = qualifier_chars(&p.term) {
+            by_len.entry(n).or_default().push(d);
+        }
+    }
+    let qualified: usize = by_len.values().map(Vec::len).sum();
+    if by_len.len() < 3 || qualified < 5 || (qualified as f32) < 0.3 * terms as f32 {
+        return false;
+    }
+    let medians: Vec<(usize, f32)> = by_len
+        .into_iter()
+        .map(|(n, mut v)| {
+            v.sort_by(f32::total_cmp);
+            (n, v[v.len() / 2])
+        })
+        .collect();
+    // Each longer qualifier starts further left, by about a character's width per character.
+    let step = 0.2 * body_size.max(4.0);
+    let falling = medians
+        .windows(2)
+        .filter(|w| w[0].1 - w[1].1 >= step * (w[1].0 - w[0].0) as f32)
+        .count();
+    falling * 5 >= (medians.len() - 1) * 4
+}
+
+/// Per line: whether it was broken before its end, so that the next line goes on with it:
+/// it reaches the right edge of its column, or ends in a word broken by a hyphen.
+fn wrapped_lines(lines: &[RegionLine]) -> Vec<bool> {
+    let mut right_edge: HashMap<(usize, u8), f32> = HashMap::new();
+    for l in lines {
+        let e = right_edge.entry((l.page, l.column)).or_insert(f32::NEG_INFINITY);
+        *e = e.max(l.x1);
+    }
+    lines
+        .iter()
+        .map(|l| {
+            let edge = right_edge.get(&(l.page, l.column)).copied().unwrap_or(l.x1);
+            let mut tail = l.text.trim_end().chars().rev();
+            let hyphenated = tail.next() == Some('-') && tail.next().is_some_and(char::is_alphabetic);
+            hyphenated || edge - l.x1 <= 1.5 * l.size.max(1.0)
+        })
+        .collect()
+}
+
 /// A parsed entry: path, printed locators, see, see also.
 pub(crate) type ParsedEntry = (Vec<String>, Vec<Locator>, Vec<String>, Vec<String>);
 
-/// Parse the lines of one index into entries (printed locators, not yet mapped).
-pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
+/// Parse the lines of one index into entries (printed locators, not yet mapped), with the
+/// deepest nesting the indentation asked for before it was cut to [`MAX_INDEX_DEPTH`]:
+/// deeper than that, the nesting was misread.
+pub(crate) fn parse_region(lines: &[RegionLine]) -> (Vec<ParsedEntry>, usize) {
     let parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line(&l.text)).collect();
     let ind = indents(lines);
     let body_size = {
@@ -395,11 +572,12 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
             sub_values.push(ind[k]);
         }
     }
-    let subs: Vec<f32> = clusters(sub_values, 0.25 * body_size.max(4.0))
-        .into_iter()
-        .filter(|&(_, n)| n >= 2)
-        .map(|(c, _)| c)
-        .collect();
+    let term_lines = parsed.iter().filter(|p| !p.term.is_empty()).count();
+    let subs = if hangs_qualifiers(&parsed, &ind, body_size) {
+        Vec::new()
+    } else {
+        sub_levels(sub_values, term_lines, body_size)
+    };
     let max_sub = subs.iter().copied().fold(0.0f32, f32::max);
     let level_of = |d: f32| -> usize {
         let mut best = (d.abs(), 0);
@@ -411,12 +589,14 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
         }
         best.1
     };
+    let ends_wrapped = wrapped_lines(lines);
 
     let mut out = Vec::new();
+    let mut deepest = 0usize;
     let mut stack: Vec<String> = Vec::new();
     let mut open: Option<Open> = None;
     let emit = |o: Open, stack: &mut Vec<String>, out: &mut Vec<_>| {
-        let term = o.term.trim().trim_end_matches(',').trim().to_string();
+        let term = cut(o.term.trim().trim_end_matches(',').trim(), MAX_TERM_BYTES);
         if term.is_empty() {
             return;
         }
@@ -445,12 +625,14 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
             let incomplete = o.locators.is_empty() || o.trailing_comma;
             let xref_open = !o.see.is_empty() || !o.see_also.is_empty();
             let deeper = d > max_sub + tol && d > tol;
+            // A line that ran to the column's edge, or broke a word, goes on below.
+            let continues = incomplete && !xref_open && k > 0 && ends_wrapped[k - 1] && d > tol;
             if locator_only && (o.trailing_comma || o.locators.is_empty() || deeper) {
                 o.locators.extend(p.locators.iter().cloned());
                 o.trailing_comma = p.trailing_comma;
                 continue;
             }
-            if deeper && (incomplete || xref_open) && !locator_only {
+            if (deeper || continues) && (incomplete || xref_open) && !locator_only {
                 if xref_open && o.locators.is_empty() {
                     // The cross-reference target wraps.
                     let target = if let Some(t) = o.see_also.last_mut() {
@@ -463,7 +645,7 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
                     *target = join_wrapped(target, &line.text);
                     continue;
                 }
-                if o.locators.is_empty() {
+                if o.locators.is_empty() && o.term.len() < MAX_TERM_BYTES {
                     o.term = join_wrapped(&o.term, &p.term);
                     o.locators = p.locators.clone();
                     o.see = p.see.clone();
@@ -486,7 +668,9 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
         if let Some(o) = open.take() {
             emit(o, &mut stack, &mut out);
         }
-        let level = level_of(d).min(stack.len());
+        let wanted = level_of(d).min(stack.len());
+        deepest = deepest.max(wanted + 1);
+        let level = wanted.min(MAX_INDEX_DEPTH - 1);
         open = Some(Open {
             level,
             term: p.term.clone(),
@@ -499,7 +683,7 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> Vec<ParsedEntry> {
     if let Some(o) = open.take() {
         emit(o, &mut stack, &mut out);
     }
-    out
+    (out, deepest)
 }
 
 /// Map a printed page label to a physical page (1-based).
@@ -545,8 +729,9 @@ pub(crate) fn extract_indexes(book: &Book) -> (Vec<IndexEntry>, Vec<IndexInfo>) 
     let mut entries = Vec::new();
     let mut infos = Vec::new();
     for region in find_regions(book) {
-        let parsed = parse_region(&region.lines);
+        let (parsed, deepest) = parse_region(&region.lines);
         let count = parsed.len();
+        let first_entry = entries.len();
         // A heading followed by another heading (a part title page) holds no entries.
         if count == 0 {
             continue;
@@ -576,6 +761,8 @@ pub(crate) fn extract_indexes(book: &Book) -> (Vec<IndexEntry>, Vec<IndexInfo>) 
             name: region.name,
             physical_pages: [region.first_page as u32 + 1, region.last_page as u32 + 1],
             entries: count,
+            nesting_depth: deepest as u32,
+            sibling_order: crate::signals::sibling_order(&entries[first_entry..]),
         });
     }
     (entries, infos)
@@ -671,6 +858,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 page: q,
                 column: line.column,
                 x0: line.x0,
+                x1: line.x1,
                 size: line.size,
                 text: line.text.clone(),
             });
@@ -754,6 +942,7 @@ mod tests {
         assert!(is_group_heading("Ä"));
         assert!(is_group_heading("%"));
         assert!(is_group_heading("Symbols"));
+        assert!(is_group_heading("Analphabetics"));
         assert!(!is_group_heading("arrows"));
         assert!(!is_group_heading("&, 29"));
     }
@@ -763,6 +952,7 @@ mod tests {
             page: 0,
             column: 1,
             x0,
+            x1: x0 + 6.0 * text.chars().count() as f32,
             size: 10.0,
             text: text.into(),
         }
@@ -788,7 +978,8 @@ mod tests {
             rl(50.0, "Beamer elements, see Beamer templates, colors, and"),
             rl(90.0, "fonts"),
         ];
-        let out = parse_region(&lines);
+        let (out, depth) = parse_region(&lines);
+        assert_eq!(depth, 3);
         let paths: Vec<String> = out.iter().map(|e| e.0.join(" / ")).collect();
         assert_eq!(
             paths,

@@ -12,6 +12,7 @@ mod index;
 mod labels;
 mod layout;
 mod outline;
+mod signals;
 mod tables;
 mod text;
 mod textstring;
@@ -23,8 +24,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use lopdf::{Document, LoadOptions, ObjectId};
 use serde::{Deserialize, Serialize};
 
-pub use index::IndexInfo;
+pub use index::{IndexInfo, MAX_INDEX_DEPTH};
 pub use layout::{PageLayout, TextLine};
+pub use signals::{StructureSignals, sibling_order};
 pub use textstring::decode_text_string;
 
 /// Limits applied before and during extraction.
@@ -71,6 +73,9 @@ pub enum ExtractError {
     NoPages,
 }
 
+/// Longest table-of-contents title kept, in bytes: titles travel into every chunk's section
+/// path, and no real heading is longer than a few lines.
+pub const MAX_TITLE_BYTES: usize = 400;
 /// How far into the file the `%PDF-` marker may appear.
 const MAGIC_WINDOW: usize = 1024;
 /// Most warnings kept; further ones are only counted.
@@ -179,6 +184,10 @@ pub struct Extraction {
     /// the book has no index.
     #[serde(default)]
     pub index_support_rate: Option<f64>,
+    /// Signals of how far the structure can be trusted (nesting depth, alphabetical order,
+    /// locator support, ToC order): a parse never fails as a whole, it says what it doubts.
+    #[serde(default)]
+    pub signals: StructureSignals,
     /// Filled only when page text was requested.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub pages: Vec<PageText>,
@@ -369,6 +378,17 @@ pub fn extract(
         }
     };
 
+    let mut toc = toc;
+    for entry in &mut toc {
+        if entry.title.len() > MAX_TITLE_BYTES {
+            warnings.push(format!(
+                "a table-of-contents title of {} bytes was cut to {MAX_TITLE_BYTES}",
+                entry.title.len()
+            ));
+            entry.title = index::cut(&entry.title, MAX_TITLE_BYTES);
+        }
+    }
+
     let (index, indices) = guarded(|| index::extract_indexes(&book)).unwrap_or_else(|| {
         warnings.push("the index could not be read");
         (Vec::new(), Vec::new())
@@ -396,6 +416,7 @@ pub fn extract(
         progress(Progress::Pages { done: 0, total });
     }
 
+    let signals = StructureSignals::measure(&toc, &indices, &index, index_support_rate);
     Ok(Extraction {
         page_count: total,
         page_labels: book.labels,
@@ -405,6 +426,7 @@ pub fn extract(
         indices,
         contents_pages,
         index_support_rate,
+        signals,
         pages: page_texts,
         warnings: warnings.finish(),
     })

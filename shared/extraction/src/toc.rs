@@ -1,9 +1,9 @@
 //! Tables of contents for books without an outline: from the printed contents pages, or from
-//! headings found by their font size.
+//! headings found by their size, weight and numbering.
 
-use crate::TocEntry;
 use crate::book::Book;
 use crate::index::LabelMap;
+use crate::{MAX_TITLE_BYTES, TocEntry};
 
 /// One parsed contents line.
 #[derive(Debug, Clone, PartialEq)]
@@ -272,14 +272,39 @@ fn listing_end(book: &Book, p: usize) -> usize {
     last
 }
 
-/// A table of contents from headings: lines set clearly larger than the body text.
+/// The depth a heading's numbering gives: "3" or "Chapter 3" 1, "3.2" 2, "A.1.4" 3; `None`
+/// for an unnumbered heading.
+fn numbering_depth(title: &str) -> Option<usize> {
+    let mut words = title.split_whitespace();
+    let first = words.next()?;
+    let lower = first.to_lowercase();
+    if ["chapter", "appendix", "part", "kapitel", "anhang", "chapitre", "annexe"].contains(&lower.as_str()) {
+        return words.next().map(|_| 1);
+    }
+    let number = first.trim_end_matches('.');
+    let parts: Vec<&str> = number.split('.').collect();
+    let numeric = |p: &str| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit());
+    let letter = |p: &str| p.len() == 1 && p.chars().all(|c| c.is_ascii_uppercase());
+    let well_formed = !parts.is_empty()
+        && parts.len() <= 4
+        && (numeric(parts[0]) || (letter(parts[0]) && parts.len() > 1))
+        && parts[1..].iter().all(|p| numeric(p));
+    // A bare number needs words after it ("3 Vectors"), or it is a page number.
+    (well_formed && words.next().is_some_and(|w| w.chars().any(char::is_alphabetic))).then_some(parts.len())
+}
+
+/// A table of contents from headings, for books with neither an outline nor printed
+/// contents: lines set clearly larger than the body text, or bold and numbered ("2.3
+/// Loops"); short, with letters. Numbered headings take their level from the numbering,
+/// the others from their size (larger first, at most four levels).
 pub(crate) fn headings_toc(book: &Book) -> Vec<TocEntry> {
     let threshold = book.body_size * 1.2;
-    let mut found: Vec<(usize, f32, String)> = Vec::new();
+    // (page, size, numbering depth, title)
+    let mut found: Vec<(usize, f32, Option<usize>, String)> = Vec::new();
     for (p, page) in book.pages.iter().enumerate() {
         let mut last_k: Option<usize> = None;
         for (k, line) in page.lines.iter().enumerate() {
-            if book.is_furniture(p, k) || line.size < threshold {
+            if book.is_furniture(p, k) {
                 continue;
             }
             let text = line.text.trim();
@@ -287,34 +312,49 @@ pub(crate) fn headings_toc(book: &Book) -> Vec<TocEntry> {
             if words == 0 || words > 14 || !text.chars().any(char::is_alphabetic) {
                 continue;
             }
+            let numbered = numbering_depth(text);
+            let large = line.size >= threshold;
+            let bold_numbered = line.bold && numbered.is_some() && line.size >= book.body_size * 0.95;
+            if !(large || bold_numbered) {
+                continue;
+            }
             // A wrapped heading continues on the next line in the same size.
             if let Some(prev) = last_k
                 && prev + 1 == k
+                && numbered.is_none()
                 && let Some(last) = found.last_mut()
                 && last.0 == p
                 && (last.1 - line.size).abs() < 0.5
+                && last.3.len() < MAX_TITLE_BYTES
             {
-                last.2.push(' ');
-                last.2.push_str(text);
+                last.3.push(' ');
+                last.3.push_str(text);
                 last_k = Some(k);
                 continue;
             }
-            found.push((p, line.size, text.to_string()));
+            found.push((p, line.size, numbered, text.to_string()));
             last_k = Some(k);
         }
         if found.len() > 5000 {
             break;
         }
     }
-    // Levels: the distinct heading sizes, largest first (at most four).
-    let mut sizes: Vec<f32> = found.iter().map(|f| (f.1 * 2.0).round() / 2.0).collect();
+    // Levels of unnumbered headings: the distinct heading sizes, largest first (at most four).
+    let mut sizes: Vec<f32> = found
+        .iter()
+        .filter(|f| f.2.is_none())
+        .map(|f| (f.1 * 2.0).round() / 2.0)
+        .collect();
     sizes.sort_by(|a, b| b.total_cmp(a));
     sizes.dedup();
     found
         .into_iter()
-        .map(|(p, size, title)| {
+        .map(|(p, size, numbered, title)| {
             let s = (size * 2.0).round() / 2.0;
-            let level = sizes.iter().position(|&x| x == s).unwrap_or(0).min(3) as u32 + 1;
+            let level = match numbered {
+                Some(depth) => depth.min(4) as u32,
+                None => sizes.iter().position(|&x| x == s).unwrap_or(0).min(3) as u32 + 1,
+            };
             TocEntry {
                 level,
                 title,
@@ -339,6 +379,55 @@ mod tests {
             column: 0,
             text: text.into(),
         }
+    }
+
+    #[test]
+    fn heading_numbering_gives_the_level() {
+        assert_eq!(numbering_depth("3 Vectors and matrices"), Some(1));
+        assert_eq!(numbering_depth("3.2 Loops"), Some(2));
+        assert_eq!(numbering_depth("A.1.4 Details"), Some(3));
+        assert_eq!(numbering_depth("Chapter 7"), Some(1));
+        assert_eq!(numbering_depth("Appendix B Grammar"), Some(1));
+        assert_eq!(numbering_depth("42"), None);
+        assert_eq!(numbering_depth("1999 was a year"), None);
+        assert_eq!(numbering_depth("Introduction"), None);
+        assert_eq!(numbering_depth("A Tour"), None);
+    }
+
+    #[test]
+    fn headings_become_a_toc_with_levels_from_numbers_and_sizes() {
+        let heading = |y: f32, size: f32, bold: bool, text: &str| TextLine {
+            size,
+            bold,
+            ..line(72.0, y, text)
+        };
+        let body = |y: f32| line(72.0, y, "Ordinary words of the body text run on here.");
+        let mut pages = Vec::new();
+        for n in 0..4u32 {
+            // A running head above, as books have.
+            let mut lines = vec![line(72.0, 780.0, &format!("A small book {}", n + 1))];
+            match n {
+                0 => lines.push(heading(750.0, 18.0, true, "Preface")),
+                1 => lines.push(heading(750.0, 18.0, true, "1 Vectors")),
+                2 => lines.push(heading(750.0, 10.0, true, "1.1 Adding vectors")),
+                _ => lines.push(heading(750.0, 10.0, true, "1.1.1 The zero vector")),
+            }
+            lines.extend((0..20).map(|k| body(700.0 - 12.0 * k as f32)));
+            pages.push(PageLayout { number: n + 1, lines });
+        }
+        let labels = (1..=4).map(|n| n.to_string()).collect();
+        let book = Book::new(pages, labels);
+        let toc = headings_toc(&book);
+        let got: Vec<(u32, &str, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.as_str(), e.page)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "Preface", Some(1)),
+                (1, "1 Vectors", Some(2)),
+                (2, "1.1 Adding vectors", Some(3)),
+                (3, "1.1.1 The zero vector", Some(4)),
+            ]
+        );
     }
 
     #[test]

@@ -614,9 +614,12 @@ mod tests {
                 name: "Concept Index".into(),
                 physical_pages: [4, 5],
                 entries: 40,
+                nesting_depth: 1,
+                sibling_order: Some(1.0),
             }],
             contents_pages: vec![[1, 2]],
             index_support_rate: None,
+            signals: hbi_extraction::StructureSignals::default(),
             pages: vec![
                 page(1, "Contents\nGraphs 3\nConcept Index 4"),
                 page(2, "Trees 3"),
