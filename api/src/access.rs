@@ -59,8 +59,9 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     Some(Scope::Write)
 }
 
-/// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute`.
-fn is_upload(method: &Method, path: &str) -> bool {
+/// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute` and has
+/// the upload's body limit.
+pub fn is_upload(method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     method == Method::POST && matches!(segments.as_slice(), ["books", _, "upload"])
 }

@@ -59,6 +59,9 @@ impl AppState {
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// Largest body of every request but an upload: the JSON bodies hold a few short fields.
+pub const MAX_JSON_BODY: u64 = 1024 * 1024;
+
 type Apis = (
     SystemApi,
     BooksApi,
@@ -108,14 +111,17 @@ pub fn openapi_document() -> String {
 /// request ids, spans and metrics, FastAPI-shaped errors, CORS, API keys and rate limits,
 /// the body limit.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
-    let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
+    let limits = BodyLimits {
+        upload: state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD),
+        upload_mb: state.settings.limits.max_upload_mb,
+    };
     let templates = Arc::new(route_templates());
     let allow = Arc::new(route_methods());
     let access = state.access.clone();
     let cors = access::cors(&state.settings.server.cors_origins);
     let with_cors = cors.is_some();
     surface()
-        .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
+        .around(move |endpoint, request| reject_oversized(endpoint, request, limits))
         .data(state)
         .around(move |endpoint, request| access::guard(endpoint, request, access.clone()))
         .with_if(with_cors, cors.unwrap_or_default())
@@ -330,24 +336,77 @@ fn offline_html(html: &str) -> String {
     out
 }
 
-/// Refuses a body whose declared length is over the limit before reading any of it.
-/// (Bodies without a length are bounded while the upload handler streams them.)
+/// How large a request body may be.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    /// An upload: `limits.max_upload_mb` and the multipart envelope.
+    upload: u64,
+    upload_mb: u64,
+}
+
+/// Refuses a body over its limit (the upload limit for `POST /books/{id}/upload`,
+/// [`MAX_JSON_BODY`] for every other request) with 413: by its declared length before reading
+/// any of it; without one (chunked), counted while it streams and cut off at the limit, so
+/// that no more than the limit is read, spooled or parsed.
 ///
 /// Also accepts the original HBI's trailing-slash paths (`/books/`): poem-openapi documents
 /// `/books`, FastAPI clients call `/books/`, and both reach the same operation.
 async fn reject_oversized<E: poem::Endpoint>(
     endpoint: Arc<E>,
     mut request: poem::Request,
-    limit: u64,
+    limits: BodyLimits,
 ) -> poem::Result<poem::Response> {
     trim_trailing_slash(&mut request);
+    let (limit, what) = if access::is_upload(request.method(), request.uri().path()) {
+        (limits.upload, format!("the upload limit of {} MB", limits.upload_mb))
+    } else {
+        (
+            MAX_JSON_BODY,
+            format!("the limit of {} KiB for JSON bodies", MAX_JSON_BODY / 1024),
+        )
+    };
+    let too_large = || {
+        (
+            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            poem::web::Json(serde_json::json!({ "detail": format!("the request body is larger than {what}") })),
+        )
+            .into_response()
+    };
     let declared = request
         .header(poem::http::header::CONTENT_LENGTH)
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
+    match declared {
+        Some(length) if length > limit => return Ok(too_large()),
+        // hyper reads no more than the declared length.
+        Some(_) => return endpoint.call(request).await.map(poem::IntoResponse::into_response),
+        None => {}
     }
-    endpoint.call(request).await.map(poem::IntoResponse::into_response)
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = request.take_body();
+    request.set_body(cut_off_at(body, limit, cut.clone()));
+    let result = endpoint.call(request).await;
+    // Whatever the parser made of the cut (a broken multipart or JSON body), it is a 413.
+    if cut.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(too_large());
+    }
+    result.map(poem::IntoResponse::into_response)
+}
+
+/// `body`, ending in an error as soon as more than `limit` bytes came (`cut` tells it
+/// happened): whoever reads it stops there.
+fn cut_off_at(body: poem::Body, limit: u64, cut: Arc<std::sync::atomic::AtomicBool>) -> poem::Body {
+    use futures::StreamExt;
+    let mut seen: u64 = 0;
+    let stream = body.into_bytes_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > limit {
+            cut.store(true, std::sync::atomic::Ordering::Release);
+            return Err(std::io::Error::other("the request body is larger than the limit"));
+        }
+        Ok(chunk)
+    });
+    poem::Body::from_bytes_stream(stream)
 }
 
 fn trim_trailing_slash(request: &mut poem::Request) {

@@ -54,7 +54,7 @@ fn document_invalid_input(spec: &mut Value) {
         "content": {"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/ValidationError"}}},
     });
     let too_large = json!({
-        "description": "The body is larger than the limit (`limits.max_upload_mb` and the multipart envelope).",
+        "description": "The body is larger than the limit (`limits.max_upload_mb` and the multipart envelope for an upload, 1 MiB for JSON), by its declared length or counted while it streams.",
         "content": {"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
     });
     let Some(paths) = spec["paths"].as_object_mut() else {
