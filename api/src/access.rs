@@ -8,11 +8,12 @@
 //! `/redoc` and `/openapi.json` (the documents are no secret, and Swagger UI must load before
 //! one can authorize in it). They are not rate limited either.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hbi_shared::Settings;
-use hbi_shared::access::{ApiKeyStore, Authenticator, Principal, RateLimitDecision, RateLimiter, Scope};
+use hbi_shared::access::{ApiKeyStore, Authenticator, Client, Principal, RateLimitDecision, RateLimiter, Scope};
 use hbi_shared::metrics::{Rejection, request_rejected};
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::middleware::Cors;
@@ -28,6 +29,9 @@ pub struct AccessControl {
     authenticator: Authenticator,
     requests: RateLimiter,
     uploads: RateLimiter,
+    /// Requests that present a key, per address, counted before the key is looked up (a
+    /// database query) and handed back when it is valid: what guessing keys is limited by.
+    key_checks: RateLimiter,
 }
 
 impl AccessControl {
@@ -37,6 +41,7 @@ impl AccessControl {
             authenticator: Authenticator::new(store, &settings.auth.bootstrap_api_key),
             requests: RateLimiter::per_minute(settings.rate_limit.requests_per_minute),
             uploads: RateLimiter::per_minute(settings.rate_limit.uploads_per_minute),
+            key_checks: RateLimiter::per_minute(settings.rate_limit.requests_per_minute),
         }
     }
 }
@@ -59,8 +64,9 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     Some(Scope::Write)
 }
 
-/// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute`.
-fn is_upload(method: &Method, path: &str) -> bool {
+/// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute` and has
+/// the upload's body limit.
+pub fn is_upload(method: &Method, path: &str) -> bool {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     method == Method::POST && matches!(segments.as_slice(), ["books", _, "upload"])
 }
@@ -77,15 +83,13 @@ fn presented_key(request: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The client a request is counted for: its key, or its address when it has no valid key
-/// (or authentication is off). The socket's address: `X-Forwarded-For` is not trusted, as
-/// any client can write it.
-fn client_of(key_id: Option<&str>, request: &Request) -> String {
-    match (key_id, request.remote_addr().as_socket_addr()) {
-        (Some(key_id), _) => format!("key:{key_id}"),
-        (None, Some(address)) => format!("ip:{}", address.ip()),
-        (None, None) => "ip:unknown".to_owned(),
-    }
+/// The address a request without a valid key is counted for: the socket's (`X-Forwarded-For`
+/// is not trusted, as any client can write it); the unspecified address when there is none.
+fn address_of(request: &Request) -> IpAddr {
+    request
+        .remote_addr()
+        .as_socket_addr()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |address| address.ip())
 }
 
 /// What the key check found.
@@ -93,8 +97,10 @@ enum Caller {
     Known(Principal),
     /// No key at all.
     Anonymous,
-    /// A key no live key matches.
+    /// A key no live key matches (counted against its address before the lookup).
     Unknown,
+    /// A key header that is empty or unreadable (never looked up).
+    Unreadable,
 }
 
 /// The middleware: authenticates, counts, authorizes, then calls the endpoint with the
@@ -109,43 +115,58 @@ pub async fn guard<E: Endpoint>(
     let Some(needed) = required_scope(&method, &path) else {
         return endpoint.call(request).await.map(IntoResponse::into_response);
     };
+    let address = address_of(&request);
     let caller = if !access.enabled {
         Caller::Known(Principal::local())
     } else {
         match presented_key(&request) {
             None => Caller::Anonymous,
-            Some("") => Caller::Unknown,
-            Some(key) => match access.authenticator.authenticate(key).await {
-                Ok(Some(principal)) => Caller::Known(principal),
-                Ok(None) => Caller::Unknown,
-                Err(err) => {
-                    tracing::error!(error = %format!("{err:#}"), "cannot check an API key");
-                    return Ok(detail(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "cannot check the API key now: the database is unavailable",
-                    ));
+            Some("") => Caller::Unreadable,
+            Some(key) => {
+                // Counted against the address before the lookup, so that guessing keys is
+                // limited before it costs a query; a valid key gets the count back.
+                if let Some(refused) = rate_limited(&access.key_checks, Client::Address(address), "requests") {
+                    return Ok(refused);
                 }
-            },
+                match access.authenticator.authenticate(key).await {
+                    Ok(Some(principal)) => {
+                        access.key_checks.refund(Client::Address(address));
+                        Caller::Known(principal)
+                    }
+                    Ok(None) => Caller::Unknown,
+                    Err(err) => {
+                        tracing::error!(error = %format!("{err:#}"), "cannot check an API key");
+                        return Ok(detail(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "cannot check the API key now: the database is unavailable",
+                        ));
+                    }
+                }
+            }
         }
     };
-    // Counted before a refusal for a bad key, so that guessing keys is rate limited too.
-    let key_id = match &caller {
-        Caller::Known(principal) if access.enabled => Some(principal.key_id.as_str()),
-        _ => None,
+    // A valid key is counted for itself, anything else for its address (a key that is not
+    // valid was counted above already), before a refusal for a missing key.
+    let client = match &caller {
+        Caller::Known(principal) if access.enabled => Some(Client::Key(principal.key_id.as_str())),
+        Caller::Unknown => None,
+        _ => Some(Client::Address(address)),
     };
-    let client = client_of(key_id, &request);
-    if let Some(refused) = rate_limited(&access.requests, &client, "requests") {
+    if let Some(client) = client
+        && let Some(refused) = rate_limited(&access.requests, client, "requests")
+    {
         return Ok(refused);
     }
     if is_upload(&method, &path)
-        && let Some(refused) = rate_limited(&access.uploads, &client, "uploads")
+        && let Some(client) = client
+        && let Some(refused) = rate_limited(&access.uploads, client, "uploads")
     {
         return Ok(refused);
     }
     let principal = match caller {
         Caller::Known(principal) => principal,
         Caller::Anonymous => return Ok(unauthorized(Rejection::MissingKey, "Not authenticated")),
-        Caller::Unknown => return Ok(unauthorized(Rejection::InvalidKey, "Invalid API key")),
+        Caller::Unknown | Caller::Unreadable => return Ok(unauthorized(Rejection::InvalidKey, "Invalid API key")),
     };
     if !principal.scope.includes(needed) {
         request_rejected(Rejection::InsufficientScope);
@@ -179,7 +200,7 @@ fn unauthorized(reason: Rejection, message: &str) -> Response {
 }
 
 /// 429 when `client` is over `limiter`'s limit.
-fn rate_limited(limiter: &RateLimiter, client: &str, what: &str) -> Option<Response> {
+fn rate_limited(limiter: &RateLimiter, client: Client<'_>, what: &str) -> Option<Response> {
     let RateLimitDecision::Limited { retry_after } = limiter.check(client) else {
         return None;
     };
@@ -376,6 +397,65 @@ mod tests {
         assert_eq!(presented_key(&with("Authorization", "Basic dXNlcjpwYXNz")), None);
         assert_eq!(presented_key(&with("X-API-Key", "")), Some(""));
         assert_eq!(presented_key(&Request::builder().finish()), None);
+    }
+
+    /// An `AccessControl` of `limit` requests a minute whose key store cannot answer (its
+    /// database has no tables): every lookup fails, so a 503 shows that one was made.
+    async fn with_a_failing_key_store(limit: u32) -> Arc<AccessControl> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let overrides = hbi_shared::config::Overrides {
+            bind: None,
+            data_dir: Some(dir.path().to_path_buf()),
+        };
+        let mut settings = Settings::load(Some(&dir.path().join("no-config")), &overrides).expect("settings");
+        settings.auth.enabled = true;
+        settings.auth.bootstrap_api_key = "a-bootstrap-key-of-the-test-0123".to_owned();
+        settings.rate_limit.requests_per_minute = limit;
+        let db = sea_orm::Database::connect("sqlite::memory:").await.expect("sqlite");
+        Arc::new(AccessControl::new(&settings, ApiKeyStore::new(db)))
+    }
+
+    async fn status(access: &Arc<AccessControl>, key: &str) -> u16 {
+        let endpoint = Arc::new(poem::endpoint::make_sync(|_| "ok"));
+        let request = Request::builder()
+            .uri_str("/books")
+            .header(API_KEY_HEADER, key)
+            .finish();
+        match guard(endpoint, request, access.clone()).await {
+            Ok(response) => response.status().as_u16(),
+            Err(err) => err.status().as_u16(),
+        }
+    }
+
+    /// Hole 4: a guessed key is counted against its address before the database is asked,
+    /// so past the limit a guess costs no query; a valid key gets that count back.
+    #[tokio::test]
+    async fn guessed_keys_are_counted_before_the_lookup() {
+        let access = with_a_failing_key_store(3).await;
+        for n in 0..3 {
+            assert_eq!(status(&access, "hbi_guess").await, 503, "guess {}: looked up", n + 1);
+        }
+        assert_eq!(
+            status(&access, "hbi_guess").await,
+            429,
+            "past the limit: refused before the lookup"
+        );
+
+        let access = with_a_failing_key_store(3).await;
+        for n in 0..10 {
+            let status = status(&access, "a-bootstrap-key-of-the-test-0123").await;
+            assert_eq!(
+                status,
+                if n < 3 { 200 } else { 429 },
+                "request {} of a valid key",
+                n + 1
+            );
+        }
+        assert_eq!(
+            status(&access, "hbi_guess").await,
+            503,
+            "the valid key's requests were not counted against its address"
+        );
     }
 
     #[test]

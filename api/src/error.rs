@@ -66,7 +66,7 @@ pub async fn to_fastapi_shape(err: poem::Error) -> Response {
     let detail = match status {
         StatusCode::NOT_FOUND => "Not Found".to_owned(),
         StatusCode::METHOD_NOT_ALLOWED => "Method Not Allowed".to_owned(),
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the upload limit".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than the limit".to_owned(),
         _ if status.is_server_error() => {
             tracing::error!(error = %err, "unhandled server error");
             "internal server error".to_owned()

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod telemetry;
 
@@ -58,6 +59,9 @@ impl AppState {
 /// Headroom over the upload limit for the multipart envelope.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
 
+/// Largest body of every request but an upload: the JSON bodies hold a few short fields.
+pub const MAX_JSON_BODY: u64 = 1024 * 1024;
+
 type Apis = (
     SystemApi,
     BooksApi,
@@ -98,6 +102,7 @@ pub fn openapi_document() -> String {
         return generated;
     };
     access::document_security(&mut spec);
+    openapi::complete(&mut spec);
     serde_json::to_string_pretty(&spec).unwrap_or(generated)
 }
 
@@ -106,18 +111,22 @@ pub fn openapi_document() -> String {
 /// request ids, spans and metrics, FastAPI-shaped errors, CORS, API keys and rate limits,
 /// the body limit.
 pub fn routes(state: AppState) -> impl poem::Endpoint {
-    let body_limit = state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD);
+    let limits = BodyLimits {
+        upload: state.settings.max_upload_bytes().saturating_add(MULTIPART_OVERHEAD),
+        upload_mb: state.settings.limits.max_upload_mb,
+    };
     let templates = Arc::new(route_templates());
+    let allow = Arc::new(route_methods());
     let access = state.access.clone();
     let cors = access::cors(&state.settings.server.cors_origins);
     let with_cors = cors.is_some();
     surface()
-        .around(move |endpoint, request| reject_oversized(endpoint, request, body_limit))
+        .around(move |endpoint, request| reject_oversized(endpoint, request, limits))
         .data(state)
         .around(move |endpoint, request| access::guard(endpoint, request, access.clone()))
         .with_if(with_cors, cors.unwrap_or_default())
         .around(access::same_origin_is_not_cors)
-        .around(move |endpoint, request| observe(endpoint, request, templates.clone()))
+        .around(move |endpoint, request| observe(endpoint, request, templates.clone(), allow.clone()))
 }
 
 /// The routes of [`routes`], without state or middleware.
@@ -177,6 +186,13 @@ fn route_templates() -> HashMap<String, String> {
         .collect()
 }
 
+/// The `Allow` header of a 405 answer for each route template: the methods the document
+/// lists for it.
+fn route_methods() -> HashMap<String, String> {
+    let spec: serde_json::Value = serde_json::from_str(&openapi_service().spec()).unwrap_or_default();
+    openapi::allowed_methods(&spec)
+}
+
 /// The `route` label of an answered request: the template of the route it matched, never
 /// the raw path (a book id in a label would make a series per book), or `unmatched`.
 fn route_label(pattern: Option<&PathPattern>, path: &str, templates: &HashMap<String, String>) -> String {
@@ -229,12 +245,14 @@ fn template_for_path<'a>(path: &str, templates: &'a HashMap<String, String>) -> 
 }
 
 /// Outermost middleware: gives each request its id (`X-Request-Id`, echoed in the answer) and
-/// its server span, answers errors in FastAPI's shape, and records every request in
-/// `http_requests_total` and `http_request_duration_seconds`.
+/// its server span, answers errors in FastAPI's shape (a 405 with the `Allow` header of its
+/// route, from `allow`), and records every request in `http_requests_total` and
+/// `http_request_duration_seconds`.
 async fn observe<E: poem::Endpoint>(
     endpoint: Arc<E>,
     request: poem::Request,
     templates: Arc<HashMap<String, String>>,
+    allow: Arc<HashMap<String, String>>,
 ) -> poem::Result<poem::Response> {
     let started = Instant::now();
     let method = request.method().clone();
@@ -270,6 +288,12 @@ async fn observe<E: poem::Endpoint>(
     // handler counting a body without one.
     if response.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {
         hbi_shared::metrics::request_rejected(hbi_shared::metrics::Rejection::BodyTooLarge);
+    }
+    if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = route.and_then(|route| allow.get(route))
+        && let Ok(value) = poem::http::HeaderValue::from_str(methods)
+    {
+        response.headers_mut().insert(poem::http::header::ALLOW, value);
     }
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
@@ -312,24 +336,77 @@ fn offline_html(html: &str) -> String {
     out
 }
 
-/// Refuses a body whose declared length is over the limit before reading any of it.
-/// (Bodies without a length are bounded while the upload handler streams them.)
+/// How large a request body may be.
+#[derive(Clone, Copy)]
+struct BodyLimits {
+    /// An upload: `limits.max_upload_mb` and the multipart envelope.
+    upload: u64,
+    upload_mb: u64,
+}
+
+/// Refuses a body over its limit (the upload limit for `POST /books/{id}/upload`,
+/// [`MAX_JSON_BODY`] for every other request) with 413: by its declared length before reading
+/// any of it; without one (chunked), counted while it streams and cut off at the limit, so
+/// that no more than the limit is read, spooled or parsed.
 ///
 /// Also accepts the original HBI's trailing-slash paths (`/books/`): poem-openapi documents
 /// `/books`, FastAPI clients call `/books/`, and both reach the same operation.
 async fn reject_oversized<E: poem::Endpoint>(
     endpoint: Arc<E>,
     mut request: poem::Request,
-    limit: u64,
+    limits: BodyLimits,
 ) -> poem::Result<poem::Response> {
     trim_trailing_slash(&mut request);
+    let (limit, what) = if access::is_upload(request.method(), request.uri().path()) {
+        (limits.upload, format!("the upload limit of {} MB", limits.upload_mb))
+    } else {
+        (
+            MAX_JSON_BODY,
+            format!("the limit of {} KiB for JSON bodies", MAX_JSON_BODY / 1024),
+        )
+    };
+    let too_large = || {
+        (
+            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+            poem::web::Json(serde_json::json!({ "detail": format!("the request body is larger than {what}") })),
+        )
+            .into_response()
+    };
     let declared = request
         .header(poem::http::header::CONTENT_LENGTH)
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(poem::Error::from_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE));
+    match declared {
+        Some(length) if length > limit => return Ok(too_large()),
+        // hyper reads no more than the declared length.
+        Some(_) => return endpoint.call(request).await.map(poem::IntoResponse::into_response),
+        None => {}
     }
-    endpoint.call(request).await.map(poem::IntoResponse::into_response)
+    let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = request.take_body();
+    request.set_body(cut_off_at(body, limit, cut.clone()));
+    let result = endpoint.call(request).await;
+    // Whatever the parser made of the cut (a broken multipart or JSON body), it is a 413.
+    if cut.load(std::sync::atomic::Ordering::Acquire) {
+        return Ok(too_large());
+    }
+    result.map(poem::IntoResponse::into_response)
+}
+
+/// `body`, ending in an error as soon as more than `limit` bytes came (`cut` tells it
+/// happened): whoever reads it stops there.
+fn cut_off_at(body: poem::Body, limit: u64, cut: Arc<std::sync::atomic::AtomicBool>) -> poem::Body {
+    use futures::StreamExt;
+    let mut seen: u64 = 0;
+    let stream = body.into_bytes_stream().map(move |chunk| {
+        let chunk = chunk?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > limit {
+            cut.store(true, std::sync::atomic::Ordering::Release);
+            return Err(std::io::Error::other("the request body is larger than the limit"));
+        }
+        Ok(chunk)
+    });
+    poem::Body::from_bytes_stream(stream)
 }
 
 fn trim_trailing_slash(request: &mut poem::Request) {
@@ -439,11 +516,18 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
         (status, Json(body)).into_response()
     }
 
-    // These routes are their own templates.
+    // These routes are their own templates, each answering GET (and HEAD) only.
+    let routes = ["/health", "/health/live", "/health/ready", "/metrics"];
     let templates: Arc<HashMap<String, String>> = Arc::new(
-        ["/health", "/health/live", "/health/ready", "/metrics"]
-            .into_iter()
-            .map(|route| (route.to_owned(), route.to_owned()))
+        routes
+            .iter()
+            .map(|route| (route.to_string(), route.to_string()))
+            .collect(),
+    );
+    let allow: Arc<HashMap<String, String>> = Arc::new(
+        routes
+            .iter()
+            .map(|route| (route.to_string(), "GET, HEAD".to_owned()))
             .collect(),
     );
     let app = Route::new()
@@ -452,7 +536,7 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
         .at("/health/ready", poem::get(ready))
         .at("/metrics", poem::get(metrics))
         .data(state)
-        .around(move |endpoint, request| observe(endpoint, request, templates.clone()));
+        .around(move |endpoint, request| observe(endpoint, request, templates.clone(), allow.clone()));
     Server::new(TcpListener::bind(addr))
         .run_with_graceful_shutdown(
             app,
@@ -473,7 +557,9 @@ mod tests {
     /// route is matched all the same) and returns the `route` label each got.
     async fn labels(requests: &[(&str, &str)]) -> Vec<String> {
         let templates = Arc::new(route_templates());
-        let app = surface().around(move |endpoint, request| observe(endpoint, request, templates.clone()));
+        let allow = Arc::new(route_methods());
+        let app =
+            surface().around(move |endpoint, request| observe(endpoint, request, templates.clone(), allow.clone()));
         let mut seen = Vec::new();
         for (method, path) in requests {
             let before = hbi_shared::metrics::encode().unwrap_or_default();
@@ -492,6 +578,39 @@ mod tests {
             seen.extend(new);
         }
         seen
+    }
+
+    #[tokio::test]
+    async fn a_405_names_the_methods_of_its_route_in_allow() {
+        let templates = Arc::new(route_templates());
+        let allow = Arc::new(route_methods());
+        let app =
+            surface().around(move |endpoint, request| observe(endpoint, request, templates.clone(), allow.clone()));
+        let id = "0193a6d2-7a44-7c31-9d55-3f1c1e9a8b10";
+        for (method, path, expected) in [
+            ("PATCH", format!("/books/{id}"), "DELETE, GET, HEAD"),
+            ("PUT", "/books".to_owned(), "GET, HEAD, POST"),
+            ("GET", "/query".to_owned(), "POST"),
+            ("DELETE", "/config".to_owned(), "GET, HEAD, PUT"),
+        ] {
+            let request = poem::Request::builder()
+                .method(method.parse().unwrap_or_default())
+                .uri(path.parse().unwrap_or_default())
+                .finish();
+            let response = app.call(request).await.map(IntoResponse::into_response);
+            let Ok(response) = response else {
+                panic!("{method} {path}: observe answers every error");
+            };
+            assert_eq!(response.status().as_u16(), 405, "{method} {path}");
+            assert_eq!(
+                response
+                    .headers()
+                    .get(poem::http::header::ALLOW)
+                    .and_then(|v| v.to_str().ok()),
+                Some(expected),
+                "{method} {path}"
+            );
+        }
     }
 
     #[test]

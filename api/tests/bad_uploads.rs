@@ -251,3 +251,95 @@ async fn extractor_crash_or_timeout_fails_only_that_job() {
     let job = upload_and_wait(&server, "next one", small).await;
     assert_eq!(job["state"], "succeeded", "the worker goes on with the next job: {job}");
 }
+
+/// Sends `head` (request line and headers, `Transfer-Encoding: chunked`, no length), then
+/// `prefix` and zeros as 64 KiB chunks until `total` bytes of body were sent (then `suffix`),
+/// the server stops taking them, or it answers. Returns the answer and the body bytes the
+/// socket took.
+fn send_chunked(server: &TestServer, head: &str, prefix: &[u8], suffix: &[u8], total: usize) -> (String, usize) {
+    use std::io::{Read, Write};
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    // A server that stops reading fills the socket buffers: the write then times out.
+    stream.set_write_timeout(Some(Duration::from_secs(3))).expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let mut reader = stream.try_clone().expect("clone");
+    let answer = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = reader.read(&mut buffer) {
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    stream.write_all(head.as_bytes()).expect("write the head");
+    let zeros = vec![b'0'; 64 * 1024];
+    let mut sent = 0;
+    let mut first = Some(prefix);
+    while sent < total {
+        let data = first.take().unwrap_or(&zeros[..]);
+        let chunk = [format!("{:x}\r\n", data.len()).as_bytes(), data, b"\r\n"].concat();
+        if stream.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += data.len();
+    }
+    if sent >= total {
+        let last = [format!("{:x}\r\n", suffix.len()).as_bytes(), suffix, b"\r\n0\r\n\r\n"].concat();
+        let _ = stream.write_all(&last);
+    }
+    (answer.join().expect("reader"), sent)
+}
+
+/// Hole 3: a body without a length is counted while it streams and cut off at the limit (the
+/// upload limit plus the multipart envelope for uploads, 1 MiB for JSON), not read whole and
+/// refused afterwards. The socket takes a few MB more than the limit before the server's
+/// stop shows (kernel buffers); a server reading it whole takes all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_without_a_length_are_cut_off_at_the_limit() {
+    let server = TestServer::start(&[("HBI__LIMITS__MAX_UPLOAD_MB", "1")]);
+    let book = server.create_book("chunked").await;
+    const TOTAL: usize = 200 << 20;
+    let head = format!(
+        "POST /books/{book}/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: {TEST_ADMIN_KEY}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let prefix = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"z.pdf\"\r\n\
+                   Content-Type: application/pdf\r\n\r\n%PDF-1.4\n";
+    let (answer, sent) = send_chunked(&server, &head, prefix, b"\r\n--b--\r\n", TOTAL);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("limit"), "{answer}");
+    assert!(sent < 32 << 20, "the server read {sent} bytes of a 1 MB upload limit");
+    println!("chunked upload over the limit: the socket took {sent} bytes");
+
+    // JSON: 1 MiB, declared or not.
+    let title = "t".repeat(2 << 20);
+    let response = server
+        .client
+        .post(server.url("/books"))
+        .json(&serde_json::json!({"title": title}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 413, "a 2 MiB JSON body with its length");
+    let head = format!(
+        "POST /books HTTP/1.1\r\nHost: x\r\nX-API-Key: {TEST_ADMIN_KEY}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let (answer, sent) = send_chunked(&server, &head, b"{\"title\": \"", b"\"}", TOTAL);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(sent < 32 << 20, "the server read {sent} bytes of a JSON body");
+    println!("chunked JSON over the limit: the socket took {sent} bytes");
+
+    // Within the limits all is as before.
+    let (status, _) = server.get_json(&format!("/books/{book}")).await;
+    assert_eq!(status, 200);
+    let (status, body) = server.upload(&book, b"%PDF-1.4\nsmall".to_vec(), "small.pdf").await;
+    assert_eq!(status, 202, "{body}");
+}

@@ -21,15 +21,20 @@ pub struct BooksApi;
 pub struct Book {
     pub id: String,
     pub title: String,
+    #[oai(nullable)]
     pub author: Option<String>,
     /// File name of the uploaded original.
+    #[oai(nullable)]
     pub source_path: Option<String>,
     /// `created`, `queued`, `processing`, `ready`, `needs_review` or `failed`.
     pub status: String,
     /// SHA-256 of the uploaded original.
+    #[oai(nullable)]
     pub content_hash: Option<String>,
+    #[oai(nullable)]
     pub page_count: Option<i32>,
     /// Where the ToC came from: `outline`, `printed_contents`, `headings` or `none`.
+    #[oai(nullable)]
     pub toc_source: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
@@ -60,7 +65,7 @@ pub struct BookCreate {
     #[oai(validator(min_length = 1, max_length = 1000, pattern = "^[^\\x00]*$"))]
     pub title: String,
     /// Up to 1000 characters, no NUL.
-    #[oai(validator(max_length = 1000, pattern = "^[^\\x00]*$"))]
+    #[oai(nullable, validator(max_length = 1000, pattern = "^[^\\x00]*$"))]
     pub author: Option<String>,
 }
 
@@ -85,8 +90,10 @@ pub struct UploadAccepted {
 pub struct TocNode {
     pub title: String,
     /// 1-based physical page, when known.
+    #[oai(nullable)]
     pub page_number: Option<u32>,
     /// The page number as printed in the book (`xii`, `7`...).
+    #[oai(nullable)]
     pub page_label: Option<String>,
     /// 1 for chapters, 2 for their sections, and so on.
     pub level: u32,
@@ -193,6 +200,7 @@ pub struct BookQuality {
     pub book_id: String,
     pub status: String,
     /// The job whose run produced these results (none before the first run).
+    #[oai(nullable)]
     pub job_id: Option<String>,
     /// Whether every gate passed.
     pub passed: bool,
@@ -224,7 +232,9 @@ pub enum TocResponse {
 pub struct PageRange {
     pub first_page: u32,
     pub last_page: u32,
+    #[oai(nullable)]
     pub first_label: Option<String>,
+    #[oai(nullable)]
     pub last_label: Option<String>,
 }
 

@@ -25,9 +25,12 @@ pub struct AttemptView {
     pub worker_id: String,
     /// How the attempt ended (`running` while it runs).
     pub outcome: String,
+    #[oai(nullable)]
     pub stage: Option<String>,
+    #[oai(nullable)]
     pub error: Option<String>,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -53,20 +56,26 @@ pub struct JobView {
     /// `queued`, `running`, `succeeded`, `failed` (retry scheduled), `dead` (in the DLQ) or `cancelled`.
     pub state: String,
     /// The stage running now, or the last one reached.
+    #[oai(nullable)]
     pub stage: Option<String>,
     pub progress: Progress,
     pub attempts: i32,
     pub max_attempts: i32,
     /// The last error, readable by a person.
+    #[oai(nullable)]
     pub error: Option<String>,
     /// The stage the last error came from.
+    #[oai(nullable)]
     pub error_stage: Option<String>,
     /// Whether trying again could help (false for a refused file).
     pub retryable: bool,
     /// When a scheduled retry is due.
+    #[oai(nullable)]
     pub run_after: Option<chrono::DateTime<chrono::Utc>>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    #[oai(nullable)]
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[oai(nullable)]
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Each attempt with its worker, outcome and error.
     pub history: Vec<AttemptView>,

@@ -70,8 +70,10 @@ pub struct KeyView {
     pub prefix: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Last request made with it (to the minute), if any.
+    #[oai(nullable)]
     pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Set once revoked: requests with it are refused.
+    #[oai(nullable)]
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

@@ -22,9 +22,10 @@ pub struct QueryRequest {
     #[oai(validator(min_length = 1, max_length = 4000))]
     pub query: String,
     /// Only this book (default: every book).
+    #[oai(nullable)]
     pub book_id: Option<String>,
     /// How many chunks to retrieve (default: the `retrieval_top_k` knob).
-    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+    #[oai(nullable, validator(minimum(value = "1"), maximum(value = "100")))]
     pub top_k: Option<u32>,
 }
 
@@ -69,8 +70,10 @@ pub struct RetrievedView {
 #[derive(Debug, Object)]
 pub struct QueryAnswer {
     /// The answer; null when the fallback message is given instead.
+    #[oai(nullable)]
     pub answer: Option<AnswerView>,
     /// Why there is no answer, for the reader; null with an answer.
+    #[oai(nullable)]
     pub fallback_message: Option<String>,
     /// `too_few_chunks`, `low_confidence`, `unsupported_answer` (no claim cites a given chunk)
     /// or `unreadable_answer`.

@@ -38,9 +38,12 @@ impl From<Mode> for SearchMode {
 /// Each ranked list's own score for the hit (absent when the hit is not in that list).
 #[derive(Debug, Clone, Object)]
 pub struct Scores {
+    #[oai(nullable)]
     pub keyword: Option<f64>,
+    #[oai(nullable)]
     pub semantic: Option<f64>,
     /// Index-term boost: the page is listed by a printed index entry the query names.
+    #[oai(nullable)]
     pub boost: Option<f64>,
 }
 
@@ -59,6 +62,7 @@ pub struct SearchResult {
     pub score: f64,
     pub scores: Scores,
     /// The chunk the semantic list found on the page.
+    #[oai(nullable)]
     pub chunk_id: Option<String>,
 }
 
@@ -87,6 +91,7 @@ pub enum SearchResponse {
 #[derive(Debug, Clone, Object)]
 pub struct TermOccurrence {
     pub book_id: String,
+    #[oai(nullable)]
     pub book_title: Option<String>,
     /// The entry as printed, e.g. `vectors`.
     pub term: String,

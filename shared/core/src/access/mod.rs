@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Settings;
 pub use keys::{ApiKeyStore, RevokeOutcome};
-pub use rate_limit::{RateLimitDecision, RateLimiter};
+pub use rate_limit::{Client, RateLimitDecision, RateLimiter};
 
 /// What a key may do. Each scope includes the ones before it: admin implies write implies read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

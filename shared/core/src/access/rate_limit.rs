@@ -6,28 +6,47 @@
 //! minute is refused, however fast or slow they come); afterwards the estimate smooths the
 //! burst a fixed window would allow at each window boundary. Each client costs one small
 //! entry whatever the limit; entries idle for two windows are dropped (they would count
-//! nothing), and past [`MAX_CLIENTS`] new clients share one entry, so memory stays bounded
-//! even under a flood of distinct addresses.
+//! nothing).
+//!
+//! Clients are API keys (authenticated: as many as an admin made) and addresses (callers
+//! without a valid key: as many as the internet has). Each kind has its own table with its
+//! own capacity ([`MAX_KEYS`], [`MAX_ADDRESSES`]); past it, new clients of that kind share one
+//! overflow count, so memory stays bounded under a flood of distinct addresses, and such a
+//! flood can never push a key, even one idle for a while, into a shared count.
 //!
 //! Refused requests are not counted: a client that keeps retrying too early is not pushed
-//! further back, and `retry_after` stays true.
+//! further back, and `retry_after` stays true. A request counted before it is known whether
+//! it should be (a key counted against its address before the key is looked up) can be
+//! handed back with [`RateLimiter::refund`].
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The window of `requests_per_minute`.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// Clients tracked at once; beyond, new clients share [`OVERFLOW_CLIENT`]'s count.
-pub const MAX_CLIENTS: usize = 100_000;
+/// API keys tracked at once; beyond, new keys share one count (keys are made by admins, so
+/// this is never reached in practice).
+pub const MAX_KEYS: usize = 100_000;
 
-/// The entry new clients share once [`MAX_CLIENTS`] are tracked.
-const OVERFLOW_CLIENT: &str = "\u{0}overflow";
+/// Addresses tracked at once; beyond, new addresses share one count.
+pub const MAX_ADDRESSES: usize = 100_000;
 
 /// Leaves room for floating-point rounding, so that a client coming back exactly when
 /// told to is let through.
 const ROUNDING_SLACK: f64 = 1e-6;
+
+/// Who a request is counted for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client<'a> {
+    /// An authenticated API key, by its id.
+    Key(&'a str),
+    /// A caller without a valid key, by its address.
+    Address(IpAddr),
+}
 
 /// What a request may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +127,65 @@ impl Counter {
     }
 }
 
-struct Clients {
-    counters: HashMap<String, Counter>,
+/// The counters of one kind of client, at most `capacity` of them plus the overflow.
+struct Table<K> {
+    counters: HashMap<K, Counter>,
+    /// Shared by new clients while `capacity` others are tracked.
+    overflow: Counter,
+    capacity: usize,
     last_sweep: Instant,
+}
+
+impl<K: Hash + Eq> Table<K> {
+    fn new(capacity: usize, now: Instant) -> Self {
+        Self {
+            counters: HashMap::new(),
+            overflow: Counter::fresh(now),
+            capacity,
+            last_sweep: now,
+        }
+    }
+
+    /// The counter of `client` (made on its first request), or the overflow when the table
+    /// is full of clients that are not idle.
+    fn counter(&mut self, client: K, now: Instant, window: Duration) -> &mut Counter {
+        if now.saturating_duration_since(self.last_sweep) >= window {
+            self.sweep(now, window);
+        }
+        if !self.counters.contains_key(&client) && self.counters.len() >= self.capacity {
+            self.sweep(now, window);
+            if self.counters.len() >= self.capacity {
+                return &mut self.overflow;
+            }
+        }
+        self.counters.entry(client).or_insert_with(|| Counter::fresh(now))
+    }
+
+    fn sweep(&mut self, now: Instant, window: Duration) {
+        self.counters.retain(|_, counter| !counter.idle(now, window));
+        self.last_sweep = now;
+    }
+}
+
+struct Tables {
+    keys: Table<String>,
+    addresses: Table<IpAddr>,
+}
+
+impl Tables {
+    fn counter(&mut self, client: Client<'_>, now: Instant, window: Duration) -> &mut Counter {
+        match client {
+            Client::Key(id) => self.keys.counter(id.to_owned(), now, window),
+            Client::Address(address) => self.addresses.counter(address, now, window),
+        }
+    }
 }
 
 /// Counts requests per client (an API key's id, or an IP address).
 pub struct RateLimiter {
     limit: u32,
     window: Duration,
-    clients: Mutex<Clients>,
+    tables: Mutex<Tables>,
 }
 
 impl RateLimiter {
@@ -127,12 +195,18 @@ impl RateLimiter {
     }
 
     pub fn new(limit: u32, window: Duration) -> Self {
+        Self::with_capacity(limit, window, MAX_KEYS, MAX_ADDRESSES)
+    }
+
+    /// With room for `keys` keys and `addresses` addresses before new ones share a count.
+    pub fn with_capacity(limit: u32, window: Duration, keys: usize, addresses: usize) -> Self {
+        let now = Instant::now();
         Self {
             limit,
             window,
-            clients: Mutex::new(Clients {
-                counters: HashMap::new(),
-                last_sweep: Instant::now(),
+            tables: Mutex::new(Tables {
+                keys: Table::new(keys, now),
+                addresses: Table::new(addresses, now),
             }),
         }
     }
@@ -146,36 +220,17 @@ impl RateLimiter {
     }
 
     /// Counts one request of `client` now, unless it is over the limit.
-    pub fn check(&self, client: &str) -> RateLimitDecision {
+    pub fn check(&self, client: Client<'_>) -> RateLimitDecision {
         self.check_at(client, Instant::now())
     }
 
-    pub fn check_at(&self, client: &str, now: Instant) -> RateLimitDecision {
+    pub fn check_at(&self, client: Client<'_>, now: Instant) -> RateLimitDecision {
         if self.limit == 0 {
             return RateLimitDecision::Allowed;
         }
-        // A poisoned lock only means another request panicked mid-count: the counts are
-        // still usable.
-        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let window = self.window;
-        if now.saturating_duration_since(clients.last_sweep) >= window {
-            clients.counters.retain(|_, counter| !counter.idle(now, window));
-            clients.last_sweep = now;
-        }
-        let key = if clients.counters.contains_key(client) || clients.counters.len() < MAX_CLIENTS {
-            client
-        } else {
-            clients.counters.retain(|_, counter| !counter.idle(now, window));
-            if clients.counters.len() < MAX_CLIENTS {
-                client
-            } else {
-                OVERFLOW_CLIENT
-            }
-        };
-        let counter = clients
-            .counters
-            .entry(key.to_owned())
-            .or_insert_with(|| Counter::fresh(now));
+        let mut tables = self.lock();
+        let counter = tables.counter(client, now, window);
         counter.roll(now, window);
         if counter.estimate(now, window) + 1.0 > f64::from(self.limit) + ROUNDING_SLACK {
             return RateLimitDecision::Limited {
@@ -186,13 +241,33 @@ impl RateLimiter {
         RateLimitDecision::Allowed
     }
 
-    /// Clients tracked now.
+    /// Takes back one request of `client` counted by an allowed [`check`](Self::check): one
+    /// that turned out not to be this client's to pay for.
+    pub fn refund(&self, client: Client<'_>) {
+        self.refund_at(client, Instant::now());
+    }
+
+    pub fn refund_at(&self, client: Client<'_>, now: Instant) {
+        if self.limit == 0 {
+            return;
+        }
+        let window = self.window;
+        let mut tables = self.lock();
+        let counter = tables.counter(client, now, window);
+        counter.roll(now, window);
+        counter.current = counter.current.saturating_sub(1);
+    }
+
+    /// Clients tracked now: keys and addresses.
     pub fn tracked(&self) -> usize {
-        self.clients
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .counters
-            .len()
+        let tables = self.lock();
+        tables.keys.counters.len() + tables.addresses.counters.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A poisoned lock only means another request panicked mid-count: the counts are
+        // still usable.
+        self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -200,8 +275,13 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    fn allowed(limiter: &RateLimiter, client: &str, at: Instant) -> bool {
+    fn allowed(limiter: &RateLimiter, client: Client<'_>, at: Instant) -> bool {
         limiter.check_at(client, at) == RateLimitDecision::Allowed
+    }
+
+    /// The address `10.0.x.y` for `n`.
+    fn ip(n: u32) -> Client<'static> {
+        Client::Address(IpAddr::from([10, 0, (n >> 8) as u8, n as u8]))
     }
 
     #[test]
@@ -211,10 +291,10 @@ mod tests {
         // Spread over 59 seconds: no refill within the first window.
         for n in 0..100u32 {
             let at = start + Duration::from_millis(u64::from(n) * 590);
-            assert!(allowed(&limiter, "key:a", at), "request {}", n + 1);
+            assert!(allowed(&limiter, Client::Key("a"), at), "request {}", n + 1);
         }
         let last = start + Duration::from_secs(59);
-        let RateLimitDecision::Limited { retry_after } = limiter.check_at("key:a", last) else {
+        let RateLimitDecision::Limited { retry_after } = limiter.check_at(Client::Key("a"), last) else {
             panic!("the 101st request within a minute is refused");
         };
         // The first minute's 100 fade in the next one: room again 0.6 s into it.
@@ -222,13 +302,16 @@ mod tests {
             retry_after > Duration::from_secs(1) && retry_after <= Duration::from_secs(2),
             "{retry_after:?}"
         );
-        assert!(allowed(&limiter, "key:b", last), "other clients are counted apart");
+        assert!(
+            allowed(&limiter, Client::Key("b"), last),
+            "other clients are counted apart"
+        );
         assert!(!allowed(
             &limiter,
-            "key:a",
+            Client::Key("a"),
             last + retry_after - Duration::from_millis(100)
         ));
-        assert!(allowed(&limiter, "key:a", last + retry_after));
+        assert!(allowed(&limiter, Client::Key("a"), last + retry_after));
     }
 
     #[test]
@@ -236,17 +319,73 @@ mod tests {
         let limiter = RateLimiter::new(3, Duration::from_secs(60));
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(allowed(&limiter, "ip:1", start));
+            assert!(allowed(&limiter, ip(1), start));
         }
-        let RateLimitDecision::Limited { retry_after } = limiter.check_at("ip:1", start) else {
+        let RateLimitDecision::Limited { retry_after } = limiter.check_at(ip(1), start) else {
             panic!("4th in a burst of a limit of 3 is refused");
         };
         // 3 in the first window: in the next one they must fade to 2, a third of the way in.
         assert_eq!(retry_after.as_secs(), 80);
-        assert!(!allowed(&limiter, "ip:1", start + Duration::from_secs(79)));
-        assert!(allowed(&limiter, "ip:1", start + Duration::from_secs(80)));
+        assert!(!allowed(&limiter, ip(1), start + Duration::from_secs(79)));
+        assert!(allowed(&limiter, ip(1), start + Duration::from_secs(80)));
         // Long idle: a fresh start.
-        assert!(allowed(&limiter, "ip:1", start + Duration::from_secs(400)));
+        assert!(allowed(&limiter, ip(1), start + Duration::from_secs(400)));
+    }
+
+    /// The flood of hole 4: anonymous callers from more addresses than the table holds, while
+    /// a real key sits idle for two minutes. The key comes back to a count of its own.
+    #[test]
+    fn an_address_flood_cannot_push_a_key_into_a_shared_count() {
+        let limiter = RateLimiter::new(3, WINDOW);
+        let start = Instant::now();
+        assert!(allowed(&limiter, Client::Key("real"), start));
+        let flood = start + WINDOW * 2 + Duration::from_secs(5);
+        for n in 0..(MAX_ADDRESSES as u32 + 50) {
+            let address = Client::Address(IpAddr::from((0xC000_0000_u32 + n).to_be_bytes()));
+            for _ in 0..3 {
+                limiter.check_at(address, flood);
+            }
+        }
+        let newcomer = Client::Address(IpAddr::from([203, 0, 113, 7]));
+        assert!(
+            !allowed(&limiter, newcomer, flood),
+            "new addresses past the capacity share one exhausted count"
+        );
+        let back = flood + Duration::from_secs(1);
+        for n in 0..3 {
+            assert!(
+                allowed(&limiter, Client::Key("real"), back),
+                "request {} of the key",
+                n + 1
+            );
+        }
+        assert!(
+            !allowed(&limiter, Client::Key("real"), back),
+            "and its own limit still holds"
+        );
+        assert!(
+            allowed(&limiter, Client::Key("another"), back),
+            "every key has its own count"
+        );
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_counted_request() {
+        let limiter = RateLimiter::new(2, WINDOW);
+        let start = Instant::now();
+        assert!(allowed(&limiter, ip(1), start));
+        assert!(allowed(&limiter, ip(1), start));
+        assert!(!allowed(&limiter, ip(1), start));
+        limiter.refund_at(ip(1), start);
+        assert!(allowed(&limiter, ip(1), start), "room for one more after the refund");
+        assert!(!allowed(&limiter, ip(1), start));
+        limiter.refund_at(Client::Key("never seen"), start);
+        assert!(
+            allowed(&limiter, Client::Key("never seen"), start),
+            "a refund never goes below zero"
+        );
+        assert!(allowed(&limiter, Client::Key("never seen"), start));
+        assert!(!allowed(&limiter, Client::Key("never seen"), start));
     }
 
     #[test]
@@ -254,14 +393,14 @@ mod tests {
         let limiter = RateLimiter::new(5, Duration::from_secs(60));
         let start = Instant::now();
         for n in 0..50 {
-            assert!(allowed(&limiter, &format!("ip:{n}"), start));
+            assert!(allowed(&limiter, ip(n), start));
         }
         assert_eq!(limiter.tracked(), 50);
-        assert!(allowed(&limiter, "ip:late", start + Duration::from_secs(121)));
+        assert!(allowed(&limiter, ip(999), start + Duration::from_secs(121)));
         assert_eq!(limiter.tracked(), 1, "idle entries swept");
 
         let open = RateLimiter::per_minute(0);
-        assert!((0..1000).all(|_| allowed(&open, "key:x", start)));
+        assert!((0..1000).all(|_| allowed(&open, Client::Key("x"), start)));
         assert_eq!(open.tracked(), 0);
     }
 }
