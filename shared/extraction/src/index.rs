@@ -244,6 +244,24 @@ pub(crate) fn parse_line(text: &str) -> ParsedLine {
             };
             (before, after.trim().to_string(), true)
         }
+        // Leaders with nothing after them: the locators wrapped onto the next line.
+        Some((before, after)) if after.trim().is_empty() && !before.trim().is_empty() => {
+            let xref = strip_see(before.trim());
+            return match xref {
+                Some(xref) => ParsedLine {
+                    term: xref.term,
+                    locators: xref.locators,
+                    see: xref.see,
+                    see_also: xref.see_also,
+                    trailing_comma: true,
+                },
+                None => ParsedLine {
+                    term: before.trim().to_string(),
+                    trailing_comma: true,
+                    ..ParsedLine::default()
+                },
+            };
+        }
         _ => (text.to_string(), String::new(), false),
     };
     if leaders {
@@ -632,7 +650,7 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> (Vec<ParsedEntry>, usize) {
                 o.trailing_comma = p.trailing_comma;
                 continue;
             }
-            if (deeper || continues) && (incomplete || xref_open) && !locator_only {
+            if (deeper || continues) && (incomplete || xref_open) && !locator_only && !is_group_heading(&line.text) {
                 if xref_open && o.locators.is_empty() {
                     // The cross-reference target wraps.
                     let target = if let Some(t) = o.see_also.last_mut() {
@@ -790,6 +808,12 @@ fn locator_share(lines: &[&str]) -> f64 {
     hits as f64 / lines.len() as f64
 }
 
+/// Prose rather than an entry: several words ending in a full stop.
+fn is_sentence(text: &str) -> bool {
+    let t = text.trim();
+    t.split_whitespace().count() >= 3 && t.ends_with('.') && !t.ends_with("..")
+}
+
 fn find_regions(book: &Book) -> Vec<Region> {
     let n = book.pages.len();
     let start_page = if n > 20 { n * 2 / 5 } else { 0 };
@@ -819,14 +843,32 @@ fn find_regions(book: &Book) -> Vec<Region> {
     for (h, &(p, k)) in heads.iter().enumerate() {
         let stop = heads.get(h + 1).copied();
         let name = book.pages[p].lines[k].text.trim().to_string();
+        // A line clearly larger than the index's own text ends it: measured on the index, as a
+        // book of code listings in a small face has a body size below its index's.
+        let entry_size = {
+            let mut sizes: Vec<f32> = book.lines_after(p, k).take(30).map(|(_, _, l)| l.size).collect();
+            sizes.sort_by(f32::total_cmp);
+            sizes.get(sizes.len() / 2).copied().unwrap_or(book.body_size)
+        };
+        let heading_size = 1.3 * book.body_size.max(entry_size);
         let mut lines = Vec::new();
         let mut last_page = p;
         let mut page_lines: Vec<RegionLine> = Vec::new();
         let mut cur_page = p;
         let mut ended = false;
+        let mut before_entries = true;
         for (q, j, line) in book.lines_after(p, k) {
             if Some((q, j)) == stop {
                 break;
+            }
+            // A note under the heading ("Numbers written in italic refer to ... lines where
+            // the entry is used.") ends in a full stop, the entries never do.
+            if before_entries {
+                let parsed = parse_line(&line.text);
+                if parsed.locators.is_empty() && is_sentence(&line.text) {
+                    continue;
+                }
+                before_entries = parsed.locators.is_empty() && parsed.see.is_empty() && parsed.see_also.is_empty();
             }
             if q != cur_page {
                 // A whole page without locators ends the index.
@@ -840,9 +882,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 cur_page = q;
             }
             // A large heading that is not a letter group ends the index.
-            if line.size >= book.body_size * 1.3
-                && !is_group_heading(&line.text)
-                && parse_line(&line.text).locators.is_empty()
+            if line.size >= heading_size && !is_group_heading(&line.text) && parse_line(&line.text).locators.is_empty()
             {
                 ended = true;
                 break;
@@ -915,6 +955,10 @@ mod tests {
         assert_eq!(p.term, "abline");
         let p = parse_line(". . . . . . . . . . . 60");
         assert_eq!(p.term, ".");
+        // The locators wrapped below the leaders.
+        let p = parse_line("\\@badlinearg . . . . . . . . .");
+        assert_eq!(p.term, "\\@badlinearg");
+        assert!(p.locators.is_empty() && p.trailing_comma);
         let p = parse_line("aligned environment, 3, 4, 9, 10,");
         assert!(p.trailing_comma);
         let p = parse_line("32, 33");
