@@ -168,16 +168,22 @@ impl JobStore {
         let before = Utc::now() - chrono_delay(stale_after);
         Ok(job::Entity::find()
             .filter(job::Column::EnqueuedAt.lt(before))
-            .filter(job::Column::CancelRequested.eq(false))
             .filter(
                 Condition::any()
-                    .add(job::Column::State.eq(JobState::Queued.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(job::Column::State.eq(JobState::Queued.as_str()))
+                            .add(job::Column::CancelRequested.eq(false)),
+                    )
                     .add(
                         Condition::all()
                             .add(job::Column::State.eq(JobState::Failed.as_str()))
+                            .add(job::Column::CancelRequested.eq(false))
                             .add(job::Column::RunAfter.lt(before)),
                     )
                     .add(
+                        // Cancelled or not: a claim of a lost job whose cancel was asked for
+                        // ends it cancelled, so it must come back to a worker too.
                         Condition::all()
                             .add(job::Column::State.eq(JobState::Running.as_str()))
                             .add(job::Column::LeaseUntil.lt(before)),
@@ -297,6 +303,10 @@ impl JobStore {
         };
         let state: Option<JobState> = job.state.parse().ok();
         let lease_ran_out = job.lease_until.is_some_and(|lease| lease < now);
+        if state == Some(JobState::Running) && lease_ran_out && job.cancel_requested {
+            self.cancel_lost_job(&job, now).await?;
+            return Ok(Claim::Gone);
+        }
         if state == Some(JobState::Running) && lease_ran_out && job.attempts >= job.max_attempts {
             self.bury_lost_job(&job, now).await?;
             return Ok(Claim::Gone);
@@ -310,6 +320,20 @@ impl JobStore {
             },
             _ => Claim::Gone,
         })
+    }
+
+    /// Ends a job whose cancel was asked for while it ran and whose worker was lost before it
+    /// stopped: nobody else will stop it, so it ends `cancelled` here, its attempt abandoned.
+    /// Only one of several claimants does it.
+    async fn cancel_lost_job(&self, job: &job::Model, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let still_lost = Condition::all()
+            .add(job::Column::LeaseUntil.lt(now))
+            .add(job::Column::Attempts.eq(job.attempts));
+        if self.record_end(job, still_lost, cancelled(ABANDONED), now).await? {
+            crate::metrics::job_finished(JobState::Cancelled);
+            tracing::info!(job_id = %job.id, "job cancelled: its worker was lost before it stopped");
+        }
+        Ok(())
     }
 
     /// Ends a job whose last allowed attempt lost its worker: dead, in the DLQ with the reason,
@@ -443,16 +467,18 @@ impl JobStore {
     /// Ends the running attempt of `job` with `outcome`. Only the worker holding the job may.
     pub async fn finish(&self, job: &job::Model, worker_id: &str, outcome: Outcome) -> anyhow::Result<JobState> {
         let now = Utc::now();
+        let held = || Condition::all().add(job::Column::WorkerId.eq(worker_id));
         let (state, book_status, error, error_stage, retryable, run_after) = match &outcome {
             Outcome::Succeeded { book_status } => (JobState::Succeeded, *book_status, None, None, true, None),
-            Outcome::Cancelled => (
-                JobState::Cancelled,
-                BookStatus::Failed,
-                Some("cancelled by request".to_owned()),
-                None,
-                false,
-                None,
-            ),
+            Outcome::Cancelled => {
+                if self
+                    .record_end(job, held(), cancelled(JobState::Cancelled.as_str()), now)
+                    .await?
+                {
+                    return Ok(JobState::Cancelled);
+                }
+                anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id);
+            }
             Outcome::Failed {
                 stage,
                 error,
@@ -491,14 +517,25 @@ impl JobStore {
             retryable,
             run_after,
         };
-        if !self
-            .record_end(job, Condition::all().add(job::Column::WorkerId.eq(worker_id)), end, now)
-            .await?
-        {
-            // Someone else took the job over (our lease ran out); their outcome counts.
-            anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id);
+        // A retry is scheduled only if no cancel was asked for meanwhile: a claim never takes a
+        // job whose cancel was asked for, so such a retry would stay `failed` for ever.
+        let held_for_end = if state == JobState::Failed {
+            held().add(job::Column::CancelRequested.eq(false))
+        } else {
+            held()
+        };
+        if self.record_end(job, held_for_end, end, now).await? {
+            return Ok(state);
         }
-        Ok(state)
+        if state == JobState::Failed
+            && self
+                .record_end(job, held(), cancelled(JobState::Cancelled.as_str()), now)
+                .await?
+        {
+            return Ok(JobState::Cancelled);
+        }
+        // Someone else took the job over (our lease ran out); their outcome counts.
+        anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id)
     }
 
     /// Asks a job to stop. A queued or retrying job is cancelled at once; a running one is
@@ -613,6 +650,19 @@ pub enum Outcome {
     },
 }
 
+/// The end of a job stopped by request; `attempt_outcome` says how its attempt ended.
+fn cancelled(attempt_outcome: &str) -> JobEnd<'_> {
+    JobEnd {
+        state: JobState::Cancelled,
+        attempt_outcome,
+        book_status: BookStatus::Failed,
+        error: Some("cancelled by request".to_owned()),
+        error_stage: None,
+        retryable: false,
+        run_after: None,
+    }
+}
+
 /// How a job ended, as [`JobStore::record_end`] writes it.
 struct JobEnd<'a> {
     state: JobState,
@@ -628,6 +678,80 @@ struct JobEnd<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn store_with_book(dir: &tempfile::TempDir) -> anyhow::Result<(JobStore, String, StoredFile)> {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+        let db = crate::db::connect(&url, 2, true).await?;
+        let book = crate::catalog::Catalog::new(db.clone())
+            .create_book("A Book", None)
+            .await?;
+        let file = StoredFile {
+            sha256: ContentHash::from_digest(&[7; 32]),
+            size_bytes: 10,
+            content_type: "application/pdf".into(),
+            original_name: None,
+        };
+        Ok((JobStore::new(db), book.id, file))
+    }
+
+    async fn state_of(jobs: &JobStore, job_id: &str) -> anyhow::Result<String> {
+        Ok(jobs.get(job_id).await?.ok_or_else(|| anyhow::anyhow!("job"))?.state)
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_whose_worker_died_ends_cancelled() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let job = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        jobs.mark_enqueued(&job.id).await?;
+        // The worker takes the job, the cancel is asked for, and the worker dies before it
+        // sees the request (its lease has already run out).
+        let claim = jobs.claim(&job.id, "worker-1", Duration::ZERO).await?;
+        assert!(matches!(claim, Claim::Claimed(_)));
+        jobs.request_cancel(&job.id).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let stranded: Vec<String> = jobs
+            .stranded(Duration::ZERO, 10)
+            .await?
+            .into_iter()
+            .map(|job| job.id)
+            .collect();
+        assert_eq!(
+            stranded,
+            vec![job.id.clone()],
+            "the relay brings the job back to a worker"
+        );
+        let claim = jobs.claim(&job.id, "worker-2", Duration::from_secs(60)).await?;
+        assert!(matches!(claim, Claim::Gone), "{claim:?}");
+        let cancelled = jobs.get(&job.id).await?.ok_or_else(|| anyhow::anyhow!("job"))?;
+        assert_eq!(cancelled.state, JobState::Cancelled.as_str());
+        assert!(cancelled.finished_at.is_some() && cancelled.lease_until.is_none());
+        let outcomes: Vec<String> = jobs.attempts(&job.id).await?.into_iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, vec![ABANDONED.to_owned()]);
+        assert!(jobs.stranded(Duration::ZERO, 10).await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_that_fails_is_not_retried() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let job = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        let Claim::Claimed(claimed) = jobs.claim(&job.id, "worker-1", Duration::from_secs(60)).await? else {
+            anyhow::bail!("not claimed");
+        };
+        jobs.request_cancel(&job.id).await?;
+        // A stage fails before the worker notices the request: the job ends, no retry.
+        let failed = Outcome::Failed {
+            stage: Stage::Graph,
+            error: "graph store unreachable".into(),
+            retryable: true,
+            retry_delay: Duration::ZERO,
+        };
+        assert_eq!(jobs.finish(&claimed, "worker-1", failed).await?, JobState::Cancelled);
+        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        Ok(())
+    }
 
     #[tokio::test]
     async fn a_job_whose_workers_keep_dying_ends_in_the_dlq() -> anyhow::Result<()> {
