@@ -101,6 +101,10 @@ string_enum! {
 }
 
 impl JobState {
+    /// The states of a job that may still run (queued, running, awaiting its retry): a book
+    /// has one such job at most, enforced by the index `idx_jobs_one_live_per_book`.
+    pub const LIVE: [JobState; 3] = [JobState::Queued, JobState::Running, JobState::Failed];
+
     /// A job in one of these states will never run again by itself.
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Succeeded | JobState::Dead | JobState::Cancelled)

@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 
 use crate::db::entities::{book, file, job, job_attempt};
@@ -26,6 +26,22 @@ pub struct StoredFile {
 
 /// Outcome of an attempt whose worker died mid-run.
 pub const ABANDONED: &str = "abandoned";
+
+/// A live job (queued, running or awaiting its retry) already holds the book: the database
+/// keeps one per book (`idx_jobs_one_live_per_book`).
+#[derive(Debug, thiserror::Error)]
+#[error("another job of this book is still queued, running or awaiting its retry")]
+pub struct BookBusy;
+
+/// The book is gone (deleted meanwhile).
+#[derive(Debug, thiserror::Error)]
+#[error("the book no longer exists")]
+pub struct BookGone;
+
+/// Whether a write failed on a unique index: for a job row, the one live job of its book.
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
 
 #[derive(Clone)]
 pub struct JobStore {
@@ -44,7 +60,9 @@ impl JobStore {
     /// Commits the file, the book's new content and a queued job in one transaction (the
     /// outbox half of the upload); the relay puts the job on the queue afterwards.
     /// `trace_context` (from [`crate::trace_context::capture`]) stays with the job, so every
-    /// attempt's spans continue the uploading request's trace.
+    /// attempt's spans continue the uploading request's trace. Fails with [`BookBusy`] when
+    /// the book already has a live job, [`BookGone`] when it was deleted; nothing is written
+    /// then.
     pub async fn create_ingest_job(
         &self,
         book_id: &str,
@@ -69,7 +87,7 @@ impl JobStore {
             .insert(&txn)
             .await?;
         }
-        book::Entity::update_many()
+        let updated = book::Entity::update_many()
             .col_expr(book::Column::ContentHash, Expr::value(file.sha256.to_string()))
             .col_expr(book::Column::SourcePath, Expr::value(file.original_name.clone()))
             .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
@@ -77,7 +95,11 @@ impl JobStore {
             .filter(book::Column::Id.eq(book_id))
             .exec(&txn)
             .await?;
-        let job = job::ActiveModel {
+        if updated.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(BookGone.into());
+        }
+        let inserted = job::ActiveModel {
             id: Set(new_id()),
             book_id: Set(book_id.to_owned()),
             file_sha256: Set(file.sha256.to_string()),
@@ -102,9 +124,47 @@ impl JobStore {
             trace_context: Set(trace_context),
         }
         .insert(&txn)
-        .await?;
+        .await;
+        let job = match inserted {
+            Ok(job) => job,
+            Err(err) if is_unique_violation(&err) => {
+                txn.rollback().await?;
+                return Err(BookBusy.into());
+            }
+            Err(err) => return Err(err.into()),
+        };
         txn.commit().await?;
         Ok(job)
+    }
+
+    /// Stops the book's jobs before it is deleted: queued and retrying ones end `cancelled`
+    /// in the same statement a claim would race with, so no worker starts on a book being
+    /// deleted. Returns false, changing nothing, while a job of the book runs.
+    pub async fn stop_for_delete(&self, book_id: &str) -> anyhow::Result<bool> {
+        let now = Utc::now();
+        let txn = crate::db::begin_write(&self.db).await?;
+        job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Cancelled.as_str()))
+            .col_expr(job::Column::CancelRequested, Expr::value(true))
+            .col_expr(job::Column::Error, Expr::value("the book was deleted"))
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::BookId.eq(book_id))
+            .filter(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Failed.as_str()]))
+            .exec(&txn)
+            .await?;
+        let running = job::Entity::find()
+            .filter(job::Column::BookId.eq(book_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .count(&txn)
+            .await?;
+        if running > 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        txn.commit().await?;
+        Ok(true)
     }
 
     pub async fn get(&self, job_id: &str) -> anyhow::Result<Option<job::Model>> {
@@ -563,15 +623,27 @@ impl JobStore {
 
     /// Puts a job that ended in one of the `from` states back in the queue's outbox with
     /// `extra_attempts` more attempts, keeping its history (attempt numbers keep counting).
-    /// Returns the job, or `None` when it is not in such a state.
-    pub async fn requeue(
-        &self,
-        job_id: &str,
-        from: &[JobState],
-        extra_attempts: u32,
-    ) -> anyhow::Result<Option<job::Model>> {
+    /// Only the book's latest job may run again: an older one names a file the book no
+    /// longer has.
+    pub async fn requeue(&self, job_id: &str, from: &[JobState], extra_attempts: u32) -> anyhow::Result<Requeue> {
         let now = Utc::now();
         let states: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
+        let txn = crate::db::begin_write(&self.db).await?;
+        let Some(job) = job::Entity::find_by_id(job_id).one(&txn).await? else {
+            return Ok(Requeue::NotFound);
+        };
+        if !states.contains(&job.state.as_str()) {
+            return Ok(Requeue::NotInState(job.state));
+        }
+        let latest = job::Entity::find()
+            .filter(job::Column::BookId.eq(&job.book_id))
+            .order_by_desc(job::Column::CreatedAt)
+            .order_by_desc(job::Column::Id)
+            .one(&txn)
+            .await?;
+        if latest.is_some_and(|latest| latest.id != job.id) {
+            return Ok(Requeue::Superseded);
+        }
         let result = job::Entity::update_many()
             .col_expr(job::Column::State, Expr::value(JobState::Queued.as_str()))
             .col_expr(
@@ -587,21 +659,23 @@ impl JobStore {
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::Id.eq(job_id))
             .filter(job::Column::State.is_in(states))
-            .exec(&self.db)
+            .exec(&txn)
+            .await;
+        match result {
+            Ok(result) if result.rows_affected == 1 => {}
+            Ok(_) => return Ok(Requeue::NotInState(job.state)),
+            Err(err) if is_unique_violation(&err) => return Ok(Requeue::BookBusy),
+            Err(err) => return Err(err.into()),
+        }
+        book::Entity::update_many()
+            .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(now))
+            .filter(book::Column::Id.eq(&job.book_id))
+            .exec(&txn)
             .await?;
-        if result.rows_affected != 1 {
-            return Ok(None);
-        }
-        let job = self.get(job_id).await?;
-        if let Some(job) = &job {
-            book::Entity::update_many()
-                .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
-                .col_expr(book::Column::UpdatedAt, Expr::value(now))
-                .filter(book::Column::Id.eq(&job.book_id))
-                .exec(&self.db)
-                .await?;
-        }
-        Ok(job)
+        let requeued = job::Entity::find_by_id(job_id).one(&txn).await?;
+        txn.commit().await?;
+        Ok(requeued.map_or(Requeue::NotFound, |job| Requeue::Queued(Box::new(job))))
     }
 
     /// Removes a job from the dead-letter queue without running it again: it ends
@@ -633,6 +707,20 @@ pub enum Claim {
     Busy { retry_at: DateTime<Utc> },
     /// Finished, cancelled or deleted: nothing to do.
     Gone,
+}
+
+/// The answer to a requeue.
+#[derive(Debug)]
+pub enum Requeue {
+    /// Back in the outbox.
+    Queued(Box<job::Model>),
+    NotFound,
+    /// The job is in this state, not one it may run again from.
+    NotInState(String),
+    /// A newer job of the book exists: this one's file may be gone, its result stale.
+    Superseded,
+    /// Another job of the book is live.
+    BookBusy,
 }
 
 /// How one attempt ended.
@@ -750,6 +838,95 @@ mod tests {
         };
         assert_eq!(jobs.finish(&claimed, "worker-1", failed).await?, JobState::Cancelled);
         assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        Ok(())
+    }
+
+    async fn live_jobs(jobs: &JobStore, book_id: &str) -> anyhow::Result<usize> {
+        Ok(job::Entity::find()
+            .filter(job::Column::BookId.eq(book_id))
+            .filter(job::Column::State.is_in(JobState::LIVE.map(JobState::as_str)))
+            .count(&jobs.db)
+            .await? as usize)
+    }
+
+    #[tokio::test]
+    async fn a_book_has_one_live_job_at_most() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let first = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        // Two uploads that both passed the API's check: the second is refused by the database.
+        let second = jobs.create_ingest_job(&book_id, &file, 3, None).await;
+        assert!(second.as_ref().is_err_and(|err| err.is::<BookBusy>()), "{second:?}");
+        assert_eq!(live_jobs(&jobs, &book_id).await?, 1);
+        // So is a job for a book deleted meanwhile: no job row without its book.
+        crate::catalog::Catalog::new(jobs.db.clone())
+            .delete_book(&book_id)
+            .await?;
+        let orphan = jobs.create_ingest_job(&book_id, &file, 3, None).await;
+        assert!(orphan.is_err(), "{orphan:?}");
+        assert!(jobs.get(&first.id).await?.is_none());
+        assert_eq!(job::Entity::find().count(&jobs.db).await?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn only_the_latest_job_of_a_book_runs_again() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let old = jobs.create_ingest_job(&book_id, &file, 1, None).await?;
+        let Claim::Claimed(claimed) = jobs.claim(&old.id, "worker-1", Duration::from_secs(60)).await? else {
+            anyhow::bail!("not claimed");
+        };
+        let refused = Outcome::Failed {
+            stage: Stage::ExtractText,
+            error: "encrypted".into(),
+            retryable: false,
+            retry_delay: Duration::ZERO,
+        };
+        assert_eq!(jobs.finish(&claimed, "worker-1", refused).await?, JobState::Dead);
+        // A newer upload of the book succeeds...
+        let newer = jobs.create_ingest_job(&book_id, &file, 1, None).await?;
+        let Claim::Claimed(claimed) = jobs.claim(&newer.id, "worker-1", Duration::from_secs(60)).await? else {
+            anyhow::bail!("not claimed");
+        };
+        let ready = Outcome::Succeeded {
+            book_status: BookStatus::Ready,
+        };
+        jobs.finish(&claimed, "worker-1", ready).await?;
+        // ... and the old dead job, whose file the book no longer has, cannot run again.
+        let requeued = jobs.requeue(&old.id, &[JobState::Dead], 3).await?;
+        assert!(matches!(requeued, Requeue::Superseded), "{requeued:?}");
+        assert_eq!(state_of(&jobs, &old.id).await?, JobState::Dead.as_str());
+        let book = crate::catalog::Catalog::new(jobs.db.clone())
+            .book(&book_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("book"))?;
+        assert_eq!(book.status, BookStatus::Ready.as_str());
+        // The latest runs again.
+        assert!(matches!(
+            jobs.requeue(&newer.id, &[JobState::Succeeded], 3).await?,
+            Requeue::Queued(_)
+        ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_book_being_deleted_takes_no_new_claim() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let job = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        assert!(
+            jobs.stop_for_delete(&book_id).await?,
+            "nothing runs: the delete may go on"
+        );
+        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        let claim = jobs.claim(&job.id, "worker-1", Duration::from_secs(60)).await?;
+        assert!(matches!(claim, Claim::Gone), "{claim:?}");
+        // A running job keeps its book: the delete is refused and nothing changes.
+        let newer = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        jobs.claim(&newer.id, "worker-1", Duration::from_secs(60)).await?;
+        assert!(!jobs.stop_for_delete(&book_id).await?);
+        assert_eq!(state_of(&jobs, &newer.id).await?, JobState::Running.as_str());
         Ok(())
     }
 
