@@ -147,6 +147,13 @@ pub struct JobMessage {
     pub job_id: String,
 }
 
+/// A printed page label as every store keeps it: without control characters. A /PageLabels
+/// prefix may hold any byte, and PostgreSQL text and FalkorDB cannot carry a NUL; a label is
+/// a short printed string, so nothing readable is lost.
+pub fn clean_label(label: &str) -> String {
+    label.chars().filter(|c| !c.is_control()).collect()
+}
+
 /// A new random id for books and jobs (time-ordered, so listings sort by creation).
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
