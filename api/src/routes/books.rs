@@ -540,9 +540,7 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
     }
     let original_name = file.file_name().map(sanitize_file_name);
     let limit = state.settings.max_upload_bytes();
-    let scratch_dir = state.settings.storage.data_dir.join("scratch");
-    tokio::fs::create_dir_all(&scratch_dir).await?;
-    let scratch = tempfile::NamedTempFile::new_in(&scratch_dir)?;
+    let scratch = tempfile::NamedTempFile::new_in(backends.scratch.path())?;
     let mut output = tokio::fs::File::create(scratch.path()).await?;
     let mut input = file.into_async_read();
     let mut hasher = Sha256::new();
