@@ -226,7 +226,8 @@ impl Harness {
 
     /// Nothing outside the data directory's layout: the temporary root holds `data` alone,
     /// the watched TMPDIR nothing else; the data directory its stores; the scratch directory
-    /// nothing once the request is answered; the blob store content-addressed names only.
+    /// no file but its lock once the request is answered; the blob store content-addressed
+    /// names only.
     fn check_data_dir(&self) {
         let root: Vec<String> = names_in(self.root.path());
         assert!(
@@ -247,7 +248,11 @@ impl Harness {
             data.iter().all(|name| DATA_DIR_LAYOUT.contains(&name.as_str())),
             "unexpected entries in the data directory: {data:?}"
         );
-        let scratch = names_in(&self.data_dir.join("scratch"));
+        // The process's own scratch directory stays, holding its lock file only.
+        let scratch: Vec<PathBuf> = files_under(&self.data_dir.join("scratch"))
+            .into_iter()
+            .filter(|file| file.file_name().is_none_or(|name| name != ".lock"))
+            .collect();
         assert!(scratch.is_empty(), "scratch files left: {scratch:?}");
         for blob in files_under(&self.data_dir.join("blobs")) {
             let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default();

@@ -11,6 +11,7 @@ mod m20261125_000001_chunk_labels;
 mod m20261125_000002_quality_detail;
 mod m20261126_000001_job_trace_context;
 mod m20261126_000002_api_keys;
+mod m20261127_000001_one_live_job_per_book;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_quality_detail::Migration),
             Box::new(m20261126_000001_job_trace_context::Migration),
             Box::new(m20261126_000002_api_keys::Migration),
+            Box::new(m20261127_000001_one_live_job_per_book::Migration),
         ]
     }
 }

@@ -43,7 +43,7 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
                 max_pages: settings.limits.max_pages,
                 timeout: settings.stage_timeout(),
             },
-            scratch_dir: settings.storage.data_dir.join("scratch"),
+            scratch_dir: backends.scratch.path().to_path_buf(),
             chunk_sizes: settings.chunking,
         },
     );

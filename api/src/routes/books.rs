@@ -1,7 +1,7 @@
 use hbi_shared::db::entities::{book, job, toc_entry};
 use hbi_shared::domain::{ContentHash, JobState, parse_id};
 use hbi_shared::jobs::relay;
-use hbi_shared::jobs::store::StoredFile;
+use hbi_shared::jobs::store::{BookBusy, BookGone, StoredFile};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -514,9 +514,9 @@ async fn delete_book(state: &AppState, raw_id: &str) -> anyhow::Result<DeleteOut
         return Ok(DeleteOutcome::NotFound);
     };
     let backends = &state.backends;
-    if let Some(job) = backends.jobs.latest_for_book(&book.id).await?
-        && job.state == JobState::Running.as_str()
-    {
+    // Queued and retrying jobs end here, in a statement a worker's claim cannot slip past:
+    // nothing writes to the book once it is being deleted.
+    if !backends.jobs.stop_for_delete(&book.id).await? {
         return Ok(DeleteOutcome::Busy);
     }
     backends.text.delete_book(&book.id).await?;
@@ -550,9 +550,7 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
     }
     let original_name = file.file_name().map(sanitize_file_name);
     let limit = state.settings.max_upload_bytes();
-    let scratch_dir = state.settings.storage.data_dir.join("scratch");
-    tokio::fs::create_dir_all(&scratch_dir).await?;
-    let scratch = tempfile::NamedTempFile::new_in(&scratch_dir)?;
+    let scratch = tempfile::NamedTempFile::new_in(backends.scratch.path())?;
     let mut output = tokio::fs::File::create(scratch.path()).await?;
     let mut input = file.into_async_read();
     let mut hasher = Sha256::new();
@@ -605,7 +603,7 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
         content_type: "application/pdf".to_owned(),
         original_name,
     };
-    let job = backends
+    let created = backends
         .jobs
         .create_ingest_job(
             &book.id,
@@ -614,7 +612,18 @@ async fn upload(state: &AppState, raw_id: &str, reprocess: bool, file: Upload) -
             // The job's spans, in whichever worker runs it, continue this request's trace.
             hbi_shared::trace_context::capture(),
         )
-        .await?;
+        .await;
+    let job = match created {
+        Ok(job) => job,
+        // Another upload of the book committed its job since the check above.
+        Err(err) if err.is::<BookBusy>() => {
+            return Ok(UploadResponse::Conflict(ErrorDetail::json(
+                "another job for this book is still queued or running; wait for it or cancel it",
+            )));
+        }
+        Err(err) if err.is::<BookGone>() => return Ok(UploadResponse::NotFound(ErrorDetail::json(BOOK_NOT_FOUND))),
+        Err(err) => return Err(err),
+    };
     // The book's previous file goes with the last book that used it, as on delete; a failure
     // leaves an unused blob behind, never a book without its file.
     if let Some(previous) = book.content_hash.as_deref().and_then(|h| h.parse::<ContentHash>().ok())

@@ -1,6 +1,7 @@
 use hbi_shared::db::entities::{job, job_attempt};
 use hbi_shared::domain::{JobState, parse_id};
 use hbi_shared::jobs::relay;
+use hbi_shared::jobs::store::Requeue;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -323,15 +324,29 @@ async fn requeue(state: &AppState, raw_id: &str, from: &[JobState], not_found: &
     };
     let backends = &state.backends;
     let result = async {
-        let Some(before) = backends.jobs.get(&id).await? else {
-            return Ok(None);
-        };
-        let Some(job) = backends
+        let job = match backends
             .jobs
             .requeue(&id, from, state.settings.worker.max_attempts)
             .await?
-        else {
-            return Ok(Some(Err(before.state)));
+        {
+            Requeue::Queued(job) => job,
+            Requeue::NotFound => return Ok(None),
+            Requeue::NotInState(current) => {
+                return Ok(Some(Err(format!(
+                    "the job is {current}; only a job that is {} can be run again",
+                    from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
+                ))));
+            }
+            Requeue::Superseded => {
+                return Ok(Some(Err(
+                    "a newer job of this book exists; only the book's latest job can be run again".to_owned(),
+                )));
+            }
+            Requeue::BookBusy => {
+                return Ok(Some(Err(
+                    "another job for this book is still queued or running; wait for it or cancel it".to_owned(),
+                )));
+            }
         };
         if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {
             tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "requeued job left to the outbox relay");
@@ -341,10 +356,7 @@ async fn requeue(state: &AppState, raw_id: &str, from: &[JobState], not_found: &
     .await;
     match result {
         Ok(Some(Ok(view))) => RequeueResponse::Accepted(Json(view)),
-        Ok(Some(Err(current))) => RequeueResponse::Conflict(ErrorDetail::json(format!(
-            "the job is {current}; only a job that is {} can be run again",
-            from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
-        ))),
+        Ok(Some(Err(detail))) => RequeueResponse::Conflict(ErrorDetail::json(detail)),
         Ok(None) => RequeueResponse::NotFound(ErrorDetail::json(not_found)),
         Err(err) => RequeueResponse::Internal(ErrorDetail::json(internal(&err))),
     }

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 
+use hbi_shared::backends::DependencyCheck;
 use hbi_shared::domain::{BookStatus, JobState};
 use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
@@ -25,6 +26,7 @@ pub struct DependencyStatus {
     pub status: String,
     /// Which implementation serves it (`sql`, `sqlite`, `local`...).
     pub kind: String,
+    /// `unavailable` when the check failed; the reason is in the process's log only.
     #[oai(skip_serializing_if_is_none)]
     pub error: Option<String>,
 }
@@ -172,22 +174,57 @@ impl AppState {
         let all_ok = checks.iter().all(|check| check.error.is_none());
         Readiness {
             status: if all_ok { "ok" } else { "error" }.to_owned(),
-            checks: checks
-                .into_iter()
-                .map(|check| {
-                    let status = if check.error.is_none() { "ok" } else { "error" };
-                    (
-                        check.name.to_owned(),
-                        DependencyStatus {
-                            status: status.to_owned(),
-                            kind: check.kind.to_owned(),
-                            error: check.error,
-                        },
-                    )
-                })
-                .collect(),
+            checks: checks.into_iter().map(dependency_status).collect(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
         }
+    }
+}
+
+/// One dependency's entry in the readiness answer. Anyone may ask (probes come without a
+/// key), so a failure is named, not described: its error chain, which names hosts, paths and
+/// users, goes to the log.
+fn dependency_status(check: DependencyCheck) -> (String, DependencyStatus) {
+    let error = check.error.map(|detail| {
+        tracing::warn!(dependency = check.name, kind = check.kind, error = %detail, "readiness check failed");
+        "unavailable".to_owned()
+    });
+    let status = if error.is_none() { "ok" } else { "error" };
+    (
+        check.name.to_owned(),
+        DependencyStatus {
+            status: status.to_owned(),
+            kind: check.kind.to_owned(),
+            error,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Readiness is open to anyone: it names the dependency that is down, never how it failed
+    /// (an error chain names hosts, paths and users).
+    #[test]
+    fn readiness_tells_which_dependency_is_down_not_why() {
+        let (name, status) = dependency_status(DependencyCheck {
+            name: "database",
+            kind: "sql",
+            error: Some("connecting to postgres://hbi@db-primary.internal:5432/hbi: connection refused".to_owned()),
+        });
+        assert_eq!(
+            (name.as_str(), status.status.as_str(), status.kind.as_str()),
+            ("database", "error", "sql")
+        );
+        let error = status.error.unwrap_or_default();
+        assert!(!error.is_empty());
+        assert!(!error.contains("internal") && !error.contains("hbi@"), "{error}");
+        let (_, up) = dependency_status(DependencyCheck {
+            name: "queue",
+            kind: "redis",
+            error: None,
+        });
+        assert_eq!((up.status.as_str(), up.error), ("ok", None));
     }
 }

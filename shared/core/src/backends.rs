@@ -18,6 +18,7 @@ use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::knobs::KnobStore;
 use crate::llm::{ChatModel, OpenAiChat};
+use crate::scratch::ScratchDir;
 use crate::search::VectorSemantic;
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 use crate::vectors::{PgVectorIndex, SqliteVecIndex, VectorIndex};
@@ -44,6 +45,9 @@ pub struct Backends {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// Chunk embeddings, in the metadata database; `vectors.dimensions` numbers each.
     pub vectors: Arc<dyn VectorIndex>,
+    /// This process's scratch directory (uploads being received, jobs' files); what stopped
+    /// processes left there is removed when it is opened.
+    pub scratch: Arc<ScratchDir>,
 }
 
 /// One readiness check result.
@@ -75,6 +79,7 @@ impl Backends {
     /// Opens every backend the settings call for; migrations run when `migrate` is set.
     pub async fn open(settings: &Settings, migrate: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.storage.data_dir)?;
+        let scratch = Arc::new(ScratchDir::open(&settings.storage.data_dir.join("scratch"))?);
         let db = crate::db::connect(&settings.database_url(), settings.database.max_connections, migrate).await?;
         let heartbeat = Duration::from_secs(settings.queue.heartbeat_secs);
         let poll_interval = Duration::from_millis(settings.queue.poll_interval_ms);
@@ -181,6 +186,7 @@ impl Backends {
             queue,
             text,
             vectors,
+            scratch,
             db,
         })
     }
@@ -219,6 +225,36 @@ mod tests {
 
     use super::*;
     use crate::config::Overrides;
+
+    /// What a process killed mid-upload or mid-job left in the scratch directory goes when
+    /// the next one starts.
+    #[tokio::test]
+    async fn a_start_removes_the_scratch_files_a_crash_left() -> anyhow::Result<()> {
+        let data_dir = tempfile::tempdir()?;
+        let overrides = Overrides {
+            data_dir: Some(data_dir.path().to_path_buf()),
+            ..Overrides::default()
+        };
+        let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
+        settings.database.url.clear();
+        settings.queue.redis_url.clear();
+        settings.blobs.s3_endpoint.clear();
+        settings.graph.neo4j_uri.clear();
+        settings.graph.falkordb_url.clear();
+        settings.embeddings.provider = "none".to_owned();
+        let scratch = data_dir.path().join("scratch");
+        let job = scratch.join("hbi-job-Ab12Cd");
+        std::fs::create_dir_all(&job)?;
+        std::fs::write(job.join("book.pdf"), "%PDF-")?;
+        std::fs::write(scratch.join(".tmpXy34Zw"), "%PDF-")?;
+        let backends = Backends::open(&settings, true).await?;
+        let left: Vec<std::path::PathBuf> = std::fs::read_dir(&scratch)?
+            .map(|entry| entry.map(|entry| entry.path()))
+            .collect::<Result<_, _>>()?;
+        assert!(!job.exists() && !scratch.join(".tmpXy34Zw").exists(), "{left:?}");
+        drop(backends);
+        Ok(())
+    }
 
     #[tokio::test]
     async fn the_graph_store_follows_the_settings() -> anyhow::Result<()> {

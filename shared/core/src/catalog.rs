@@ -12,7 +12,7 @@ use sea_orm::{
 
 use crate::chunking::Chunk;
 use crate::db::entities::{book, chunk, index_entry, index_locator, job, job_attempt, page, quality_result, toc_entry};
-use crate::domain::{BookStatus, new_id};
+use crate::domain::{BookStatus, clean_label, new_id};
 use crate::quality::GateResult;
 
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -105,7 +105,7 @@ impl Catalog {
             let rows = batch.iter().map(|p| page::ActiveModel {
                 book_id: Set(book_id.to_owned()),
                 number: Set(to_i32(p.number)),
-                label: Set(p.label.clone()),
+                label: Set(clean_label(&p.label)),
                 text: Set(p.text.clone()),
                 ..Default::default()
             });
@@ -152,8 +152,8 @@ impl Catalog {
                 section_path: Set(json_list(&c.section_path)),
                 first_page: Set(to_i32(c.first_page)),
                 last_page: Set(to_i32(c.last_page)),
-                first_label: Set(c.first_label.clone()),
-                last_label: Set(c.last_label.clone()),
+                first_label: Set(clean_label(&c.first_label)),
+                last_label: Set(clean_label(&c.last_label)),
                 text: Set(c.text.clone()),
                 content_hash: Set(c.content_hash()),
             });

@@ -101,6 +101,10 @@ string_enum! {
 }
 
 impl JobState {
+    /// The states of a job that may still run (queued, running, awaiting its retry): a book
+    /// has one such job at most, enforced by the index `idx_jobs_one_live_per_book`.
+    pub const LIVE: [JobState; 3] = [JobState::Queued, JobState::Running, JobState::Failed];
+
     /// A job in one of these states will never run again by itself.
     pub fn is_final(self) -> bool {
         matches!(self, JobState::Succeeded | JobState::Dead | JobState::Cancelled)
@@ -141,6 +145,13 @@ string_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: String,
+}
+
+/// A printed page label as every store keeps it: without control characters. A /PageLabels
+/// prefix may hold any byte, and PostgreSQL text and FalkorDB cannot carry a NUL; a label is
+/// a short printed string, so nothing readable is lost.
+pub fn clean_label(label: &str) -> String {
+    label.chars().filter(|c| !c.is_control()).collect()
 }
 
 /// A new random id for books and jobs (time-ordered, so listings sort by creation).

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod quality;
 pub mod sanitize;
+pub mod scratch;
 pub mod search;
 pub mod text_index;
 pub mod trace_context;

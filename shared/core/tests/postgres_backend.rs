@@ -14,7 +14,7 @@ use hbi_shared::chunking::ChunkSizes;
 use hbi_shared::config::{Overrides, Settings};
 use hbi_shared::domain::{BookStatus, ContentHash, JobState};
 use hbi_shared::graph::{BookGraph, ChapterNode, chapters_from_flat_toc};
-use hbi_shared::jobs::store::{Claim, Outcome, StoredFile};
+use hbi_shared::jobs::store::{BookBusy, Claim, Outcome, StoredFile};
 use hbi_shared::text_index::IndexedPage;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use services::Service;
@@ -92,10 +92,12 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     let pages: Vec<PageText> = (1..=3)
         .map(|number| PageText {
             number,
-            label: if number == 1 {
-                "i".to_owned()
-            } else {
-                (number - 1).to_string()
+            // A /PageLabels prefix can hold any byte: page 3's has a NUL, which PostgreSQL
+            // text cannot carry; it is stored without it.
+            label: match number {
+                1 => "i".to_owned(),
+                3 => "\u{0}2".to_owned(),
+                _ => (number - 1).to_string(),
             },
             text: format!("Page {number} on directed graphs, ünïcödé and 'quotes'."),
         })
@@ -172,6 +174,9 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     };
     let job = backends.jobs.create_ingest_job(&book.id, &file, 3, None).await?;
     assert_eq!(job.state, JobState::Queued.as_str());
+    // One live job per book, enforced by PostgreSQL too.
+    let second = backends.jobs.create_ingest_job(&book.id, &file, 3, None).await;
+    assert!(second.as_ref().is_err_and(|err| err.is::<BookBusy>()), "{second:?}");
     assert!(backends.jobs.outbox(10).await?.iter().any(|j| j.id == job.id));
     backends.jobs.mark_enqueued(&job.id).await?;
     assert!(!backends.jobs.outbox(10).await?.iter().any(|j| j.id == job.id));

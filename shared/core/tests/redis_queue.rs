@@ -411,3 +411,46 @@ async fn consumer_killed_mid_job_is_redelivered() {
     assert_eq!(handler.counts().get("orphan"), Some(&1));
     stop_consumer(shutdown, task).await;
 }
+
+/// Redis keeps no trace of a message once it finished longer ago than the retention: no id in
+/// the done set, no payload, no metadata. Until then all three stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_messages_go_after_their_retention() {
+    let redis = Service::start("redis");
+    let queue = open(&redis.url, "t.prune");
+    const N: usize = 20;
+    for i in 0..N {
+        queue.enqueue(&message(i), Duration::ZERO).await.expect("enqueue");
+    }
+    let handler = Arc::new(Counting::default());
+    let (shutdown, task) = spawn_consumer(&queue, "prune", 2, handler.clone());
+    handler.wait_for(N, Duration::from_secs(60)).await;
+    stop_consumer(shutdown, task).await;
+    let client = redis::Client::open(redis.url.as_str()).expect("redis client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let mut kept = async || -> (u64, u64, usize) {
+        let (done, data): (u64, u64) = redis::pipe()
+            .scard("t.prune:done")
+            .hlen("t.prune:data")
+            .query_async(&mut conn)
+            .await
+            .expect("sizes");
+        let meta: Vec<String> = redis::cmd("KEYS")
+            .arg("t.prune:meta:*")
+            .query_async(&mut conn)
+            .await
+            .expect("meta keys");
+        (done, data, meta.len())
+    };
+    let n = N as u64;
+    assert_eq!(kept().await, (n, n, N), "apalis keeps every finished message");
+    assert_eq!(queue.prune_finished(Duration::from_secs(3600)).await.expect("prune"), 0);
+    assert_eq!(kept().await, (n, n, N), "within the retention they stay");
+    // Finish times are whole seconds: past the next one, every message is older than zero.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(queue.prune_finished(Duration::ZERO).await.expect("prune"), n);
+    assert_eq!(kept().await, (0, 0, 0));
+}

@@ -215,31 +215,60 @@ pub async fn prepare(settings: &Settings, store: &ApiKeyStore) -> anyhow::Result
     Ok(Some(path))
 }
 
-/// Writes `contents` to `path` with mode 0600, replacing it whole (a temporary file renamed).
+/// Writes `contents` to `path` with mode 0600, replacing it whole: a temporary file of a
+/// random name beside it, created exclusively (never through a link someone planted), then
+/// renamed over `path`.
 async fn write_owner_only(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt;
+    let path = path.to_path_buf();
+    let contents = format!("{contents}\n");
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use std::io::Write;
 
-    let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options
-        .open(&temporary)
-        .await
-        .with_context(|| format!("creating {}", temporary.display()))?;
-    file.write_all(format!("{contents}\n").as_bytes()).await?;
-    file.sync_all().await?;
-    drop(file);
-    tokio::fs::rename(&temporary, path)
-        .await
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+        let dir = path.parent().context("the key file has no directory")?;
+        // tempfile creates it with O_EXCL and mode 0600.
+        let mut temporary = tempfile::Builder::new()
+            .prefix(".admin-api-key.")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+        temporary.write_all(contents.as_bytes())?;
+        temporary.as_file().sync_all()?;
+        temporary
+            .persist(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(())
+    })
+    .await?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Someone who can write to the data directory and plants a link where the key file's
+    /// temporary file would go gets neither the key nor a file of theirs overwritten.
+    #[tokio::test]
+    async fn the_key_file_is_written_through_no_planted_link() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+
+        let data_dir = tempfile::tempdir()?;
+        let elsewhere = tempfile::tempdir()?;
+        let victim = elsewhere.path().join("victim");
+        std::fs::write(&victim, "not yours")?;
+        let path = admin_key_path(data_dir.path());
+        for guess in [
+            path.with_extension(format!("tmp-{}", std::process::id())),
+            path.with_extension("tmp"),
+        ] {
+            std::os::unix::fs::symlink(&victim, guess)?;
+        }
+        write_owner_only(&path, "hbi_secret").await?;
+        assert_eq!(std::fs::read_to_string(&victim)?, "not yours");
+        let metadata = std::fs::symlink_metadata(&path)?;
+        assert!(metadata.file_type().is_file(), "{metadata:?}");
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path)?, "hbi_secret\n");
+        Ok(())
+    }
 
     #[test]
     fn scopes_include_the_lower_ones_only() {

@@ -1,10 +1,16 @@
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use async_trait::async_trait;
 
 use super::BlobStore;
 use crate::domain::ContentHash;
+
+/// A `.partial` copy not written to for this long belongs to no running copy: a process
+/// stopped in the middle of it. (Copies of another process sharing the directory, a live
+/// `hbi worker` beside `hbi api`, write to theirs continuously.)
+const STALE_PARTIAL: Duration = Duration::from_secs(10 * 60);
 
 /// Blobs under a directory, fanned out by the first two hex digits (`ab/abcdef….pdf`).
 pub struct LocalBlobStore {
@@ -15,6 +21,10 @@ impl LocalBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).with_context(|| format!("creating blob directory {}", root.display()))?;
+        let swept = sweep_partials(&root, SystemTime::now());
+        if swept > 0 {
+            tracing::info!(root = %root.display(), files = swept, "removed partial blob copies left by stopped processes");
+        }
         Ok(Self { root })
     }
 
@@ -22,6 +32,38 @@ impl LocalBlobStore {
         // A ContentHash is 64 lower-case hex digits, so it cannot escape the root.
         self.root.join(&hash.as_str()[..2]).join(format!("{hash}.pdf"))
     }
+}
+
+/// Removes the `.partial` copies under `root` (one level of shards down) not written to for
+/// [`STALE_PARTIAL`] before `now`; returns how many went.
+fn sweep_partials(root: &Path, now: SystemTime) -> usize {
+    let Ok(shards) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let mut swept = 0;
+    for shard in shards
+        .flatten()
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+    {
+        let Ok(files) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let stale = file
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .is_ok_and(|modified| now.duration_since(modified).is_ok_and(|age| age > STALE_PARTIAL));
+            if stale && file.file_name().to_string_lossy().ends_with(".partial") {
+                match std::fs::remove_file(file.path()) {
+                    Ok(()) => swept += 1,
+                    Err(err) => {
+                        tracing::warn!(path = %file.path().display(), error = %err, "could not remove a partial blob copy")
+                    }
+                }
+            }
+        }
+    }
+    swept
 }
 
 #[async_trait]
@@ -78,6 +120,31 @@ impl BlobStore for LocalBlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_copies_left_by_a_crash_go_at_start() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let shard = dir.path().join("ab");
+        std::fs::create_dir_all(&shard)?;
+        let left = shard.join(format!(".{}.0193-crashed.partial", "ab".repeat(32)));
+        let copying = shard.join(format!(".{}.0193-copying.partial", "ab".repeat(32)));
+        let blob = shard.join(format!("{}.pdf", "ab".repeat(32)));
+        for path in [&left, &copying, &blob] {
+            std::fs::write(path, b"%PDF-")?;
+        }
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        for path in [&left, &blob] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)?
+                .set_modified(an_hour_ago)?;
+        }
+        LocalBlobStore::new(dir.path())?;
+        assert!(!left.exists(), "the crashed copy is gone");
+        assert!(copying.exists(), "a copy being written stays");
+        assert!(blob.exists(), "blobs stay");
+        Ok(())
+    }
 
     #[tokio::test]
     async fn put_is_idempotent_and_fetch_returns_the_bytes() -> anyhow::Result<()> {

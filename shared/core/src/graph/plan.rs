@@ -169,7 +169,9 @@ pub(crate) fn plan(graph: &BookGraph) -> anyhow::Result<Plan> {
         plan.nodes.push(PlannedNode {
             label: Label::Page,
             id: page.clone(),
-            props: object(serde_json::json!({"book_id": book_id, "number": number, "label": label})),
+            props: object(serde_json::json!({
+                "book_id": book_id, "number": number, "label": crate::domain::clean_label(label),
+            })),
         });
         edge(&mut plan, Label::Book, &book, Rel::HasPage, Label::Page, page);
     }

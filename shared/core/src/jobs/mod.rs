@@ -43,6 +43,11 @@ pub trait JobQueue: Send + Sync {
     /// Readiness: can the queue be reached?
     async fn check(&self) -> anyhow::Result<()>;
 
+    /// Removes what the queue keeps of messages that finished more than `older_than` ago
+    /// (payload, result, bookkeeping), so it does not grow with every job ever run: the job's
+    /// history is in the database. Returns how many messages went.
+    async fn prune_finished(&self, older_than: Duration) -> anyhow::Result<u64>;
+
     /// Delivers messages to `handler`, at most `concurrency` at once, until `shutdown` is
     /// cancelled; then stops taking messages and returns once the in-flight ones are done.
     /// `worker_name` must be unique per process.

@@ -37,6 +37,8 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// apalis-redis' Lua script ignores a task's max_attempts and retries a failed delivery 25
 /// times; HBI's retries and dead-letter queue are decided in the database instead.
 const DELIVERY_ATTEMPTS: usize = 25;
+/// Ids looked at per script call when pruning finished messages.
+const PRUNE_BATCH: usize = 500;
 /// Pause before the one retry of a failed request.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
@@ -144,6 +146,50 @@ impl JobQueue for RedisJobQueue {
             Ok(())
         })
         .await
+    }
+
+    /// apalis-redis keeps every acknowledged message: its id in the done (or dead) set, its
+    /// payload in the data hash and a metadata hash with `done_at`. A script removes the three
+    /// for each id finished before the cutoff, a scan of the sets at a time.
+    async fn prune_finished(&self, older_than: Duration) -> anyhow::Result<u64> {
+        let cutoff = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(older_than)
+            .as_secs();
+        let script = redis::Script::new(include_str!("prune_finished.lua"));
+        let mut conn = self.conn.clone();
+        let mut removed = 0;
+        for set in [self.config.done_jobs_set(), self.config.dead_jobs_set()] {
+            let mut cursor = 0u64;
+            loop {
+                let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(&set)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(PRUNE_BATCH)
+                    .query_async(&mut conn)
+                    .await
+                    .with_context(|| format!("scanning {set}"))?;
+                if !ids.is_empty() {
+                    let gone: u64 = script
+                        .key(&set)
+                        .key(self.config.job_data_hash())
+                        .key(self.config.job_meta_hash())
+                        .arg(cutoff)
+                        .arg(&ids)
+                        .invoke_async(&mut conn)
+                        .await
+                        .with_context(|| format!("pruning finished messages of {set}"))?;
+                    removed += gone;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(removed)
     }
 
     async fn consume(

@@ -4,7 +4,7 @@
 //! store's conditional claim makes a duplicate delivery harmless.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +13,13 @@ use super::JobQueue;
 use super::store::JobStore;
 use crate::db::entities::job;
 use crate::domain::JobMessage;
+
+/// How long the queue keeps a finished message (payload and result; the job's history is in
+/// the database) before the relay removes it.
+pub const FINISHED_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How often the relay removes finished messages past [`FINISHED_RETENTION`].
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Enqueues one committed job and records that it is on the queue.
 pub async fn publish(store: &JobStore, queue: &dyn JobQueue, job: &job::Model) -> anyhow::Result<()> {
@@ -26,7 +33,8 @@ pub async fn publish(store: &JobStore, queue: &dyn JobQueue, job: &job::Model) -
 
 /// Sweeps the outbox every `interval` until `shutdown`. When the queue is empty it also
 /// re-publishes jobs stranded for longer than `stale_after` (see [`JobStore::stranded`]):
-/// a queue that lost its data loses no job, and a duplicate message is harmless.
+/// a queue that lost its data loses no job, and a duplicate message is harmless. Once an
+/// hour it removes the queue's finished messages older than [`FINISHED_RETENTION`].
 pub async fn run(
     store: JobStore,
     queue: Arc<dyn JobQueue>,
@@ -34,6 +42,7 @@ pub async fn run(
     stale_after: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut last_prune: Option<Instant> = None;
     loop {
         match store.outbox(100).await {
             Ok(jobs) => publish_all(&store, queue.as_ref(), &jobs, "outbox").await,
@@ -47,6 +56,16 @@ pub async fn run(
                     tracing::warn!(error = %format!("{err:#}"), "outbox relay could not look for stranded jobs")
                 }
             }
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            match queue.prune_finished(FINISHED_RETENTION).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed finished messages from the queue"),
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "could not remove finished messages from the queue")
+                }
+            }
+            last_prune = Some(Instant::now());
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

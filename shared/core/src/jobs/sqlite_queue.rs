@@ -96,6 +96,21 @@ impl JobQueue for SqliteJobQueue {
         Ok(())
     }
 
+    async fn prune_finished(&self, older_than: Duration) -> anyhow::Result<u64> {
+        let cutoff = unix_seconds_before(older_than);
+        // Done, killed, or failed with no delivery left: apalis will not touch them again.
+        let result = sqlx::query(
+            "DELETE FROM Jobs WHERE job_type = ?1 AND done_at IS NOT NULL AND done_at < ?2 \
+             AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))",
+        )
+        .bind(self.config.queue.to_string())
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await
+        .context("pruning finished messages of the sqlite queue")?;
+        Ok(result.rows_affected())
+    }
+
     async fn consume(
         &self,
         worker_name: String,
@@ -125,10 +140,61 @@ impl JobQueue for SqliteJobQueue {
     }
 }
 
+/// Unix seconds `before` now (apalis keeps times in whole seconds).
+fn unix_seconds_before(before: Duration) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.saturating_sub(before).as_secs()).unwrap_or(i64::MAX)
+}
+
 #[derive(Clone)]
 pub(super) struct SharedHandler(pub(super) Arc<dyn JobHandler>);
 
 pub(super) async fn deliver(message: JobMessage, handler: Data<SharedHandler>) -> Result<(), BoxDynError> {
     let SharedHandler(inner) = &*handler;
     inner.handle(message).await.map_err(|err| -> BoxDynError { err.into() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finished_messages_go_after_their_retention() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let queue = SqliteJobQueue::open(
+            &dir.path().join("queue.db"),
+            "hbi.test",
+            Duration::from_secs(1),
+            Duration::from_millis(50),
+        )
+        .await?;
+        for id in ["done-long-ago", "done-just-now", "waiting"] {
+            queue
+                .enqueue(&JobMessage { job_id: id.to_owned() }, Duration::ZERO)
+                .await?;
+        }
+        // What a worker's acknowledgement leaves: status Done and the time it finished.
+        let finish = |id: &'static str, at: i64| {
+            sqlx::query("UPDATE Jobs SET status = 'Done', done_at = ?1 WHERE job LIKE ?2")
+                .bind(at)
+                .bind(format!("%{id}%"))
+                .execute(&queue.pool)
+        };
+        finish("done-long-ago", unix_seconds_before(Duration::from_secs(2 * 86_400))).await?;
+        finish("done-just-now", unix_seconds_before(Duration::ZERO)).await?;
+        assert_eq!(queue.prune_finished(Duration::from_secs(86_400)).await?, 1);
+        let left: Vec<Vec<u8>> = sqlx::query_scalar("SELECT job FROM Jobs ORDER BY rowid")
+            .fetch_all(&queue.pool)
+            .await?;
+        let left: Vec<String> = left
+            .iter()
+            .map(|job| String::from_utf8_lossy(job).into_owned())
+            .collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().all(|job| !job.contains("done-long-ago")), "{left:?}");
+        assert_eq!(queue.depth().await?, 1, "the waiting message stays");
+        Ok(())
+    }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 
 use crate::db::entities::{book, file, job, job_attempt};
@@ -26,6 +26,22 @@ pub struct StoredFile {
 
 /// Outcome of an attempt whose worker died mid-run.
 pub const ABANDONED: &str = "abandoned";
+
+/// A live job (queued, running or awaiting its retry) already holds the book: the database
+/// keeps one per book (`idx_jobs_one_live_per_book`).
+#[derive(Debug, thiserror::Error)]
+#[error("another job of this book is still queued, running or awaiting its retry")]
+pub struct BookBusy;
+
+/// The book is gone (deleted meanwhile).
+#[derive(Debug, thiserror::Error)]
+#[error("the book no longer exists")]
+pub struct BookGone;
+
+/// Whether a write failed on a unique index: for a job row, the one live job of its book.
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
 
 #[derive(Clone)]
 pub struct JobStore {
@@ -44,7 +60,9 @@ impl JobStore {
     /// Commits the file, the book's new content and a queued job in one transaction (the
     /// outbox half of the upload); the relay puts the job on the queue afterwards.
     /// `trace_context` (from [`crate::trace_context::capture`]) stays with the job, so every
-    /// attempt's spans continue the uploading request's trace.
+    /// attempt's spans continue the uploading request's trace. Fails with [`BookBusy`] when
+    /// the book already has a live job, [`BookGone`] when it was deleted; nothing is written
+    /// then.
     pub async fn create_ingest_job(
         &self,
         book_id: &str,
@@ -69,7 +87,7 @@ impl JobStore {
             .insert(&txn)
             .await?;
         }
-        book::Entity::update_many()
+        let updated = book::Entity::update_many()
             .col_expr(book::Column::ContentHash, Expr::value(file.sha256.to_string()))
             .col_expr(book::Column::SourcePath, Expr::value(file.original_name.clone()))
             .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
@@ -77,7 +95,11 @@ impl JobStore {
             .filter(book::Column::Id.eq(book_id))
             .exec(&txn)
             .await?;
-        let job = job::ActiveModel {
+        if updated.rows_affected != 1 {
+            txn.rollback().await?;
+            return Err(BookGone.into());
+        }
+        let inserted = job::ActiveModel {
             id: Set(new_id()),
             book_id: Set(book_id.to_owned()),
             file_sha256: Set(file.sha256.to_string()),
@@ -102,9 +124,47 @@ impl JobStore {
             trace_context: Set(trace_context),
         }
         .insert(&txn)
-        .await?;
+        .await;
+        let job = match inserted {
+            Ok(job) => job,
+            Err(err) if is_unique_violation(&err) => {
+                txn.rollback().await?;
+                return Err(BookBusy.into());
+            }
+            Err(err) => return Err(err.into()),
+        };
         txn.commit().await?;
         Ok(job)
+    }
+
+    /// Stops the book's jobs before it is deleted: queued and retrying ones end `cancelled`
+    /// in the same statement a claim would race with, so no worker starts on a book being
+    /// deleted. Returns false, changing nothing, while a job of the book runs.
+    pub async fn stop_for_delete(&self, book_id: &str) -> anyhow::Result<bool> {
+        let now = Utc::now();
+        let txn = crate::db::begin_write(&self.db).await?;
+        job::Entity::update_many()
+            .col_expr(job::Column::State, Expr::value(JobState::Cancelled.as_str()))
+            .col_expr(job::Column::CancelRequested, Expr::value(true))
+            .col_expr(job::Column::Error, Expr::value("the book was deleted"))
+            .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job::Column::FinishedAt, Expr::value(now))
+            .col_expr(job::Column::UpdatedAt, Expr::value(now))
+            .filter(job::Column::BookId.eq(book_id))
+            .filter(job::Column::State.is_in([JobState::Queued.as_str(), JobState::Failed.as_str()]))
+            .exec(&txn)
+            .await?;
+        let running = job::Entity::find()
+            .filter(job::Column::BookId.eq(book_id))
+            .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .count(&txn)
+            .await?;
+        if running > 0 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        txn.commit().await?;
+        Ok(true)
     }
 
     pub async fn get(&self, job_id: &str) -> anyhow::Result<Option<job::Model>> {
@@ -168,16 +228,22 @@ impl JobStore {
         let before = Utc::now() - chrono_delay(stale_after);
         Ok(job::Entity::find()
             .filter(job::Column::EnqueuedAt.lt(before))
-            .filter(job::Column::CancelRequested.eq(false))
             .filter(
                 Condition::any()
-                    .add(job::Column::State.eq(JobState::Queued.as_str()))
+                    .add(
+                        Condition::all()
+                            .add(job::Column::State.eq(JobState::Queued.as_str()))
+                            .add(job::Column::CancelRequested.eq(false)),
+                    )
                     .add(
                         Condition::all()
                             .add(job::Column::State.eq(JobState::Failed.as_str()))
+                            .add(job::Column::CancelRequested.eq(false))
                             .add(job::Column::RunAfter.lt(before)),
                     )
                     .add(
+                        // Cancelled or not: a claim of a lost job whose cancel was asked for
+                        // ends it cancelled, so it must come back to a worker too.
                         Condition::all()
                             .add(job::Column::State.eq(JobState::Running.as_str()))
                             .add(job::Column::LeaseUntil.lt(before)),
@@ -297,6 +363,10 @@ impl JobStore {
         };
         let state: Option<JobState> = job.state.parse().ok();
         let lease_ran_out = job.lease_until.is_some_and(|lease| lease < now);
+        if state == Some(JobState::Running) && lease_ran_out && job.cancel_requested {
+            self.cancel_lost_job(&job, now).await?;
+            return Ok(Claim::Gone);
+        }
         if state == Some(JobState::Running) && lease_ran_out && job.attempts >= job.max_attempts {
             self.bury_lost_job(&job, now).await?;
             return Ok(Claim::Gone);
@@ -310,6 +380,20 @@ impl JobStore {
             },
             _ => Claim::Gone,
         })
+    }
+
+    /// Ends a job whose cancel was asked for while it ran and whose worker was lost before it
+    /// stopped: nobody else will stop it, so it ends `cancelled` here, its attempt abandoned.
+    /// Only one of several claimants does it.
+    async fn cancel_lost_job(&self, job: &job::Model, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let still_lost = Condition::all()
+            .add(job::Column::LeaseUntil.lt(now))
+            .add(job::Column::Attempts.eq(job.attempts));
+        if self.record_end(job, still_lost, cancelled(ABANDONED), now).await? {
+            crate::metrics::job_finished(JobState::Cancelled);
+            tracing::info!(job_id = %job.id, "job cancelled: its worker was lost before it stopped");
+        }
+        Ok(())
     }
 
     /// Ends a job whose last allowed attempt lost its worker: dead, in the DLQ with the reason,
@@ -443,16 +527,18 @@ impl JobStore {
     /// Ends the running attempt of `job` with `outcome`. Only the worker holding the job may.
     pub async fn finish(&self, job: &job::Model, worker_id: &str, outcome: Outcome) -> anyhow::Result<JobState> {
         let now = Utc::now();
+        let held = || Condition::all().add(job::Column::WorkerId.eq(worker_id));
         let (state, book_status, error, error_stage, retryable, run_after) = match &outcome {
             Outcome::Succeeded { book_status } => (JobState::Succeeded, *book_status, None, None, true, None),
-            Outcome::Cancelled => (
-                JobState::Cancelled,
-                BookStatus::Failed,
-                Some("cancelled by request".to_owned()),
-                None,
-                false,
-                None,
-            ),
+            Outcome::Cancelled => {
+                if self
+                    .record_end(job, held(), cancelled(JobState::Cancelled.as_str()), now)
+                    .await?
+                {
+                    return Ok(JobState::Cancelled);
+                }
+                anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id);
+            }
             Outcome::Failed {
                 stage,
                 error,
@@ -491,14 +577,25 @@ impl JobStore {
             retryable,
             run_after,
         };
-        if !self
-            .record_end(job, Condition::all().add(job::Column::WorkerId.eq(worker_id)), end, now)
-            .await?
-        {
-            // Someone else took the job over (our lease ran out); their outcome counts.
-            anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id);
+        // A retry is scheduled only if no cancel was asked for meanwhile: a claim never takes a
+        // job whose cancel was asked for, so such a retry would stay `failed` for ever.
+        let held_for_end = if state == JobState::Failed {
+            held().add(job::Column::CancelRequested.eq(false))
+        } else {
+            held()
+        };
+        if self.record_end(job, held_for_end, end, now).await? {
+            return Ok(state);
         }
-        Ok(state)
+        if state == JobState::Failed
+            && self
+                .record_end(job, held(), cancelled(JobState::Cancelled.as_str()), now)
+                .await?
+        {
+            return Ok(JobState::Cancelled);
+        }
+        // Someone else took the job over (our lease ran out); their outcome counts.
+        anyhow::bail!("job {} is no longer held by worker {worker_id}", job.id)
     }
 
     /// Asks a job to stop. A queued or retrying job is cancelled at once; a running one is
@@ -526,15 +623,27 @@ impl JobStore {
 
     /// Puts a job that ended in one of the `from` states back in the queue's outbox with
     /// `extra_attempts` more attempts, keeping its history (attempt numbers keep counting).
-    /// Returns the job, or `None` when it is not in such a state.
-    pub async fn requeue(
-        &self,
-        job_id: &str,
-        from: &[JobState],
-        extra_attempts: u32,
-    ) -> anyhow::Result<Option<job::Model>> {
+    /// Only the book's latest job may run again: an older one names a file the book no
+    /// longer has.
+    pub async fn requeue(&self, job_id: &str, from: &[JobState], extra_attempts: u32) -> anyhow::Result<Requeue> {
         let now = Utc::now();
         let states: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
+        let txn = crate::db::begin_write(&self.db).await?;
+        let Some(job) = job::Entity::find_by_id(job_id).one(&txn).await? else {
+            return Ok(Requeue::NotFound);
+        };
+        if !states.contains(&job.state.as_str()) {
+            return Ok(Requeue::NotInState(job.state));
+        }
+        let latest = job::Entity::find()
+            .filter(job::Column::BookId.eq(&job.book_id))
+            .order_by_desc(job::Column::CreatedAt)
+            .order_by_desc(job::Column::Id)
+            .one(&txn)
+            .await?;
+        if latest.is_some_and(|latest| latest.id != job.id) {
+            return Ok(Requeue::Superseded);
+        }
         let result = job::Entity::update_many()
             .col_expr(job::Column::State, Expr::value(JobState::Queued.as_str()))
             .col_expr(
@@ -550,21 +659,23 @@ impl JobStore {
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::Id.eq(job_id))
             .filter(job::Column::State.is_in(states))
-            .exec(&self.db)
+            .exec(&txn)
+            .await;
+        match result {
+            Ok(result) if result.rows_affected == 1 => {}
+            Ok(_) => return Ok(Requeue::NotInState(job.state)),
+            Err(err) if is_unique_violation(&err) => return Ok(Requeue::BookBusy),
+            Err(err) => return Err(err.into()),
+        }
+        book::Entity::update_many()
+            .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
+            .col_expr(book::Column::UpdatedAt, Expr::value(now))
+            .filter(book::Column::Id.eq(&job.book_id))
+            .exec(&txn)
             .await?;
-        if result.rows_affected != 1 {
-            return Ok(None);
-        }
-        let job = self.get(job_id).await?;
-        if let Some(job) = &job {
-            book::Entity::update_many()
-                .col_expr(book::Column::Status, Expr::value(BookStatus::Queued.as_str()))
-                .col_expr(book::Column::UpdatedAt, Expr::value(now))
-                .filter(book::Column::Id.eq(&job.book_id))
-                .exec(&self.db)
-                .await?;
-        }
-        Ok(job)
+        let requeued = job::Entity::find_by_id(job_id).one(&txn).await?;
+        txn.commit().await?;
+        Ok(requeued.map_or(Requeue::NotFound, |job| Requeue::Queued(Box::new(job))))
     }
 
     /// Removes a job from the dead-letter queue without running it again: it ends
@@ -598,6 +709,20 @@ pub enum Claim {
     Gone,
 }
 
+/// The answer to a requeue.
+#[derive(Debug)]
+pub enum Requeue {
+    /// Back in the outbox.
+    Queued(Box<job::Model>),
+    NotFound,
+    /// The job is in this state, not one it may run again from.
+    NotInState(String),
+    /// A newer job of the book exists: this one's file may be gone, its result stale.
+    Superseded,
+    /// Another job of the book is live.
+    BookBusy,
+}
+
 /// How one attempt ended.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -611,6 +736,19 @@ pub enum Outcome {
         retryable: bool,
         retry_delay: Duration,
     },
+}
+
+/// The end of a job stopped by request; `attempt_outcome` says how its attempt ended.
+fn cancelled(attempt_outcome: &str) -> JobEnd<'_> {
+    JobEnd {
+        state: JobState::Cancelled,
+        attempt_outcome,
+        book_status: BookStatus::Failed,
+        error: Some("cancelled by request".to_owned()),
+        error_stage: None,
+        retryable: false,
+        run_after: None,
+    }
 }
 
 /// How a job ended, as [`JobStore::record_end`] writes it.
@@ -628,6 +766,169 @@ struct JobEnd<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn store_with_book(dir: &tempfile::TempDir) -> anyhow::Result<(JobStore, String, StoredFile)> {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("jobs.db").display());
+        let db = crate::db::connect(&url, 2, true).await?;
+        let book = crate::catalog::Catalog::new(db.clone())
+            .create_book("A Book", None)
+            .await?;
+        let file = StoredFile {
+            sha256: ContentHash::from_digest(&[7; 32]),
+            size_bytes: 10,
+            content_type: "application/pdf".into(),
+            original_name: None,
+        };
+        Ok((JobStore::new(db), book.id, file))
+    }
+
+    async fn state_of(jobs: &JobStore, job_id: &str) -> anyhow::Result<String> {
+        Ok(jobs.get(job_id).await?.ok_or_else(|| anyhow::anyhow!("job"))?.state)
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_whose_worker_died_ends_cancelled() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let job = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        jobs.mark_enqueued(&job.id).await?;
+        // The worker takes the job, the cancel is asked for, and the worker dies before it
+        // sees the request (its lease has already run out).
+        let claim = jobs.claim(&job.id, "worker-1", Duration::ZERO).await?;
+        assert!(matches!(claim, Claim::Claimed(_)));
+        jobs.request_cancel(&job.id).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let stranded: Vec<String> = jobs
+            .stranded(Duration::ZERO, 10)
+            .await?
+            .into_iter()
+            .map(|job| job.id)
+            .collect();
+        assert_eq!(
+            stranded,
+            vec![job.id.clone()],
+            "the relay brings the job back to a worker"
+        );
+        let claim = jobs.claim(&job.id, "worker-2", Duration::from_secs(60)).await?;
+        assert!(matches!(claim, Claim::Gone), "{claim:?}");
+        let cancelled = jobs.get(&job.id).await?.ok_or_else(|| anyhow::anyhow!("job"))?;
+        assert_eq!(cancelled.state, JobState::Cancelled.as_str());
+        assert!(cancelled.finished_at.is_some() && cancelled.lease_until.is_none());
+        let outcomes: Vec<String> = jobs.attempts(&job.id).await?.into_iter().map(|a| a.outcome).collect();
+        assert_eq!(outcomes, vec![ABANDONED.to_owned()]);
+        assert!(jobs.stranded(Duration::ZERO, 10).await?.is_empty());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_job_that_fails_is_not_retried() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let job = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        let Claim::Claimed(claimed) = jobs.claim(&job.id, "worker-1", Duration::from_secs(60)).await? else {
+            anyhow::bail!("not claimed");
+        };
+        jobs.request_cancel(&job.id).await?;
+        // A stage fails before the worker notices the request: the job ends, no retry.
+        let failed = Outcome::Failed {
+            stage: Stage::Graph,
+            error: "graph store unreachable".into(),
+            retryable: true,
+            retry_delay: Duration::ZERO,
+        };
+        assert_eq!(jobs.finish(&claimed, "worker-1", failed).await?, JobState::Cancelled);
+        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        Ok(())
+    }
+
+    async fn live_jobs(jobs: &JobStore, book_id: &str) -> anyhow::Result<usize> {
+        Ok(job::Entity::find()
+            .filter(job::Column::BookId.eq(book_id))
+            .filter(job::Column::State.is_in(JobState::LIVE.map(JobState::as_str)))
+            .count(&jobs.db)
+            .await? as usize)
+    }
+
+    #[tokio::test]
+    async fn a_book_has_one_live_job_at_most() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let first = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        // Two uploads that both passed the API's check: the second is refused by the database.
+        let second = jobs.create_ingest_job(&book_id, &file, 3, None).await;
+        assert!(second.as_ref().is_err_and(|err| err.is::<BookBusy>()), "{second:?}");
+        assert_eq!(live_jobs(&jobs, &book_id).await?, 1);
+        // So is a job for a book deleted meanwhile: no job row without its book.
+        crate::catalog::Catalog::new(jobs.db.clone())
+            .delete_book(&book_id)
+            .await?;
+        let orphan = jobs.create_ingest_job(&book_id, &file, 3, None).await;
+        assert!(orphan.is_err(), "{orphan:?}");
+        assert!(jobs.get(&first.id).await?.is_none());
+        assert_eq!(job::Entity::find().count(&jobs.db).await?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn only_the_latest_job_of_a_book_runs_again() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let old = jobs.create_ingest_job(&book_id, &file, 1, None).await?;
+        let Claim::Claimed(claimed) = jobs.claim(&old.id, "worker-1", Duration::from_secs(60)).await? else {
+            anyhow::bail!("not claimed");
+        };
+        let refused = Outcome::Failed {
+            stage: Stage::ExtractText,
+            error: "encrypted".into(),
+            retryable: false,
+            retry_delay: Duration::ZERO,
+        };
+        assert_eq!(jobs.finish(&claimed, "worker-1", refused).await?, JobState::Dead);
+        // A newer upload of the book succeeds...
+        let newer = jobs.create_ingest_job(&book_id, &file, 1, None).await?;
+        let Claim::Claimed(claimed) = jobs.claim(&newer.id, "worker-1", Duration::from_secs(60)).await? else {
+            anyhow::bail!("not claimed");
+        };
+        let ready = Outcome::Succeeded {
+            book_status: BookStatus::Ready,
+        };
+        jobs.finish(&claimed, "worker-1", ready).await?;
+        // ... and the old dead job, whose file the book no longer has, cannot run again.
+        let requeued = jobs.requeue(&old.id, &[JobState::Dead], 3).await?;
+        assert!(matches!(requeued, Requeue::Superseded), "{requeued:?}");
+        assert_eq!(state_of(&jobs, &old.id).await?, JobState::Dead.as_str());
+        let book = crate::catalog::Catalog::new(jobs.db.clone())
+            .book(&book_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("book"))?;
+        assert_eq!(book.status, BookStatus::Ready.as_str());
+        // The latest runs again.
+        assert!(matches!(
+            jobs.requeue(&newer.id, &[JobState::Succeeded], 3).await?,
+            Requeue::Queued(_)
+        ));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_book_being_deleted_takes_no_new_claim() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (jobs, book_id, file) = store_with_book(&dir).await?;
+        let job = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        assert!(
+            jobs.stop_for_delete(&book_id).await?,
+            "nothing runs: the delete may go on"
+        );
+        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        let claim = jobs.claim(&job.id, "worker-1", Duration::from_secs(60)).await?;
+        assert!(matches!(claim, Claim::Gone), "{claim:?}");
+        // A running job keeps its book: the delete is refused and nothing changes.
+        let newer = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
+        jobs.claim(&newer.id, "worker-1", Duration::from_secs(60)).await?;
+        assert!(!jobs.stop_for_delete(&book_id).await?);
+        assert_eq!(state_of(&jobs, &newer.id).await?, JobState::Running.as_str());
+        Ok(())
+    }
 
     #[tokio::test]
     async fn a_job_whose_workers_keep_dying_ends_in_the_dlq() -> anyhow::Result<()> {

@@ -19,6 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// Exit code of `hbi extract` for an input it refuses (not a PDF, encrypted, damaged...).
 pub const EXIT_INPUT_REFUSED: i32 = 2;
 
+/// The only variables of the worker's environment the child gets: it needs no
+/// configuration, and the worker's holds secrets (database and S3 credentials, API keys) a
+/// process parsing untrusted files must not have.
+const PASSED_ENVIRONMENT: [&str; 7] = ["PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "RUST_LOG", "RUST_BACKTRACE"];
+
 /// Largest extraction output accepted from the child.
 const MAX_OUTPUT_BYTES: u64 = 1 << 30;
 
@@ -66,6 +71,12 @@ pub async fn extract_in_child(
         .arg(config.memory_limit_mb.to_string())
         .arg("--max-pages")
         .arg(config.max_pages.to_string())
+        .env_clear()
+        .envs(
+            PASSED_ENVIRONMENT
+                .iter()
+                .filter_map(|name| Some((name, std::env::var_os(name)?))),
+        )
         .env("HBI__LOG__LEVEL", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -146,5 +157,56 @@ fn describe_crash(status: std::process::ExitStatus, detail: &str) -> String {
         how
     } else {
         format!("{how}: {detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The child gets a clean environment: none of the worker's secrets (database and S3
+    /// credentials, API keys) reach the process that parses untrusted files.
+    #[tokio::test]
+    async fn the_extractor_child_inherits_no_environment() -> anyhow::Result<()> {
+        // cargo sets this for every test process; it stands for any variable of the worker.
+        assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let dir = tempfile::tempdir()?;
+        let program = dir.path().join("fake-hbi");
+        let seen = dir.path().join("environment");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh\nenv > '{}'\necho '{{\"error\":\"refused\"}}' >&2\nexit 2\n",
+                seen.display()
+            ),
+        )?;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700))?;
+        let config = ExtractorConfig {
+            program,
+            memory_limit_mb: 512,
+            max_pages: 10,
+            timeout: Duration::from_secs(30),
+        };
+        let result = extract_in_child(
+            &config,
+            &dir.path().join("book.pdf"),
+            &CancellationToken::new(),
+            &|_, _| {},
+        )
+        .await;
+        assert!(matches!(result, Err(ExtractorFailure::InputRefused(_))), "{result:?}");
+        let environment = std::fs::read_to_string(&seen)?;
+        let names: Vec<&str> = environment
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        assert!(!names.contains(&"CARGO_MANIFEST_DIR"), "{names:?}");
+        assert!(names.contains(&"HBI__LOG__LEVEL"), "{names:?}");
+        // What the shell adds itself (PWD, SHLVL, _) aside, only the passed variables are there.
+        let allowed = [PASSED_ENVIRONMENT.as_slice(), &["HBI__LOG__LEVEL", "PWD", "SHLVL", "_"]].concat();
+        assert!(names.iter().all(|name| allowed.contains(name)), "{names:?}");
+        Ok(())
     }
 }

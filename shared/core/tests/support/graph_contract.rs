@@ -60,7 +60,10 @@ pub fn book_b() -> BookGraph {
         book_id: "book-b".to_owned(),
         content_hash: "bbbbbbbbbbbbbbbbbbbb".to_owned(),
         title: "Another book".to_owned(),
-        page_labels: (1..=5).map(|n| n.to_string()).collect(),
+        // A label from /PageLabels may hold a NUL, which FalkorDB and PostgreSQL cannot carry.
+        page_labels: (1..=5)
+            .map(|n| if n == 5 { "\u{0}5".to_owned() } else { n.to_string() })
+            .collect(),
         chapters: vec![ChapterNode {
             position: 0,
             level: 1,

@@ -219,6 +219,14 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
     index.delete_book(&book_a).await?;
     assert_eq!(index.page_count(&book_a).await?, 0);
     assert!(index.search_pages(Some(&book_a), "heaps", 10).await?.is_empty());
+    // Nor in a search of every book.
+    assert!(
+        index
+            .search_pages(None, "heaps", 10)
+            .await?
+            .iter()
+            .all(|hit| hit.book_id != book_a)
+    );
     assert_eq!(index.page_count(&book_b).await?, 1, "other books stay");
     index.delete_book(&book_b).await?;
     Ok(())
