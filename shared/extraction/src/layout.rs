@@ -18,7 +18,7 @@ pub struct TextLine {
     pub size: f32,
     /// The line starts in a bold face.
     pub bold: bool,
-    /// 0: the full width (or a single-column page), 1: left column, 2: right column.
+    /// 0: the full width (or a single-column page), else the column, 1 the leftmost.
     pub column: u8,
     pub text: String,
 }
@@ -193,6 +193,13 @@ fn make_line(frags: &[Frag], idx: &[usize], column: u8) -> Option<TextLine> {
 
 /// Lines of a page in reading order.
 pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
+    layout_columns(frags, true)
+}
+
+/// Lines in reading order; with `split_again`, each side of a column gutter is searched for
+/// a gutter of its own, so that three-column pages (indexes of code) are read column by
+/// column too. Columns are numbered from 1, left to right.
+fn layout_columns(frags: &[Frag], split_again: bool) -> Vec<TextLine> {
     let rows = rows(frags);
     let gutter = find_gutter(frags, &rows);
     let mut out = Vec::with_capacity(rows.len());
@@ -233,17 +240,36 @@ pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
             .filter(|(r, s)| r.iter().any(|&i| frags[i].x1 <= *s) && r.iter().any(|&i| frags[i].x0 >= *s))
             .count();
         if two >= 2 || block.len() >= 4 {
+            let mut next_column = 1u8;
             for side in [1u8, 2] {
-                for (row, s) in block.iter() {
-                    let part: Vec<usize> = row
-                        .iter()
-                        .copied()
-                        .filter(|&i| (frags[i].x1 <= *s) == (side == 1))
-                        .collect();
-                    if let Some(line) = make_line(frags, &part, side) {
+                let parts: Vec<Vec<usize>> = block
+                    .iter()
+                    .map(|(row, s)| {
+                        row.iter()
+                            .copied()
+                            .filter(|&i| (frags[i].x1 <= *s) == (side == 1))
+                            .collect()
+                    })
+                    .collect();
+                if split_again {
+                    let side_frags: Vec<Frag> = parts.iter().flatten().map(|&i| frags[i].clone()).collect();
+                    let lines = layout_columns(&side_frags, false);
+                    if lines.iter().any(|l| l.column != 0) {
+                        let first = next_column;
+                        for mut line in lines {
+                            line.column = first + line.column.saturating_sub(1);
+                            next_column = next_column.max(line.column + 1);
+                            out.push(line);
+                        }
+                        continue;
+                    }
+                }
+                for part in &parts {
+                    if let Some(line) = make_line(frags, part, next_column) {
                         out.push(line);
                     }
                 }
+                next_column += 1;
             }
         } else {
             out.extend(block.iter().filter_map(|(r, _)| make_line(frags, r, 0)));
@@ -295,6 +321,25 @@ mod tests {
         assert_eq!(texts[8], "left 7");
         assert_eq!(texts[9], "right 0");
         assert_eq!(lines[9].column, 2);
+    }
+
+    #[test]
+    fn three_columns_are_read_one_after_the_other() {
+        let mut frags = Vec::new();
+        for k in 0..10 {
+            let y = 780.0 - 12.0 * k as f32;
+            frags.push(frag(50.0, 200.0, y, &format!("first {k} . . . 1")));
+            frags.push(frag(230.0, 380.0, y, &format!("second {k} . . . 2")));
+            frags.push(frag(410.0, 560.0, y, &format!("third {k} . . . 3")));
+        }
+        let lines = layout(&frags);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 30, "{texts:?}");
+        assert_eq!(texts[0], "first 0 . . . 1");
+        assert_eq!(texts[10], "second 0 . . . 2");
+        assert_eq!(texts[29], "third 9 . . . 3");
+        let columns: Vec<u8> = [0, 10, 20].iter().map(|&k| lines[k].column).collect();
+        assert_eq!(columns, vec![1, 2, 3]);
     }
 
     #[test]
