@@ -105,7 +105,10 @@ impl Book {
                         || is_roman_lower(&w)
                 });
                 let repeated = furniture_key(&text).is_empty() || counts.get(&text).copied().unwrap_or(0) >= 3;
-                if (has_number && text.split_whitespace().count() <= 12) || repeated {
+                // A numbered heading at the top of a page ("4 Index") is set larger than the
+                // text; running heads and folios are not.
+                let heading = row.iter().any(|&k| self.pages[p].lines[k].size >= 1.2 * self.body_size);
+                if (has_number && !heading && text.split_whitespace().count() <= 12) || repeated {
                     for &k in row {
                         if let Some(flag) = self.furniture.get_mut(p).and_then(|f| f.get_mut(k)) {
                             *flag = true;
@@ -200,4 +203,41 @@ pub(crate) fn is_index_title(text: &str) -> bool {
             || w == "indice"
     };
     index_word(last) || (index_word(first) && words.len() <= 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::TextLine;
+
+    fn line(y: f32, size: f32, text: &str) -> TextLine {
+        TextLine {
+            x0: 72.0,
+            x1: 400.0,
+            y,
+            size,
+            bold: false,
+            column: 0,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_numbered_heading_at_a_page_top_is_no_running_head() {
+        let page = |number: u32, top: TextLine| PageLayout {
+            number,
+            lines: std::iter::once(top)
+                .chain((0..20).map(|k| line(700.0 - 12.0 * k as f32, 10.0, "Words of the body text.")))
+                .chain(std::iter::once(line(60.0, 10.0, &number.to_string())))
+                .collect(),
+        };
+        let pages = vec![
+            page(1, line(750.0, 10.0, "A Manual 1")),
+            page(2, line(750.0, 14.3, "4 Index")),
+        ];
+        let book = Book::new(pages, vec!["1".into(), "2".into()]);
+        assert!(book.is_furniture(0, 0), "a running head with the page number");
+        assert!(!book.is_furniture(1, 0), "a numbered heading");
+        assert!(book.is_furniture(1, 21), "the folio");
+    }
 }
