@@ -197,7 +197,13 @@ fn strip_see(text: &str) -> Option<CrossReference> {
             && text.is_char_boundary(pos)
             && text.is_char_boundary(pos + marker.len())
         {
-            let term = text[..pos].trim().to_string();
+            // "Antislash . . . . see Contre-oblique": the leaders run up to the reference.
+            let term = text[..pos].trim().trim_end_matches(['.', ' ', '\u{2026}']).to_string();
+            let term = if term.is_empty() {
+                text[..pos].trim().to_string()
+            } else {
+                term
+            };
             let mut targets: Vec<String> = text[pos + marker.len()..]
                 .split(';')
                 .map(|s| s.trim().trim_end_matches('.').trim().to_string())
@@ -974,6 +980,9 @@ mod tests {
         let p = parse_line("equations, see displayed equations");
         assert_eq!(p.term, "equations");
         assert_eq!(p.see, vec!["displayed equations".to_string()]);
+        let p = parse_line("Antislash . . . . . . see Contre-oblique");
+        assert_eq!(p.term, "Antislash");
+        assert_eq!(p.see, vec!["Contre-oblique".to_string()]);
         let p = parse_line("fonts, 12, see also typefaces; glyphs");
         assert_eq!(p.term, "fonts");
         assert_eq!(p.locators.len(), 1);
