@@ -385,7 +385,6 @@ pub(crate) struct RegionLine {
     pub(crate) page: usize,
     pub(crate) column: u8,
     pub(crate) x0: f32,
-    pub(crate) x1: f32,
     pub(crate) size: f32,
     pub(crate) text: String,
 }
@@ -551,25 +550,6 @@ fn hangs_qualifiers(parsed: &[ParsedLine], ind: &[f32], body_size: f32) -> bool 
     falling * 5 >= (medians.len() - 1) * 4
 }
 
-/// Per line: whether it was broken before its end, so that the next line goes on with it:
-/// it reaches the right edge of its column, or ends in a word broken by a hyphen.
-fn wrapped_lines(lines: &[RegionLine]) -> Vec<bool> {
-    let mut right_edge: HashMap<(usize, u8), f32> = HashMap::new();
-    for l in lines {
-        let e = right_edge.entry((l.page, l.column)).or_insert(f32::NEG_INFINITY);
-        *e = e.max(l.x1);
-    }
-    lines
-        .iter()
-        .map(|l| {
-            let edge = right_edge.get(&(l.page, l.column)).copied().unwrap_or(l.x1);
-            let mut tail = l.text.trim_end().chars().rev();
-            let hyphenated = tail.next() == Some('-') && tail.next().is_some_and(char::is_alphabetic);
-            hyphenated || edge - l.x1 <= 1.5 * l.size.max(1.0)
-        })
-        .collect()
-}
-
 /// A parsed entry: path, printed locators, see, see also.
 pub(crate) type ParsedEntry = (Vec<String>, Vec<Locator>, Vec<String>, Vec<String>);
 
@@ -613,7 +593,6 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> (Vec<ParsedEntry>, usize) {
         }
         best.1
     };
-    let ends_wrapped = wrapped_lines(lines);
 
     let mut out = Vec::new();
     let mut deepest = 0usize;
@@ -649,14 +628,12 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> (Vec<ParsedEntry>, usize) {
             let incomplete = o.locators.is_empty() || o.trailing_comma;
             let xref_open = !o.see.is_empty() || !o.see_also.is_empty();
             let deeper = d > max_sub + tol && d > tol;
-            // A line that ran to the column's edge, or broke a word, goes on below.
-            let continues = incomplete && !xref_open && k > 0 && ends_wrapped[k - 1] && d > tol;
             if locator_only && (o.trailing_comma || o.locators.is_empty() || deeper) {
                 o.locators.extend(p.locators.iter().cloned());
                 o.trailing_comma = p.trailing_comma;
                 continue;
             }
-            if (deeper || continues) && (incomplete || xref_open) && !locator_only && !is_group_heading(&line.text) {
+            if deeper && (incomplete || xref_open) && !locator_only && !is_group_heading(&line.text) {
                 if xref_open && o.locators.is_empty() {
                     // The cross-reference target wraps.
                     let target = if let Some(t) = o.see_also.last_mut() {
@@ -904,7 +881,6 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 page: q,
                 column: line.column,
                 x0: line.x0,
-                x1: line.x1,
                 size: line.size,
                 text: line.text.clone(),
             });
@@ -1005,7 +981,6 @@ mod tests {
             page: 0,
             column: 1,
             x0,
-            x1: x0 + 6.0 * text.chars().count() as f32,
             size: 10.0,
             text: text.into(),
         }

@@ -136,7 +136,7 @@ fn hanging_index_page() -> Vec<Run> {
 }
 
 /// Page of a makeindex concept index: a symbol group, sub-entries indented 20 pt, an entry
-/// wrapped at the column's edge onto a line indented like a sub-entry, see and see-also
+/// wrapped onto a line indented 40 pt, see and see-also
 /// with pages.
 fn concept_index_page() -> Vec<Run> {
     let lines: &[(f32, &str)] = &[
@@ -149,7 +149,7 @@ fn concept_index_page() -> Vec<Run> {
         (0.0, "H"),
         (0.0, "headings, see also subhead, 6, 7"),
         (0.0, "hyphenation of words that are very long and need more than one"),
-        (20.0, "line of the index, 8"),
+        (40.0, "line of the index, 8"),
         (0.0, "S"),
         (0.0, "subhead, 6"),
         (0.0, "T"),
