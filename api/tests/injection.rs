@@ -237,6 +237,13 @@ async fn file_names_never_become_paths_and_bodies_stay_bounded() {
     assert_eq!(bodies.len(), expected.len());
     for ((what, body), expected) in bodies.into_iter().zip(expected) {
         let (status, answer) = send(multipart(body)).await;
+        // A body over the limit is answered 413 before it is read, and the server may then
+        // close the connection while the client still writes (RFC 9112, 9.6): the client can
+        // see the reset instead of the answer. The server's health is checked below.
+        if status == 0 && expected == 413 {
+            println!("multipart abuse: {what} -> refused, connection closed before the answer was read");
+            continue;
+        }
         assert_ne!(status, 0, "{what}: the connection was dropped");
         assert_eq!(status, expected, "{what}: {answer}");
         println!("multipart abuse: {what} -> {status}");
