@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hbi_shared::search::{Searcher, SemanticSearch, VectorSemantic};
-use hbi_shared::{Backends, Settings};
+use hbi_shared::{Backends, Library, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{EndpointExt, IntoResponse, PathPattern, Route, Server};
 use poem_openapi::OpenApiService;
@@ -31,6 +31,8 @@ use routes::system::SystemApi;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The use cases: what every handler calls.
+    pub library: Library,
     pub backends: Backends,
     pub settings: Arc<Settings>,
     pub started: Instant,
@@ -47,6 +49,7 @@ impl AppState {
         let searcher = Arc::new(Searcher::new(backends.clone(), semantic));
         let access = Arc::new(access::AccessControl::new(&settings, backends.api_keys.clone()));
         Self {
+            library: backends.library(&settings),
             backends,
             settings,
             started: Instant::now(),

@@ -1,7 +1,7 @@
+use hbi_shared::LibraryError;
 use hbi_shared::db::entities::{job, job_attempt};
-use hbi_shared::domain::{JobState, parse_id};
-use hbi_shared::jobs::relay;
-use hbi_shared::jobs::store::Requeue;
+use hbi_shared::domain::{JobId, JobState};
+use hbi_shared::library::JobReport;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::AppState;
-use crate::error::{ErrorDetail, internal};
+use crate::error::{ApiError, status};
 
 pub struct JobsApi;
 
@@ -107,69 +107,39 @@ impl JobView {
     }
 }
 
+impl From<JobReport> for JobView {
+    fn from(report: JobReport) -> Self {
+        Self::new(report.job, report.history)
+    }
+}
+
 // A response is built once per request and moved straight into the body: boxing buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(ApiResponse)]
-pub enum JobResponse {
-    #[oai(status = 200)]
-    Ok(Json<JobView>),
-    #[oai(status = 404)]
-    NotFound(Json<ErrorDetail>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-}
-
-#[derive(ApiResponse)]
-pub enum JobListResponse {
-    #[oai(status = 200)]
-    Ok(Json<Vec<JobView>>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-}
-
-#[allow(clippy::large_enum_variant)]
-#[derive(ApiResponse)]
-pub enum CancelResponse {
+pub enum Cancelling {
     /// The job is cancelled, or its worker has been told to stop it.
     #[oai(status = 202)]
     Accepted(Json<JobView>),
-    #[oai(status = 404)]
-    NotFound(Json<ErrorDetail>),
-    /// The job has already ended.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorDetail>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
 #[allow(clippy::large_enum_variant)]
 #[derive(ApiResponse)]
-pub enum RequeueResponse {
+pub enum Requeued {
     /// Back on the queue with a fresh attempt budget; poll it at /jobs/{job_id}.
     #[oai(status = 202)]
     Accepted(Json<JobView>),
-    #[oai(status = 404)]
-    NotFound(Json<ErrorDetail>),
-    /// The job is not in a state this operation applies to.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorDetail>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
 #[derive(ApiResponse)]
-pub enum DiscardResponse {
+pub enum Discarded {
     /// Removed from the dead-letter queue; the job stays on record as cancelled.
     #[oai(status = 204)]
     Discarded,
-    #[oai(status = 404)]
-    NotFound(Json<ErrorDetail>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
-const JOB_NOT_FOUND: &str = "Job not found";
-const NOT_IN_DLQ: &str = "Job not found in the dead-letter queue";
+/// What a request that changes a job's state can answer besides its result: 409 when the
+/// job is not in a state the operation applies to.
+type TransitionError = ApiError<{ status::NOT_FOUND | status::CONFLICT }>;
 
 #[OpenApi]
 impl JobsApi {
@@ -180,12 +150,16 @@ impl JobsApi {
         tag = "ApiTags::Jobs",
         operation_id = "get_job"
     )]
-    async fn get(&self, state: Data<&AppState>, job_id: Path<String>) -> JobResponse {
-        match job_view(&state, &job_id).await {
-            Ok(Some(view)) => JobResponse::Ok(Json(view)),
-            Ok(None) => JobResponse::NotFound(ErrorDetail::json(JOB_NOT_FOUND)),
-            Err(err) => JobResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        job_id: Path<String>,
+    ) -> Result<Json<JobView>, ApiError<{ status::NOT_FOUND }>> {
+        let report = state
+            .library
+            .job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
+            .await?;
+        Ok(Json(report.into()))
     }
 
     /// Recent jobs, newest first, optionally in one state
@@ -199,58 +173,47 @@ impl JobsApi {
         /// How many jobs to return (at most 1000).
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<u64>,
-    ) -> JobListResponse {
+    ) -> Result<Json<Vec<JobView>>, ApiError<0>> {
         let filter = job_state.0.map(JobStateParam::into_state);
-        match state.backends.jobs.list(filter, limit.0).await {
-            Ok(jobs) => JobListResponse::Ok(Json(
-                jobs.into_iter().map(|job| JobView::new(job, Vec::new())).collect(),
-            )),
-            Err(err) => JobListResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+        let jobs = state.library.jobs(filter, limit.0).await?;
+        Ok(Json(
+            jobs.into_iter().map(|job| JobView::new(job, Vec::new())).collect(),
+        ))
     }
 
     /// Run a dead or cancelled job again, with a fresh attempt budget
+    ///
+    /// Only the book's latest job can run again; 409 otherwise, or while another job of the
+    /// book is live.
     #[oai(
         path = "/jobs/:job_id/retry",
         method = "post",
         tag = "ApiTags::Jobs",
         operation_id = "retry_job"
     )]
-    async fn retry(&self, state: Data<&AppState>, job_id: Path<String>) -> RequeueResponse {
-        requeue(&state, &job_id, &[JobState::Dead, JobState::Cancelled], JOB_NOT_FOUND).await
+    async fn retry(&self, state: Data<&AppState>, job_id: Path<String>) -> Result<Requeued, TransitionError> {
+        let report = state
+            .library
+            .retry_job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
+            .await?;
+        Ok(Requeued::Accepted(Json(report.into())))
     }
 
     /// Cancel a job: a queued one at once, a running one by stopping its worker's work
+    ///
+    /// 409 when the job has already ended.
     #[oai(
         path = "/jobs/:job_id/cancel",
         method = "post",
         tag = "ApiTags::Jobs",
         operation_id = "cancel_job"
     )]
-    async fn cancel(&self, state: Data<&AppState>, job_id: Path<String>) -> CancelResponse {
-        let Some(id) = parse_id(&job_id) else {
-            return CancelResponse::NotFound(ErrorDetail::json(JOB_NOT_FOUND));
-        };
-        let jobs = &state.backends.jobs;
-        let result = async {
-            let Some(before) = jobs.get(&id).await? else {
-                return Ok(None);
-            };
-            if before.state.parse::<JobState>().is_ok_and(JobState::is_final) {
-                return Ok(Some(Err(before.state)));
-            }
-            jobs.request_cancel(&id).await?;
-            Ok::<_, anyhow::Error>(job_view(&state, &id).await?.map(Ok))
-        }
-        .await;
-        match result {
-            Ok(Some(Ok(view))) => CancelResponse::Accepted(Json(view)),
-            Ok(Some(Err(final_state))) => {
-                CancelResponse::Conflict(ErrorDetail::json(format!("the job has already ended: {final_state}")))
-            }
-            Ok(None) => CancelResponse::NotFound(ErrorDetail::json(JOB_NOT_FOUND)),
-            Err(err) => CancelResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    async fn cancel(&self, state: Data<&AppState>, job_id: Path<String>) -> Result<Cancelling, TransitionError> {
+        let report = state
+            .library
+            .cancel_job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
+            .await?;
+        Ok(Cancelling::Accepted(Json(report.into())))
     }
 }
 
@@ -270,21 +233,9 @@ impl DlqApi {
         /// How many jobs to return (at most 1000).
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<u64>,
-    ) -> JobListResponse {
-        let jobs = &state.backends.jobs;
-        let result = async {
-            let mut views = Vec::new();
-            for job in jobs.list(Some(JobState::Dead), limit.0).await? {
-                let history = jobs.attempts(&job.id).await?;
-                views.push(JobView::new(job, history));
-            }
-            Ok::<_, anyhow::Error>(views)
-        }
-        .await;
-        match result {
-            Ok(views) => JobListResponse::Ok(Json(views)),
-            Err(err) => JobListResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    ) -> Result<Json<Vec<JobView>>, ApiError<0>> {
+        let reports = state.library.dead_letters(limit.0).await?;
+        Ok(Json(reports.into_iter().map(JobView::from).collect()))
     }
 
     /// Run a dead job again, unchanged, with a fresh attempt budget
@@ -294,8 +245,10 @@ impl DlqApi {
         tag = "ApiTags::Jobs",
         operation_id = "requeue_dlq_job"
     )]
-    async fn requeue(&self, state: Data<&AppState>, job_id: Path<String>) -> RequeueResponse {
-        requeue(&state, &job_id, &[JobState::Dead], NOT_IN_DLQ).await
+    async fn requeue(&self, state: Data<&AppState>, job_id: Path<String>) -> Result<Requeued, TransitionError> {
+        let id = parse_job_id(&job_id, LibraryError::NotInDeadLetterQueue)?;
+        let report = state.library.requeue_dead_letter(&id).await?;
+        Ok(Requeued::Accepted(Json(report.into())))
     }
 
     /// Drop a dead job from the dead-letter queue without running it
@@ -305,61 +258,20 @@ impl DlqApi {
         tag = "ApiTags::Jobs",
         operation_id = "delete_dlq_job"
     )]
-    async fn discard(&self, state: Data<&AppState>, job_id: Path<String>) -> DiscardResponse {
-        let Some(id) = parse_id(&job_id) else {
-            return DiscardResponse::NotFound(ErrorDetail::json(NOT_IN_DLQ));
-        };
-        match state.backends.jobs.discard_dead(&id).await {
-            Ok(true) => DiscardResponse::Discarded,
-            Ok(false) => DiscardResponse::NotFound(ErrorDetail::json(NOT_IN_DLQ)),
-            Err(err) => DiscardResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    async fn discard(
+        &self,
+        state: Data<&AppState>,
+        job_id: Path<String>,
+    ) -> Result<Discarded, ApiError<{ status::NOT_FOUND }>> {
+        let id = parse_job_id(&job_id, LibraryError::NotInDeadLetterQueue)?;
+        state.library.discard_dead_letter(&id).await?;
+        Ok(Discarded::Discarded)
     }
 }
 
-/// Re-enqueues a job that ended in one of `from`, through the outbox.
-async fn requeue(state: &AppState, raw_id: &str, from: &[JobState], not_found: &str) -> RequeueResponse {
-    let Some(id) = parse_id(raw_id) else {
-        return RequeueResponse::NotFound(ErrorDetail::json(not_found));
-    };
-    let backends = &state.backends;
-    let result = async {
-        let job = match backends
-            .jobs
-            .requeue(&id, from, state.settings.worker.max_attempts)
-            .await?
-        {
-            Requeue::Queued(job) => job,
-            Requeue::NotFound => return Ok(None),
-            Requeue::NotInState(current) => {
-                return Ok(Some(Err(format!(
-                    "the job is {current}; only a job that is {} can be run again",
-                    from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or ")
-                ))));
-            }
-            Requeue::Superseded => {
-                return Ok(Some(Err(
-                    "a newer job of this book exists; only the book's latest job can be run again".to_owned(),
-                )));
-            }
-            Requeue::BookBusy => {
-                return Ok(Some(Err(
-                    "another job for this book is still queued or running; wait for it or cancel it".to_owned(),
-                )));
-            }
-        };
-        if let Err(err) = relay::publish(&backends.jobs, backends.queue.as_ref(), &job).await {
-            tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "requeued job left to the outbox relay");
-        }
-        Ok::<_, anyhow::Error>(job_view(state, &id).await?.map(Ok))
-    }
-    .await;
-    match result {
-        Ok(Some(Ok(view))) => RequeueResponse::Accepted(Json(view)),
-        Ok(Some(Err(detail))) => RequeueResponse::Conflict(ErrorDetail::json(detail)),
-        Ok(None) => RequeueResponse::NotFound(ErrorDetail::json(not_found)),
-        Err(err) => RequeueResponse::Internal(ErrorDetail::json(internal(&err))),
-    }
+/// A job id from a path: one that is not a UUID names no job (`missing` says how).
+fn parse_job_id(raw: &str, missing: LibraryError) -> Result<JobId, LibraryError> {
+    raw.parse().map_err(|_| missing)
 }
 
 /// Job states as a query parameter.
@@ -385,13 +297,4 @@ impl JobStateParam {
             Self::Cancelled => JobState::Cancelled,
         }
     }
-}
-
-async fn job_view(state: &AppState, raw_id: &str) -> anyhow::Result<Option<JobView>> {
-    let Some(id) = parse_id(raw_id) else { return Ok(None) };
-    let Some(job) = state.backends.jobs.get(&id).await? else {
-        return Ok(None);
-    };
-    let history = state.backends.jobs.attempts(&id).await?;
-    Ok(Some(JobView::new(job, history)))
 }

@@ -17,6 +17,7 @@ use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore}
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::knobs::KnobStore;
+use crate::library::{Library, LibraryLimits, LibraryStores};
 use crate::llm::{ChatModel, OpenAiChat};
 use crate::scratch::ScratchDir;
 use crate::search::VectorSemantic;
@@ -189,6 +190,27 @@ impl Backends {
             scratch,
             db,
         })
+    }
+
+    /// The use cases over these stores, with the settings' limits.
+    pub fn library(&self, settings: &Settings) -> Library {
+        Library::new(
+            LibraryStores {
+                catalog: self.catalog.clone(),
+                jobs: self.jobs.clone(),
+                queue: self.queue.clone(),
+                blobs: self.blobs.clone(),
+                text: self.text.clone(),
+                vectors: self.vectors.clone(),
+                graph: self.graph.clone(),
+                scratch: self.scratch.clone(),
+            },
+            LibraryLimits {
+                max_upload_bytes: settings.max_upload_bytes(),
+                max_upload_mb: settings.limits.max_upload_mb,
+                max_attempts: settings.worker.max_attempts,
+            },
+        )
     }
 
     /// Checks each dependency once (for /health/ready).

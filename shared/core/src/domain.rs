@@ -164,6 +164,55 @@ pub fn parse_id(raw: &str) -> Option<String> {
     uuid::Uuid::parse_str(raw).ok().map(|id| id.to_string())
 }
 
+/// An id that was not a UUID; the caller answers "not found", as no such resource can exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an id: {0:?}")]
+pub struct NotAnId(String);
+
+macro_rules! resource_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The canonical (lower-case, hyphenated) text every store keys on.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = NotAnId;
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                parse_id(raw).map(Self).ok_or_else(|| NotAnId(raw.chars().take(64).collect()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+resource_id! {
+    /// A book's id, parsed at the edge: holding one means it is a canonical UUID.
+    BookId
+}
+
+resource_id! {
+    /// A job's id, parsed at the edge: holding one means it is a canonical UUID.
+    JobId
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ pub mod embeddings;
 pub mod graph;
 pub mod jobs;
 pub mod knobs;
+pub mod library;
 pub mod llm;
 pub mod metrics;
 pub mod pipeline;
@@ -27,3 +28,4 @@ pub mod vectors;
 
 pub use backends::Backends;
 pub use config::Settings;
+pub use library::{Library, LibraryError};

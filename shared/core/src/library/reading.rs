@@ -1,0 +1,309 @@
+//! Reading a processed book: its nested table of contents, its back-of-book index, one page
+//! with where it sits, and the quality gates of its last run.
+
+use super::{Library, LibraryError, LibraryResult};
+use crate::chunking::section_path_at;
+use crate::db::entities::{book, index_entry, index_locator, quality_result};
+use crate::domain::BookId;
+
+/// One node of the nested table of contents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TocNode {
+    pub title: String,
+    /// 1-based physical page, when known.
+    pub page_number: Option<u32>,
+    /// The page number as printed in the book.
+    pub page_label: Option<String>,
+    /// 1 for chapters, 2 for their sections, and so on.
+    pub level: u32,
+    pub children: Vec<TocNode>,
+}
+
+/// A physical page range of an index entry, with the printed labels of its ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRange {
+    pub first_page: u32,
+    pub last_page: u32,
+    pub first_label: Option<String>,
+    pub last_label: Option<String>,
+}
+
+/// One entry of a back-of-book index, with its sub-entries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexNode {
+    pub term: String,
+    /// The index it belongs to ("Concept Index"); books can have several.
+    pub index_name: String,
+    /// Locators as printed in the book (`45–47`, `xii`, `12n`).
+    pub printed_pages: Vec<String>,
+    pub pages: Vec<PageRange>,
+    pub see: Vec<String>,
+    pub see_also: Vec<String>,
+    pub subentries: Vec<IndexNode>,
+}
+
+/// One page with what surrounds it.
+#[derive(Debug, Clone)]
+pub struct PageView {
+    pub book_id: String,
+    pub number: u32,
+    pub label: String,
+    pub text: String,
+    /// Titles of the ToC entries enclosing the page, outermost first.
+    pub section_path: Vec<String>,
+    /// Index terms (with their parents, comma-joined) whose locators point at the page.
+    pub index_terms: Vec<String>,
+}
+
+/// The gates of a book's last run.
+#[derive(Debug, Clone)]
+pub struct BookQuality {
+    pub book: book::Model,
+    /// The job whose run produced the gates (none before the first run).
+    pub job_id: Option<String>,
+    pub passed: bool,
+    pub gates: Vec<quality_result::Model>,
+}
+
+impl Library {
+    /// The table of contents, nested, each entry with its printed page label.
+    pub async fn toc(&self, id: &BookId) -> LibraryResult<Vec<TocNode>> {
+        let book = self.book(id).await?;
+        let labels = self.stores.catalog.page_labels(&book.id).await?;
+        let chapters = self.stores.graph.chapters(&book.id).await?;
+        let flat: Vec<(u32, String, Option<u32>)> = chapters.into_iter().map(|c| (c.level, c.title, c.page)).collect();
+        Ok(nest_toc(&flat, &labels))
+    }
+
+    /// Every index of the book, nested by sub-entry; with `query`, only the entries whose
+    /// term (or a sub-entry's) contains it, case-insensitively.
+    pub async fn index(&self, id: &BookId, query: Option<&str>) -> LibraryResult<Vec<IndexNode>> {
+        let book = self.book(id).await?;
+        let labels = self.stores.catalog.page_labels(&book.id).await?;
+        let rows = self.stores.catalog.index_entries(&book.id).await?;
+        let flat = rows
+            .into_iter()
+            .map(|(entry, locators)| index_row(entry, &locators, &labels))
+            .collect();
+        let tree = nest_index(flat);
+        Ok(match query.map(str::trim).filter(|q| !q.is_empty()) {
+            Some(q) => filter_index(tree, &q.to_lowercase()),
+            None => tree,
+        })
+    }
+
+    pub async fn page(&self, id: &BookId, number: u32) -> LibraryResult<PageView> {
+        let book = self.book(id).await?;
+        let Some(page) = self.stores.catalog.page(&book.id, number).await? else {
+            return Err(LibraryError::PageNotFound {
+                number,
+                page_count: book.page_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            });
+        };
+        let toc = self.stores.catalog.toc(&book.id).await?;
+        let index_terms = self
+            .stores
+            .catalog
+            .index_entries_on_page(&book.id, number)
+            .await?
+            .iter()
+            .map(|entry| json_strings(&entry.path).join(", "))
+            .collect();
+        let section_path = section_path_at(
+            toc.iter().map(|entry| {
+                let level = u32::try_from(entry.level).unwrap_or(1);
+                let start = entry.page.and_then(|p| u32::try_from(p).ok());
+                (level, entry.title.as_str(), start)
+            }),
+            number,
+        );
+        Ok(PageView {
+            book_id: book.id,
+            number,
+            label: page.label,
+            text: page.text,
+            section_path,
+            index_terms,
+        })
+    }
+
+    pub async fn quality(&self, id: &BookId) -> LibraryResult<BookQuality> {
+        let book = self.book(id).await?;
+        let gates = self.stores.catalog.quality(&book.id).await?;
+        Ok(BookQuality {
+            job_id: gates.first().map(|gate| gate.job_id.clone()),
+            passed: gates.iter().all(|gate| gate.passed),
+            gates,
+            book,
+        })
+    }
+}
+
+/// A stored index row as a node without sub-entries, and the depth it nests at.
+fn index_row(entry: index_entry::Model, locators: &[index_locator::Model], labels: &[String]) -> (u32, IndexNode) {
+    let label = |page: i32| labels.get(usize::try_from(page).ok()?.checked_sub(1)?).cloned();
+    let depth = u32::try_from(entry.depth).unwrap_or(1).max(1);
+    let node = IndexNode {
+        term: entry.term,
+        index_name: entry.index_name,
+        printed_pages: json_strings(&entry.printed),
+        pages: locators
+            .iter()
+            .map(|l| PageRange {
+                first_page: u32::try_from(l.first_page).unwrap_or(0),
+                last_page: u32::try_from(l.last_page).unwrap_or(0),
+                first_label: label(l.first_page),
+                last_label: label(l.last_page),
+            })
+            .collect(),
+        see: json_strings(&entry.see),
+        see_also: json_strings(&entry.see_also),
+        subentries: Vec::new(),
+    };
+    (depth, node)
+}
+
+/// The stores keep lists of strings as JSON text; a row that is not one reads as empty.
+fn json_strings(raw: &str) -> Vec<String> {
+    serde_json::from_str(raw).unwrap_or_default()
+}
+
+/// Builds the nested ToC from flat `(level, title, page)` rows in document order.
+pub fn nest_toc(flat: &[(u32, String, Option<u32>)], labels: &[String]) -> Vec<TocNode> {
+    let nodes = flat.iter().map(|(level, title, page)| {
+        let node = TocNode {
+            title: title.clone(),
+            page_number: *page,
+            page_label: page.and_then(|p| labels.get((p as usize).checked_sub(1)?).cloned()),
+            level: *level,
+            children: Vec::new(),
+        };
+        (*level, node)
+    });
+    nest_by_level(nodes, |node| &mut node.children)
+}
+
+/// Nests index rows `(depth, entry)` given in document order.
+fn nest_index(flat: Vec<(u32, IndexNode)>) -> Vec<IndexNode> {
+    nest_by_level(flat, |node| &mut node.subentries)
+}
+
+/// Nests rows given in document order: each row becomes a child of the nearest earlier row
+/// of a smaller level, or a root. The walk keeps an explicit stack, so no depth a store
+/// holds can exhaust the call stack.
+pub fn nest_by_level<T>(rows: impl IntoIterator<Item = (u32, T)>, children: fn(&mut T) -> &mut Vec<T>) -> Vec<T> {
+    let mut roots: Vec<T> = Vec::new();
+    // The open branch: each row whose children may still come, outermost first.
+    let mut open: Vec<(u32, T)> = Vec::new();
+    let close = |open: &mut Vec<(u32, T)>, roots: &mut Vec<T>| {
+        if let Some((_, done)) = open.pop() {
+            match open.last_mut() {
+                Some((_, parent)) => children(parent).push(done),
+                None => roots.push(done),
+            }
+        }
+    };
+    for (level, row) in rows {
+        while open.last().is_some_and(|(open_level, _)| *open_level >= level) {
+            close(&mut open, &mut roots);
+        }
+        open.push((level, row));
+    }
+    while !open.is_empty() {
+        close(&mut open, &mut roots);
+    }
+    roots
+}
+
+/// Keeps entries whose term contains `needle`, with all their sub-entries, and the parents
+/// of matching sub-entries (with only the matching branches).
+fn filter_index(entries: Vec<IndexNode>, needle: &str) -> Vec<IndexNode> {
+    entries
+        .into_iter()
+        .filter_map(|mut entry| {
+            if entry.term.to_lowercase().contains(needle) {
+                return Some(entry);
+            }
+            entry.subentries = filter_index(std::mem::take(&mut entry.subentries), needle);
+            (!entry.subentries.is_empty()).then_some(entry)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_follows_levels_and_labels_follow_pages() {
+        let flat = vec![
+            (1, "A".to_owned(), Some(1)),
+            (2, "A.1".to_owned(), Some(2)),
+            (3, "A.1.a".to_owned(), Some(2)),
+            (1, "B".to_owned(), Some(3)),
+            (2, "B.1".to_owned(), None),
+        ];
+        let labels = vec!["i".to_owned(), "1".to_owned(), "2".to_owned()];
+        let toc = nest_toc(&flat, &labels);
+        assert_eq!(toc.len(), 2);
+        assert_eq!(toc[0].children[0].children[0].title, "A.1.a");
+        assert_eq!(toc[0].page_label.as_deref(), Some("i"));
+        assert_eq!(toc[1].page_label.as_deref(), Some("2"));
+        assert_eq!(toc[1].children[0].page_label, None);
+    }
+
+    fn entry(term: &str) -> IndexNode {
+        IndexNode {
+            term: term.to_owned(),
+            index_name: "Index".to_owned(),
+            printed_pages: Vec::new(),
+            pages: Vec::new(),
+            see: Vec::new(),
+            see_also: Vec::new(),
+            subentries: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn index_rows_nest_by_depth_and_filter_keeps_matching_branches() {
+        let flat = vec![
+            (1, entry("arrays")),
+            (2, entry("indexing")),
+            (3, entry("negative")),
+            (2, entry("slicing")),
+            (1, entry("vectors")),
+        ];
+        let tree = nest_index(flat);
+        assert_eq!(tree.len(), 2);
+        assert_eq!(tree[0].subentries.len(), 2);
+        assert_eq!(tree[0].subentries[0].subentries[0].term, "negative");
+        let found = filter_index(tree.clone(), "slic");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].term, "arrays");
+        assert_eq!(found[0].subentries.len(), 1, "only the matching branch");
+        assert_eq!(filter_index(tree, "VECTOR".to_lowercase().as_str())[0].term, "vectors");
+    }
+
+    #[test]
+    fn a_skipped_level_nests_siblings_as_siblings() {
+        let tree = nest_index(vec![(1, entry("a")), (3, entry("b")), (3, entry("c")), (2, entry("d"))]);
+        assert_eq!(tree.len(), 1);
+        let terms: Vec<&str> = tree[0].subentries.iter().map(|e| e.term.as_str()).collect();
+        assert_eq!(terms, ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn a_deep_chain_nests_without_recursion() {
+        let flat: Vec<(u32, String, Option<u32>)> = (1..=200_000).map(|level| (level, "t".to_owned(), None)).collect();
+        let toc = nest_toc(&flat, &[]);
+        assert_eq!(toc.len(), 1);
+        // Dropping the chain is recursive in std; take it apart level by level instead.
+        let mut depth = 0;
+        let mut nodes = toc;
+        while let Some(mut node) = nodes.pop() {
+            depth += 1;
+            nodes = std::mem::take(&mut node.children);
+        }
+        assert_eq!(depth, 200_000);
+    }
+}
