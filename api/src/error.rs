@@ -91,8 +91,8 @@ pub fn internal(err: &anyhow::Error) -> String {
 /// The error statuses an operation documents besides 500 (which every one does), as bits of
 /// [`ApiError`]'s parameter: each operation's document lists exactly the errors it answers.
 pub mod status {
-    /// 400: the file is empty or of a kind HBI does not read.
-    pub const BAD_FILE: u8 = 1;
+    /// 400: the request cannot be served as asked (an empty file, a malformed id).
+    pub const BAD_REQUEST: u8 = 1;
     /// 404: the resource does not exist.
     pub const NOT_FOUND: u8 = 1 << 1;
     /// 409: the book or job is not in a state that allows the request.
@@ -101,14 +101,22 @@ pub mod status {
     pub const TOO_LARGE: u8 = 1 << 3;
     /// 422: a field's value is refused.
     pub const INVALID: u8 = 1 << 4;
-    /// 503: a store is unavailable; nothing was recorded.
+    /// 503: something the operation needs is down or not configured; nothing was recorded.
     pub const UNAVAILABLE: u8 = 1 << 5;
+    /// 502: the language model server failed.
+    pub const BAD_GATEWAY: u8 = 1 << 6;
+    /// 504: the language model did not answer in time.
+    pub const GATEWAY_TIMEOUT: u8 = 1 << 7;
 }
 
 /// Every status [`ApiError`] can answer: its bit (0 for 500, always documented), code and
 /// description in the document.
-const ERROR_STATUSES: [(u8, u16, &str); 7] = [
-    (status::BAD_FILE, 400, "Empty file or a kind of file HBI does not read"),
+const ERROR_STATUSES: [(u8, u16, &str); 9] = [
+    (
+        status::BAD_REQUEST,
+        400,
+        "The request cannot be served as asked; the detail says why",
+    ),
     (status::NOT_FOUND, 404, "Not found"),
     (
         status::CONFLICT,
@@ -119,9 +127,19 @@ const ERROR_STATUSES: [(u8, u16, &str); 7] = [
     (status::INVALID, 422, "Validation Error"),
     (0, 500, "Internal server error"),
     (
+        status::BAD_GATEWAY,
+        502,
+        "The language model server failed (an error status, unreachable, an unreadable response)",
+    ),
+    (
         status::UNAVAILABLE,
         503,
-        "A store is unavailable; nothing was recorded, try again later",
+        "Something this needs is down or not configured; nothing was recorded",
+    ),
+    (
+        status::GATEWAY_TIMEOUT,
+        504,
+        "The language model did not answer in time",
     ),
 ];
 
@@ -141,6 +159,24 @@ enum ErrorBody {
 }
 
 impl<const DOCUMENTED: u8> ApiError<DOCUMENTED> {
+    /// 400 with `detail`, for what a handler refuses while parsing.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::detail(StatusCode::BAD_REQUEST, detail)
+    }
+
+    /// 404 with `detail`.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::detail(StatusCode::NOT_FOUND, detail)
+    }
+
+    /// 422 with the problems found.
+    pub fn invalid(problems: ValidationError) -> Self {
+        Self {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: ErrorBody::Validation(problems),
+        }
+    }
+
     fn detail(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             status,
@@ -160,6 +196,8 @@ impl<const DOCUMENTED: u8> From<LibraryError> for ApiError<DOCUMENTED> {
             LibraryError::BadFile(_) => StatusCode::BAD_REQUEST,
             LibraryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             LibraryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            LibraryError::ModelFailed(_) => StatusCode::BAD_GATEWAY,
+            LibraryError::ModelTimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             LibraryError::Invalid { field, .. } => {
                 return Self {
                     status: StatusCode::UNPROCESSABLE_ENTITY,

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hbi_shared::search::{Searcher, SemanticSearch, VectorSemantic};
 use hbi_shared::{Backends, Library, Settings};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::{EndpointExt, IntoResponse, PathPattern, Route, Server};
@@ -36,24 +35,18 @@ pub struct AppState {
     pub backends: Backends,
     pub settings: Arc<Settings>,
     pub started: Instant,
-    pub searcher: Arc<Searcher>,
     /// API keys, scopes and rate limits of the HTTP surface.
     pub access: Arc<access::AccessControl>,
 }
 
 impl AppState {
     pub fn new(backends: Backends, settings: Arc<Settings>) -> Self {
-        let semantic = backends.embedder.clone().map(|embedder| {
-            Arc::new(VectorSemantic::new(embedder, backends.vectors.clone())) as Arc<dyn SemanticSearch>
-        });
-        let searcher = Arc::new(Searcher::new(backends.clone(), semantic));
         let access = Arc::new(access::AccessControl::new(&settings, backends.api_keys.clone()));
         Self {
             library: backends.library(&settings),
             backends,
             settings,
             started: Instant::now(),
-            searcher,
             access,
         }
     }
@@ -479,7 +472,7 @@ pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: Ca
 
     #[handler]
     async fn metrics(Data(state): Data<&AppState>) -> poem::Response {
-        match hbi_shared::metrics::render(&state.backends).await {
+        match state.backends.render_metrics().await {
             Ok(text) => text
                 .with_content_type(hbi_shared::metrics::CONTENT_TYPE)
                 .into_response(),

@@ -284,7 +284,9 @@ impl BooksApi {
         form: UploadForm,
     ) -> Result<
         UploadResponse,
-        ApiError<{ status::BAD_FILE | status::NOT_FOUND | status::CONFLICT | status::TOO_LARGE | status::UNAVAILABLE }>,
+        ApiError<
+            { status::BAD_REQUEST | status::NOT_FOUND | status::CONFLICT | status::TOO_LARGE | status::UNAVAILABLE },
+        >,
     > {
         let id = parse_book_id(&book_id)?;
         let upload = library::Upload {

@@ -8,11 +8,11 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, Type};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
 use crate::AppState;
-use crate::error::{ErrorDetail, ValidationError, ValidationIssue, internal};
+use crate::error::{ApiError, ValidationError, ValidationIssue, status};
 
 pub struct ConfigApi;
 
@@ -150,29 +150,8 @@ impl ParseFromJSON for ConfigPatch {
     }
 }
 
-#[derive(ApiResponse)]
-pub enum GetConfigResponse {
-    #[oai(status = 200)]
-    Ok(Json<ConfigView>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-}
-
-#[derive(ApiResponse)]
-pub enum PutConfigResponse {
-    /// The full set of knobs now in force.
-    #[oai(status = 200)]
-    Ok(Json<ConfigView>),
-    /// A knob is unknown, of the wrong type or out of its range; each problem names its knob
-    /// in `loc` (`["body", "temperature"]`). Nothing was changed.
-    #[oai(status = 422)]
-    Invalid(Json<ValidationError>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-}
-
-fn validation_error(issues: Vec<KnobIssue>) -> Json<ValidationError> {
-    Json(ValidationError {
+fn validation_error(issues: Vec<KnobIssue>) -> ValidationError {
+    ValidationError {
         detail: issues
             .into_iter()
             .map(|issue| ValidationIssue {
@@ -183,7 +162,7 @@ fn validation_error(issues: Vec<KnobIssue>) -> Json<ValidationError> {
                 kind: issue.kind.to_owned(),
             })
             .collect(),
-    })
+    }
 }
 
 #[OpenApi]
@@ -197,11 +176,8 @@ impl ConfigApi {
         tag = "ApiTags::Config",
         operation_id = "get_config"
     )]
-    async fn get(&self, state: Data<&AppState>) -> GetConfigResponse {
-        match state.backends.knobs.get().await {
-            Ok(knobs) => GetConfigResponse::Ok(Json(knobs.into())),
-            Err(err) => GetConfigResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    async fn get(&self, state: Data<&AppState>) -> Result<Json<ConfigView>, ApiError<0>> {
+        Ok(Json(state.backends.knobs.get().await?.into()))
     }
 
     /// Change some of the live tuning knobs
@@ -216,11 +192,15 @@ impl ConfigApi {
         tag = "ApiTags::Config",
         operation_id = "put_config"
     )]
-    async fn put(&self, state: Data<&AppState>, body: Json<ConfigPatch>) -> PutConfigResponse {
+    async fn put(
+        &self,
+        state: Data<&AppState>,
+        body: Json<ConfigPatch>,
+    ) -> Result<Json<ConfigView>, ApiError<{ status::INVALID }>> {
         match state.backends.knobs.patch(&body.0.0).await {
-            Ok(knobs) => PutConfigResponse::Ok(Json(knobs.into())),
-            Err(KnobsUpdateError::Invalid(issues)) => PutConfigResponse::Invalid(validation_error(issues)),
-            Err(KnobsUpdateError::Store(err)) => PutConfigResponse::Internal(ErrorDetail::json(internal(&err))),
+            Ok(knobs) => Ok(Json(knobs.into())),
+            Err(KnobsUpdateError::Invalid(issues)) => Err(ApiError::invalid(validation_error(issues))),
+            Err(KnobsUpdateError::Store(err)) => Err(err.into()),
         }
     }
 }

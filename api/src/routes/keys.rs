@@ -12,7 +12,7 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
 use crate::AppState;
-use crate::error::{ErrorDetail, internal};
+use crate::error::{ApiError, status};
 
 pub struct KeysApi;
 
@@ -105,30 +105,16 @@ pub struct NewKeyView {
 }
 
 #[derive(ApiResponse)]
-pub enum CreateKeyResponse {
+pub enum CreatedKey {
     #[oai(status = 201)]
     Created(Json<NewKeyView>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
 #[derive(ApiResponse)]
-pub enum ListKeysResponse {
-    #[oai(status = 200)]
-    Ok(Json<Vec<KeyView>>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-}
-
-#[derive(ApiResponse)]
-pub enum RevokeKeyResponse {
+pub enum RevokedKey {
     /// Revoked (or already so): every replica refuses it from its next request on.
     #[oai(status = 204)]
     Revoked,
-    #[oai(status = 404)]
-    NotFound(Json<ErrorDetail>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
 const KEY_NOT_FOUND: &str = "API key not found";
@@ -149,25 +135,21 @@ impl KeysApi {
         state: Data<&AppState>,
         caller: Data<&Principal>,
         body: Json<KeyCreate>,
-    ) -> CreateKeyResponse {
+    ) -> Result<CreatedKey, ApiError<0>> {
         let scope = Scope::from(body.0.scope);
-        match state.backends.api_keys.create(&body.0.name, scope).await {
-            Ok((key, secret)) => {
-                tracing::info!(
-                    key_id = %key.id,
-                    name = %key.name,
-                    scope = %key.scope,
-                    prefix = %key.prefix,
-                    by = %caller.key_id,
-                    "API key created"
-                );
-                CreateKeyResponse::Created(Json(NewKeyView {
-                    key: secret.expose().to_owned(),
-                    details: KeyView::new(key),
-                }))
-            }
-            Err(err) => CreateKeyResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+        let (key, secret) = state.backends.api_keys.create(&body.0.name, scope).await?;
+        tracing::info!(
+            key_id = %key.id,
+            name = %key.name,
+            scope = %key.scope,
+            prefix = %key.prefix,
+            by = %caller.key_id,
+            "API key created"
+        );
+        Ok(CreatedKey::Created(Json(NewKeyView {
+            key: secret.expose().to_owned(),
+            details: KeyView::new(key),
+        })))
     }
 
     /// API keys, oldest first, without the keys themselves
@@ -185,16 +167,14 @@ impl KeysApi {
         /// Also list revoked keys.
         #[oai(default)]
         include_revoked: Query<bool>,
-    ) -> ListKeysResponse {
-        match state.backends.api_keys.list().await {
-            Ok(keys) => ListKeysResponse::Ok(Json(
-                keys.into_iter()
-                    .filter(|key| include_revoked.0 || key.revoked_at.is_none())
-                    .map(KeyView::new)
-                    .collect(),
-            )),
-            Err(err) => ListKeysResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    ) -> Result<Json<Vec<KeyView>>, ApiError<0>> {
+        let keys = state.backends.api_keys.list().await?;
+        Ok(Json(
+            keys.into_iter()
+                .filter(|key| include_revoked.0 || key.revoked_at.is_none())
+                .map(KeyView::new)
+                .collect(),
+        ))
     }
 
     /// Revoke an API key
@@ -211,18 +191,17 @@ impl KeysApi {
         state: Data<&AppState>,
         caller: Data<&Principal>,
         key_id: Path<String>,
-    ) -> RevokeKeyResponse {
+    ) -> Result<RevokedKey, ApiError<{ status::NOT_FOUND }>> {
         let Some(id) = parse_id(&key_id) else {
-            return RevokeKeyResponse::NotFound(ErrorDetail::json(KEY_NOT_FOUND));
+            return Err(ApiError::not_found(KEY_NOT_FOUND));
         };
-        match state.backends.api_keys.revoke(&id).await {
-            Ok(RevokeOutcome::Revoked) => {
+        match state.backends.api_keys.revoke(&id).await? {
+            RevokeOutcome::Revoked => {
                 tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
-                RevokeKeyResponse::Revoked
+                Ok(RevokedKey::Revoked)
             }
-            Ok(RevokeOutcome::AlreadyRevoked) => RevokeKeyResponse::Revoked,
-            Ok(RevokeOutcome::NotFound) => RevokeKeyResponse::NotFound(ErrorDetail::json(KEY_NOT_FOUND)),
-            Err(err) => RevokeKeyResponse::Internal(ErrorDetail::json(internal(&err))),
+            RevokeOutcome::AlreadyRevoked => Ok(RevokedKey::Revoked),
+            RevokeOutcome::NotFound => Err(ApiError::not_found(KEY_NOT_FOUND)),
         }
     }
 }

@@ -1,18 +1,17 @@
 //! POST /query: a question answered from the books, with the original HBI's contract
 //! (`hbi_shared::answer` holds the flow).
 
-use std::sync::Arc;
-
-use hbi_shared::answer::{AnswerError, Answerer, Outcome, Question};
-use hbi_shared::domain::parse_id;
-use hbi_shared::llm::LlmError;
+use hbi_shared::LibraryError;
+use hbi_shared::answer::Outcome;
+use hbi_shared::domain::BookId;
+use hbi_shared::library::Ask;
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{Object, OpenApi};
 
 use super::ApiTags;
 use crate::AppState;
-use crate::error::{ErrorDetail, ValidationError, ValidationIssue, internal};
+use crate::error::{ApiError, status};
 
 pub struct QueryApi;
 
@@ -132,34 +131,6 @@ impl From<Outcome> for QueryAnswer {
     }
 }
 
-#[derive(ApiResponse)]
-pub enum QueryResponse {
-    /// An answer, or the fallback message with the reason.
-    #[oai(status = 200)]
-    Ok(Json<QueryAnswer>),
-    /// `book_id` names no book.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorDetail>),
-    /// The body is not a valid question (an empty `query`, `top_k` outside 1..100).
-    #[oai(status = 422)]
-    Invalid(Json<ValidationError>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-    /// The language model server failed (an error status, unreachable, an unreadable response).
-    #[oai(status = 502)]
-    BadGateway(Json<ErrorDetail>),
-    /// No language model is configured (`llm.base_url`); search and the books work without one.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorDetail>),
-    /// The language model did not answer within `llm.timeout_secs`.
-    #[oai(status = 504)]
-    GatewayTimeout(Json<ErrorDetail>),
-}
-
-pub const NO_LLM: &str = "no language model is configured: set llm.base_url (HBI__LLM__BASE_URL or \
-OPENAI_BASE_URL, e.g. http://localhost:11434/v1 for Ollama) and llm.model (LLM_MODEL), or \
-OPENAI_API_KEY for OpenAI; /search and the book endpoints work without one";
-
 #[OpenApi]
 impl QueryApi {
     /// Answer a question from the books
@@ -171,47 +142,31 @@ impl QueryApi {
     /// be read give `fallback_message` instead of `answer` (unless `enable_fallback` is off).
     /// The question and the book text pass a prompt-injection sanitiser first.
     #[oai(path = "/query", method = "post", tag = "ApiTags::Query", operation_id = "query")]
-    async fn query(&self, state: Data<&AppState>, body: Json<QueryRequest>) -> QueryResponse {
-        if body.query.trim().is_empty() {
-            return QueryResponse::Invalid(Json(ValidationError {
-                detail: vec![ValidationIssue {
-                    loc: vec!["body".to_owned(), "query".to_owned()],
-                    msg: "query must not be blank".to_owned(),
-                    kind: "value_error".to_owned(),
-                }],
-            }));
-        }
-        let Some(model) = state.backends.llm.clone() else {
-            return QueryResponse::Unavailable(ErrorDetail::json(NO_LLM));
-        };
+    async fn query(
+        &self,
+        state: Data<&AppState>,
+        body: Json<QueryRequest>,
+    ) -> Result<
+        Json<QueryAnswer>,
+        ApiError<
+            {
+                status::NOT_FOUND
+                    | status::INVALID
+                    | status::BAD_GATEWAY
+                    | status::UNAVAILABLE
+                    | status::GATEWAY_TIMEOUT
+            },
+        >,
+    > {
         let book_id = match body.book_id.as_deref().map(str::trim).filter(|id| !id.is_empty()) {
             None => None,
-            Some(raw) => match parse_id(raw) {
-                None => return QueryResponse::NotFound(ErrorDetail::json("Book not found")),
-                Some(id) => match state.backends.catalog.book(&id).await {
-                    Ok(Some(_)) => Some(id),
-                    Ok(None) => return QueryResponse::NotFound(ErrorDetail::json("Book not found")),
-                    Err(err) => return QueryResponse::Internal(ErrorDetail::json(internal(&err))),
-                },
-            },
+            Some(raw) => Some(raw.parse::<BookId>().map_err(|_| LibraryError::BookNotFound)?),
         };
-        let knobs = match state.backends.knobs.get().await {
-            Ok(knobs) => knobs,
-            Err(err) => return QueryResponse::Internal(ErrorDetail::json(internal(&err))),
-        };
-        let question = Question {
-            query: body.0.query,
+        let ask = Ask {
+            question: body.0.query,
             book_id,
             top_k: body.0.top_k.map(|k| k as usize),
         };
-        let answerer = Answerer::new(Arc::clone(&state.backends.retriever), model);
-        match answerer.answer(&knobs, &question).await {
-            Ok(outcome) => QueryResponse::Ok(Json(outcome.into())),
-            Err(AnswerError::Retrieval(err)) => QueryResponse::Internal(ErrorDetail::json(internal(&err))),
-            Err(AnswerError::Llm(err @ LlmError::Timeout(_))) => {
-                QueryResponse::GatewayTimeout(ErrorDetail::json(err.to_string()))
-            }
-            Err(AnswerError::Llm(err)) => QueryResponse::BadGateway(ErrorDetail::json(err.to_string())),
-        }
+        Ok(Json(state.library.ask(ask).await?.into()))
     }
 }

@@ -1,16 +1,17 @@
 //! GET /search (keyword, semantic, hybrid, with the index-term boost) and GET /terms (an
 //! index term across every book, through the graph).
 
-use hbi_shared::domain::parse_id;
-use hbi_shared::search::{FusionWeights, SearchError, SearchMode, SearchRequest};
+use hbi_shared::domain::BookId;
+use hbi_shared::library::PageQuery;
+use hbi_shared::search::SearchMode;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{Enum, Object, OpenApi};
 
 use super::ApiTags;
 use crate::AppState;
-use crate::error::{ErrorDetail, internal};
+use crate::error::{ApiError, status};
 
 pub struct SearchApi;
 
@@ -73,21 +74,6 @@ pub struct SearchResults {
     pub results: Vec<SearchResult>,
 }
 
-#[derive(ApiResponse)]
-pub enum SearchResponse {
-    #[oai(status = 200)]
-    Ok(Json<SearchResults>),
-    /// A malformed book id.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorDetail>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-    /// Semantic or hybrid search asked for, but no embedding model is configured.
-    #[oai(status = 503)]
-    Unavailable(Json<ErrorDetail>),
-}
-
-/// One book indexing a term.
 #[derive(Debug, Clone, Object)]
 pub struct TermOccurrence {
     pub book_id: String,
@@ -105,14 +91,6 @@ pub struct TermOccurrence {
 pub struct TermResults {
     pub query: String,
     pub results: Vec<TermOccurrence>,
-}
-
-#[derive(ApiResponse)]
-pub enum TermsResponse {
-    #[oai(status = 200)]
-    Ok(Json<TermResults>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
 fn default_k() -> u32 {
@@ -154,57 +132,44 @@ impl SearchApi {
         /// Let pages listed by a matching printed-index entry rank higher (default true).
         #[oai(default = "default_boost")]
         boost: Query<bool>,
-    ) -> SearchResponse {
-        let book_id = match book_id.0.as_deref().map(parse_id) {
+    ) -> Result<Json<SearchResults>, ApiError<{ status::BAD_REQUEST | status::UNAVAILABLE }>> {
+        let book_id = match book_id.0.as_deref() {
             None => None,
-            Some(Some(id)) => Some(id),
-            Some(None) => return SearchResponse::BadRequest(ErrorDetail::json("book_id is not a valid id")),
+            Some(raw) => Some(
+                raw.parse::<BookId>()
+                    .map_err(|_| ApiError::bad_request("book_id is not a valid id"))?,
+            ),
         };
-        let weights = match state.knob_weights().await {
-            Ok(weights) => weights,
-            Err(err) => return SearchResponse::Internal(ErrorDetail::json(internal(&err))),
-        };
-        let request = SearchRequest {
-            query: q.0.clone(),
+        let query = PageQuery {
+            text: q.0.clone(),
             mode: mode.0.into(),
             book_id,
-            section: section.0.filter(|s| !s.trim().is_empty()),
+            section: section.0,
             k: usize::try_from(k.0).unwrap_or(10),
             index_boost: boost.0,
-            weights,
         };
-        let started = std::time::Instant::now();
-        let outcome = state.searcher.search(&request).await;
-        let seconds = started.elapsed().as_secs_f64();
-        hbi_shared::metrics::search_duration(request.mode.as_str(), seconds);
-        tracing::info!(mode = request.mode.as_str(), seconds, "search");
-        match outcome {
-            Ok(hits) => SearchResponse::Ok(Json(SearchResults {
-                query: q.0,
-                mode: mode.0,
-                results: hits
-                    .into_iter()
-                    .map(|hit| SearchResult {
-                        book_id: hit.book_id,
-                        page: hit.page,
-                        page_label: hit.page_label,
-                        section_path: hit.section_path,
-                        snippet: hit.snippet,
-                        score: hit.score,
-                        scores: Scores {
-                            keyword: hit.scores.keyword,
-                            semantic: hit.scores.semantic,
-                            boost: hit.scores.boost,
-                        },
-                        chunk_id: hit.chunk_id,
-                    })
-                    .collect(),
-            })),
-            Err(SearchError::SemanticUnavailable) => SearchResponse::Unavailable(ErrorDetail::json(
-                "semantic and hybrid search need an embedding model; none is configured (see the [embeddings] settings). Keyword search works: mode=keyword",
-            )),
-            Err(SearchError::Backend(err)) => SearchResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+        let hits = state.library.search(query).await?;
+        Ok(Json(SearchResults {
+            query: q.0,
+            mode: mode.0,
+            results: hits
+                .into_iter()
+                .map(|hit| SearchResult {
+                    book_id: hit.book_id,
+                    page: hit.page,
+                    page_label: hit.page_label,
+                    section_path: hit.section_path,
+                    snippet: hit.snippet,
+                    score: hit.score,
+                    scores: Scores {
+                        keyword: hit.scores.keyword,
+                        semantic: hit.scores.semantic,
+                        boost: hit.scores.boost,
+                    },
+                    chunk_id: hit.chunk_id,
+                })
+                .collect(),
+        }))
     }
 
     /// Find an index term across all books
@@ -218,44 +183,18 @@ impl SearchApi {
         /// The term, e.g. `vector`.
         #[oai(validator(min_length = 1, max_length = 500))]
         q: Query<String>,
-    ) -> TermsResponse {
-        let backends = &state.backends;
-        let result = async {
-            let hits = backends.graph.books_for_term(&q.0).await?;
-            let mut titles = std::collections::HashMap::new();
-            let mut results = Vec::with_capacity(hits.len());
-            for hit in hits {
-                if !titles.contains_key(&hit.book_id) {
-                    let title = backends.catalog.book(&hit.book_id).await?.map(|b| b.title);
-                    titles.insert(hit.book_id.clone(), title);
-                }
-                results.push(TermOccurrence {
-                    book_title: titles.get(&hit.book_id).cloned().flatten(),
-                    book_id: hit.book_id,
-                    term: hit.term,
-                    path: hit.path,
-                    pages: hit.pages.iter().map(|range| range.to_vec()).collect(),
-                });
-            }
-            Ok::<_, anyhow::Error>(results)
-        }
-        .await;
-        match result {
-            Ok(results) => TermsResponse::Ok(Json(TermResults { query: q.0, results })),
-            Err(err) => TermsResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
-    }
-}
-
-impl AppState {
-    /// The fusion weights in force: live knobs, shared by every replica.
-    pub async fn knob_weights(&self) -> anyhow::Result<FusionWeights> {
-        let knobs = self.backends.knobs.get().await?;
-        Ok(FusionWeights {
-            keyword: knobs.keyword_weight,
-            semantic: knobs.semantic_weight,
-            index_boost: knobs.index_boost_weight,
-            rrf_k: f64::from(knobs.rrf_k),
-        })
+    ) -> Result<Json<TermResults>, ApiError<0>> {
+        let found = state.library.find_term(&q.0).await?;
+        let results = found
+            .into_iter()
+            .map(|found| TermOccurrence {
+                book_id: found.hit.book_id,
+                book_title: found.book_title,
+                term: found.hit.term,
+                path: found.hit.path,
+                pages: found.hit.pages.iter().map(|range| range.to_vec()).collect(),
+            })
+            .collect();
+        Ok(Json(TermResults { query: q.0, results }))
     }
 }

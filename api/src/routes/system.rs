@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::AppState;
-use crate::error::{ErrorDetail, internal};
+use crate::error::ApiError;
 
 pub struct SystemApi;
 
@@ -66,21 +66,10 @@ pub struct Stats {
 }
 
 #[derive(ApiResponse)]
-pub enum StatsResponse {
-    #[oai(status = 200)]
-    Ok(Json<Stats>),
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
-}
-
-#[derive(ApiResponse)]
 pub enum MetricsResponse {
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
     #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
     Ok(PlainText<String>),
-    /// The metrics could not be encoded.
-    #[oai(status = 500)]
-    Internal(Json<ErrorDetail>),
 }
 
 #[OpenApi]
@@ -120,11 +109,8 @@ impl SystemApi {
 
     /// Counts of books and jobs
     #[oai(path = "/stats", method = "get", tag = "ApiTags::System", operation_id = "stats")]
-    async fn stats(&self, state: Data<&AppState>) -> StatsResponse {
-        match collect_stats(&state).await {
-            Ok(stats) => StatsResponse::Ok(Json(stats)),
-            Err(err) => StatsResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    async fn stats(&self, state: Data<&AppState>) -> Result<Json<Stats>, ApiError<0>> {
+        Ok(Json(collect_stats(&state).await?))
     }
 
     /// Prometheus metrics
@@ -133,11 +119,9 @@ impl SystemApi {
     /// README, section Metrics). Queue depth and dead-letter size are read from the queue
     /// and the database at each scrape.
     #[oai(path = "/metrics", method = "get", tag = "ApiTags::System", operation_id = "metrics")]
-    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
-        match hbi_shared::metrics::render(&state.backends).await {
-            Ok(text) => MetricsResponse::Ok(PlainText(text)),
-            Err(err) => MetricsResponse::Internal(ErrorDetail::json(internal(&err))),
-        }
+    async fn metrics(&self, state: Data<&AppState>) -> Result<MetricsResponse, ApiError<0>> {
+        let text = state.backends.render_metrics().await?;
+        Ok(MetricsResponse::Ok(PlainText(text)))
     }
 }
 

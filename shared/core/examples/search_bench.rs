@@ -151,7 +151,8 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(!queries.is_empty(), "the corpus has no ToC titles to search for");
 
     let searcher = Searcher::new(
-        backends.clone(),
+        backends.text.clone(),
+        backends.catalog.clone(),
         Some(Arc::new(VectorSemantic::new(
             embedder.clone(),
             backends.vectors.clone(),

@@ -20,7 +20,7 @@ use crate::knobs::KnobStore;
 use crate::library::{Library, LibraryLimits, LibraryStores};
 use crate::llm::{ChatModel, OpenAiChat};
 use crate::scratch::ScratchDir;
-use crate::search::VectorSemantic;
+use crate::search::{Searcher, SemanticSearch, VectorSemantic};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 use crate::vectors::{PgVectorIndex, SqliteVecIndex, VectorIndex};
 
@@ -46,6 +46,11 @@ pub struct Backends {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// Chunk embeddings, in the metadata database; `vectors.dimensions` numbers each.
     pub vectors: Arc<dyn VectorIndex>,
+    /// Nearest chunks to a text, through the embedder and the vectors; `None` without an
+    /// embedder. Built once, shared by search and the retriever.
+    pub semantic: Option<Arc<dyn SemanticSearch>>,
+    /// GET /search's ranking: full text, vectors and the index-term boost, fused.
+    pub searcher: Arc<Searcher>,
     /// This process's scratch directory (uploads being received, jobs' files); what stopped
     /// processes left there is removed when it is opened.
     pub scratch: Arc<ScratchDir>,
@@ -165,15 +170,19 @@ impl Backends {
         }
         let knobs = KnobStore::new(db.clone());
         let keyword_retriever = KeywordChunkRetriever::new(text.clone(), Catalog::new(db.clone()));
-        let retriever: Arc<dyn Retriever> = match &embedder {
-            Some(embedder) => Arc::new(HybridChunkRetriever::new(
+        let semantic = embedder
+            .clone()
+            .map(|embedder| Arc::new(VectorSemantic::new(embedder, vectors.clone())) as Arc<dyn SemanticSearch>);
+        let retriever: Arc<dyn Retriever> = match &semantic {
+            Some(semantic) => Arc::new(HybridChunkRetriever::new(
                 keyword_retriever,
-                Arc::new(VectorSemantic::new(embedder.clone(), vectors.clone())),
+                semantic.clone(),
                 Catalog::new(db.clone()),
                 knobs.clone(),
             )),
             None => Arc::new(keyword_retriever),
         };
+        let searcher = Arc::new(Searcher::new(text.clone(), Catalog::new(db.clone()), semantic.clone()));
         Ok(Self {
             embedder,
             graph: open_graph(settings, &db)?,
@@ -187,6 +196,8 @@ impl Backends {
             queue,
             text,
             vectors,
+            semantic,
+            searcher,
             scratch,
             db,
         })
@@ -204,6 +215,10 @@ impl Backends {
                 vectors: self.vectors.clone(),
                 graph: self.graph.clone(),
                 scratch: self.scratch.clone(),
+                searcher: self.searcher.clone(),
+                knobs: self.knobs.clone(),
+                retriever: self.retriever.clone(),
+                llm: self.llm.clone(),
             },
             LibraryLimits {
                 max_upload_bytes: settings.max_upload_bytes(),
@@ -211,6 +226,16 @@ impl Backends {
                 max_attempts: settings.worker.max_attempts,
             },
         )
+    }
+
+    /// The metrics' text exposition, the gauges read from these stores.
+    pub async fn render_metrics(&self) -> anyhow::Result<String> {
+        crate::metrics::render(crate::metrics::GaugeSources {
+            queue: self.queue.as_ref(),
+            jobs: &self.jobs,
+            catalog: &self.catalog,
+        })
+        .await
     }
 
     /// Checks each dependency once (for /health/ready).

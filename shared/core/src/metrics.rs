@@ -23,8 +23,10 @@ use std::sync::LazyLock;
 use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::backends::Backends;
+use crate::catalog::Catalog;
 use crate::domain::{BookStatus, JobState, Stage};
+use crate::jobs::JobQueue;
+use crate::jobs::store::JobStore;
 
 /// The content type of [`render`]'s output: the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -405,17 +407,25 @@ pub fn index_locator_support(ratio: f64) {
 /// queue depth from the queue, the dead-letter size and the books needing review from the
 /// database. A source that cannot be read keeps its last value (and is logged); readiness
 /// reports the outage itself.
-pub async fn render(backends: &Backends) -> anyhow::Result<String> {
-    refresh_gauges(backends).await;
+pub async fn render(sources: GaugeSources<'_>) -> anyhow::Result<String> {
+    refresh_gauges(sources).await;
     encode()
 }
 
-async fn refresh_gauges(backends: &Backends) {
+/// Where the gauges read at each scrape come from.
+#[derive(Clone, Copy)]
+pub struct GaugeSources<'a> {
+    pub queue: &'a dyn JobQueue,
+    pub jobs: &'a JobStore,
+    pub catalog: &'a Catalog,
+}
+
+async fn refresh_gauges(sources: GaugeSources<'_>) {
     let metrics = &*METRICS;
     let (depth, dead, review) = tokio::join!(
-        backends.queue.depth(),
-        backends.jobs.count_in_state(JobState::Dead),
-        backends.catalog.count_books_with_status(BookStatus::NeedsReview),
+        sources.queue.depth(),
+        sources.jobs.count_in_state(JobState::Dead),
+        sources.catalog.count_books_with_status(BookStatus::NeedsReview),
     );
     let set = |gauges: &[&IntGauge], source: &str, value: anyhow::Result<u64>| match value {
         Ok(value) => {

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::backends::Backends;
+use crate::catalog::Catalog;
 use crate::chunking::section_path_at;
 use crate::db::entities::toc_entry;
 use crate::domain::BookStatus;
 use crate::graph::term_key;
+use crate::text_index::TextIndex;
 
 /// How many candidates each list contributes before fusion.
 const CANDIDATES: usize = 100;
@@ -62,7 +63,24 @@ impl Default for FusionWeights {
     }
 }
 
+/// One list's vote for an item at 0-based `rank`: reciprocal rank fusion,
+/// `weight / (rrf_k + rank + 1)`. Every fused ranking (GET /search, the hybrid retriever
+/// of POST /query) sums these.
+pub fn reciprocal_rank(weight: f64, rrf_k: f64, rank: usize) -> f64 {
+    weight / (rrf_k + rank as f64 + 1.0)
+}
+
 impl FusionWeights {
+    /// The weights in force: the live knobs, shared by every replica.
+    pub fn from_knobs(knobs: &crate::knobs::Knobs) -> Self {
+        Self {
+            keyword: knobs.keyword_weight,
+            semantic: knobs.semantic_weight,
+            index_boost: knobs.index_boost_weight,
+            rrf_k: f64::from(knobs.rrf_k),
+        }
+    }
+
     /// The weights a search in `mode` fuses with. `keyword` and `semantic` are the two
     /// lists' shares in hybrid; a single mode's own list weighs 1, so the boost weighs the
     /// same beside either list (at 0.5 beside the semantic list's 0.5 it outvoted it).
@@ -158,15 +176,17 @@ struct BookFacts {
 }
 
 pub struct Searcher {
-    backends: Backends,
+    text: Arc<dyn TextIndex>,
+    catalog: Catalog,
     semantic: Option<Arc<dyn SemanticSearch>>,
     facts: Mutex<HashMap<String, Arc<BookFacts>>>,
 }
 
 impl Searcher {
-    pub fn new(backends: Backends, semantic: Option<Arc<dyn SemanticSearch>>) -> Self {
+    pub fn new(text: Arc<dyn TextIndex>, catalog: Catalog, semantic: Option<Arc<dyn SemanticSearch>>) -> Self {
         Self {
-            backends,
+            text,
+            catalog,
             semantic,
             facts: Mutex::new(HashMap::new()),
         }
@@ -192,10 +212,7 @@ impl Searcher {
             if !want_keyword {
                 return Ok(Vec::new());
             }
-            self.backends
-                .text
-                .search_pages(book, &request.query, CANDIDATES as u64)
-                .await
+            self.text.search_pages(book, &request.query, CANDIDATES as u64).await
         };
         let semantic_list = async {
             let Some(semantic) = semantic else {
@@ -204,7 +221,6 @@ impl Searcher {
             let nearest = semantic.nearest_chunks(&request.query, CANDIDATES, book).await?;
             let ids: Vec<String> = nearest.iter().map(|(id, _)| id.clone()).collect();
             let chunks: HashMap<String, crate::db::entities::chunk::Model> = self
-                .backends
                 .catalog
                 .chunks_by_id(&ids)
                 .await?
@@ -230,7 +246,7 @@ impl Searcher {
         let weights = request.weights.for_mode(request.mode);
         for (rank, hit) in keyword_hits.into_iter().enumerate() {
             let candidate = pages.entry((hit.book_id.clone(), hit.page)).or_default();
-            candidate.fused += weights.keyword / (weights.rrf_k + rank as f64 + 1.0);
+            candidate.fused += reciprocal_rank(weights.keyword, weights.rrf_k, rank);
             candidate.scores.keyword = Some(hit.score);
             candidate.keyword_hit = Some(hit);
         }
@@ -243,7 +259,7 @@ impl Searcher {
                 // A page counts once, at the rank of its best chunk.
                 continue;
             }
-            candidate.fused += weights.semantic / (weights.rrf_k + rank as f64 + 1.0);
+            candidate.fused += reciprocal_rank(weights.semantic, weights.rrf_k, rank);
             candidate.scores.semantic = Some(similarity);
             candidate.chunk_id = Some(id);
             candidate.chunk_text = Some(chunk.text.clone());
@@ -253,7 +269,7 @@ impl Searcher {
             // The boost lifts pages the other lists found; alone it adds pages only in
             // the modes that have no list of their own to miss them.
             let candidate = pages.entry((book_id, page)).or_default();
-            candidate.fused += weights.index_boost / (weights.rrf_k + rank as f64 + 1.0);
+            candidate.fused += reciprocal_rank(weights.index_boost, weights.rrf_k, rank);
             candidate.scores.boost = Some(boost);
         }
 
@@ -325,7 +341,7 @@ impl Searcher {
         }
         let mut labels: HashMap<(String, u32), String> = HashMap::new();
         for (book_id, pages) in wanted {
-            let found = self.backends.catalog.page_labels_of(book_id, &pages).await?;
+            let found = self.catalog.page_labels_of(book_id, &pages).await?;
             labels.extend(
                 found
                     .into_iter()
@@ -341,12 +357,7 @@ impl Searcher {
         // Snippets for the returned hits only: the full-text index's own where it found the
         // page, otherwise the query's words highlighted in the chunk or the page.
         let keyword_hits: Vec<crate::text_index::PageHit> = sources.iter().filter_map(|(hit, _)| hit.clone()).collect();
-        let mut keyword_snippets = self
-            .backends
-            .text
-            .snippets(&request.query, &keyword_hits)
-            .await?
-            .into_iter();
+        let mut keyword_snippets = self.text.snippets(&request.query, &keyword_hits).await?.into_iter();
         for (hit, (keyword_hit, chunk_text)) in hits.iter_mut().zip(sources) {
             if keyword_hit.is_some() {
                 hit.snippet = keyword_snippets.next().unwrap_or_default();
@@ -354,7 +365,7 @@ impl Searcher {
             if hit.snippet.is_empty() {
                 hit.snippet = match chunk_text {
                     Some(text) => highlight_excerpt(&text, &request.query),
-                    None => match self.backends.catalog.page(&hit.book_id, hit.page).await? {
+                    None => match self.catalog.page(&hit.book_id, hit.page).await? {
                         Some(row) => highlight_excerpt(&row.text, &request.query),
                         None => String::new(),
                     },
@@ -369,7 +380,6 @@ impl Searcher {
     async fn searchable_books(&self, book: Option<&str>) -> anyhow::Result<Vec<(String, Option<String>)>> {
         Ok(match book {
             Some(book) => self
-                .backends
                 .catalog
                 .book(book)
                 .await?
@@ -377,7 +387,6 @@ impl Searcher {
                 .map(|b| (b.id, b.content_hash))
                 .collect(),
             None => self
-                .backends
                 .catalog
                 .books(0, 100_000)
                 .await?
@@ -436,7 +445,7 @@ impl Searcher {
             return Ok(terms.clone());
         }
         let mut by_key: HashMap<String, Vec<BoostTerm>> = HashMap::new();
-        for (entry, locators) in self.backends.catalog.index_entries(book_id).await? {
+        for (entry, locators) in self.catalog.index_entries(book_id).await? {
             let pages: Vec<[u32; 2]> = locators
                 .iter()
                 .filter_map(|l| Some([u32::try_from(l.first_page).ok()?, u32::try_from(l.last_page).ok()?]))
@@ -451,7 +460,7 @@ impl Searcher {
             }
             by_key.entry(key).or_default().push(BoostTerm { pages, specificity });
         }
-        let toc = self.backends.catalog.toc(book_id).await?;
+        let toc = self.catalog.toc(book_id).await?;
         let facts = Arc::new(BookFacts {
             content_hash,
             loaded: Instant::now(),

@@ -16,7 +16,7 @@ use super::keyword::retrieved_chunk;
 use super::{KeywordChunkRetriever, RetrievedChunk, Retriever};
 use crate::catalog::Catalog;
 use crate::knobs::KnobStore;
-use crate::search::SemanticSearch;
+use crate::search::{FusionWeights, SemanticSearch, reciprocal_rank};
 
 /// Candidates asked of each list, relative to `top_k`, within bounds.
 const POOL_FACTOR: usize = 3;
@@ -59,7 +59,7 @@ impl Retriever for HybridChunkRetriever {
             return Ok(Vec::new());
         }
         let knobs = self.knobs.get().await?;
-        let rrf_k = f64::from(knobs.rrf_k);
+        let weights = FusionWeights::from_knobs(&knobs);
         let pool = (top_k * POOL_FACTOR).clamp(MIN_POOL, MAX_POOL);
         let (by_keyword, nearest) = tokio::try_join!(
             self.keyword.retrieve(query, book_id, pool),
@@ -71,7 +71,7 @@ impl Retriever for HybridChunkRetriever {
             fused.insert(
                 chunk.chunk_id.clone(),
                 Fused {
-                    fused: knobs.keyword_weight / (rrf_k + rank as f64 + 1.0),
+                    fused: reciprocal_rank(weights.keyword, weights.rrf_k, rank),
                     evidence: chunk.score,
                     chunk,
                 },
@@ -90,7 +90,7 @@ impl Retriever for HybridChunkRetriever {
             .map(|chunk| (chunk.id.clone(), chunk))
             .collect();
         for (rank, (id, similarity)) in nearest.into_iter().enumerate() {
-            let contribution = knobs.semantic_weight / (rrf_k + rank as f64 + 1.0);
+            let contribution = reciprocal_rank(weights.semantic, weights.rrf_k, rank);
             let similarity = similarity.clamp(0.0, 1.0);
             if let Some(entry) = fused.get_mut(&id) {
                 entry.fused += contribution;

@@ -4,21 +4,27 @@
 //! answers; none of them writes to a store itself.
 
 mod books;
+mod finding;
 mod jobs;
 mod reading;
 
 use std::sync::Arc;
 
 pub use books::{Upload, UploadOutcome};
+pub use finding::{Ask, NO_EMBEDDER, NO_LLM, PageQuery, TermFound};
 pub use jobs::JobReport;
 pub use reading::{BookQuality, IndexNode, PageRange, PageView, TocNode};
 
+use crate::answer::Retriever;
 use crate::blobs::BlobStore;
 use crate::catalog::Catalog;
 use crate::graph::GraphStore;
 use crate::jobs::JobQueue;
 use crate::jobs::store::JobStore;
+use crate::knobs::KnobStore;
+use crate::llm::ChatModel;
 use crate::scratch::ScratchDir;
+use crate::search::Searcher;
 use crate::text_index::TextIndex;
 use crate::vectors::VectorIndex;
 
@@ -45,9 +51,15 @@ pub enum LibraryError {
     BadFile(String),
     #[error("the file is larger than the upload limit of {limit_mb} MB")]
     TooLarge { limit_mb: u64 },
-    /// A store the use case needs is down; nothing was recorded.
-    #[error("the {0} is unavailable; nothing was stored, try again later")]
+    /// Something the use case needs is down or not configured; nothing was recorded.
+    #[error("{0}")]
     Unavailable(String),
+    /// The language model failed (an error status, unreachable, an unreadable response).
+    #[error("{0}")]
+    ModelFailed(String),
+    /// The language model did not answer in time.
+    #[error("{0}")]
+    ModelTimedOut(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -87,6 +99,12 @@ pub struct LibraryStores {
     pub vectors: Arc<dyn VectorIndex>,
     pub graph: Arc<dyn GraphStore>,
     pub scratch: Arc<ScratchDir>,
+    pub searcher: Arc<Searcher>,
+    pub knobs: KnobStore,
+    /// What questions retrieve their passages with.
+    pub retriever: Arc<dyn Retriever>,
+    /// `None` when no language model is configured.
+    pub llm: Option<Arc<dyn ChatModel>>,
 }
 
 /// The use cases over the stores, each behind its trait.
