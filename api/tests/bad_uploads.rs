@@ -210,6 +210,45 @@ async fn upload_and_wait(server: &TestServer, title: &str, bytes: Vec<u8>) -> se
         .await
 }
 
+/// One live job per book, seen from HTTP: a book's old dead job cannot run again once a
+/// newer upload replaced its file (it would read a deleted blob and flip the ready book to
+/// failed), neither from the jobs nor from the dead-letter queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_dead_job_cannot_run_again_over_a_newer_upload() {
+    let server = TestServer::start(&[]);
+    let book = server.create_book("replaced").await;
+    let mut damaged = b"%PDF-1.7\n".to_vec();
+    damaged.extend(std::iter::repeat_n(b'\xff', 4096));
+    let (status, accepted) = server.upload(&book, damaged, "damaged.pdf").await;
+    assert_eq!(status, 202, "{accepted}");
+    let old_job = accepted["job_id"].as_str().expect("job id").to_owned();
+    let old = server.wait_for_job(&old_job, JOB_TIMEOUT).await;
+    assert_eq!(old["state"], "dead", "{old}");
+
+    let good = std::fs::read(corpus_pdf("amsldoc")).expect("amsldoc");
+    let (status, accepted) = server.upload(&book, good, "amsldoc.pdf").await;
+    assert_eq!(status, 202, "a dead job does not hold the book: {accepted}");
+    let new = server
+        .wait_for_job(accepted["job_id"].as_str().expect("job id"), JOB_TIMEOUT)
+        .await;
+    assert_eq!(new["state"], "succeeded", "{new}");
+    let (_, before) = server.get_json(&format!("/books/{book}")).await;
+
+    for path in [format!("/jobs/{old_job}/retry"), format!("/dlq/{old_job}/requeue")] {
+        let response = server.client.post(server.url(&path)).send().await.expect("post");
+        assert_eq!(response.status().as_u16(), 409, "{path}");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| d.contains("newer job")),
+            "{path}: {body}"
+        );
+    }
+    let (_, after) = server.get_json(&format!("/books/{book}")).await;
+    assert_eq!(after["status"], before["status"], "the book is untouched: {after}");
+    let (_, old) = server.get_json(&format!("/jobs/{old_job}")).await;
+    assert_eq!(old["state"], "dead", "the old job stays where it was: {old}");
+}
+
 /// A file that makes the extractor crash or run too long fails that one job only: the
 /// extractor runs in a child process with a memory limit and a deadline.
 #[tokio::test(flavor = "multi_thread")]

@@ -45,7 +45,7 @@ impl From<book::Model> for Book {
             title: m.title,
             author: m.author,
             source_path: m.source_path,
-            status: m.status,
+            status: m.status.to_string(),
             content_hash: m.content_hash,
             page_count: m.page_count,
             toc_source: m.toc_source,
@@ -382,7 +382,7 @@ fn accepted(book: book::Model, job: &job::Model) -> UploadAccepted {
         book: book.into(),
         job_id: job.id.clone(),
         status_url: format!("/jobs/{}", job.id),
-        status: job.state.clone(),
+        status: job.state.to_string(),
     }
 }
 
@@ -438,7 +438,7 @@ impl From<library::BookQuality> for BookQuality {
     fn from(quality: library::BookQuality) -> Self {
         Self {
             book_id: quality.book.id,
-            status: quality.book.status,
+            status: quality.book.status.to_string(),
             job_id: quality.job_id,
             passed: quality.passed,
             gates: quality

@@ -41,7 +41,7 @@ impl From<job_attempt::Model> for AttemptView {
             attempt: m.attempt,
             worker_id: m.worker_id,
             outcome: m.outcome,
-            stage: m.stage,
+            stage: m.stage.map(|stage| stage.to_string()),
             error: m.error,
             started_at: m.started_at,
             finished_at: m.finished_at,
@@ -87,8 +87,8 @@ impl JobView {
         Self {
             id: m.id,
             book_id: m.book_id,
-            state: m.state,
-            stage: m.stage,
+            state: m.state.to_string(),
+            stage: m.stage.map(|stage| stage.to_string()),
             progress: Progress {
                 done: m.progress_done,
                 total: m.progress_total,
@@ -96,7 +96,7 @@ impl JobView {
             attempts: m.attempts,
             max_attempts: m.max_attempts,
             error: m.error,
-            error_stage: m.error_stage,
+            error_stage: m.error_stage.map(|stage| stage.to_string()),
             retryable: m.retryable,
             run_after: m.run_after,
             created_at: m.created_at,

@@ -42,7 +42,7 @@ impl Catalog {
             id: Set(new_id()),
             title: Set(title.to_owned()),
             author: Set(author.map(str::to_owned)),
-            status: Set(BookStatus::Created.as_str().to_owned()),
+            status: Set(BookStatus::Created),
             source_path: Set(None),
             content_hash: Set(None),
             page_count: Set(None),

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use sea_orm::{DeriveActiveEnum, EnumIter};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -59,9 +60,11 @@ impl fmt::Display for ContentHash {
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        // Stored as its text in a text column: entities hold the enum, the database the word.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, EnumIter, DeriveActiveEnum)]
         #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
+        #[sea_orm(rs_type = "String", db_type = "Text")]
+        pub enum $name { $(#[sea_orm(string_value = $text)] $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];

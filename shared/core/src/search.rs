@@ -391,7 +391,7 @@ impl Searcher {
                 .books(0, 100_000)
                 .await?
                 .into_iter()
-                .filter(|b| matches!(b.status.parse(), Ok(BookStatus::Ready | BookStatus::NeedsReview)))
+                .filter(|b| matches!(b.status, BookStatus::Ready | BookStatus::NeedsReview))
                 .map(|b| (b.id, b.content_hash))
                 .collect(),
         })

@@ -173,7 +173,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         original_name: Some("graph theory.pdf".to_owned()),
     };
     let job = backends.jobs.create_ingest_job(&book.id, &file, 3, None).await?;
-    assert_eq!(job.state, JobState::Queued.as_str());
+    assert_eq!(job.state, JobState::Queued);
     // One live job per book, enforced by PostgreSQL too.
     let second = backends.jobs.create_ingest_job(&book.id, &file, 3, None).await;
     assert!(second.as_ref().is_err_and(|err| err.is::<BookBusy>()), "{second:?}");
@@ -191,7 +191,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     }
     assert_eq!(
         backends.catalog.book(&book.id).await?.map(|b| b.status),
-        Some(BookStatus::Processing.as_str().to_owned())
+        Some(BookStatus::Processing)
     );
     backends
         .jobs

@@ -3,6 +3,8 @@
 pub mod book {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::BookStatus;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "books")]
     pub struct Model {
@@ -10,7 +12,7 @@ pub mod book {
         pub id: String,
         pub title: String,
         pub author: Option<String>,
-        pub status: String,
+        pub status: BookStatus,
         pub source_path: Option<String>,
         pub content_hash: Option<String>,
         pub page_count: Option<i32>,
@@ -48,6 +50,8 @@ pub mod file {
 pub mod job {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::{JobState, Stage};
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "jobs")]
     pub struct Model {
@@ -55,14 +59,14 @@ pub mod job {
         pub id: String,
         pub book_id: String,
         pub file_sha256: String,
-        pub state: String,
-        pub stage: Option<String>,
+        pub state: JobState,
+        pub stage: Option<Stage>,
         pub progress_done: i32,
         pub progress_total: i32,
         pub attempts: i32,
         pub max_attempts: i32,
         pub error: Option<String>,
-        pub error_stage: Option<String>,
+        pub error_stage: Option<Stage>,
         pub retryable: bool,
         pub worker_id: Option<String>,
         pub lease_until: Option<DateTimeUtc>,
@@ -86,6 +90,8 @@ pub mod job {
 pub mod job_attempt {
     use sea_orm::entity::prelude::*;
 
+    use crate::domain::Stage;
+
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "job_attempts")]
     pub struct Model {
@@ -94,7 +100,7 @@ pub mod job_attempt {
         pub job_id: String,
         pub attempt: i32,
         pub worker_id: String,
-        pub stage: Option<String>,
+        pub stage: Option<Stage>,
         pub outcome: String,
         pub error: Option<String>,
         pub started_at: DateTimeUtc,

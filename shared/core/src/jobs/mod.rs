@@ -9,6 +9,8 @@ mod redis_queue;
 pub mod relay;
 mod sqlite_queue;
 pub mod store;
+#[cfg(test)]
+mod store_transitions;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -103,7 +103,7 @@ impl JobStore {
             id: Set(new_id()),
             book_id: Set(book_id.to_owned()),
             file_sha256: Set(file.sha256.to_string()),
-            state: Set(JobState::Queued.as_str().to_owned()),
+            state: Set(JobState::Queued),
             stage: Set(None),
             progress_done: Set(0),
             progress_total: Set(0),
@@ -361,7 +361,7 @@ impl JobStore {
         let Some(job) = self.get(job_id).await? else {
             return Ok(Claim::Gone);
         };
-        let state: Option<JobState> = job.state.parse().ok();
+        let state = Some(job.state);
         let lease_ran_out = job.lease_until.is_some_and(|lease| lease < now);
         if state == Some(JobState::Running) && lease_ran_out && job.cancel_requested {
             self.cancel_lost_job(&job, now).await?;
@@ -403,7 +403,6 @@ impl JobStore {
             "the worker running it was lost on each of its {} attempts (killed or stopped responding){}",
             job.attempts,
             job.stage
-                .as_deref()
                 .map(|stage| format!("; the last at stage {stage}"))
                 .unwrap_or_default()
         );
@@ -415,7 +414,7 @@ impl JobStore {
             attempt_outcome: ABANDONED,
             book_status: BookStatus::Failed,
             error: Some(error.clone()),
-            error_stage: job.stage.clone(),
+            error_stage: job.stage,
             retryable: true,
             run_after: None,
         };
@@ -440,7 +439,7 @@ impl JobStore {
         let updated = job::Entity::update_many()
             .col_expr(job::Column::State, Expr::value(end.state.as_str()))
             .col_expr(job::Column::Error, Expr::value(end.error.clone()))
-            .col_expr(job::Column::ErrorStage, Expr::value(end.error_stage.clone()))
+            .col_expr(job::Column::ErrorStage, Expr::value(end.error_stage))
             .col_expr(job::Column::Retryable, Expr::value(end.retryable))
             .col_expr(job::Column::RunAfter, Expr::value(end.run_after))
             .col_expr(job::Column::EnqueuedAt, Expr::value(Option::<DateTime<Utc>>::None))
@@ -573,7 +572,7 @@ impl JobStore {
             attempt_outcome: state.as_str(),
             book_status,
             error,
-            error_stage: error_stage.map(|stage| stage.as_str().to_owned()),
+            error_stage,
             retryable,
             run_after,
         };
@@ -627,12 +626,11 @@ impl JobStore {
     /// longer has.
     pub async fn requeue(&self, job_id: &str, from: &[JobState], extra_attempts: u32) -> anyhow::Result<Requeue> {
         let now = Utc::now();
-        let states: Vec<&str> = from.iter().map(|state| state.as_str()).collect();
         let txn = crate::db::begin_write(&self.db).await?;
         let Some(job) = job::Entity::find_by_id(job_id).one(&txn).await? else {
             return Ok(Requeue::NotFound);
         };
-        if !states.contains(&job.state.as_str()) {
+        if !from.contains(&job.state) {
             return Ok(Requeue::NotInState(job.state));
         }
         let latest = job::Entity::find()
@@ -658,7 +656,7 @@ impl JobStore {
             .col_expr(job::Column::FinishedAt, Expr::value(Option::<DateTime<Utc>>::None))
             .col_expr(job::Column::UpdatedAt, Expr::value(now))
             .filter(job::Column::Id.eq(job_id))
-            .filter(job::Column::State.is_in(states))
+            .filter(job::Column::State.is_in(from.iter().copied()))
             .exec(&txn)
             .await;
         match result {
@@ -716,7 +714,7 @@ pub enum Requeue {
     Queued(Box<job::Model>),
     NotFound,
     /// The job is in this state, not one it may run again from.
-    NotInState(String),
+    NotInState(JobState),
     /// A newer job of the book exists: this one's file may be gone, its result stale.
     Superseded,
     /// Another job of the book is live.
@@ -758,7 +756,7 @@ struct JobEnd<'a> {
     attempt_outcome: &'a str,
     book_status: BookStatus,
     error: Option<String>,
-    error_stage: Option<String>,
+    error_stage: Option<Stage>,
     retryable: bool,
     run_after: Option<DateTime<Utc>>,
 }
@@ -782,7 +780,7 @@ mod tests {
         Ok((JobStore::new(db), book.id, file))
     }
 
-    async fn state_of(jobs: &JobStore, job_id: &str) -> anyhow::Result<String> {
+    async fn state_of(jobs: &JobStore, job_id: &str) -> anyhow::Result<JobState> {
         Ok(jobs.get(job_id).await?.ok_or_else(|| anyhow::anyhow!("job"))?.state)
     }
 
@@ -812,7 +810,7 @@ mod tests {
         let claim = jobs.claim(&job.id, "worker-2", Duration::from_secs(60)).await?;
         assert!(matches!(claim, Claim::Gone), "{claim:?}");
         let cancelled = jobs.get(&job.id).await?.ok_or_else(|| anyhow::anyhow!("job"))?;
-        assert_eq!(cancelled.state, JobState::Cancelled.as_str());
+        assert_eq!(cancelled.state, JobState::Cancelled);
         assert!(cancelled.finished_at.is_some() && cancelled.lease_until.is_none());
         let outcomes: Vec<String> = jobs.attempts(&job.id).await?.into_iter().map(|a| a.outcome).collect();
         assert_eq!(outcomes, vec![ABANDONED.to_owned()]);
@@ -837,7 +835,7 @@ mod tests {
             retry_delay: Duration::ZERO,
         };
         assert_eq!(jobs.finish(&claimed, "worker-1", failed).await?, JobState::Cancelled);
-        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled);
         Ok(())
     }
 
@@ -896,12 +894,12 @@ mod tests {
         // ... and the old dead job, whose file the book no longer has, cannot run again.
         let requeued = jobs.requeue(&old.id, &[JobState::Dead], 3).await?;
         assert!(matches!(requeued, Requeue::Superseded), "{requeued:?}");
-        assert_eq!(state_of(&jobs, &old.id).await?, JobState::Dead.as_str());
+        assert_eq!(state_of(&jobs, &old.id).await?, JobState::Dead);
         let book = crate::catalog::Catalog::new(jobs.db.clone())
             .book(&book_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("book"))?;
-        assert_eq!(book.status, BookStatus::Ready.as_str());
+        assert_eq!(book.status, BookStatus::Ready);
         // The latest runs again.
         assert!(matches!(
             jobs.requeue(&newer.id, &[JobState::Succeeded], 3).await?,
@@ -919,14 +917,14 @@ mod tests {
             jobs.stop_for_delete(&book_id).await?,
             "nothing runs: the delete may go on"
         );
-        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled.as_str());
+        assert_eq!(state_of(&jobs, &job.id).await?, JobState::Cancelled);
         let claim = jobs.claim(&job.id, "worker-1", Duration::from_secs(60)).await?;
         assert!(matches!(claim, Claim::Gone), "{claim:?}");
         // A running job keeps its book: the delete is refused and nothing changes.
         let newer = jobs.create_ingest_job(&book_id, &file, 3, None).await?;
         jobs.claim(&newer.id, "worker-1", Duration::from_secs(60)).await?;
         assert!(!jobs.stop_for_delete(&book_id).await?);
-        assert_eq!(state_of(&jobs, &newer.id).await?, JobState::Running.as_str());
+        assert_eq!(state_of(&jobs, &newer.id).await?, JobState::Running);
         Ok(())
     }
 
@@ -956,7 +954,7 @@ mod tests {
         let claim = jobs.claim(&job.id, "worker-3", Duration::from_secs(60)).await?;
         assert!(matches!(claim, Claim::Gone), "no third attempt of two");
         let dead = jobs.get(&job.id).await?.ok_or_else(|| anyhow::anyhow!("job"))?;
-        assert_eq!(dead.state, JobState::Dead.as_str());
+        assert_eq!(dead.state, JobState::Dead);
         assert_eq!(dead.attempts, 2);
         assert!(
             dead.error.as_deref().is_some_and(|e| e.contains("lost")),
@@ -970,7 +968,7 @@ mod tests {
             .book(&book.id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("book"))?;
-        assert_eq!(book.status, BookStatus::Failed.as_str());
+        assert_eq!(book.status, BookStatus::Failed);
         Ok(())
     }
 }

@@ -86,10 +86,7 @@ impl Library {
     pub async fn upload<R: AsyncRead + Unpin>(&self, id: &BookId, upload: Upload<R>) -> LibraryResult<UploadOutcome> {
         let book = self.book(id).await?;
         if let Some(job) = self.stores.jobs.latest_for_book(&book.id).await?
-            && job
-                .state
-                .parse::<JobState>()
-                .is_ok_and(|state| JobState::LIVE.contains(&state))
+            && JobState::LIVE.contains(&job.state)
         {
             return Err(LibraryError::Conflict(format!(
                 "job {} for this book is still {}; wait for it or cancel it",
@@ -107,7 +104,7 @@ impl Library {
         if !reprocess
             && book.content_hash.as_deref() == Some(hash.as_str())
             && let Some(job) = self.stores.jobs.latest_for_book(&book.id).await?
-            && job.state == JobState::Succeeded.as_str()
+            && job.state == JobState::Succeeded
         {
             return Ok(UploadOutcome::AlreadyProcessed { book, job });
         }

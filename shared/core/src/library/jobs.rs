@@ -75,7 +75,7 @@ impl Library {
             .get(id.as_str())
             .await?
             .ok_or(LibraryError::JobNotFound)?;
-        if before.state.parse::<JobState>().is_ok_and(JobState::is_final) {
+        if before.state.is_final() {
             return Err(LibraryError::Conflict(format!(
                 "the job has already ended: {}",
                 before.state
