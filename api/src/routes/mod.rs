@@ -1,5 +1,6 @@
-//! The HTTP operations, one module per tag. Handlers are thin: they parse, call the
-//! catalog, job store or backends of `hbi_shared`, and shape the answer.
+//! The HTTP operations, one module per tag. A handler parses its input, calls one use case
+//! of `hbi_shared::Library` (or, for administration, one store), and maps the answer into
+//! its wire type; errors are `ApiError`s.
 
 pub mod books;
 pub mod config;
