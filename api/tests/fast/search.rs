@@ -1,6 +1,6 @@
 //! GET /search and GET /terms on a real book through the real binary (embedded shape).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The embedded queue is durable: a process killed with SIGKILL while uploads wait loses
 //! none of them, and a job cut off mid-run is taken over after its lease.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! management, the bootstrap and first-start admin keys, rate limits, CORS, authentication
 //! off for local use, and no key or secret in the JSON logs.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! prompt, hallucinating one, a low confidence, prose instead of JSON, an error status, or
 //! nothing before the deadline).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The S3 blob store against a real S3 server (s3s-fs, which checks request signatures).
 
-#[path = "support/services.rs"]
-mod services;
+use crate::services;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The walking skeleton end to end: a real server, a real book uploaded as multipart over
 //! HTTP, the job followed to `succeeded`, and the ToC checked entry by entry.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! only documented status codes, content types, headers and bodies. A generated client
 //! (openapi-python-client) must take every operation.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Instant;

@@ -4,17 +4,11 @@
 //! same sweep in `hostile_files.rs` and `injection.rs`; here what was stored is read back with
 //! PostgreSQL's, S3's and FalkorDB's own clients.
 
-#[path = "common/abuse.rs"]
-mod abuse;
-mod common;
-#[path = "../../shared/extraction/tests/support/hostile.rs"]
-mod hostile;
-#[path = "common/hostile_uploads.rs"]
-mod hostile_uploads;
-#[path = "common/production.rs"]
-mod production;
-#[path = "../../shared/core/tests/support/services.rs"]
-mod services;
+use crate::abuse;
+use crate::common;
+use crate::hostile;
+use crate::hostile_uploads;
+use crate::production;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

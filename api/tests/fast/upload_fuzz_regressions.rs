@@ -3,8 +3,7 @@
 //! same harness: the app's routes and state on the embedded stores, in process. The fuzzer's
 //! smoke run inside the test suite (issue #7, part 1).
 
-#[path = "../../fuzz/fuzz_targets/upload_harness.rs"]
-mod upload_harness;
+use crate::upload_harness;
 
 use std::sync::{Arc, mpsc};
 use std::time::Duration;

@@ -3,11 +3,9 @@
 //! S3 server and FalkorDB, all on 127.0.0.1 and ports of their own. What the processes stored
 //! is read back with each service's own client, not through HBI.
 
-mod common;
-#[path = "common/production.rs"]
-mod production;
-#[path = "../../shared/core/tests/support/services.rs"]
-mod services;
+use crate::common;
+use crate::production;
+use crate::services;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -5,8 +5,7 @@
 //! PromQL expression of the dashboards and alert rules is parsed by promtool and may use only
 //! the metric names of SPEC section 4 (`ops::SPEC_METRICS`).
 
-mod common;
-mod ops;
+use crate::ops;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

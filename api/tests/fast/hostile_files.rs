@@ -3,11 +3,9 @@
 //! bounded time, without a crash or a retry, the server's memory stays bounded, and a good book
 //! uploaded afterwards is processed (issue #7, part 2).
 
-mod common;
-#[path = "../../shared/extraction/tests/support/hostile.rs"]
-mod hostile;
-#[path = "common/hostile_uploads.rs"]
-mod hostile_uploads;
+use crate::common;
+use crate::hostile;
+use crate::hostile_uploads;
 
 use std::time::Duration;
 

@@ -7,8 +7,8 @@
 //! alert rules of config/alerts.yml load and evaluate with health ok, and none fires on the
 //! healthy system. `promtool check rules` and the rule unit tests run in ops_config.rs.
 
-mod common;
-mod ops;
+use crate::common;
+use crate::ops;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,6 @@
 //! The graph contract against the embedded SQL tables (SQLite).
 
-#[path = "support/graph_contract.rs"]
-mod contract;
+use crate::contract;
 
 use std::collections::BTreeMap;
 

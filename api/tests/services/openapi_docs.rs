@@ -1,7 +1,7 @@
 //! The API documents itself: a valid OpenAPI 3 document covering every route, and Swagger
 //! UI and ReDoc that render every operation in a real browser with no network beyond HBI.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

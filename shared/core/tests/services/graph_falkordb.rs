@@ -1,10 +1,8 @@
 //! The graph contract against a real FalkorDB, through the Cypher statements the Neo4j
 //! adapter sends too.
 
-#[path = "support/graph_contract.rs"]
-mod contract;
-#[path = "support/services.rs"]
-mod services;
+use crate::contract;
+use crate::services;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,6 @@
 //! `RedisJobQueue` against a real redis-server (AOF on), one per test.
 
-#[path = "support/services.rs"]
-mod services;
+use crate::services;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! `hbi extract` works offline (no server, no database), reports progress on stderr, and
 //! its ToC scores entry_f1 = 1.0 on every corpus book that has an outline.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,6 @@
 //! The production metadata store: every SQL store of `Backends` on a real PostgreSQL with pgvector.
 
-#[path = "support/services.rs"]
-mod services;
+use crate::services;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,9 +1,8 @@
 //! GET/PUT /config: the live knobs are validated (422 in FastAPI's shape, naming the knob),
 //! changed partially, persisted across restarts, and shared by API replicas on one database.
 
-mod common;
-#[path = "../../shared/core/tests/support/services.rs"]
-mod services;
+use crate::common;
+use crate::services;
 
 use std::time::{Duration, Instant};
 

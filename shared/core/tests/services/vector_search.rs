@@ -1,12 +1,9 @@
 //! Chunk vectors on both backends: sqlite-vec in a temporary SQLite file and pgvector (HNSW)
 //! on a real PostgreSQL, held to the same contract; and the store `Backends` opens for each.
 
-#[path = "support/services.rs"]
-mod services;
-#[path = "support/vector_checks.rs"]
-mod vector_checks;
-#[path = "support/vector_data.rs"]
-mod vector_data;
+use crate::services;
+use crate::vector_checks;
+use crate::vector_data;
 
 use std::path::Path;
 

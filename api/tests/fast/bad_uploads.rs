@@ -1,7 +1,7 @@
 //! Untrusted uploads: every bad file gets a clear 4xx or a job that ends with a readable
 //! error, and the server keeps serving good books afterwards.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

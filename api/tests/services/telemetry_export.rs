@@ -12,7 +12,7 @@
 //! The processes are stopped with SIGTERM before anything is checked: whatever was still
 //! buffered must have been flushed on the way out.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,10 +1,8 @@
 //! Full-text search on both backends: SQLite FTS5 in a temporary file and PostgreSQL tsvector
 //! on a real server.
 
-#[path = "support/services.rs"]
-mod services;
-#[path = "support/text_checks.rs"]
-mod text_checks;
+use crate::services;
+use crate::text_checks;
 
 use hbi_shared::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 

@@ -2,8 +2,7 @@
 //! retriever on both text indexes (SQLite FTS5 and PostgreSQL tsvector, a real server), and
 //! the hybrid one with the real all-MiniLM-L6-v2 model and sqlite-vec.
 
-#[path = "support/services.rs"]
-mod services;
+use crate::services;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,11 +4,9 @@
 //! `production_abuse.rs`), huge `limit`/`k` values. Nothing answers 500, and what is stored
 //! is read back with SQLite's own client to show it went in as data, never as code or a path.
 
-#[path = "common/abuse.rs"]
-mod abuse;
-mod common;
-#[path = "../../shared/extraction/tests/support/hostile.rs"]
-mod hostile;
+use crate::abuse;
+use crate::common;
+use crate::hostile;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,9 +1,8 @@
 //! The server queue shape end to end: the real `hbi serve` with REDIS_URL pointing at a real
 //! redis-server, a real book uploaded over HTTP, and the job followed to `succeeded`.
 
-mod common;
-#[path = "../../shared/core/tests/support/services.rs"]
-mod services;
+use crate::common;
+use crate::services;
 
 use std::time::Duration;
 
