@@ -343,6 +343,18 @@ async fn child_consumer_that_hangs(url: String) {
         .await;
 }
 
+/// The name libtest knows a test of this module by: its module path without the crate
+/// (`redis_queue::name`), so that `--exact` finds it wherever the module is mounted.
+fn own_test_name(function: &str) -> String {
+    let module = module_path!();
+    let path = module.split_once("::").map_or("", |(_, rest)| rest);
+    if path.is_empty() {
+        function.to_owned()
+    } else {
+        format!("{path}::{function}")
+    }
+}
+
 /// A consumer process killed with SIGKILL mid-job: after its heartbeat times out, another
 /// consumer's heartbeat puts the message back and that consumer gets it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +374,7 @@ async fn consumer_killed_mid_job_is_redelivered() {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "consumer_killed_mid_job_is_redelivered",
+            &own_test_name("consumer_killed_mid_job_is_redelivered"),
             "--nocapture",
             "--test-threads=1",
         ])
