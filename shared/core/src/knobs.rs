@@ -23,90 +23,105 @@ pub const KNOBS_KEY: &str = "knobs";
 /// How long a replica trusts the knobs it read: another replica's change is seen within it.
 pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
-/// Every live knob. Stored rows may miss knobs added later (they take their defaults) and may
-/// hold knobs this version does not know (they are ignored), so replicas of two versions can
-/// share one database during a rolling update.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Knobs {
-    /// Chunks retrieved for a question (`top_k` of POST /query overrides it per request).
-    pub retrieval_top_k: u32,
-    /// Fewest relevant chunks needed before the language model is asked.
-    pub min_chunks: u32,
-    /// Answers whose confidence is below this are replaced by the fallback message.
-    pub confidence_threshold: f64,
-    /// A retrieved chunk counts as relevant from this normalised score (0..1) on.
-    pub relevance_threshold: f64,
-    /// Characters of retrieved text put in the prompt.
-    pub max_context_length: u32,
-    /// Sampling temperature of the language model.
-    pub temperature: f64,
-    /// When false, the retrieval and confidence gates no longer withhold an answer.
-    pub enable_fallback: bool,
-    /// Weight of the keyword (full-text) ranking in hybrid search.
-    pub keyword_weight: f64,
-    /// Weight of the semantic (vector) ranking in hybrid search. Half the keyword weight by
-    /// default: chosen by `scripts/evaluate_search.py` (BENCHMARKS.md), where equal weights let
-    /// pages both lists merely agree on (a printed contents page) outrank keyword's best page.
-    pub semantic_weight: f64,
-    /// Weight of the back-of-book index-term boost in hybrid search.
-    pub index_boost_weight: f64,
-    /// The `k` of reciprocal rank fusion: higher flattens the rank differences.
-    pub rrf_k: u32,
-    /// Quality gate: least share of pages with text.
-    pub min_text_coverage: f64,
-    /// Quality gate: highest share of unreadable (garbage) characters.
-    pub max_garbage_ratio: f64,
-    /// Quality gate: least share of index locators whose page shows the entry.
-    pub min_index_support_rate: f64,
-}
-
-impl Default for Knobs {
-    fn default() -> Self {
-        Self {
-            retrieval_top_k: 10,
-            min_chunks: 2,
-            confidence_threshold: 0.7,
-            relevance_threshold: 0.5,
-            max_context_length: 4000,
-            temperature: 0.1,
-            enable_fallback: true,
-            keyword_weight: 1.0,
-            semantic_weight: 0.5,
-            index_boost_weight: 0.25,
-            rrf_k: 60,
-            min_text_coverage: 0.9,
-            max_garbage_ratio: 0.02,
-            min_index_support_rate: 0.8,
+/// The one table of live knobs: for each its doc, name, Rust type, default, JSON kind and
+/// inclusive range, written as floats (a boolean has none). It calls `$then!` with the rows, so that each shape
+/// of a knob is made from it: [`Knobs`], its defaults and its validation here, the API's
+/// `Config` and `ConfigUpdate` schemas in `api/src/routes/config.rs`. A knob is added here,
+/// and only here (README's knob table is checked against it by a test).
+#[macro_export]
+macro_rules! knob_table {
+    ($then:ident) => {
+        $then! {
+            /// Chunks retrieved for a question (`top_k` of POST /query overrides it per request).
+            retrieval_top_k: u32 = 10, Integer, 1.0 ..= 100.0;
+            /// Fewest relevant chunks needed before the language model is asked (at most
+            /// `retrieval_top_k`).
+            min_chunks: u32 = 2, Integer, 1.0 ..= 100.0;
+            /// Answers whose confidence is below this are replaced by the fallback message.
+            confidence_threshold: f64 = 0.7, Number, 0.0 ..= 1.0;
+            /// A retrieved chunk counts as relevant from this normalised score (0..1) on.
+            relevance_threshold: f64 = 0.5, Number, 0.0 ..= 1.0;
+            /// Characters of retrieved book text put in the prompt.
+            max_context_length: u32 = 4000, Integer, 100.0 ..= 32000.0;
+            /// Sampling temperature of the language model.
+            temperature: f64 = 0.1, Number, 0.0 ..= 2.0;
+            /// When false, the retrieval and confidence gates no longer withhold an answer.
+            enable_fallback: bool = true, Boolean;
+            /// Share of the keyword (full-text) ranking in hybrid search; keyword mode weighs it 1.
+            keyword_weight: f64 = 1.0, Number, 0.0 ..= 10.0;
+            /// Share of the semantic (vector) ranking in hybrid search; semantic mode weighs it 1.
+            /// Half the keyword weight by default: chosen by `scripts/evaluate_search.py`, where
+            /// equal weights let pages both lists merely agree on (a printed contents page)
+            /// outrank keyword's best page.
+            semantic_weight: f64 = 0.5, Number, 0.0 ..= 10.0;
+            /// Weight of the back-of-book index-term boost, in every search mode.
+            index_boost_weight: f64 = 0.25, Number, 0.0 ..= 10.0;
+            /// The `k` of reciprocal rank fusion: higher flattens the rank differences.
+            rrf_k: u32 = 60, Integer, 1.0 ..= 1000.0;
+            /// Quality gate: least share of pages with text.
+            min_text_coverage: f64 = 0.9, Number, 0.0 ..= 1.0;
+            /// Quality gate: highest share of unreadable (garbage) characters.
+            max_garbage_ratio: f64 = 0.02, Number, 0.0 ..= 1.0;
+            /// Quality gate: least share of index locators whose page shows the entry.
+            min_index_support_rate: f64 = 0.8, Number, 0.0 ..= 1.0;
         }
-    }
+    };
 }
 
+/// Makes [`Knobs`], its `Default` and [`FIELDS`] from the rows of [`knob_table!`].
+macro_rules! define_knobs {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident : $ty:ty = $default:expr, $kind:ident $(, $min:tt ..= $max:tt)?;
+    )*) => {
+        /// Every live knob. Stored rows may miss knobs added later (they take their defaults)
+        /// and may hold knobs this version does not know (they are ignored), so replicas of two
+        /// versions can share one database during a rolling update.
+        #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct Knobs {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Default for Knobs {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+
+        /// Name, JSON kind and inclusive range of every knob, in the table's order: what
+        /// validation and partial updates read. (`min_chunks` is further bounded by
+        /// `retrieval_top_k`.)
+        pub const FIELDS: &[KnobField] = &[
+            $( KnobField {
+                name: stringify!($name),
+                kind: KnobKind::$kind,
+                range: define_knobs!(@range $($min, $max)?),
+            }, )*
+        ];
+    };
+    (@range $min:tt, $max:tt) => { Some(($min, $max)) };
+    (@range) => { None };
+}
+
+/// The JSON kind of a knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum KnobKind {
     Integer,
     Number,
     Boolean,
 }
 
-/// Name, JSON kind and inclusive range of every knob: the one table validation and partial
-/// updates read. (`min_chunks` is further bounded by `retrieval_top_k`.)
-const FIELDS: &[(&str, Kind, f64, f64)] = &[
-    ("retrieval_top_k", Kind::Integer, 1.0, 100.0),
-    ("min_chunks", Kind::Integer, 1.0, 100.0),
-    ("confidence_threshold", Kind::Number, 0.0, 1.0),
-    ("relevance_threshold", Kind::Number, 0.0, 1.0),
-    ("max_context_length", Kind::Integer, 100.0, 32_000.0),
-    ("temperature", Kind::Number, 0.0, 2.0),
-    ("enable_fallback", Kind::Boolean, 0.0, 0.0),
-    ("keyword_weight", Kind::Number, 0.0, 10.0),
-    ("semantic_weight", Kind::Number, 0.0, 10.0),
-    ("index_boost_weight", Kind::Number, 0.0, 10.0),
-    ("rrf_k", Kind::Integer, 1.0, 1000.0),
-    ("min_text_coverage", Kind::Number, 0.0, 1.0),
-    ("max_garbage_ratio", Kind::Number, 0.0, 1.0),
-    ("min_index_support_rate", Kind::Number, 0.0, 1.0),
-];
+/// One row of the knob table, as validation reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnobField {
+    pub name: &'static str,
+    pub kind: KnobKind,
+    /// Inclusive bounds; `None` for a boolean.
+    pub range: Option<(f64, f64)>,
+}
+
+knob_table!(define_knobs);
 
 /// One problem with a knob, in the terms of FastAPI's (pydantic's) validation errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,24 +159,30 @@ fn bound(value: f64) -> String {
 }
 
 /// Checks one value against a knob's kind and range; returns the value to store.
-fn check_value(field: &str, kind: Kind, min: f64, max: f64, value: &Value) -> Result<Value, KnobIssue> {
+fn check_value(field: &KnobField, value: &Value) -> Result<Value, KnobIssue> {
+    let KnobField {
+        name: field,
+        kind,
+        range,
+    } = *field;
     let number = match kind {
-        Kind::Boolean => {
+        KnobKind::Boolean => {
             return value
                 .as_bool()
                 .map(Value::Bool)
                 .ok_or_else(|| issue(field, "bool_type", "Input should be a valid boolean".to_owned()));
         }
-        Kind::Integer => match (value.as_i64(), value.as_f64()) {
+        KnobKind::Integer => match (value.as_i64(), value.as_f64()) {
             (Some(integer), _) => integer as f64,
             // 10.0 is an integer, as pydantic reads it.
             (None, Some(float)) if float.fract() == 0.0 && float.abs() < 1e15 => float,
             _ => return Err(issue(field, "int_type", "Input should be a valid integer".to_owned())),
         },
-        Kind::Number => value
+        KnobKind::Number => value
             .as_f64()
             .ok_or_else(|| issue(field, "float_type", "Input should be a valid number".to_owned()))?,
     };
+    let (min, max) = range.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
     if number < min {
         return Err(issue(
             field,
@@ -177,7 +198,7 @@ fn check_value(field: &str, kind: Kind, min: f64, max: f64, value: &Value) -> Re
         ));
     }
     Ok(match kind {
-        Kind::Integer => Value::from(number as i64),
+        KnobKind::Integer => Value::from(number as i64),
         _ => Value::from(number),
     })
 }
@@ -196,9 +217,9 @@ impl Knobs {
         let map = self.as_map();
         let mut issues: Vec<KnobIssue> = FIELDS
             .iter()
-            .filter_map(|(field, kind, min, max)| {
-                let value = map.get(*field).unwrap_or(&Value::Null);
-                check_value(field, *kind, *min, *max, value).err()
+            .filter_map(|field| {
+                let value = map.get(field.name).unwrap_or(&Value::Null);
+                check_value(field, value).err()
             })
             .collect();
         if self.min_chunks > self.retrieval_top_k {
@@ -236,19 +257,19 @@ impl Knobs {
         let mut merged = self.as_map();
         let mut issues = Vec::new();
         // In the order of the knobs, then the unknown ones, as pydantic lists them.
-        for (name, kind, min, max) in FIELDS {
-            let Some(value) = patch.get(*name) else {
+        for field in FIELDS {
+            let Some(value) = patch.get(field.name) else {
                 continue;
             };
-            match check_value(name, *kind, *min, *max, value) {
+            match check_value(field, value) {
                 Ok(value) => {
-                    merged.insert((*name).to_owned(), value);
+                    merged.insert(field.name.to_owned(), value);
                 }
                 Err(problem) => issues.push(problem),
             }
         }
         for field in patch.keys() {
-            if !FIELDS.iter().any(|(name, ..)| name == field) {
+            if !FIELDS.iter().any(|known| known.name == field) {
                 issues.push(issue(
                     field,
                     "extra_forbidden",
@@ -447,7 +468,56 @@ mod tests {
         // Every field is in the table, and the table names no other field.
         let map = knobs.as_map();
         assert_eq!(map.len(), FIELDS.len());
-        assert!(FIELDS.iter().all(|(name, ..)| map.contains_key(*name)));
+        assert!(FIELDS.iter().all(|field| map.contains_key(field.name)));
+    }
+
+    /// README's knob table (names, ranges, defaults) says what the code does: every knob of
+    /// the table is in one row, with its range and default.
+    #[test]
+    fn the_readme_documents_every_knob_as_it_is() {
+        let readme = include_str!("../../../README.md");
+        let defaults = Knobs::default().as_map();
+        let mut documented = Vec::new();
+        for row in readme.lines().filter(|line| line.starts_with("| `")) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let names: Vec<&str> = cells[0].split(',').map(|name| name.trim().trim_matches('`')).collect();
+            if !FIELDS.iter().any(|field| field.name == names[0]) {
+                continue; // another table of the README
+            }
+            let [_, range, default_values, ..] = cells[..] else {
+                panic!("a knob row of three cells at least: {row}");
+            };
+            let default_values: Vec<&str> = default_values.split(',').map(str::trim).collect();
+            assert_eq!(default_values.len(), names.len(), "one default per knob: {row}");
+            for (name, default) in names.iter().zip(default_values) {
+                let field = FIELDS
+                    .iter()
+                    .find(|field| field.name == *name)
+                    .unwrap_or_else(|| panic!("README names `{name}`, which is no knob"));
+                documented.push(field.name);
+                let actual = &defaults[field.name];
+                match field.kind {
+                    KnobKind::Boolean => {
+                        assert_eq!(range, "bool", "{row}");
+                        assert_eq!(actual.as_bool(), default.parse::<bool>().ok(), "{name}: {row}");
+                    }
+                    KnobKind::Integer | KnobKind::Number => {
+                        let (min, max) = field.range.expect("a number has a range");
+                        let (low, high) = range.split_once("..").expect("a range a..b");
+                        assert_eq!(low.parse::<f64>().ok(), Some(min), "{name}: {row}");
+                        // `min_chunks` is bounded by another knob, which the README names.
+                        if let Ok(high) = high.parse::<f64>() {
+                            assert_eq!(high, max, "{name}: {row}");
+                        }
+                        assert_eq!(actual.as_f64(), default.parse::<f64>().ok(), "{name}: {row}");
+                    }
+                }
+            }
+        }
+        let mut expected: Vec<&str> = FIELDS.iter().map(|field| field.name).collect();
+        expected.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(documented, expected, "each knob in README's table once");
     }
 
     #[test]
