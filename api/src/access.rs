@@ -38,7 +38,7 @@ impl AccessControl {
     pub fn new(settings: &Settings, store: ApiKeyStore) -> Self {
         Self {
             enabled: settings.auth.enabled,
-            authenticator: Authenticator::new(store, &settings.auth.bootstrap_api_key),
+            authenticator: Authenticator::new(store, settings.auth.bootstrap_api_key.as_ref()),
             requests: RateLimiter::per_minute(settings.rate_limit.requests_per_minute),
             uploads: RateLimiter::per_minute(settings.rate_limit.uploads_per_minute),
             key_checks: RateLimiter::per_minute(settings.rate_limit.requests_per_minute),
@@ -409,7 +409,7 @@ mod tests {
         };
         let mut settings = Settings::load(Some(&dir.path().join("no-config")), &overrides).expect("settings");
         settings.auth.enabled = true;
-        settings.auth.bootstrap_api_key = "a-bootstrap-key-of-the-test-0123".to_owned();
+        settings.auth.bootstrap_api_key = Some("a-bootstrap-key-of-the-test-0123".into());
         settings.rate_limit.requests_per_minute = limit;
         let db = sea_orm::Database::connect("sqlite::memory:").await.expect("sqlite");
         Arc::new(AccessControl::new(&settings, ApiKeyStore::new(db)))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hbi_api::{AppState, Application};
-use hbi_shared::config::Overrides;
+use hbi_shared::config::{ExposeSecret, Overrides};
 use hbi_shared::pipeline::extractor::EXIT_INPUT_REFUSED;
 use hbi_shared::{Backends, Settings};
 use tokio_util::sync::CancellationToken;
@@ -145,7 +145,7 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
     match command {
         Command::Migrate { .. } => {
             Backends::open(&settings, true).await?;
-            tracing::info!(database = %redact(&settings.database_url()), "migrations applied");
+            tracing::info!(database = %redact(settings.database_url().expose_secret()), "migrations applied");
             Ok(())
         }
         Command::Serve(_) => {

@@ -59,7 +59,7 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings, default_service: &
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let stdout: Box<dyn Layer<Registry> + Send + Sync> = if log.format == "pretty" {
+    let stdout: Box<dyn Layer<Registry> + Send + Sync> = if log.format == hbi_shared::config::LogFormat::Pretty {
         tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_writer(std::io::stdout)

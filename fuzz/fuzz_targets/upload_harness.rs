@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use hbi_api::AppState;
 use hbi_shared::config::Overrides;
+use hbi_shared::embeddings::EmbeddingProvider;
 use hbi_shared::{Backends, Settings};
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderValue, Method, StatusCode, header};
@@ -108,17 +109,17 @@ impl Harness {
         let no_config = root.path().join("no-config");
         let mut settings = Settings::load(Some(no_config.as_path()), &overrides)?;
         // The embedded shape whatever the environment says.
-        settings.database.url.clear();
-        settings.queue.redis_url.clear();
-        settings.blobs.s3_endpoint.clear();
-        settings.graph.neo4j_uri.clear();
-        settings.graph.falkordb_url.clear();
-        settings.llm.base_url.clear();
-        settings.llm.api_key.clear();
-        settings.embeddings.provider = "none".to_owned();
+        settings.database.url = None;
+        settings.queue.redis_url = None;
+        settings.blobs.s3_endpoint = None;
+        settings.graph.neo4j_uri = None;
+        settings.graph.falkordb_url = None;
+        settings.llm.base_url = None;
+        settings.llm.api_key = None;
+        settings.embeddings.provider = EmbeddingProvider::None;
         settings.server.cors_origins.clear();
         settings.auth.enabled = true;
-        settings.auth.bootstrap_api_key = KEY.to_owned();
+        settings.auth.bootstrap_api_key = Some(KEY.into());
         settings.rate_limit.requests_per_minute = 0;
         settings.rate_limit.uploads_per_minute = 0;
         settings.limits.max_upload_mb = 1;

@@ -25,10 +25,9 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
     let heartbeat = Duration::from_secs(settings.queue.heartbeat_secs);
     // Two missed heartbeats and the job is up for grabs, matching the queue's own orphan rule.
     let lease = heartbeat * 3;
-    let extractor_program = if settings.worker.extractor_path.is_empty() {
-        std::env::current_exe()?
-    } else {
-        settings.worker.extractor_path.clone().into()
+    let extractor_program = match &settings.worker.extractor_path {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?,
     };
     let pipeline = Pipeline::new(
         backends.clone(),

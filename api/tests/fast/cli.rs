@@ -103,6 +103,7 @@ fn bad_configuration_is_refused_at_start_naming_the_key() {
         ("HBI__WORKER__CONCURRENCY", "many", "worker.concurrency"),
         ("HBI__WORKER__CONCURRENCY", "0", "worker.concurrency"),
         ("HBI__LOG__FORMAT", "xml", "log.format"),
+        ("HBI__EMBEDDINGS__PROVIDER", "word2vec", "embeddings.provider"),
         ("DATABASE_URL", "mysql://x", "database.url"),
     ] {
         let output = Command::new(hbi_binary())

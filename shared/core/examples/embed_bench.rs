@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use hbi_shared::embeddings::{EmbeddingSettings, open_embedder};
+use hbi_shared::embeddings::{EmbeddingProvider, EmbeddingSettings, open_embedder};
 
 struct Options {
     chunks: String,
@@ -55,10 +55,16 @@ fn parse_options() -> anyhow::Result<Options> {
             "--reference" => options.reference = Some(value.clone()),
             "--label" => options.label = Some(value.clone()),
             "--rounds" => options.rounds = number()?.max(1),
-            "--provider" => options.settings.provider = value.clone(),
+            "--provider" => {
+                options.settings.provider = match value.as_str() {
+                    "minilm" => EmbeddingProvider::Minilm,
+                    "openai" => EmbeddingProvider::Openai,
+                    other => bail!("--provider: minilm or openai, not {other}"),
+                }
+            }
             "--batch-size" => options.settings.batch_size = number()?,
             "--threads" => options.settings.threads = number()?,
-            "--model-dir" => options.settings.model_dir = value.clone(),
+            "--model-dir" => options.settings.model_dir = Some(value.into()),
             _ => bail!("unknown option {flag}"),
         }
     }
@@ -144,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     };
     println!(
         "| {} | {} | {} | {} | {:.1} | {:.0} | {agreement} |",
-        options.label.as_deref().unwrap_or(&options.settings.provider),
+        options.label.as_deref().unwrap_or(options.settings.provider.as_str()),
         chunks.len(),
         options.settings.batch_size,
         threads,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hbi_shared::Backends;
 use hbi_shared::chunking::{ChunkSizes, chunk_book};
-use hbi_shared::config::{Overrides, Settings};
+use hbi_shared::config::{Overrides, SecretString, Settings};
 use hbi_shared::search::{FusionWeights, SearchMode, SearchRequest, Searcher, VectorSemantic};
 use hbi_shared::text_index::IndexedPage;
 use hbi_shared::vectors::ChunkVector;
@@ -67,14 +67,14 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
-    settings.database.url = database_url;
-    settings.queue.redis_url.clear();
+    settings.database.url = Some(database_url).filter(|url| !url.is_empty()).map(SecretString::from);
+    settings.queue.redis_url = None;
     let backends = Backends::open(&settings, true).await?;
     let embedder = backends
         .embedder
         .clone()
         .context("the benchmark needs the embedding model: run scripts/lib/install-tools.sh install_model")?;
-    let store = if settings.database.url.is_empty() {
+    let store = if settings.database.url.is_none() {
         "SQLite FTS5 + sqlite-vec"
     } else {
         "PostgreSQL tsvector + pgvector"

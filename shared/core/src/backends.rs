@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend};
+use secrecy::ExposeSecret;
 
 use crate::access::ApiKeyStore;
 use crate::answer::{HybridChunkRetriever, KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
-use crate::embeddings::{Embedder, open_embedder};
+use crate::embeddings::{Embedder, EmbeddingProvider, open_embedder};
 use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
 use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
@@ -68,14 +69,14 @@ pub struct DependencyCheck {
 /// is set (validation refuses both at once). The graph servers are contacted on first use.
 fn open_graph(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Arc<dyn GraphStore>> {
     let graph = &settings.graph;
-    Ok(if !graph.neo4j_uri.is_empty() {
-        Arc::new(Neo4jGraphStore::new(
-            &graph.neo4j_uri,
-            &graph.neo4j_user,
-            &graph.neo4j_password,
-        )?)
-    } else if !graph.falkordb_url.is_empty() {
-        Arc::new(FalkorGraphStore::new(&graph.falkordb_url, &graph.falkordb_graph)?)
+    Ok(if let Some(uri) = &graph.neo4j_uri {
+        let password = graph
+            .neo4j_password
+            .as_ref()
+            .map_or("", |password| password.expose_secret());
+        Arc::new(Neo4jGraphStore::new(uri, &graph.neo4j_user, password)?)
+    } else if let Some(url) = &graph.falkordb_url {
+        Arc::new(FalkorGraphStore::new(url.expose_secret(), &graph.falkordb_graph)?)
     } else {
         Arc::new(SqlGraphStore::new(db.clone()))
     })
@@ -86,22 +87,17 @@ impl Backends {
     pub async fn open(settings: &Settings, migrate: bool) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&settings.storage.data_dir)?;
         let scratch = Arc::new(ScratchDir::open(&settings.storage.data_dir.join("scratch"))?);
-        let db = crate::db::connect(&settings.database_url(), settings.database.max_connections, migrate).await?;
+        let db = crate::db::connect(
+            settings.database_url().expose_secret(),
+            settings.database.max_connections,
+            migrate,
+        )
+        .await?;
         let heartbeat = Duration::from_secs(settings.queue.heartbeat_secs);
         let poll_interval = Duration::from_millis(settings.queue.poll_interval_ms);
-        let queue: Arc<dyn JobQueue> = if settings.queue.redis_url.is_empty() {
-            Arc::new(
-                SqliteJobQueue::open(
-                    &settings.queue_db_path(),
-                    &settings.queue.name,
-                    heartbeat,
-                    poll_interval,
-                )
-                .await?,
-            )
-        } else {
+        let queue: Arc<dyn JobQueue> = if let Some(redis_url) = &settings.queue.redis_url {
             let queue = RedisJobQueue::open(
-                &settings.queue.redis_url,
+                redis_url.expose_secret(),
                 &settings.queue.name,
                 heartbeat,
                 poll_interval,
@@ -111,11 +107,21 @@ impl Backends {
                 tracing::warn!(error = %format!("{err:#}"), "redis queue not reachable yet");
             }
             Arc::new(queue)
-        };
-        let blobs: Arc<dyn BlobStore> = if settings.blobs.s3_endpoint.is_empty() {
-            Arc::new(LocalBlobStore::new(settings.blob_dir())?)
         } else {
+            Arc::new(
+                SqliteJobQueue::open(
+                    &settings.queue_db_path(),
+                    &settings.queue.name,
+                    heartbeat,
+                    poll_interval,
+                )
+                .await?,
+            )
+        };
+        let blobs: Arc<dyn BlobStore> = if settings.blobs.s3_endpoint.is_some() {
             Arc::new(S3BlobStore::open(&settings.blobs).await?)
+        } else {
+            Arc::new(LocalBlobStore::new(settings.blob_dir())?)
         };
         let text: Arc<dyn TextIndex> = match db.get_database_backend() {
             DbBackend::Postgres => Arc::new(PostgresFtsIndex::new(db.clone())),
@@ -129,7 +135,7 @@ impl Backends {
         } else {
             None
         };
-        let embedder = if settings.embeddings.provider == "none" {
+        let embedder = if settings.embeddings.provider == EmbeddingProvider::None {
             None
         } else {
             match open_embedder(&settings.embeddings) {
@@ -283,12 +289,12 @@ mod tests {
             ..Overrides::default()
         };
         let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
-        settings.database.url.clear();
-        settings.queue.redis_url.clear();
-        settings.blobs.s3_endpoint.clear();
-        settings.graph.neo4j_uri.clear();
-        settings.graph.falkordb_url.clear();
-        settings.embeddings.provider = "none".to_owned();
+        settings.database.url = None;
+        settings.queue.redis_url = None;
+        settings.blobs.s3_endpoint = None;
+        settings.graph.neo4j_uri = None;
+        settings.graph.falkordb_url = None;
+        settings.embeddings.provider = EmbeddingProvider::None;
         let scratch = data_dir.path().join("scratch");
         let job = scratch.join("hbi-job-Ab12Cd");
         std::fs::create_dir_all(&job)?;
@@ -313,13 +319,13 @@ mod tests {
         )
         .await?;
         let mut settings = Settings::load(Some(Path::new("/nonexistent")), &Overrides::default())?;
-        settings.graph.neo4j_uri.clear();
-        settings.graph.falkordb_url.clear();
+        settings.graph.neo4j_uri = None;
+        settings.graph.falkordb_url = None;
         assert_eq!(open_graph(&settings, &db)?.kind(), "sql");
-        settings.graph.falkordb_url = "falkor://127.0.0.1:1".to_owned();
+        settings.graph.falkordb_url = Some("falkor://127.0.0.1:1".into());
         assert_eq!(open_graph(&settings, &db)?.kind(), "falkordb");
-        settings.graph.falkordb_url.clear();
-        settings.graph.neo4j_uri = "bolt://127.0.0.1:1".to_owned();
+        settings.graph.falkordb_url = None;
+        settings.graph.neo4j_uri = Some("bolt://127.0.0.1:1".to_owned());
         assert_eq!(open_graph(&settings, &db)?.kind(), "neo4j");
         Ok(())
     }

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+/// The secret type of the settings, for the crates that read them.
+pub use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
 
 /// The built-in defaults; `config/default.toml` in the repository is the same file.
 const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -52,17 +54,19 @@ pub struct StorageSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
-    /// Empty: a SQLite file `hbi.db` under `storage.data_dir`.
-    #[serde(default)]
-    pub url: String,
+    /// Absent (or blank): a SQLite file `hbi.db` under `storage.data_dir`. A secret: a
+    /// PostgreSQL URL carries its password.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub url: Option<SecretString>,
     pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueueSettings {
-    /// Empty: the durable SQLite queue `queue.db` under `storage.data_dir`.
-    #[serde(default)]
-    pub redis_url: String,
+    /// Absent (or blank): the durable SQLite queue `queue.db` under `storage.data_dir`. A
+    /// secret: a Redis URL may carry a password.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub redis_url: Option<SecretString>,
     pub name: String,
     pub poll_interval_ms: u64,
     /// How often a worker proves it is alive; a job whose worker missed two beats is re-delivered.
@@ -71,18 +75,18 @@ pub struct QueueSettings {
     pub relay_interval_ms: u64,
 }
 
-/// Where original files go. An empty `s3_endpoint` keeps them under `<data_dir>/blobs`.
+/// Where original files go. Without `s3_endpoint` they stay under `<data_dir>/blobs`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BlobSettings {
     /// `host:port` of an S3-compatible server (MinIO, AWS, s3s-fs); `MINIO_ENDPOINT`.
-    #[serde(default)]
-    pub s3_endpoint: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub s3_endpoint: Option<String>,
     /// `MINIO_ACCESS_KEY`.
     #[serde(default)]
     pub s3_access_key: String,
     /// `MINIO_SECRET_KEY`.
-    #[serde(default)]
-    pub s3_secret_key: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub s3_secret_key: Option<SecretString>,
     /// https when true; `MINIO_SECURE`.
     #[serde(default)]
     pub s3_secure: bool,
@@ -95,17 +99,17 @@ pub struct BlobSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct GraphSettings {
     /// `bolt://host:7687`; `NEO4J_URI`.
-    #[serde(default)]
-    pub neo4j_uri: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub neo4j_uri: Option<String>,
     /// `NEO4J_USER`.
     #[serde(default)]
     pub neo4j_user: String,
     /// `NEO4J_PASSWORD`.
-    #[serde(default)]
-    pub neo4j_password: String,
-    /// `falkor://host:6379` or `redis://host:6379`; `FALKORDB_URL`.
-    #[serde(default)]
-    pub falkordb_url: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub neo4j_password: Option<SecretString>,
+    /// `falkor://host:6379` or `redis://host:6379`; `FALKORDB_URL`. A secret, as a Redis URL.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub falkordb_url: Option<SecretString>,
     /// The FalkorDB graph (key) name.
     pub falkordb_graph: String,
 }
@@ -120,9 +124,9 @@ pub struct WorkerSettings {
     pub stage_timeout_secs: f64,
     /// Address-space limit of the extractor child process.
     pub extractor_memory_mb: u64,
-    /// The `hbi` executable that runs `hbi extract`; empty means this very executable.
-    #[serde(default)]
-    pub extractor_path: String,
+    /// The `hbi` executable that runs `hbi extract`; absent: this very executable.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub extractor_path: Option<PathBuf>,
     /// After SIGTERM, how long in-flight jobs may run on before they are handed back (their
     /// lease then runs out and another worker takes them over).
     pub shutdown_grace_secs: f64,
@@ -135,16 +139,16 @@ pub struct LimitSettings {
 }
 
 /// The language model POST /query asks: any server of the OpenAI chat-completions API.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct LlmSettings {
-    /// Empty: no language model, POST /query answers 503. Ends in `/v1`, as with the OpenAI
+    /// Absent: no language model, POST /query answers 503. Ends in `/v1`, as with the OpenAI
     /// SDKs: `https://api.openai.com/v1`, `http://localhost:11434/v1` (Ollama); `OPENAI_BASE_URL`.
     /// An API key without a base URL means `https://api.openai.com/v1`.
-    #[serde(default)]
-    pub base_url: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub base_url: Option<String>,
     /// Sent as a bearer token when set; `OPENAI_API_KEY`.
-    #[serde(default)]
-    pub api_key: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub api_key: Option<SecretString>,
     /// `LLM_MODEL`.
     pub model: String,
     /// Deadline of one call, response included.
@@ -153,19 +157,7 @@ pub struct LlmSettings {
 
 impl LlmSettings {
     pub fn is_configured(&self) -> bool {
-        !self.base_url.trim().is_empty()
-    }
-}
-
-/// The API key never reaches a log.
-impl std::fmt::Debug for LlmSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmSettings")
-            .field("base_url", &self.base_url)
-            .field("api_key", &if self.api_key.is_empty() { "" } else { "***" })
-            .field("model", &self.model)
-            .field("timeout_secs", &self.timeout_secs)
-            .finish()
+        self.base_url.is_some()
     }
 }
 
@@ -184,27 +176,14 @@ pub struct VectorSettings {
 }
 
 /// Who may call the API (`crate::access`).
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
     /// When false, every endpoint is open: for local use only, so it is refused unless
     /// `server.bind` is a loopback address.
     pub enabled: bool,
     /// An admin key accepted by every replica without being stored; `HBI_BOOTSTRAP_API_KEY`.
-    #[serde(default)]
-    pub bootstrap_api_key: String,
-}
-
-/// The bootstrap key never reaches a log.
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field("enabled", &self.enabled)
-            .field(
-                "bootstrap_api_key",
-                &if self.bootstrap_api_key.is_empty() { "" } else { "***" },
-            )
-            .finish()
-    }
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub bootstrap_api_key: Option<SecretString>,
 }
 
 /// The least length of `HBI_BOOTSTRAP_API_KEY`: anything shorter is guessable.
@@ -223,53 +202,57 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     /// `json` (default, for machines) or `pretty` (for people at a terminal).
-    pub format: String,
+    pub format: LogFormat,
     /// A tracing filter such as `info` or `hbi_worker=debug,info`.
     pub level: String,
 }
 
-/// Where logs and traces go besides stdout. Every target is off while its address is empty, and
-/// then costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Where logs and traces go besides stdout. Every target is off while its address is absent,
+/// and then costs nothing.
 #[derive(Debug, Clone, Deserialize)]
 pub struct TelemetrySettings {
     /// An OTLP/HTTP collector (`OTEL_EXPORTER_OTLP_ENDPOINT`, e.g. `http://collector:4318`);
     /// spans go to `<endpoint>/v1/traces`.
-    #[serde(default)]
-    pub otlp_endpoint: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub otlp_endpoint: Option<String>,
     /// The full traces URL (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), used as given; wins over
     /// `otlp_endpoint`.
-    #[serde(default)]
-    pub otlp_traces_endpoint: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub otlp_traces_endpoint: Option<String>,
     /// `service.name` of the spans and the `service` label of the logs (`OTEL_SERVICE_NAME`).
-    /// Empty: `hbi-api`, `hbi-worker` or `hbi` by command.
-    #[serde(default)]
-    pub service_name: String,
+    /// Absent: `hbi-api`, `hbi-worker` or `hbi` by command.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub service_name: Option<String>,
     /// A Loki server (`LOKI_URL`, e.g. `http://loki:3100`) to push the log lines to.
-    #[serde(default)]
-    pub loki_url: String,
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub loki_url: Option<String>,
 }
 
 impl TelemetrySettings {
     /// Where spans are sent, or `None` when trace export is off.
     pub fn traces_url(&self) -> Option<String> {
-        let exact = self.otlp_traces_endpoint.trim();
-        if !exact.is_empty() {
-            return Some(exact.to_owned());
+        if let Some(exact) = &self.otlp_traces_endpoint {
+            return Some(exact.clone());
         }
-        let base = self.otlp_endpoint.trim().trim_end_matches('/');
-        (!base.is_empty()).then(|| format!("{base}/v1/traces"))
+        let base = self.otlp_endpoint.as_deref()?.trim_end_matches('/');
+        Some(format!("{base}/v1/traces"))
     }
 
     /// The Loki server, or `None` when log shipping is off.
     pub fn loki(&self) -> Option<&str> {
-        let url = self.loki_url.trim();
-        (!url.is_empty()).then_some(url)
+        self.loki_url.as_deref()
     }
 
     /// The configured service name, else `default`.
     pub fn service_or<'a>(&'a self, default: &'a str) -> &'a str {
-        let name = self.service_name.trim();
-        if name.is_empty() { default } else { name }
+        self.service_name.as_deref().unwrap_or(default)
     }
 }
 
@@ -357,8 +340,8 @@ impl Settings {
             .map(|origin| origin.trim().trim_end_matches('/').to_owned())
             .filter(|origin| !origin.is_empty())
             .collect();
-        if settings.llm.base_url.trim().is_empty() && !settings.llm.api_key.trim().is_empty() {
-            settings.llm.base_url = OPENAI_BASE_URL.to_owned();
+        if settings.llm.base_url.is_none() && settings.llm.api_key.is_some() {
+            settings.llm.base_url = Some(OPENAI_BASE_URL.to_owned());
         }
         settings.validate()?;
         Ok(settings)
@@ -374,8 +357,9 @@ impl Settings {
         if self.storage.data_dir.as_os_str().is_empty() {
             return invalid("storage.data_dir", "must not be empty");
         }
-        let url = &self.database.url;
-        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres")) {
+        if let Some(url) = &self.database.url
+            && !(url.expose_secret().starts_with("sqlite:") || url.expose_secret().starts_with("postgres"))
+        {
             return invalid("database.url", "must start with sqlite: or postgres://");
         }
         if self.database.max_connections == 0 {
@@ -390,21 +374,21 @@ impl Settings {
         if self.queue.heartbeat_secs == 0 {
             return invalid("queue.heartbeat_secs", "must be at least 1");
         }
-        if !self.blobs.s3_endpoint.is_empty() {
-            if self.blobs.s3_endpoint.contains("://") {
+        if let Some(endpoint) = &self.blobs.s3_endpoint {
+            if endpoint.contains("://") {
                 return invalid(
                     "blobs.s3_endpoint",
                     "is host:port, without a scheme (blobs.s3_secure picks https)",
                 );
             }
-            if self.blobs.s3_access_key.is_empty() || self.blobs.s3_secret_key.is_empty() {
+            if self.blobs.s3_access_key.trim().is_empty() || self.blobs.s3_secret_key.is_none() {
                 return invalid("blobs.s3_access_key", "S3 needs an access key and a secret key");
             }
             if self.blobs.s3_bucket.trim().is_empty() {
                 return invalid("blobs.s3_bucket", "must not be empty");
             }
         }
-        if !self.graph.neo4j_uri.is_empty() && !self.graph.falkordb_url.is_empty() {
+        if self.graph.neo4j_uri.is_some() && self.graph.falkordb_url.is_some() {
             return invalid("graph.neo4j_uri", "set either NEO4J_URI or FALKORDB_URL, not both");
         }
         if self.worker.concurrency == 0 || self.worker.concurrency > 256 {
@@ -440,11 +424,12 @@ impl Settings {
         if self.limits.max_pages == 0 {
             return invalid("limits.max_pages", "must be at least 1");
         }
-        let llm_url = self.llm.base_url.trim();
-        if !(llm_url.is_empty() || llm_url.starts_with("http://") || llm_url.starts_with("https://")) {
+        if let Some(llm_url) = &self.llm.base_url
+            && !(llm_url.starts_with("http://") || llm_url.starts_with("https://"))
+        {
             return invalid(
                 "llm.base_url",
-                "must start with http:// or https:// (or be empty: no LLM)",
+                "must start with http:// or https:// (or be absent: no LLM)",
             );
         }
         if self.llm.is_configured() && self.llm.model.trim().is_empty() {
@@ -453,16 +438,14 @@ impl Settings {
         if !(self.llm.timeout_secs > 0.0 && self.llm.timeout_secs <= 3_600.0) {
             return invalid("llm.timeout_secs", "must be above 0 and at most 3600");
         }
-        if !matches!(self.log.format.as_str(), "json" | "pretty") {
-            return invalid("log.format", "must be `json` or `pretty`");
-        }
         for (key, url) in [
             ("telemetry.otlp_endpoint", &self.telemetry.otlp_endpoint),
             ("telemetry.otlp_traces_endpoint", &self.telemetry.otlp_traces_endpoint),
             ("telemetry.loki_url", &self.telemetry.loki_url),
         ] {
-            let url = url.trim();
-            if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
                 return invalid(key, "must be an http:// or https:// URL");
             }
         }
@@ -483,7 +466,11 @@ impl Settings {
                 ),
             );
         }
-        let bootstrap = &self.auth.bootstrap_api_key;
+        let bootstrap = self
+            .auth
+            .bootstrap_api_key
+            .as_ref()
+            .map_or("", |key| key.expose_secret());
         if !bootstrap.is_empty()
             && (bootstrap.chars().count() < MIN_BOOTSTRAP_KEY_CHARS || !bootstrap.chars().all(|c| c.is_ascii_graphic()))
         {
@@ -515,11 +502,10 @@ impl Settings {
     }
 
     /// The database URL in force: the configured one, or the embedded SQLite file.
-    pub fn database_url(&self) -> String {
-        if self.database.url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("hbi.db").display())
-        } else {
-            self.database.url.clone()
+    pub fn database_url(&self) -> SecretString {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.storage.data_dir.join("hbi.db").display()).into(),
         }
     }
 
@@ -564,6 +550,20 @@ fn is_web_origin(origin: &str) -> bool {
         && !authority.contains(['/', '?', '#', '@', ' '])
 }
 
+/// A string setting that is blank (an empty `HBI__...` variable, `key = ""` in a file) is
+/// absent: code reads `Option`, never compares with "".
+pub fn blank_is_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: From<String>,
+{
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .map(T::from))
+}
+
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.trim().is_empty())
 }
@@ -576,8 +576,10 @@ mod tests {
     fn defaults_are_the_embedded_shape() -> Result<(), ConfigError> {
         let settings = Settings::load(Some(Path::new("/nonexistent")), &Overrides::default())?;
         assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8000");
-        assert!(settings.database.url.is_empty() || std::env::var("DATABASE_URL").is_ok());
-        assert!(settings.database_url().starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok());
+        assert!(settings.database.url.is_none() || std::env::var("DATABASE_URL").is_ok());
+        assert!(
+            settings.database_url().expose_secret().starts_with("sqlite://") || std::env::var("DATABASE_URL").is_ok()
+        );
         assert_eq!(settings.worker.max_attempts, 3);
         assert_eq!(
             settings.vectors.dimensions,
@@ -597,14 +599,14 @@ mod tests {
             .to_string();
         assert!(error.contains("worker.concurrency"), "{error}");
         settings.worker.concurrency = 1;
-        settings.blobs.s3_endpoint = "http://minio:9000".to_owned();
+        settings.blobs.s3_endpoint = Some("http://minio:9000".to_owned());
         let error = settings.validate().expect_err("a scheme is refused").to_string();
         assert!(error.contains("blobs.s3_endpoint"), "{error}");
-        settings.blobs.s3_endpoint.clear();
-        settings.llm.base_url = "localhost:11434/v1".to_owned();
+        settings.blobs.s3_endpoint = None;
+        settings.llm.base_url = Some("localhost:11434/v1".to_owned());
         let error = settings.validate().expect_err("a scheme is needed").to_string();
         assert!(error.contains("llm.base_url"), "{error}");
-        settings.llm.base_url = "http://localhost:11434/v1".to_owned();
+        settings.llm.base_url = Some("http://localhost:11434/v1".to_owned());
         settings.llm.timeout_secs = 0.0;
         let error = settings.validate().expect_err("zero timeout").to_string();
         assert!(error.contains("llm.timeout_secs"), "{error}");
@@ -615,29 +617,29 @@ mod tests {
         let mut settings =
             Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
         settings.telemetry = TelemetrySettings {
-            otlp_endpoint: String::new(),
-            otlp_traces_endpoint: String::new(),
-            service_name: " ".to_owned(),
-            loki_url: String::new(),
+            otlp_endpoint: None,
+            otlp_traces_endpoint: None,
+            service_name: None,
+            loki_url: None,
         };
         assert_eq!(settings.telemetry.traces_url(), None);
         assert_eq!(settings.telemetry.loki(), None);
         assert_eq!(settings.telemetry.service_or("hbi-worker"), "hbi-worker");
-        settings.telemetry.otlp_endpoint = "http://collector:4318/".to_owned();
+        settings.telemetry.otlp_endpoint = Some("http://collector:4318/".to_owned());
         assert_eq!(
             settings.telemetry.traces_url().as_deref(),
             Some("http://collector:4318/v1/traces")
         );
         // The signal's own URL is used as given.
-        settings.telemetry.otlp_traces_endpoint = "https://cloud.example/api/public/otel/v1/traces".to_owned();
+        settings.telemetry.otlp_traces_endpoint = Some("https://cloud.example/api/public/otel/v1/traces".to_owned());
         assert_eq!(
             settings.telemetry.traces_url().as_deref(),
             Some("https://cloud.example/api/public/otel/v1/traces")
         );
-        settings.telemetry.service_name = "books".to_owned();
+        settings.telemetry.service_name = Some("books".to_owned());
         assert_eq!(settings.telemetry.service_or("hbi-worker"), "books");
         settings.validate().expect("valid telemetry settings");
-        settings.telemetry.loki_url = "loki:3100".to_owned();
+        settings.telemetry.loki_url = Some("loki:3100".to_owned());
         let error = settings.validate().expect_err("a scheme is needed").to_string();
         assert!(error.contains("telemetry.loki_url"), "{error}");
     }
@@ -656,16 +658,16 @@ mod tests {
         settings.auth.enabled = true;
         assert!(settings.validate().is_ok());
 
-        settings.auth.bootstrap_api_key = "short".to_owned();
+        settings.auth.bootstrap_api_key = Some("short".into());
         let error = settings.validate().expect_err("too short").to_string();
         assert!(
             error.contains("HBI_BOOTSTRAP_API_KEY") && !error.contains("short\""),
             "{error}"
         );
-        settings.auth.bootstrap_api_key = "change-me-to-a-long-random-key".to_owned();
+        settings.auth.bootstrap_api_key = Some("change-me-to-a-long-random-key".into());
         let error = settings.validate().expect_err("the example's placeholder").to_string();
         assert!(error.contains("placeholder"), "{error}");
-        settings.auth.bootstrap_api_key = "a-long-enough-bootstrap-key".to_owned();
+        settings.auth.bootstrap_api_key = Some("a-long-enough-bootstrap-key".into());
         assert!(settings.validate().is_ok());
         assert!(!format!("{settings:?}").contains("a-long-enough-bootstrap-key"));
 
@@ -681,13 +683,90 @@ mod tests {
     }
 
     #[test]
-    fn the_api_key_is_not_in_debug_output() {
+    fn too_many_dimensions_are_refused() {
         let mut settings =
             Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
-        settings.llm.api_key = "sk-secret".to_owned();
-        assert!(!format!("{settings:?}").contains("sk-secret"));
         settings.vectors.dimensions = 8193;
         let error = settings.validate().expect_err("too many dimensions").to_string();
         assert!(error.contains("vectors.dimensions"), "{error}");
+    }
+
+    /// Every secret the configuration holds, each set to a value of its own: none of them may
+    /// appear in what `{:?}` prints of the settings (which a startup log or a panic may show).
+    #[test]
+    fn no_secret_is_in_debug_output() {
+        let mut settings =
+            Settings::load(Some(Path::new("/nonexistent")), &Overrides::default()).expect("defaults load");
+        let secrets = [
+            "postgres://hbi:pg-password-1@db/hbi",
+            "redis://:redis-password-2@cache:6379",
+            "s3-secret-key-3",
+            "neo4j-password-4",
+            "redis://:falkor-password-5@graph:6379",
+            "sk-llm-key-6",
+            "sk-embeddings-key-7",
+            "bootstrap-key-8-long-enough",
+        ];
+        settings.database.url = Some(secrets[0].into());
+        settings.queue.redis_url = Some(secrets[1].into());
+        settings.blobs.s3_secret_key = Some(secrets[2].into());
+        settings.graph.neo4j_password = Some(secrets[3].into());
+        settings.graph.falkordb_url = Some(secrets[4].into());
+        settings.llm.api_key = Some(secrets[5].into());
+        settings.embeddings.openai_api_key = Some(secrets[6].into());
+        settings.auth.bootstrap_api_key = Some(secrets[7].into());
+        let printed = format!("{settings:?} {settings:#?}");
+        for secret in secrets {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+        for part in ["pg-password", "redis-password", "falkor-password"] {
+            assert!(!printed.contains(part), "{part} printed");
+        }
+        // What the code reads is still there.
+        assert_eq!(settings.database_url().expose_secret(), secrets[0]);
+    }
+
+    /// A blank secret or address, from a file or an empty environment variable, is absent,
+    /// not an empty value that each reader would have to compare with "".
+    #[test]
+    fn blank_values_in_a_config_file_are_absent() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(
+            dir.path().join("local.toml"),
+            "[database]\nurl = \"  \"\n[llm]\nbase_url = \"\"\napi_key = \" \"\n\
+             [auth]\nbootstrap_api_key = \"\"\n[graph]\nneo4j_uri = \"\"\nfalkordb_url = \"\"\n\
+             [blobs]\ns3_endpoint = \"\"\n[telemetry]\nloki_url = \" \"\nservice_name = \"\"\n\
+             [worker]\nextractor_path = \"\"\n",
+        )
+        .expect("write local.toml");
+        let settings = Settings::load(Some(dir.path()), &Overrides::default()).expect("blank values load");
+        if std::env::var("DATABASE_URL").is_err() {
+            assert!(settings.database.url.is_none());
+        }
+        assert!(settings.llm.base_url.is_none() && settings.llm.api_key.is_none());
+        assert!(!settings.llm.is_configured());
+        assert!(settings.auth.bootstrap_api_key.is_none());
+        assert!(settings.graph.neo4j_uri.is_none() && settings.graph.falkordb_url.is_none());
+        assert!(settings.blobs.s3_endpoint.is_none());
+        assert!(settings.telemetry.loki().is_none());
+        assert_eq!(settings.telemetry.service_or("hbi"), "hbi");
+        assert!(settings.worker.extractor_path.is_none());
+
+        std::fs::write(
+            dir.path().join("local.toml"),
+            "[llm]\napi_key = \" sk-with-spaces \"\n[log]\nformat = \"pretty\"\n",
+        )
+        .expect("write local.toml");
+        let settings = Settings::load(Some(dir.path()), &Overrides::default()).expect("a key loads");
+        let key = settings.llm.api_key.as_ref().expect("the key is present");
+        assert_eq!(key.expose_secret(), "sk-with-spaces");
+        assert_eq!(settings.llm.base_url.as_deref(), Some(OPENAI_BASE_URL));
+        assert_eq!(settings.log.format, LogFormat::Pretty);
+
+        std::fs::write(dir.path().join("local.toml"), "[log]\nformat = \"xml\"\n").expect("write local.toml");
+        let error = Settings::load(Some(dir.path()), &Overrides::default())
+            .expect_err("an unknown log format")
+            .to_string();
+        assert!(error.contains("xml") || error.contains("format"), "{error}");
     }
 }

@@ -14,6 +14,7 @@ pub mod rate_limit;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -143,11 +144,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// `bootstrap_key` empty: no bootstrap key.
-    pub fn new(store: ApiKeyStore, bootstrap_key: &str) -> Self {
+    /// `bootstrap_key` absent: no bootstrap key.
+    pub fn new(store: ApiKeyStore, bootstrap_key: Option<&SecretString>) -> Self {
         Self {
             store,
-            bootstrap: (!bootstrap_key.is_empty()).then(|| digest(bootstrap_key)),
+            bootstrap: bootstrap_key.map(|key| digest(key.expose_secret())),
         }
     }
 
@@ -195,7 +196,7 @@ pub async fn prepare(settings: &Settings, store: &ApiKeyStore) -> anyhow::Result
         );
         return Ok(None);
     }
-    if !settings.auth.bootstrap_api_key.is_empty() {
+    if settings.auth.bootstrap_api_key.is_some() {
         tracing::info!("API keys required; the bootstrap admin key from HBI_BOOTSTRAP_API_KEY is accepted");
         return Ok(None);
     }

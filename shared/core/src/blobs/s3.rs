@@ -9,6 +9,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -52,13 +53,19 @@ impl S3BlobStore {
         let scheme = if settings.s3_secure { "https" } else { "http" };
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(format!("{scheme}://{}", settings.s3_endpoint))
+            .endpoint_url(format!(
+                "{scheme}://{}",
+                settings.s3_endpoint.as_deref().unwrap_or_default()
+            ))
             // MinIO and most self-hosted servers do not resolve bucket subdomains.
             .force_path_style(true)
             .region(Region::new(settings.s3_region.clone()))
             .credentials_provider(Credentials::new(
                 settings.s3_access_key.clone(),
-                settings.s3_secret_key.clone(),
+                settings
+                    .s3_secret_key
+                    .as_ref()
+                    .map_or_else(String::new, |key| key.expose_secret().to_owned()),
                 None,
                 None,
                 "hbi-config",

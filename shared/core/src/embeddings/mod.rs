@@ -11,7 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 use serde::Deserialize;
+
+use crate::config::blank_is_none;
 
 pub use minilm::MiniLmEmbedder;
 pub use openai::OpenAiEmbedder;
@@ -31,26 +34,52 @@ pub trait Embedder: Send + Sync {
     async fn embed(&self, texts: &[String]) -> anyhow::Result<Vec<Vec<f32>>>;
 }
 
+/// Which model embeds the chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingProvider {
+    /// all-MiniLM-L6-v2 in this process (ONNX Runtime).
+    Minilm,
+    /// An OpenAI-compatible `/v1/embeddings` endpoint.
+    Openai,
+    /// No vectors: search is keyword only.
+    None,
+}
+
+impl EmbeddingProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Minilm => "minilm",
+            Self::Openai => "openai",
+            Self::None => "none",
+        }
+    }
+}
+
 /// The `[embeddings]` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct EmbeddingSettings {
-    /// `minilm` (in-process all-MiniLM-L6-v2) or `openai` (an OpenAI-compatible endpoint).
-    pub provider: String,
-    /// Folder with the model files; empty: `$HBI_TOOLS_DIR/models/all-MiniLM-L6-v2`, where
+    /// `minilm` (in-process all-MiniLM-L6-v2), `openai` (an OpenAI-compatible endpoint) or
+    /// `none`.
+    pub provider: EmbeddingProvider,
+    /// Folder with the model files; absent: `$HBI_TOOLS_DIR/models/all-MiniLM-L6-v2`, where
     /// `install_model` of `scripts/lib/install-tools.sh` puts them.
-    pub model_dir: String,
+    #[serde(deserialize_with = "blank_is_none")]
+    pub model_dir: Option<PathBuf>,
     /// Texts per inference run or per HTTP request.
     pub batch_size: usize,
     /// Threads of the in-process model; 0: every core.
     pub threads: usize,
-    /// libonnxruntime for the in-process model; empty: `ORT_DYLIB_PATH`, else the copy
+    /// libonnxruntime for the in-process model; absent: `ORT_DYLIB_PATH`, else the copy
     /// `install_model` puts beside the tools.
-    pub onnxruntime_lib: String,
+    #[serde(deserialize_with = "blank_is_none")]
+    pub onnxruntime_lib: Option<PathBuf>,
     /// Base URL up to and including `/v1`, e.g. `http://127.0.0.1:11434/v1` for Ollama.
     pub openai_base_url: String,
-    /// Sent as a bearer token when not empty; `OPENAI_API_KEY`.
-    pub openai_api_key: String,
+    /// Sent as a bearer token when set; `OPENAI_API_KEY`.
+    #[serde(deserialize_with = "blank_is_none")]
+    pub openai_api_key: Option<SecretString>,
     pub openai_model: String,
     /// Length of the endpoint's vectors; a response of another length is an error.
     pub openai_dimensions: usize,
@@ -61,13 +90,13 @@ pub struct EmbeddingSettings {
 impl Default for EmbeddingSettings {
     fn default() -> Self {
         Self {
-            provider: "minilm".to_owned(),
-            model_dir: String::new(),
+            provider: EmbeddingProvider::Minilm,
+            model_dir: None,
             batch_size: 32,
             threads: 0,
-            onnxruntime_lib: String::new(),
+            onnxruntime_lib: None,
             openai_base_url: String::new(),
-            openai_api_key: String::new(),
+            openai_api_key: None,
             openai_model: "text-embedding-3-small".to_owned(),
             openai_dimensions: 1536,
             openai_timeout_secs: 60,
@@ -81,9 +110,9 @@ impl EmbeddingSettings {
         if self.batch_size == 0 || self.batch_size > 4096 {
             return Some(("embeddings.batch_size", "must be between 1 and 4096"));
         }
-        match self.provider.as_str() {
-            "none" | "minilm" => None,
-            "openai" => {
+        match self.provider {
+            EmbeddingProvider::None | EmbeddingProvider::Minilm => None,
+            EmbeddingProvider::Openai => {
                 if !(self.openai_base_url.starts_with("http://") || self.openai_base_url.starts_with("https://")) {
                     Some(("embeddings.openai_base_url", "must start with http:// or https://"))
                 } else if self.openai_model.trim().is_empty() {
@@ -96,23 +125,21 @@ impl EmbeddingSettings {
                     None
                 }
             }
-            _ => Some(("embeddings.provider", "must be `minilm`, `openai` or `none`")),
         }
     }
 
     /// The model folder in force.
     pub fn model_dir(&self) -> PathBuf {
-        if self.model_dir.is_empty() {
-            tools_dir().join("models").join(minilm::MODEL_NAME)
-        } else {
-            PathBuf::from(&self.model_dir)
+        match &self.model_dir {
+            Some(dir) => dir.clone(),
+            None => tools_dir().join("models").join(minilm::MODEL_NAME),
         }
     }
 
     /// The libonnxruntime in force.
     pub fn onnxruntime_lib(&self) -> PathBuf {
-        if !self.onnxruntime_lib.is_empty() {
-            return PathBuf::from(&self.onnxruntime_lib);
+        if let Some(lib) = &self.onnxruntime_lib {
+            return lib.clone();
         }
         match std::env::var("ORT_DYLIB_PATH") {
             Ok(path) if !path.trim().is_empty() => PathBuf::from(path),
@@ -138,9 +165,9 @@ pub fn open_embedder(settings: &EmbeddingSettings) -> anyhow::Result<Arc<dyn Emb
     if let Some((key, problem)) = settings.problem() {
         anyhow::bail!("configuration key `{key}`: {problem}");
     }
-    Ok(match settings.provider.as_str() {
-        "openai" => Arc::new(OpenAiEmbedder::new(settings)?),
-        _ => Arc::new(MiniLmEmbedder::open(
+    Ok(match settings.provider {
+        EmbeddingProvider::Openai => Arc::new(OpenAiEmbedder::new(settings)?),
+        EmbeddingProvider::Minilm | EmbeddingProvider::None => Arc::new(MiniLmEmbedder::open(
             &settings.model_dir(),
             &settings.onnxruntime_lib(),
             settings.batch_size,
@@ -201,9 +228,7 @@ mod tests {
     fn settings_problems_name_the_key() {
         let mut settings = EmbeddingSettings::default();
         assert_eq!(settings.problem(), None);
-        settings.provider = "word2vec".to_owned();
-        assert_eq!(settings.problem().map(|p| p.0), Some("embeddings.provider"));
-        settings.provider = "openai".to_owned();
+        settings.provider = EmbeddingProvider::Openai;
         assert_eq!(settings.problem().map(|p| p.0), Some("embeddings.openai_base_url"));
         settings.openai_base_url = "http://127.0.0.1:11434/v1".to_owned();
         assert_eq!(settings.problem(), None);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{Embedder, EmbeddingSettings, distinct, l2_normalize};
@@ -18,7 +19,7 @@ const BODY_EXCERPT_CHARS: usize = 300;
 pub struct OpenAiEmbedder {
     client: reqwest::Client,
     url: String,
-    api_key: String,
+    api_key: Option<SecretString>,
     model: String,
     dimensions: usize,
     batch_size: usize,
@@ -65,8 +66,8 @@ impl OpenAiEmbedder {
             model: &self.model,
             input: texts,
         });
-        if !self.api_key.is_empty() {
-            request = request.bearer_auth(&self.api_key);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose_secret());
         }
         let response = request
             .send()

@@ -36,7 +36,8 @@ impl FalkorGraphStore {
     pub fn new(url: &str, graph: &str) -> anyhow::Result<Self> {
         let info: FalkorConnectionInfo = url
             .try_into()
-            .with_context(|| format!("graph.falkordb_url `{url}` is not a FalkorDB address"))?;
+            // Not the URL itself: it may carry a password.
+            .context("graph.falkordb_url is not a FalkorDB address (falkor://host:port or redis://host:port)")?;
         anyhow::ensure!(!graph.trim().is_empty(), "graph.falkordb_graph must not be empty");
         Ok(Self {
             inner: CypherGraphStore::new(FalkorSession {

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::{ChatCompletion, ChatMessage, ChatModel, LlmError};
-use crate::config::LlmSettings;
+use crate::config::{LlmSettings, OPENAI_BASE_URL};
 
 /// Largest response body read from the server.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
@@ -18,7 +19,7 @@ const ERROR_EXCERPT_CHARS: usize = 300;
 pub struct OpenAiChat {
     client: reqwest::Client,
     url: String,
-    api_key: Option<String>,
+    api_key: Option<SecretString>,
     model: String,
     timeout: Duration,
 }
@@ -33,8 +34,8 @@ impl OpenAiChat {
             .build()?;
         Ok(Self {
             client,
-            url: chat_completions_url(&settings.base_url),
-            api_key: Some(settings.api_key.trim().to_owned()).filter(|key| !key.is_empty()),
+            url: chat_completions_url(settings.base_url.as_deref().unwrap_or(OPENAI_BASE_URL)),
+            api_key: settings.api_key.clone(),
             model: settings.model.clone(),
             timeout,
         })
@@ -151,7 +152,7 @@ impl ChatModel for OpenAiChat {
             .post(&self.url)
             .json(&request_body(&self.model, messages, temperature, json));
         if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(key.expose_secret());
         }
         let mut response = request.send().await.map_err(|err| self.transport_error(&err))?;
         let status = response.status();

@@ -174,7 +174,7 @@ async fn long_text_is_cut_at_the_token_window() -> anyhow::Result<()> {
 
 fn open_error(settings: EmbeddingSettings) -> String {
     match open_embedder(&settings) {
-        Ok(_) => panic!("opened a model from {}", settings.model_dir),
+        Ok(_) => panic!("opened a model from {}", settings.model_dir().display()),
         Err(err) => format!("{err:#}"),
     }
 }
@@ -182,7 +182,7 @@ fn open_error(settings: EmbeddingSettings) -> String {
 #[test]
 fn a_missing_model_folder_is_a_clear_error() {
     let settings = EmbeddingSettings {
-        model_dir: "/nonexistent/all-MiniLM-L6-v2".to_owned(),
+        model_dir: Some("/nonexistent/all-MiniLM-L6-v2".into()),
         ..installed().clone()
     };
     let error = open_error(settings);
@@ -197,7 +197,7 @@ fn a_damaged_model_folder_is_a_clear_error() -> anyhow::Result<()> {
     let installed_dir = installed().model_dir();
     let dir = tempfile::tempdir()?;
     let settings = EmbeddingSettings {
-        model_dir: dir.path().to_string_lossy().into_owned(),
+        model_dir: Some(dir.path().to_path_buf()),
         ..installed().clone()
     };
     // A tokenizer that is not JSON.
@@ -226,7 +226,7 @@ fn a_damaged_model_folder_is_a_clear_error() -> anyhow::Result<()> {
 #[test]
 fn a_missing_onnxruntime_is_a_clear_error() {
     let settings = EmbeddingSettings {
-        onnxruntime_lib: "/nonexistent/libonnxruntime.so".to_owned(),
+        onnxruntime_lib: Some("/nonexistent/libonnxruntime.so".into()),
         ..installed().clone()
     };
     let error = open_error(settings);

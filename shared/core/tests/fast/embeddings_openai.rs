@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hbi_shared::embeddings::{Embedder, EmbeddingSettings, open_embedder};
+use hbi_shared::embeddings::{Embedder, EmbeddingProvider, EmbeddingSettings, open_embedder};
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
 use poem::web::{Data, Json, Path};
@@ -135,9 +135,9 @@ impl TestServer {
 
     fn settings(&self, mode: &str, batch_size: usize) -> EmbeddingSettings {
         EmbeddingSettings {
-            provider: "openai".to_owned(),
+            provider: EmbeddingProvider::Openai,
             openai_base_url: format!("{}/{mode}/v1/", self.base),
-            openai_api_key: API_KEY.to_owned(),
+            openai_api_key: Some(API_KEY.into()),
             openai_model: "nomic-embed-text".to_owned(),
             openai_dimensions: DIMENSIONS,
             openai_timeout_secs: 1,
@@ -230,7 +230,7 @@ async fn http_errors_carry_status_and_body() {
         "{error}"
     );
     let unauthorised = open_embedder(&EmbeddingSettings {
-        openai_api_key: "sk-wrong".to_owned(),
+        openai_api_key: Some("sk-wrong".into()),
         ..server.settings("ok", 8)
     })
     .expect("open");
@@ -272,7 +272,7 @@ async fn nothing_listening_is_a_clear_error() {
         listener.local_addr().expect("address").port()
     };
     let embedder = open_embedder(&EmbeddingSettings {
-        provider: "openai".to_owned(),
+        provider: EmbeddingProvider::Openai,
         openai_base_url: format!("http://127.0.0.1:{port}/v1"),
         openai_dimensions: DIMENSIONS,
         ..EmbeddingSettings::default()

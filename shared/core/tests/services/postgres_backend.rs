@@ -24,11 +24,11 @@ fn settings(database_url: &str, data_dir: &Path) -> anyhow::Result<Settings> {
         ..Overrides::default()
     };
     let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
-    settings.database.url = database_url.to_owned();
+    settings.database.url = Some(database_url.into());
     // Local blobs: this test is about the database.
-    settings.blobs.s3_endpoint.clear();
+    settings.blobs.s3_endpoint = None;
     // The first-start admin key is tested here: not one from the caller's environment.
-    settings.auth.bootstrap_api_key.clear();
+    settings.auth.bootstrap_api_key = None;
     Ok(settings)
 }
 
@@ -311,7 +311,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     // admin key makes one and writes it to a file only its owner can read.
     let keys = &backends.api_keys;
     let (key, secret) = keys.create("ci", Scope::Read).await?;
-    let authenticator = Authenticator::new(keys.clone(), "");
+    let authenticator = Authenticator::new(keys.clone(), None);
     let principal = authenticator.authenticate(secret.expose()).await?;
     assert_eq!(
         principal.map(|p| (p.key_id, p.scope)),

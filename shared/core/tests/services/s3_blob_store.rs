@@ -5,7 +5,7 @@ use crate::services;
 use std::path::Path;
 
 use hbi_shared::blobs::{BlobStore, S3BlobStore};
-use hbi_shared::config::BlobSettings;
+use hbi_shared::config::{BlobSettings, ExposeSecret};
 use hbi_shared::domain::ContentHash;
 use services::Service;
 
@@ -14,9 +14,9 @@ const SECRET_KEY: &str = "hbi-test-secret-key";
 
 fn settings(service: &Service, bucket: &str, secret: &str) -> BlobSettings {
     BlobSettings {
-        s3_endpoint: service.url.trim_start_matches("http://").to_owned(),
+        s3_endpoint: Some(service.url.trim_start_matches("http://").to_owned()),
         s3_access_key: ACCESS_KEY.to_owned(),
-        s3_secret_key: secret.to_owned(),
+        s3_secret_key: Some(secret.into()),
         s3_secure: false,
         s3_bucket: bucket.to_owned(),
         s3_region: "us-east-1".to_owned(),
@@ -185,12 +185,15 @@ async fn check_follows_the_server() -> anyhow::Result<()> {
 fn raw_client(settings: &BlobSettings) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", settings.s3_endpoint))
+        .endpoint_url(format!(
+            "http://{}",
+            settings.s3_endpoint.as_deref().unwrap_or_default()
+        ))
         .force_path_style(true)
         .region(aws_sdk_s3::config::Region::new(settings.s3_region.clone()))
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             &settings.s3_access_key,
-            &settings.s3_secret_key,
+            settings.s3_secret_key.as_ref().map_or("", |key| key.expose_secret()),
             None,
             None,
             "test",
@@ -208,7 +211,7 @@ async fn backends_use_s3_when_an_endpoint_is_configured() -> anyhow::Result<()> 
         ..Default::default()
     };
     let mut settings = hbi_shared::Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
-    settings.database.url.clear();
+    settings.database.url = None;
     settings.blobs = self::settings(&service, &fresh_bucket(), SECRET_KEY);
     let backends = hbi_shared::Backends::open(&settings, true).await?;
     assert_eq!(backends.blobs.kind(), "s3");

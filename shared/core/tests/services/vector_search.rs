@@ -9,6 +9,7 @@ use std::path::Path;
 
 use hbi_shared::Backends;
 use hbi_shared::config::{Overrides, Settings};
+use hbi_shared::embeddings::EmbeddingProvider;
 use hbi_shared::vectors::{DEFAULT_EMBEDDING_DIMENSIONS, PgVectorIndex, SqliteVecIndex, VectorIndex};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use vector_checks::Ranking;
@@ -42,13 +43,13 @@ fn settings(database_url: &str, data_dir: &Path, dimensions: usize) -> anyhow::R
         ..Overrides::default()
     };
     let mut settings = Settings::load(Some(Path::new("/nonexistent")), &overrides)?;
-    settings.database.url = database_url.to_owned();
-    settings.queue.redis_url.clear();
-    settings.blobs.s3_endpoint.clear();
-    settings.graph.neo4j_uri.clear();
-    settings.graph.falkordb_url.clear();
+    settings.database.url = Some(database_url.into());
+    settings.queue.redis_url = None;
+    settings.blobs.s3_endpoint = None;
+    settings.graph.neo4j_uri = None;
+    settings.graph.falkordb_url = None;
     settings.vectors.dimensions = dimensions;
-    settings.embeddings.provider = "none".to_owned();
+    settings.embeddings.provider = EmbeddingProvider::None;
     Ok(settings)
 }
 
@@ -232,7 +233,7 @@ async fn vectors_of_another_length_than_the_model_are_a_configuration_error() ->
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("hbi.db").display());
     let mut settings = settings(&url, dir.path(), 384)?;
-    settings.embeddings.provider = "openai".to_owned();
+    settings.embeddings.provider = EmbeddingProvider::Openai;
     settings.embeddings.openai_base_url = "http://127.0.0.1:9/v1".to_owned();
     settings.embeddings.openai_model = "nomic-embed-text".to_owned();
     settings.embeddings.openai_dimensions = 768;
