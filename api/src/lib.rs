@@ -6,6 +6,7 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 pub mod telemetry;
+pub mod worker_probes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -244,7 +245,7 @@ fn template_for_path<'a>(path: &str, templates: &'a HashMap<String, String>) -> 
 /// its server span, answers errors in FastAPI's shape (a 405 with the `Allow` header of its
 /// route, from `allow`), and records every request in `http_requests_total` and
 /// `http_request_duration_seconds`.
-async fn observe<E: poem::Endpoint>(
+pub(crate) async fn observe<E: poem::Endpoint>(
     endpoint: Arc<E>,
     request: poem::Request,
     templates: Arc<HashMap<String, String>>,
@@ -463,84 +464,6 @@ impl Application {
         relay.abort();
         Ok(())
     }
-}
-
-/// A small HTTP surface for `hbi worker`: /health, /health/live, /health/ready and /metrics.
-pub async fn serve_worker_health(addr: SocketAddr, state: AppState, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use poem::handler;
-    use poem::web::{Data, Json};
-
-    #[handler]
-    async fn metrics(Data(state): Data<&AppState>) -> poem::Response {
-        match state.backends.render_metrics().await {
-            Ok(text) => text
-                .with_content_type(hbi_shared::metrics::CONTENT_TYPE)
-                .into_response(),
-            Err(err) => (
-                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({ "detail": error::internal(&err) })),
-            )
-                .into_response(),
-        }
-    }
-
-    #[handler]
-    fn live(Data(state): Data<&AppState>) -> Json<serde_json::Value> {
-        Json(serde_json::json!({
-            "status": "ok",
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": state.started.elapsed().as_secs_f64(),
-        }))
-    }
-
-    #[handler]
-    async fn ready(Data(state): Data<&AppState>) -> poem::Response {
-        let readiness = state.readiness().await;
-        let status = if readiness.status == "ok" {
-            poem::http::StatusCode::OK
-        } else {
-            poem::http::StatusCode::SERVICE_UNAVAILABLE
-        };
-        let body = serde_json::json!({
-            "status": readiness.status,
-            "checks": readiness.checks.iter().map(|(name, check)| (name.clone(), serde_json::json!({
-                "status": check.status, "kind": check.kind, "error": check.error,
-            }))).collect::<serde_json::Map<_, _>>(),
-            "version": readiness.version,
-            "uptime_seconds": readiness.uptime_seconds,
-        });
-        (status, Json(body)).into_response()
-    }
-
-    // These routes are their own templates, each answering GET (and HEAD) only.
-    let routes = ["/health", "/health/live", "/health/ready", "/metrics"];
-    let templates: Arc<HashMap<String, String>> = Arc::new(
-        routes
-            .iter()
-            .map(|route| (route.to_string(), route.to_string()))
-            .collect(),
-    );
-    let allow: Arc<HashMap<String, String>> = Arc::new(
-        routes
-            .iter()
-            .map(|route| (route.to_string(), "GET, HEAD".to_owned()))
-            .collect(),
-    );
-    let app = Route::new()
-        .at("/health", poem::get(live))
-        .at("/health/live", poem::get(live))
-        .at("/health/ready", poem::get(ready))
-        .at("/metrics", poem::get(metrics))
-        .data(state)
-        .around(move |endpoint, request| observe(endpoint, request, templates.clone(), allow.clone()));
-    Server::new(TcpListener::bind(addr))
-        .run_with_graceful_shutdown(
-            app,
-            async move { shutdown.cancelled().await },
-            Some(Duration::from_secs(5)),
-        )
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

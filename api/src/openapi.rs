@@ -1,6 +1,6 @@
 //! What the OpenAPI document says beyond what poem-openapi generates from the handlers, so
 //! that it describes exactly what the server sends and accepts (`schemathesis` checks it
-//! against a running `hbi serve`, `api/tests/fast/api_contract.rs`):
+//! against a running `hbi serve`, `cli/tests/fast/api_contract.rs`):
 //!
 //! - 422 (FastAPI's validation error) and 413 on every operation that can answer them: poem
 //!   refuses a bad path or query value, a malformed body or a wrong content type before the

@@ -2,7 +2,7 @@
 //! (`hbi_api::routes`) with its real state on the embedded stores (SQLite, the local blob
 //! store, the SQLite queue) in a temporary directory, called through poem's `Endpoint` (no
 //! network). Shared by the `upload_request` fuzz target and the replay of its kept inputs in
-//! `api/tests/fast/upload_fuzz_regressions.rs`.
+//! `cli/tests/fast/upload_fuzz_regressions.rs`.
 //!
 //! An input is one request to `POST /books/{id}/upload`:
 //!

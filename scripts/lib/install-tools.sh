@@ -112,7 +112,7 @@ install_all() {
 }
 
 # Python tools the tests call: an independent OpenAPI validator, a YAML parser, and for
-# api/tests/fast/api_contract.rs schemathesis (checks what `hbi serve` answers against its OpenAPI
+# cli/tests/fast/api_contract.rs schemathesis (checks what `hbi serve` answers against its OpenAPI
 # document) and openapi-python-client (generates a client from it). Installed together, so pip
 # resolves their shared dependencies once; a new marker name when the list changes.
 HBI_PYLIB="${HBI_PYLIB:-$HBI_TOOLS_DIR/pylib}"

@@ -1,13 +1,24 @@
-//! The HBI worker: takes jobs from the queue and runs the book pipeline on them. Thin by
-//! design: the pipeline lives in `hbi_shared::pipeline`, the queue behind `JobQueue`.
+//! The HBI worker: takes jobs from the queue and runs the book pipeline on them.
+//!
+//! - [`run`]: the worker process's loop: the queue consumer, the lease heartbeat and the
+//!   shutdown grace period;
+//! - [`pipeline`]: the handling of one job (claim, stages, finish, retry or dead letter);
+//! - [`extractor`]: both sides of the extractor child protocol.
+//!
+//! Jobs are stored by `hbi_shared::jobs` (the job store and the queues); this crate decides
+//! what happens to them.
+
+pub mod extractor;
+pub mod pipeline;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hbi_shared::pipeline::extractor::ExtractorConfig;
-use hbi_shared::pipeline::{Pipeline, PipelineSettings};
 use hbi_shared::{Backends, Settings};
 use tokio_util::sync::CancellationToken;
+
+use crate::extractor::ExtractorConfig;
+use crate::pipeline::{Pipeline, PipelineSettings};
 
 /// A name no other process uses, now or recently: the queue refuses to reuse one for a while.
 pub fn unique_worker_id() -> String {

@@ -1,5 +1,7 @@
 use std::collections::BTreeMap;
+use std::time::Instant;
 
+use hbi_shared::Backends;
 use hbi_shared::backends::DependencyCheck;
 use hbi_shared::domain::{BookStatus, JobState};
 use poem::web::Data;
@@ -154,14 +156,19 @@ impl AppState {
     }
 
     pub async fn readiness(&self) -> Readiness {
-        let checks = self.backends.check_all().await;
-        let all_ok = checks.iter().all(|check| check.error.is_none());
-        Readiness {
-            status: if all_ok { "ok" } else { "error" }.to_owned(),
-            checks: checks.into_iter().map(dependency_status).collect(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_seconds: self.started.elapsed().as_secs_f64(),
-        }
+        readiness(&self.backends, self.started).await
+    }
+}
+
+/// Every dependency checked: what `GET /health/ready` answers, on the API and on a worker.
+pub async fn readiness(backends: &Backends, started: Instant) -> Readiness {
+    let checks = backends.check_all().await;
+    let all_ok = checks.iter().all(|check| check.error.is_none());
+    Readiness {
+        status: if all_ok { "ok" } else { "error" }.to_owned(),
+        checks: checks.into_iter().map(dependency_status).collect(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: started.elapsed().as_secs_f64(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! HBI's shared core: domain types, configuration, the book pipeline, job handling and one
+//! HBI's shared core: domain types, configuration, the use cases (`library`), job storage and one
 //! module per storage backend behind small traits. Nothing here knows about HTTP.
 
 pub mod access;
@@ -17,7 +17,6 @@ pub mod knobs;
 pub mod library;
 pub mod llm;
 pub mod metrics;
-pub mod pipeline;
 pub mod quality;
 pub mod sanitize;
 pub mod scratch;

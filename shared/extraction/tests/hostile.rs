@@ -1,6 +1,6 @@
 //! Every generated hostile file straight into the extractor: each returns an error or a
 //! result within a bound, never panics, and errors say what is wrong (issue #7, part 2).
-//! `api/tests/fast/hostile_files.rs` uploads the same files through the API.
+//! `cli/tests/fast/hostile_files.rs` uploads the same files through the API.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a failure is a test failure
 

@@ -3,7 +3,7 @@
 //! huge page counts, enormous images, invalid UTF-16 titles and more (issue #7, part 2).
 //!
 //! Shared through `#[path]` by `shared/extraction/tests/hostile.rs` (straight into the
-//! extractor) and `api/tests/fast/hostile_files.rs` (uploaded through the API), so both throw
+//! extractor) and `cli/tests/fast/hostile_files.rs` (uploaded through the API), so both throw
 //! exactly the same files.
 
 #![allow(dead_code)] // each including test uses a different part

@@ -2,41 +2,36 @@
 //! earlier run embedded with the same model (vectors are looked up by the chunk text's
 //! hash first), then stored for the book in one replace.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
+use hbi_shared::chunking::Chunk;
+use hbi_shared::db::entities::job;
+use hbi_shared::domain::Stage;
+use hbi_shared::embeddings::Embedder;
+use hbi_shared::vectors::ChunkVector;
 use tokio_util::sync::CancellationToken;
 
-use super::{Pipeline, StageError, anyhow_at};
-use crate::chunking::Chunk;
-use crate::db::entities::job;
-use crate::domain::Stage;
-use crate::embeddings::Embedder;
-use crate::vectors::ChunkVector;
+use super::{Failure, Pipeline, StageResult, Step};
 
 /// Chunks per call to the model: large enough to batch well, small enough to report
 /// progress and notice a cancel request often.
 const EMBED_BATCH: usize = 64;
 
-/// What the embed stages did.
-pub(super) enum Embedded {
-    /// Vectors stored for the book.
-    Stored(u64),
-    Cancelled,
-}
+/// A vector for each distinct chunk text, by the text's hash.
+pub(super) type VectorsByHash = HashMap<String, Vec<f32>>;
 
 impl Pipeline {
-    pub(super) async fn embed_chunks(
+    /// `embed`: a vector for every chunk, those of earlier runs with the same model reused.
+    pub(super) async fn embed(
         &self,
         job: &job::Model,
         embedder: &dyn Embedder,
         chunks: &[Chunk],
         cancel: &CancellationToken,
-    ) -> Result<Embedded, StageError> {
-        self.stage(job, Stage::Embed).await?;
+    ) -> StageResult<Step<VectorsByHash>> {
         let model = embedder.model().to_owned();
         let hashes: Vec<String> = chunks.iter().map(Chunk::content_hash).collect();
-        let vectors = &self.backends.vectors;
-        let mut known = vectors.cached(&model, &hashes).await.map_err(anyhow_at(Stage::Embed))?;
+        let mut known = self.backends.vectors.cached(&model, &hashes).await?;
         let mut seen = HashSet::new();
         let missing: Vec<(&String, &Chunk)> = hashes
             .iter()
@@ -47,30 +42,26 @@ impl Pipeline {
         let mut done = 0u32;
         for batch in missing.chunks(EMBED_BATCH) {
             if cancel.is_cancelled() {
-                return Ok(Embedded::Cancelled);
+                return Ok(Step::Cancelled);
             }
             let texts: Vec<String> = batch.iter().map(|(_, chunk)| chunk.embedding_text()).collect();
-            let embedded = embedder.embed(&texts).await.map_err(anyhow_at(Stage::Embed))?;
+            let embedded = embedder.embed(&texts).await?;
             if embedded.len() != batch.len() {
-                return Err(StageError::retryable(
-                    Stage::Embed,
-                    format!(
-                        "the model returned {} vectors for {} texts",
-                        embedded.len(),
-                        batch.len()
-                    ),
-                ));
+                return Err(Failure::Retryable(format!(
+                    "the model returned {} vectors for {} texts",
+                    embedded.len(),
+                    batch.len()
+                )));
             }
             for ((hash, _), vector) in batch.iter().zip(embedded) {
                 known.insert((*hash).clone(), vector);
             }
-            crate::metrics::embeddings_generated(batch.len() as u64);
+            hbi_shared::metrics::embeddings_generated(batch.len() as u64);
             done = done.saturating_add(u32::try_from(batch.len()).unwrap_or(u32::MAX));
             self.backends
                 .jobs
                 .report_progress(&job.id, Stage::Embed, done, total)
-                .await
-                .map_err(anyhow_at(Stage::Embed))?;
+                .await?;
         }
         tracing::info!(
             chunks = chunks.len(),
@@ -79,28 +70,31 @@ impl Pipeline {
             model = %model,
             "chunks embedded"
         );
+        Ok(Step::Next(known))
+    }
 
-        self.stage(job, Stage::IndexVectors).await?;
+    /// `index_vectors`: the book's vectors replace those it had; answers how many it has now.
+    pub(super) async fn index_vectors(
+        &self,
+        job: &job::Model,
+        model: &str,
+        chunks: &[Chunk],
+        vectors: &VectorsByHash,
+    ) -> StageResult<u64> {
         let rows: Vec<ChunkVector> = chunks
             .iter()
-            .zip(&hashes)
-            .filter_map(|(chunk, hash)| {
-                known.get(hash).map(|embedding| ChunkVector {
+            .filter_map(|chunk| {
+                let hash = chunk.content_hash();
+                vectors.get(&hash).map(|embedding| ChunkVector {
                     chunk_id: chunk.id(&job.book_id),
                     book_id: job.book_id.clone(),
-                    content_hash: hash.clone(),
+                    content_hash: hash,
                     embedding: embedding.clone(),
                 })
             })
             .collect();
-        vectors
-            .replace_book(&job.book_id, &model, &rows)
-            .await
-            .map_err(anyhow_at(Stage::IndexVectors))?;
-        let stored = vectors
-            .count(&job.book_id)
-            .await
-            .map_err(anyhow_at(Stage::IndexVectors))?;
-        Ok(Embedded::Stored(stored))
+        let store = &self.backends.vectors;
+        store.replace_book(&job.book_id, model, &rows).await?;
+        Ok(store.count(&job.book_id).await?)
     }
 }

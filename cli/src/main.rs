@@ -5,18 +5,17 @@
 //! - `hbi migrate`: apply database migrations
 //! - `hbi extract FILE --json`: offline extraction, no server, no database
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hbi_api::{AppState, Application};
 use hbi_shared::config::{ExposeSecret, Overrides};
-use hbi_shared::pipeline::extractor::EXIT_INPUT_REFUSED;
 use hbi_shared::{Backends, Settings};
+use hbi_worker::extractor::{self, ChildRequest};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -87,11 +86,29 @@ enum ProgressMode {
     None,
 }
 
+impl ExtractArgs {
+    fn request(&self) -> ChildRequest {
+        ChildRequest {
+            file: self.file.clone(),
+            json: self.json,
+            pages: self.pages,
+            progress: match self.progress {
+                ProgressMode::Human => extractor::ProgressMode::Human,
+                ProgressMode::Jsonl => extractor::ProgressMode::Jsonl,
+                ProgressMode::None => extractor::ProgressMode::None,
+            },
+            memory_limit_mb: self.memory_limit_mb,
+            max_pages: self.max_pages,
+            max_file_mb: self.max_file_mb,
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Extract(args) = &cli.command {
         // Offline and synchronous: no runtime, no configuration, no database.
-        return extract(args);
+        return hbi_worker::extractor::run_child(&args.request());
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -174,10 +191,9 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
         }
         Command::Worker(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
-            let state = AppState::new(backends.clone(), settings.clone());
-            let health = tokio::spawn(hbi_api::serve_worker_health(
+            let health = tokio::spawn(hbi_api::worker_probes::serve(
                 settings.server.worker_bind,
-                state,
+                backends.clone(),
                 shutdown.clone(),
             ));
             tracing::info!(health = %settings.server.worker_bind, "worker health endpoint listening");
@@ -242,84 +258,4 @@ async fn cancel_on_signal(token: CancellationToken) {
     }
     tracing::info!("shutdown signal received");
     token.cancel();
-}
-
-/// `hbi extract`: exit 0 with the result, 2 when the file is refused, 1 on other errors.
-fn extract(args: &ExtractArgs) -> std::process::ExitCode {
-    let fail = |code: u8, message: String| {
-        if args.progress == ProgressMode::Jsonl {
-            eprintln!("{}", serde_json::json!({ "error": message }));
-        } else {
-            eprintln!("error: {message}");
-        }
-        std::process::ExitCode::from(code)
-    };
-    if let Some(limit_mb) = args.memory_limit_mb {
-        let bytes = limit_mb.saturating_mul(1024 * 1024);
-        if let Err(err) = rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes) {
-            return fail(1, format!("cannot set the memory limit: {err}"));
-        }
-    }
-    let refused = u8::try_from(EXIT_INPUT_REFUSED).unwrap_or(2);
-    let bytes = match std::fs::read(&args.file) {
-        Ok(bytes) => bytes,
-        // Out of memory or an I/O fault is the machine's trouble, not the file's: exit 1 so
-        // the worker retries; a missing or unreadable path is refused for good.
-        Err(err) if err.kind() == std::io::ErrorKind::OutOfMemory => {
-            return fail(1, format!("cannot read {}: {err}", args.file.display()));
-        }
-        Err(err) => return fail(refused, format!("cannot read {}: {err}", args.file.display())),
-    };
-    let options = hbi_extraction::ExtractOptions {
-        max_pages: args.max_pages,
-        max_file_bytes: args.max_file_mb.saturating_mul(1024 * 1024),
-    };
-    let mut last_report = Instant::now();
-    let mut report = |progress: hbi_extraction::Progress| {
-        let hbi_extraction::Progress::Pages { done, total } = progress;
-        match args.progress {
-            ProgressMode::Jsonl => eprintln!("{}", serde_json::json!({ "done": done, "total": total })),
-            ProgressMode::Human if done == total || last_report.elapsed() >= Duration::from_millis(500) => {
-                last_report = Instant::now();
-                eprintln!("extract: {done}/{total} pages");
-            }
-            _ => {}
-        }
-    };
-    let extraction = match hbi_extraction::extract(&bytes, &options, args.pages, &mut report) {
-        Ok(extraction) => extraction,
-        Err(err) => return fail(refused, err.to_string()),
-    };
-    let mut stdout = std::io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer(&mut stdout, &extraction)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(stdout))
-    } else {
-        print_summary(&mut stdout, &extraction)
-    };
-    match written.and_then(|()| stdout.flush()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => fail(1, format!("cannot write the result: {err}")),
-    }
-}
-
-fn print_summary(out: &mut impl Write, extraction: &hbi_extraction::Extraction) -> std::io::Result<()> {
-    writeln!(out, "pages: {}", extraction.page_count)?;
-    writeln!(
-        out,
-        "toc ({:?}): {} entries",
-        extraction.toc_source,
-        extraction.toc.len()
-    )?;
-    for entry in &extraction.toc {
-        let indent = "  ".repeat(entry.level.saturating_sub(1) as usize);
-        let page = entry.page.map(|p| p.to_string()).unwrap_or_else(|| "?".to_owned());
-        writeln!(out, "{indent}{} .... {page}", entry.title)?;
-    }
-    writeln!(out, "index: {} entries", extraction.index.len())?;
-    for warning in &extraction.warnings {
-        writeln!(out, "warning: {warning}")?;
-    }
-    Ok(())
 }

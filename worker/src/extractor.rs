@@ -1,14 +1,17 @@
-//! Runs `hbi extract` in a child process with an address-space limit and a deadline, so a
-//! hostile or gigantic PDF can crash, hang or bloat only that child: its job fails with a
-//! clear error and the worker goes on (the design Apache Tika uses).
+//! Both sides of the extractor child protocol. The worker runs `hbi extract` in a child process
+//! with an address-space limit and a deadline ([`extract_in_child`]), so a hostile or gigantic
+//! PDF can crash, hang or bloat only that child: its job fails with a clear error and the
+//! worker goes on (the design Apache Tika uses). The child is [`run_child`], which `hbi
+//! extract` also is for people at a terminal.
 //!
 //! Protocol: the child prints the extraction JSON on stdout and, with `--progress jsonl`,
 //! one `{"done":N,"total":M}` line per page on stderr; a refused input exits with code 2
-//! and a `{"error":"..."}` line.
+//! and a `{"error":"..."}` line; any other failure exits 1 (the worker retries).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use hbi_extraction::Extraction;
 use serde::Deserialize;
@@ -143,6 +146,113 @@ pub async fn extract_in_child(
     let output = output.map_err(|err| ExtractorFailure::Crashed(format!("reading extractor output: {err}")))?;
     serde_json::from_slice(&output)
         .map_err(|err| ExtractorFailure::Crashed(format!("unreadable extractor output: {err}")))
+}
+
+/// How the child reports its progress on stderr.
+#[derive(Debug, Copy, Clone, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// A line every half second, for people.
+    Human,
+    /// One JSON object per page, for the worker.
+    Jsonl,
+    None,
+}
+
+/// What `hbi extract` is asked: the child side's arguments.
+#[derive(Debug, Clone)]
+pub struct ChildRequest {
+    pub file: PathBuf,
+    /// The extraction as JSON (the scorer's format) instead of a summary.
+    pub json: bool,
+    /// Each page's text in the JSON.
+    pub pages: bool,
+    pub progress: ProgressMode,
+    /// This process's address-space limit, so a hostile file cannot exhaust the machine.
+    pub memory_limit_mb: Option<u64>,
+    pub max_pages: usize,
+    pub max_file_mb: u64,
+}
+
+/// The child: extracts `request.file` and prints the result. Exit 0 with the result,
+/// [`EXIT_INPUT_REFUSED`] when the file is refused, 1 on other errors. Synchronous: no
+/// runtime, no configuration, no database.
+pub fn run_child(request: &ChildRequest) -> ExitCode {
+    let fail = |code: u8, message: String| {
+        if request.progress == ProgressMode::Jsonl {
+            eprintln!("{}", serde_json::json!({ "error": message }));
+        } else {
+            eprintln!("error: {message}");
+        }
+        ExitCode::from(code)
+    };
+    if let Some(limit_mb) = request.memory_limit_mb {
+        let bytes = limit_mb.saturating_mul(1024 * 1024);
+        if let Err(err) = rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes) {
+            return fail(1, format!("cannot set the memory limit: {err}"));
+        }
+    }
+    let refused = u8::try_from(EXIT_INPUT_REFUSED).unwrap_or(2);
+    let bytes = match std::fs::read(&request.file) {
+        Ok(bytes) => bytes,
+        // Out of memory or an I/O fault is the machine's trouble, not the file's: exit 1 so
+        // the worker retries; a missing or unreadable path is refused for good.
+        Err(err) if err.kind() == std::io::ErrorKind::OutOfMemory => {
+            return fail(1, format!("cannot read {}: {err}", request.file.display()));
+        }
+        Err(err) => return fail(refused, format!("cannot read {}: {err}", request.file.display())),
+    };
+    let options = hbi_extraction::ExtractOptions {
+        max_pages: request.max_pages,
+        max_file_bytes: request.max_file_mb.saturating_mul(1024 * 1024),
+    };
+    let mut last_report = Instant::now();
+    let mut report = |progress: hbi_extraction::Progress| {
+        let hbi_extraction::Progress::Pages { done, total } = progress;
+        match request.progress {
+            ProgressMode::Jsonl => eprintln!("{}", serde_json::json!({ "done": done, "total": total })),
+            ProgressMode::Human if done == total || last_report.elapsed() >= Duration::from_millis(500) => {
+                last_report = Instant::now();
+                eprintln!("extract: {done}/{total} pages");
+            }
+            _ => {}
+        }
+    };
+    let extraction = match hbi_extraction::extract(&bytes, &options, request.pages, &mut report) {
+        Ok(extraction) => extraction,
+        Err(err) => return fail(refused, err.to_string()),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = if request.json {
+        serde_json::to_writer(&mut stdout, &extraction)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(stdout))
+    } else {
+        print_summary(&mut stdout, &extraction)
+    };
+    match written.and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(1, format!("cannot write the result: {err}")),
+    }
+}
+
+fn print_summary(out: &mut impl Write, extraction: &Extraction) -> std::io::Result<()> {
+    writeln!(out, "pages: {}", extraction.page_count)?;
+    writeln!(
+        out,
+        "toc ({:?}): {} entries",
+        extraction.toc_source,
+        extraction.toc.len()
+    )?;
+    for entry in &extraction.toc {
+        let indent = "  ".repeat(entry.level.saturating_sub(1) as usize);
+        let page = entry.page.map(|p| p.to_string()).unwrap_or_else(|| "?".to_owned());
+        writeln!(out, "{indent}{} .... {page}", entry.title)?;
+    }
+    writeln!(out, "index: {} entries", extraction.index.len())?;
+    for warning in &extraction.warnings {
+        writeln!(out, "warning: {warning}")?;
+    }
+    Ok(())
 }
 
 fn describe_crash(status: std::process::ExitStatus, detail: &str) -> String {
