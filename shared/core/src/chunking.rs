@@ -182,31 +182,8 @@ impl<'a> Sections<'a> {
 
     /// Titles from the chapter down to the deepest entry starting at or before `page`.
     fn path_at(&self, page: u32) -> Vec<String> {
-        section_path_at(
-            self.entries
-                .iter()
-                .map(|entry| (entry.level, entry.title.as_str(), entry.page)),
-            page,
-        )
+        crate::outline::section_path(self.entries.iter().copied(), page)
     }
-}
-
-/// The section path of `page` from ToC entries `(level, title, first page)` in reading
-/// order: the titles from the chapter down to the deepest entry starting at or before it.
-pub fn section_path_at<'a>(entries: impl IntoIterator<Item = (u32, &'a str, Option<u32>)>, page: u32) -> Vec<String> {
-    let mut path: Vec<(u32, &str)> = Vec::new();
-    for (level, title, start) in entries {
-        if start.is_none_or(|start| start > page) {
-            // Entries are in reading order, but a few books list pages out of order: skip
-            // such an entry rather than stop.
-            continue;
-        }
-        while path.last().is_some_and(|(open, _)| *open >= level) {
-            path.pop();
-        }
-        path.push((level, title));
-    }
-    path.into_iter().map(|(_, title)| title.to_owned()).collect()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod knobs;
 pub mod library;
 pub mod llm;
 pub mod metrics;
+pub mod outline;
 pub mod quality;
 pub mod sanitize;
 pub mod scratch;

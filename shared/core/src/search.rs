@@ -14,10 +14,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::chunking::section_path_at;
-use crate::db::entities::toc_entry;
 use crate::domain::BookStatus;
 use crate::graph::term_key;
+use crate::outline::{self, TocEntry};
 use crate::text_index::TextIndex;
 
 /// How many candidates each list contributes before fusion.
@@ -172,7 +171,8 @@ struct BookFacts {
     loaded: Instant,
     /// Index terms by normalised phrase.
     by_key: HashMap<String, Vec<BoostTerm>>,
-    toc: Vec<toc_entry::Model>,
+    /// The outline, for the section path of each hit.
+    toc: Vec<TocEntry>,
 }
 
 pub struct Searcher {
@@ -305,16 +305,7 @@ impl Searcher {
             let Some(toc) = tocs.get(&book_id).map(|facts| &facts.toc) else {
                 continue;
             };
-            let section_path = section_path_at(
-                toc.iter().map(|entry| {
-                    (
-                        u32::try_from(entry.level).unwrap_or(1),
-                        entry.title.as_str(),
-                        entry.page.and_then(|p| u32::try_from(p).ok()),
-                    )
-                }),
-                page,
-            );
+            let section_path = outline::section_path(toc, page);
             if let Some(wanted) = &section
                 && !section_path.iter().any(|title| title.to_lowercase().contains(wanted))
             {
@@ -460,7 +451,7 @@ impl Searcher {
             }
             by_key.entry(key).or_default().push(BoostTerm { pages, specificity });
         }
-        let toc = self.catalog.toc(book_id).await?;
+        let toc = outline::from_stored(&self.catalog.toc(book_id).await?);
         let facts = Arc::new(BookFacts {
             content_hash,
             loaded: Instant::now(),

@@ -179,17 +179,12 @@ impl Pipeline {
             .await?
             .map(|book| book.title)
             .unwrap_or_default();
-        let flat: Vec<(u32, String, Option<u32>)> = extraction
-            .toc
-            .iter()
-            .map(|entry| (entry.level, entry.title.clone(), entry.page))
-            .collect();
         let graph = BookGraph {
             book_id: job.book_id.clone(),
             content_hash: hash.to_string(),
             title,
             page_labels: extraction.page_labels.clone(),
-            chapters: chapters_from_flat_toc(&flat),
+            chapters: chapters_from_flat_toc(&extraction.toc),
             index_terms: index_terms_from_entries(&extraction.index),
         };
         Ok(self.backends.graph.write_book(&graph).await?)

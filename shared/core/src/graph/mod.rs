@@ -17,6 +17,7 @@ mod sql;
 mod terms;
 
 use async_trait::async_trait;
+use hbi_extraction::TocEntry;
 use serde::{Deserialize, Serialize};
 
 pub use self::falkordb::FalkorGraphStore;
@@ -132,25 +133,21 @@ impl BookGraph {
     }
 }
 
-/// Links each flat ToC entry to its parent by level: the nearest earlier entry one level up.
-pub fn chapters_from_flat_toc(entries: &[(u32, String, Option<u32>)]) -> Vec<ChapterNode> {
-    let mut stack: Vec<(u32, u32)> = Vec::new(); // (level, position)
-    let mut chapters = Vec::with_capacity(entries.len());
-    for (index, (level, title, page)) in entries.iter().enumerate() {
-        let position = u32::try_from(index).unwrap_or(u32::MAX);
-        while stack.last().is_some_and(|&(open_level, _)| open_level >= *level) {
-            stack.pop();
-        }
-        chapters.push(ChapterNode {
-            position,
-            level: *level,
-            title: terms::clean_text(title),
-            page: *page,
-            parent: stack.last().map(|&(_, parent)| parent),
-        });
-        stack.push((*level, position));
-    }
-    chapters
+/// The chapters of an outline, each with its enclosing chapter ([`crate::outline::enclosing`]).
+pub fn chapters_from_flat_toc(entries: &[TocEntry]) -> Vec<ChapterNode> {
+    let parents = crate::outline::enclosing(entries.iter().map(|entry| entry.level));
+    entries
+        .iter()
+        .zip(parents)
+        .enumerate()
+        .map(|(index, (entry, parent))| ChapterNode {
+            position: u32::try_from(index).unwrap_or(u32::MAX),
+            level: entry.level,
+            title: terms::clean_text(&entry.title),
+            page: entry.page,
+            parent: parent.map(|parent| u32::try_from(parent).unwrap_or(u32::MAX)),
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -184,14 +181,19 @@ mod tests {
 
     #[test]
     fn parents_follow_levels() {
-        let flat = vec![
-            (1, "Preface".to_owned(), Some(3)),
-            (1, "1 Intro".to_owned(), Some(5)),
-            (2, "1.1 A".to_owned(), Some(5)),
-            (3, "1.1.1 deep".to_owned(), Some(6)),
-            (2, "1.2 B".to_owned(), Some(7)),
-            (1, "2 Next".to_owned(), None),
-        ];
+        let flat = [
+            (1, "Preface", Some(3)),
+            (1, "1 Intro", Some(5)),
+            (2, "1.1 A", Some(5)),
+            (3, "1.1.1 deep", Some(6)),
+            (2, "1.2 B", Some(7)),
+            (1, "2 Next", None),
+        ]
+        .map(|(level, title, page)| TocEntry {
+            level,
+            title: title.to_owned(),
+            page,
+        });
         let parents: Vec<Option<u32>> = chapters_from_flat_toc(&flat).iter().map(|c| c.parent).collect();
         assert_eq!(parents, vec![None, None, Some(1), Some(2), Some(1), None]);
     }

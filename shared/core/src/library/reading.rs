@@ -2,9 +2,9 @@
 //! with where it sits, and the quality gates of its last run.
 
 use super::{Library, LibraryError, LibraryResult};
-use crate::chunking::section_path_at;
 use crate::db::entities::{book, index_entry, index_locator, quality_result};
 use crate::domain::BookId;
+use crate::outline::{self, TocEntry, nest_by_level};
 
 /// One node of the nested table of contents.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,8 +71,7 @@ impl Library {
         let book = self.book(id).await?;
         let labels = self.stores.catalog.page_labels(&book.id).await?;
         let chapters = self.stores.graph.chapters(&book.id).await?;
-        let flat: Vec<(u32, String, Option<u32>)> = chapters.into_iter().map(|c| (c.level, c.title, c.page)).collect();
-        Ok(nest_toc(&flat, &labels))
+        Ok(nest_toc(&outline::from_chapters(chapters), &labels))
     }
 
     /// Every index of the book, nested by sub-entry; with `query`, only the entries whose
@@ -109,14 +108,7 @@ impl Library {
             .iter()
             .map(|entry| json_strings(&entry.path).join(", "))
             .collect();
-        let section_path = section_path_at(
-            toc.iter().map(|entry| {
-                let level = u32::try_from(entry.level).unwrap_or(1);
-                let start = entry.page.and_then(|p| u32::try_from(p).ok());
-                (level, entry.title.as_str(), start)
-            }),
-            number,
-        );
+        let section_path = outline::section_path(&outline::from_stored(&toc), number);
         Ok(PageView {
             book_id: book.id,
             number,
@@ -168,17 +160,19 @@ fn json_strings(raw: &str) -> Vec<String> {
     serde_json::from_str(raw).unwrap_or_default()
 }
 
-/// Builds the nested ToC from flat `(level, title, page)` rows in document order.
-pub fn nest_toc(flat: &[(u32, String, Option<u32>)], labels: &[String]) -> Vec<TocNode> {
-    let nodes = flat.iter().map(|(level, title, page)| {
+/// Builds the nested ToC from the outline, each entry with the printed label of its page.
+pub fn nest_toc(outline: &[TocEntry], labels: &[String]) -> Vec<TocNode> {
+    let nodes = outline.iter().map(|entry| {
         let node = TocNode {
-            title: title.clone(),
-            page_number: *page,
-            page_label: page.and_then(|p| labels.get((p as usize).checked_sub(1)?).cloned()),
-            level: *level,
+            title: entry.title.clone(),
+            page_number: entry.page,
+            page_label: entry
+                .page
+                .and_then(|p| labels.get((p as usize).checked_sub(1)?).cloned()),
+            level: entry.level,
             children: Vec::new(),
         };
-        (*level, node)
+        (entry.level, node)
     });
     nest_by_level(nodes, |node| &mut node.children)
 }
@@ -186,33 +180,6 @@ pub fn nest_toc(flat: &[(u32, String, Option<u32>)], labels: &[String]) -> Vec<T
 /// Nests index rows `(depth, entry)` given in document order.
 fn nest_index(flat: Vec<(u32, IndexNode)>) -> Vec<IndexNode> {
     nest_by_level(flat, |node| &mut node.subentries)
-}
-
-/// Nests rows given in document order: each row becomes a child of the nearest earlier row
-/// of a smaller level, or a root. The walk keeps an explicit stack, so no depth a store
-/// holds can exhaust the call stack.
-pub fn nest_by_level<T>(rows: impl IntoIterator<Item = (u32, T)>, children: fn(&mut T) -> &mut Vec<T>) -> Vec<T> {
-    let mut roots: Vec<T> = Vec::new();
-    // The open branch: each row whose children may still come, outermost first.
-    let mut open: Vec<(u32, T)> = Vec::new();
-    let close = |open: &mut Vec<(u32, T)>, roots: &mut Vec<T>| {
-        if let Some((_, done)) = open.pop() {
-            match open.last_mut() {
-                Some((_, parent)) => children(parent).push(done),
-                None => roots.push(done),
-            }
-        }
-    };
-    for (level, row) in rows {
-        while open.last().is_some_and(|(open_level, _)| *open_level >= level) {
-            close(&mut open, &mut roots);
-        }
-        open.push((level, row));
-    }
-    while !open.is_empty() {
-        close(&mut open, &mut roots);
-    }
-    roots
 }
 
 /// Keeps entries whose term contains `needle`, with all their sub-entries, and the parents
@@ -234,14 +201,22 @@ fn filter_index(entries: Vec<IndexNode>, needle: &str) -> Vec<IndexNode> {
 mod tests {
     use super::*;
 
+    fn toc_entry(level: u32, title: &str, page: Option<u32>) -> TocEntry {
+        TocEntry {
+            level,
+            title: title.to_owned(),
+            page,
+        }
+    }
+
     #[test]
     fn nesting_follows_levels_and_labels_follow_pages() {
         let flat = vec![
-            (1, "A".to_owned(), Some(1)),
-            (2, "A.1".to_owned(), Some(2)),
-            (3, "A.1.a".to_owned(), Some(2)),
-            (1, "B".to_owned(), Some(3)),
-            (2, "B.1".to_owned(), None),
+            toc_entry(1, "A", Some(1)),
+            toc_entry(2, "A.1", Some(2)),
+            toc_entry(3, "A.1.a", Some(2)),
+            toc_entry(1, "B", Some(3)),
+            toc_entry(2, "B.1", None),
         ];
         let labels = vec!["i".to_owned(), "1".to_owned(), "2".to_owned()];
         let toc = nest_toc(&flat, &labels);
@@ -294,7 +269,7 @@ mod tests {
 
     #[test]
     fn a_deep_chain_nests_without_recursion() {
-        let flat: Vec<(u32, String, Option<u32>)> = (1..=200_000).map(|level| (level, "t".to_owned(), None)).collect();
+        let flat: Vec<TocEntry> = (1..=200_000).map(|level| toc_entry(level, "t", None)).collect();
         let toc = nest_toc(&flat, &[]);
         assert_eq!(toc.len(), 1);
         // Dropping the chain is recursive in std; take it apart level by level instead.

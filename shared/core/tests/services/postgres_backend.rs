@@ -278,13 +278,12 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     backends.jobs.finish(&taken, "worker-4", Outcome::Cancelled).await?;
 
     // Graph in SQL tables; writing twice leaves one copy.
-    let flat: Vec<(u32, String, Option<u32>)> = toc.iter().map(|e| (e.level, e.title.clone(), e.page)).collect();
     let graph = BookGraph {
         book_id: book.id.clone(),
         content_hash: hash.to_string(),
         title: book.title.clone(),
         page_labels: backends.catalog.page_labels(&book.id).await?,
-        chapters: chapters_from_flat_toc(&flat),
+        chapters: chapters_from_flat_toc(&toc),
         index_terms: Vec::new(),
     };
     backends.graph.write_book(&graph).await?;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use hbi_extraction::IndexEntry;
+use hbi_extraction::{IndexEntry, TocEntry};
 use hbi_shared::graph::{BookGraph, ChapterNode, GraphStore, chapters_from_flat_toc, index_terms_from_entries};
 
 /// Node counts by label and relationship counts by type.
@@ -27,12 +27,15 @@ fn entry(path: &[&str], pages: &[[u32; 2]], see: &[&str], see_also: &[&str]) -> 
 }
 
 pub fn book_a(hash: &str) -> BookGraph {
-    let toc = vec![
+    let toc: Vec<TocEntry> = [
         (1, "1 Basics".to_owned(), Some(2)),
         (2, "1.1 Ownership".to_owned(), Some(3)),
         (1, format!("2 {HOSTILE}"), Some(8)),
         (1, "Appendix".to_owned(), None),
-    ];
+    ]
+    .into_iter()
+    .map(|(level, title, page)| TocEntry { level, title, page })
+    .collect();
     let mut index = vec![
         entry(&["Ownership"], &[[3, 4]], &[], &["Borrowing"]),
         entry(&["Ownership", "moves"], &[[5, 5]], &[], &[]),
