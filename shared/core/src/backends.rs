@@ -13,6 +13,7 @@ use crate::answer::{HybridChunkRetriever, KeywordChunkRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
+use crate::domain::{BookStatus, JobState};
 use crate::embeddings::{Embedder, EmbeddingProvider, open_embedder};
 use crate::graph::{FalkorGraphStore, GraphStore, Neo4jGraphStore, SqlGraphStore};
 use crate::jobs::store::JobStore;
@@ -236,12 +237,16 @@ impl Backends {
 
     /// The metrics' text exposition, the gauges read from these stores.
     pub async fn render_metrics(&self) -> anyhow::Result<String> {
-        crate::metrics::render(crate::metrics::GaugeSources {
-            queue: self.queue.as_ref(),
-            jobs: &self.jobs,
-            catalog: &self.catalog,
+        let (queue_depth, dead_jobs, books_needing_review) = tokio::join!(
+            self.queue.depth(),
+            self.jobs.count_in_state(JobState::Dead),
+            self.catalog.count_books_with_status(BookStatus::NeedsReview),
+        );
+        crate::metrics::render(crate::metrics::GaugeReadings {
+            queue_depth,
+            dead_jobs,
+            books_needing_review,
         })
-        .await
     }
 
     /// Checks each dependency once (for /health/ready).

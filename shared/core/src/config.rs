@@ -8,7 +8,9 @@ use std::time::Duration;
 
 /// The secret type of the settings, for the crates that read them.
 pub use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use crate::blank::blank_is_none;
 
 /// The built-in defaults; `config/default.toml` in the repository is the same file.
 const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -548,20 +550,6 @@ fn is_web_origin(origin: &str) -> bool {
         && !authority.is_empty()
         && authority.chars().all(|c| c.is_ascii_graphic())
         && !authority.contains(['/', '?', '#', '@', ' '])
-}
-
-/// A string setting that is blank (an empty `HBI__...` variable, `key = ""` in a file) is
-/// absent: code reads `Option`, never compares with "".
-pub fn blank_is_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: From<String>,
-{
-    let value = Option::<String>::deserialize(deserializer)?;
-    Ok(value
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
-        .map(T::from))
 }
 
 fn non_empty_env(name: &str) -> Option<String> {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod answer;
 pub mod backends;
+pub mod blank;
 pub mod blobs;
 pub mod catalog;
 pub mod chunking;

@@ -23,10 +23,7 @@ use std::sync::LazyLock;
 use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::catalog::Catalog;
-use crate::domain::{BookStatus, JobState, Stage};
-use crate::jobs::JobQueue;
-use crate::jobs::store::JobStore;
+use crate::domain::{JobState, Stage};
 
 /// The content type of [`render`]'s output: the Prometheus text exposition format.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -403,30 +400,31 @@ pub fn index_locator_support(ratio: f64) {
     METRICS.index_locator_support.observe(ratio);
 }
 
-/// The text exposition of every metric, after reading the gauges from their sources: the
-/// queue depth from the queue, the dead-letter size and the books needing review from the
-/// database. A source that cannot be read keeps its last value (and is logged); readiness
+/// The text exposition of every metric, after setting the gauges to what was read at this
+/// scrape. A reading that failed keeps the gauge's last value (and is logged); readiness
 /// reports the outage itself.
-pub async fn render(sources: GaugeSources<'_>) -> anyhow::Result<String> {
-    refresh_gauges(sources).await;
+pub fn render(readings: GaugeReadings) -> anyhow::Result<String> {
+    set_gauges(readings);
     encode()
 }
 
-/// Where the gauges read at each scrape come from.
-#[derive(Clone, Copy)]
-pub struct GaugeSources<'a> {
-    pub queue: &'a dyn JobQueue,
-    pub jobs: &'a JobStore,
-    pub catalog: &'a Catalog,
+/// The gauges' values read at a scrape, each from its source (`Backends::render_metrics`
+/// reads them).
+pub struct GaugeReadings {
+    /// Messages waiting on the queue.
+    pub queue_depth: anyhow::Result<u64>,
+    /// Jobs in the dead-letter state.
+    pub dead_jobs: anyhow::Result<u64>,
+    pub books_needing_review: anyhow::Result<u64>,
 }
 
-async fn refresh_gauges(sources: GaugeSources<'_>) {
+fn set_gauges(readings: GaugeReadings) {
     let metrics = &*METRICS;
-    let (depth, dead, review) = tokio::join!(
-        sources.queue.depth(),
-        sources.jobs.count_in_state(JobState::Dead),
-        sources.catalog.count_books_with_status(BookStatus::NeedsReview),
-    );
+    let GaugeReadings {
+        queue_depth: depth,
+        dead_jobs: dead,
+        books_needing_review: review,
+    } = readings;
     let set = |gauges: &[&IntGauge], source: &str, value: anyhow::Result<u64>| match value {
         Ok(value) => {
             let value = i64::try_from(value).unwrap_or(i64::MAX);

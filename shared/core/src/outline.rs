@@ -7,7 +7,6 @@
 pub use hbi_extraction::TocEntry;
 
 use crate::db::entities::toc_entry;
-use crate::graph::ChapterNode;
 
 /// The outline as the catalog stores it (`toc_entries` rows, in position order).
 pub fn from_stored(rows: &[toc_entry::Model]) -> Vec<TocEntry> {
@@ -16,18 +15,6 @@ pub fn from_stored(rows: &[toc_entry::Model]) -> Vec<TocEntry> {
             level: u32::try_from(row.level).unwrap_or(1),
             title: row.title.clone(),
             page: row.page.and_then(|page| u32::try_from(page).ok()),
-        })
-        .collect()
-}
-
-/// The outline as the graph stores it (its chapters, in position order).
-pub fn from_chapters(chapters: Vec<ChapterNode>) -> Vec<TocEntry> {
-    chapters
-        .into_iter()
-        .map(|chapter| TocEntry {
-            level: chapter.level,
-            title: chapter.title,
-            page: chapter.page,
         })
         .collect()
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::config::blank_is_none;
+use crate::blank::blank_is_none;
 
 pub use minilm::MiniLmEmbedder;
 pub use openai::OpenAiEmbedder;

@@ -150,6 +150,18 @@ pub fn chapters_from_flat_toc(entries: &[TocEntry]) -> Vec<ChapterNode> {
         .collect()
 }
 
+/// The outline the chapters were made from, in position order.
+pub fn outline_of(chapters: Vec<ChapterNode>) -> Vec<TocEntry> {
+    chapters
+        .into_iter()
+        .map(|chapter| TocEntry {
+            level: chapter.level,
+            title: chapter.title,
+            page: chapter.page,
+        })
+        .collect()
+}
+
 #[async_trait]
 pub trait GraphStore: Send + Sync {
     /// A short name for logs and health checks (`sql`, `neo4j`, `falkordb`).

@@ -71,7 +71,7 @@ impl Library {
         let book = self.book(id).await?;
         let labels = self.stores.catalog.page_labels(&book.id).await?;
         let chapters = self.stores.graph.chapters(&book.id).await?;
-        Ok(nest_toc(&outline::from_chapters(chapters), &labels))
+        Ok(nest_toc(&crate::graph::outline_of(chapters), &labels))
     }
 
     /// Every index of the book, nested by sub-entry; with `query`, only the entries whose
