@@ -754,7 +754,12 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
         }
         if is_group_heading(&line.text) && p.locators.is_empty() {
             if let Some(o) = open.take() {
-                emit(o, &mut stack, &mut out);
+                // The index's first line, with neither locators nor sub-entries before the
+                // first letter group, is a note under the heading ("needs checking").
+                let note = out.is_empty() && o.locators.is_empty() && o.see.is_empty() && o.see_also.is_empty();
+                if !note {
+                    emit(o, &mut stack, &mut out);
+                }
             }
             stack.clear();
             continue;

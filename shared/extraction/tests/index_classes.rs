@@ -265,9 +265,13 @@ const REGISTER_RIGHT: &[(f32, &str)] = &[
     (10.0, "cardinals 6"),
 ];
 
-/// The register page: heading, a running foot repeating it, the two columns 250 pt apart.
+/// The register page: heading, a note under it, a running foot repeating the heading, the two
+/// columns 250 pt apart.
 fn register_page() -> Vec<Run> {
-    let mut runs = vec![run("F1", 18.0, 57.0, 740.0, "Index")];
+    let mut runs = vec![
+        run("F1", 18.0, 57.0, 740.0, "Index"),
+        run("F1", 10.0, 57.0, 718.0, "needs checking, incomplete"),
+    ];
     for (column, lines) in [(57.0, REGISTER_LEFT), (306.0, REGISTER_RIGHT)] {
         let mut y = 700.0;
         for &(indent, text) in lines {
