@@ -20,7 +20,7 @@ pub(crate) fn normalize_label(label: &str) -> String {
 }
 
 /// Strip digits and case for recognising repeated running heads.
-fn furniture_key(text: &str) -> String {
+pub(crate) fn furniture_key(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_ascii_digit() && !c.is_whitespace())
         .flat_map(char::to_lowercase)
@@ -117,6 +117,19 @@ impl Book {
                 }
             }
         }
+    }
+
+    /// Whether line `k` of page `p` is the top-most or bottom-most on its page.
+    pub(crate) fn is_page_edge(&self, p: usize, k: usize) -> bool {
+        let Some(lines) = self.pages.get(p).map(|page| &page.lines) else {
+            return false;
+        };
+        let Some(line) = lines.get(k) else {
+            return false;
+        };
+        let top = lines.iter().map(|l| l.y).fold(f32::NEG_INFINITY, f32::max);
+        let bottom = lines.iter().map(|l| l.y).fold(f32::INFINITY, f32::min);
+        (line.y - top).abs() <= 2.0 || (line.y - bottom).abs() <= 2.0
     }
 
     pub(crate) fn is_furniture(&self, p: usize, k: usize) -> bool {

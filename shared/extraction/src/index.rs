@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::IndexEntry;
-use crate::book::{Book, is_index_title, normalize_label};
+use crate::book::{Book, furniture_key, is_index_title, normalize_label};
 
 /// One printed index of a book.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -236,6 +236,87 @@ fn strip_see(text: &str) -> Option<CrossReference> {
     None
 }
 
+/// What stands between an entry's term and its first locator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum LocatorSeparator {
+    /// Leaders or a comma ("fonts, 12", "fonts . . . 12"): makeindex, Texinfo, Sphinx, xindy.
+    #[default]
+    Punctuation,
+    /// A space alone ("fonts 12, 15"): ConTeXt registers and makeindex styles with an empty
+    /// delimiter. A term ending in a number cannot be told from its first locator here, so
+    /// this reading is only taken for an index whose lines ask for it
+    /// ([`locator_separator`]).
+    Space,
+}
+
+/// A page number set after the term with a space: arabic only, as a term may well end in a
+/// word that reads as a roman numeral ("vi", "xi").
+fn spaced_locator(token: &str) -> Option<Locator> {
+    let starts_with_digit = token.chars().next().is_some_and(|c| c.is_ascii_digit());
+    parse_locator(token).filter(|_| starts_with_digit)
+}
+
+/// A line parsed as [`parse_line`] does, then, with [`LocatorSeparator::Space`], the last
+/// word of the term taken as the first locator when it is one ("functions 7, 29": the comma
+/// reading leaves "functions 7" as the term).
+pub(crate) fn parse_line_as(text: &str, separator: LocatorSeparator) -> ParsedLine {
+    let mut p = parse_line(text);
+    if separator == LocatorSeparator::Space {
+        split_spaced_locator(&mut p);
+    }
+    p
+}
+
+fn split_spaced_locator(p: &mut ParsedLine) {
+    let term = p.term.trim_end();
+    // "functions 7," wrapping its list: the comma reading kept the comma in the term.
+    let (body, comma) = match term.strip_suffix(',') {
+        Some(rest) => (rest.trim_end(), true),
+        None => (term, false),
+    };
+    let Some((head, last)) = body.rsplit_once(char::is_whitespace) else {
+        return;
+    };
+    let head = head.trim_end();
+    let Some(locator) = spaced_locator(last) else {
+        return;
+    };
+    if head.is_empty() {
+        return;
+    }
+    if comma {
+        // Only a term with no locators yet keeps its comma: the list goes on below.
+        if !p.locators.is_empty() {
+            return;
+        }
+        p.trailing_comma = true;
+    }
+    p.term = head.to_string();
+    p.locators.insert(0, locator);
+}
+
+/// How the index in `lines` separates terms from locators: a space alone when more lines read
+/// as entries that way only (a line the comma reading finds no locators in, or leaves a
+/// number at the end of the term) than read as entries with punctuation (a comma or leaders
+/// before the first locator and no number ending the term).
+pub(crate) fn locator_separator(lines: &[&str]) -> LocatorSeparator {
+    let (mut spaced, mut punctuated) = (0usize, 0usize);
+    for text in lines {
+        let comma = parse_line(text);
+        let space = parse_line_as(text, LocatorSeparator::Space);
+        if space.locators.len() > comma.locators.len() {
+            spaced += 1;
+        } else if !comma.locators.is_empty() && !comma.term.is_empty() {
+            punctuated += 1;
+        }
+    }
+    if spaced > punctuated {
+        LocatorSeparator::Space
+    } else {
+        LocatorSeparator::Punctuation
+    }
+}
+
 /// Split the trailing locator list off an index line.
 pub(crate) fn parse_line(text: &str) -> ParsedLine {
     let text = text.trim();
@@ -347,9 +428,24 @@ fn parse_locator_list(text: &str) -> Option<Vec<Locator>> {
     text.split([',', ';']).map(parse_locator).collect::<Option<Vec<_>>>()
 }
 
+fn is_open_bracket(c: char) -> bool {
+    matches!(c, '[' | '\u{3010}' | '\u{3014}' | '\u{300c}' | '\u{ff3b}')
+}
+
+fn is_close_bracket(c: char) -> bool {
+    matches!(c, ']' | '\u{3011}' | '\u{3015}' | '\u{300d}' | '\u{ff3d}')
+}
+
 /// Letter-group headings ("A", "Ä", "!", "Symbols") are not entries.
 pub(crate) fn is_group_heading(text: &str) -> bool {
     let t = text.trim();
+    // A heading set in brackets ("【A】", "[ Symbols ]") is the heading inside them.
+    let t = match (t.chars().next(), t.chars().last()) {
+        (Some(open), Some(close)) if t.chars().count() > 2 && is_open_bracket(open) && is_close_bracket(close) => {
+            t[open.len_utf8()..t.len() - close.len_utf8()].trim()
+        }
+        _ => t,
+    };
     let n = t.chars().filter(|c| !c.is_whitespace()).count();
     if n == 0 {
         return true;
@@ -556,8 +652,8 @@ pub(crate) type ParsedEntry = (Vec<String>, Vec<Locator>, Vec<String>, Vec<Strin
 /// Parse the lines of one index into entries (printed locators, not yet mapped), with the
 /// deepest nesting the indentation asked for before it was cut to [`MAX_INDEX_DEPTH`]:
 /// deeper than that, the nesting was misread.
-pub(crate) fn parse_region(lines: &[RegionLine]) -> (Vec<ParsedEntry>, usize) {
-    let parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line(&l.text)).collect();
+pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) -> (Vec<ParsedEntry>, usize) {
+    let parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line_as(&l.text, separator)).collect();
     let ind = indents(lines);
     let body_size = {
         let mut s: Vec<f32> = lines.iter().map(|l| l.size).collect();
@@ -658,7 +754,12 @@ pub(crate) fn parse_region(lines: &[RegionLine]) -> (Vec<ParsedEntry>, usize) {
         }
         if is_group_heading(&line.text) && p.locators.is_empty() {
             if let Some(o) = open.take() {
-                emit(o, &mut stack, &mut out);
+                // The index's first line, with neither locators nor sub-entries before the
+                // first letter group, is a note under the heading ("needs checking").
+                let note = out.is_empty() && o.locators.is_empty() && o.see.is_empty() && o.see_also.is_empty();
+                if !note {
+                    emit(o, &mut stack, &mut out);
+                }
             }
             stack.clear();
             continue;
@@ -730,7 +831,7 @@ pub(crate) fn extract_indexes(book: &Book) -> (Vec<IndexEntry>, Vec<IndexInfo>) 
     let mut entries = Vec::new();
     let mut infos = Vec::new();
     for region in find_regions(book) {
-        let (parsed, deepest) = parse_region(&region.lines);
+        let (parsed, deepest) = parse_region(&region.lines, region.separator);
         let count = parsed.len();
         let first_entry = entries.len();
         // A heading followed by another heading (a part title page) holds no entries.
@@ -771,20 +872,21 @@ pub(crate) fn extract_indexes(book: &Book) -> (Vec<IndexEntry>, Vec<IndexInfo>) 
 
 pub(crate) struct Region {
     pub(crate) name: String,
+    pub(crate) separator: LocatorSeparator,
     pub(crate) first_page: usize,
     pub(crate) last_page: usize,
     pub(crate) lines: Vec<RegionLine>,
 }
 
 /// Share of lines that carry locators (or a cross-reference).
-fn locator_share(lines: &[&str]) -> f64 {
+fn locator_share(lines: &[&str], separator: LocatorSeparator) -> f64 {
     if lines.is_empty() {
         return 0.0;
     }
     let hits = lines
         .iter()
         .filter(|t| {
-            let p = parse_line(t);
+            let p = parse_line_as(t, separator);
             !p.locators.is_empty() || !p.see.is_empty() || !p.see_also.is_empty()
         })
         .count();
@@ -800,8 +902,8 @@ fn is_sentence(text: &str) -> bool {
 fn find_regions(book: &Book) -> Vec<Region> {
     let n = book.pages.len();
     let start_page = if n > 20 { n * 2 / 5 } else { 0 };
-    // Candidate headings: (page, line index).
-    let mut heads: Vec<(usize, usize)> = Vec::new();
+    // Candidate headings: (page, line index, how their entries set their locators).
+    let mut heads: Vec<(usize, usize, LocatorSeparator)> = Vec::new();
     for p in start_page..n {
         for (k, line) in book.pages[p].lines.iter().enumerate() {
             if book.is_furniture(p, k) || !is_index_title(&line.text) {
@@ -811,20 +913,36 @@ fn find_regions(book: &Book) -> Vec<Region> {
             if !prominent {
                 continue;
             }
+            // A running head or foot repeating the name of the index before it, in a smaller
+            // face than that heading and below some of its entries, is part of that index, not
+            // a new one (a part title page "Index" is followed by the index's own heading).
+            if let Some(&(hp, hk, separator)) = heads.last() {
+                let heading = &book.pages[hp].lines[hk];
+                if furniture_key(&heading.text) == furniture_key(&line.text)
+                    && heading.size > 1.1 * line.size
+                    && book
+                        .lines_after(hp, hk)
+                        .take_while(|&(q, j, _)| (q, j) != (p, k))
+                        .any(|(_, _, l)| !parse_line_as(&l.text, separator).locators.is_empty())
+                {
+                    continue;
+                }
+            }
             // The following lines must look like an index.
             let next: Vec<&str> = book
                 .lines_after(p, k)
                 .take(30)
                 .map(|(_, _, l)| l.text.as_str())
                 .collect();
-            if next.len() >= 3 && locator_share(&next) >= 0.4 {
-                heads.push((p, k));
+            let separator = locator_separator(&next);
+            if next.len() >= 3 && locator_share(&next, separator) >= 0.4 {
+                heads.push((p, k, separator));
             }
         }
     }
     let mut regions = Vec::new();
-    for (h, &(p, k)) in heads.iter().enumerate() {
-        let stop = heads.get(h + 1).copied();
+    for (h, &(p, k, separator)) in heads.iter().enumerate() {
+        let stop = heads.get(h + 1).map(|&(q, j, _)| (q, j));
         let name = book.pages[p].lines[k].text.trim().to_string();
         // A line clearly larger than the index's own text ends it: measured on the index, as a
         // book of code listings in a small face has a body size below its index's.
@@ -847,7 +965,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
             // A note under the heading ("Numbers written in italic refer to ... lines where
             // the entry is used.") ends in a full stop, the entries never do.
             if before_entries {
-                let parsed = parse_line(&line.text);
+                let parsed = parse_line_as(&line.text, separator);
                 if parsed.locators.is_empty() && is_sentence(&line.text) {
                     continue;
                 }
@@ -856,7 +974,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
             if q != cur_page {
                 // A whole page without locators ends the index.
                 let texts: Vec<&str> = page_lines.iter().map(|l| l.text.as_str()).collect();
-                if cur_page != p && locator_share(&texts) < 0.3 {
+                if cur_page != p && locator_share(&texts, separator) < 0.3 {
                     ended = true;
                     break;
                 }
@@ -865,15 +983,22 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 cur_page = q;
             }
             // A large heading that is not a letter group ends the index.
-            if line.size >= heading_size && !is_group_heading(&line.text) && parse_line(&line.text).locators.is_empty()
+            if line.size >= heading_size
+                && !is_group_heading(&line.text)
+                && parse_line_as(&line.text, separator).locators.is_empty()
             {
                 ended = true;
                 break;
             }
+            // A running head or foot repeating the index's name ("Index", "Index 211") that
+            // was not told from the text, as it recurs on the index pages only.
+            if book.is_page_edge(q, j) && furniture_key(&line.text) == furniture_key(&name) {
+                continue;
+            }
             // A full-width note above two-column entries is not an entry.
             if line.column == 0
                 && book.pages[q].lines.iter().any(|l| l.column != 0)
-                && parse_line(&line.text).locators.is_empty()
+                && parse_line_as(&line.text, separator).locators.is_empty()
             {
                 continue;
             }
@@ -886,12 +1011,13 @@ fn find_regions(book: &Book) -> Vec<Region> {
             });
         }
         let texts: Vec<&str> = page_lines.iter().map(|l| l.text.as_str()).collect();
-        if !page_lines.is_empty() && (cur_page == p || locator_share(&texts) >= 0.3 || ended) {
+        if !page_lines.is_empty() && (cur_page == p || locator_share(&texts, separator) >= 0.3 || ended) {
             last_page = cur_page;
             lines.append(&mut page_lines);
         }
         regions.push(Region {
             name,
+            separator,
             first_page: p,
             last_page,
             lines,
@@ -952,6 +1078,60 @@ mod tests {
     }
 
     #[test]
+    fn locators_after_a_space() {
+        let spaced = |t: &str| parse_line_as(t, LocatorSeparator::Space);
+        let p = spaced("functions 7, 29");
+        assert_eq!(p.term, "functions");
+        assert_eq!(
+            locs(&p),
+            vec![("7".into(), "7".into(), 0), ("29".into(), "29".into(), 0)]
+        );
+        let p = spaced("\\maxdimen 325");
+        assert_eq!(p.term, "\\maxdimen");
+        assert_eq!(p.locators.len(), 1);
+        let p = spaced("direct output 24-26");
+        assert_eq!(p.term, "direct output");
+        assert_eq!(locs(&p), vec![("24".into(), "26".into(), 0)]);
+        let p = spaced("swap version 124, 126,");
+        assert_eq!(p.term, "swap version");
+        assert!(p.trailing_comma && p.locators.len() == 2);
+        let p = spaced("tables 7,");
+        assert_eq!(p.term, "tables");
+        assert!(p.trailing_comma && p.locators.len() == 1);
+        let p = spaced("fonts 12, see also typefaces");
+        assert_eq!(p.term, "fonts");
+        assert_eq!(p.see_also, vec!["typefaces".to_string()]);
+        // A word that reads as a roman numeral stays in the term; a term alone stays whole.
+        assert!(spaced("editor vi").locators.is_empty());
+        assert!(spaced("implementors").locators.is_empty());
+        assert!(spaced("1024").term.is_empty());
+        // The comma reading leaves the number in the term.
+        assert_eq!(parse_line("functions 7, 29").term, "functions 7");
+    }
+
+    #[test]
+    fn the_separator_is_read_off_the_lines() {
+        let context = [
+            "a",
+            "anchoring 151, 156",
+            "angles 22, 297",
+            "axis 234",
+            "color 37",
+            "manipulating 217",
+        ];
+        assert_eq!(locator_separator(&context), LocatorSeparator::Space);
+        // Comma and leader indexes keep their reading, also with a term ending in a number.
+        let makeindex = ["fonts, 3", "sizes, 4", "ISO 8859, 12", "typewriter, 5", "TeX 3, 7"];
+        assert_eq!(locator_separator(&makeindex), LocatorSeparator::Punctuation);
+        let leaders = [
+            "anova . . . . . . 58, 60",
+            "abline . . . . . 71",
+            "Windows 95 . . . . 12",
+        ];
+        assert_eq!(locator_separator(&leaders), LocatorSeparator::Punctuation);
+    }
+
+    #[test]
     fn see_and_see_also() {
         let p = parse_line("equations, see displayed equations");
         assert_eq!(p.term, "equations");
@@ -974,6 +1154,10 @@ mod tests {
         assert!(is_group_heading("Analphabetics"));
         assert!(!is_group_heading("arrows"));
         assert!(!is_group_heading("&, 29"));
+        assert!(is_group_heading("\u{3010} A \u{3011}"));
+        assert!(is_group_heading("\u{3010} Symbols \u{3011}"));
+        assert!(is_group_heading("[B]"));
+        assert!(!is_group_heading("[options]"));
     }
 
     fn rl(x0: f32, text: &str) -> RegionLine {
@@ -1006,7 +1190,7 @@ mod tests {
             rl(50.0, "Beamer elements, see Beamer templates, colors, and"),
             rl(90.0, "fonts"),
         ];
-        let (out, depth) = parse_region(&lines);
+        let (out, depth) = parse_region(&lines, LocatorSeparator::Punctuation);
         assert_eq!(depth, 3);
         let paths: Vec<String> = out.iter().map(|e| e.0.join(" / ")).collect();
         assert_eq!(

@@ -83,8 +83,10 @@ fn rows(frags: &[Frag]) -> Vec<Vec<usize>> {
     rows
 }
 
-/// The x of the gutter between two columns, when the page has two.
-fn find_gutter(frags: &[Frag], rows: &[Vec<usize>]) -> Option<f32> {
+/// The x of the gutter between two columns, when the page has two. `within_column`: the
+/// fragments are one column of a page already split, whose terms and page numbers must not be
+/// read as two more columns.
+fn find_gutter(frags: &[Frag], rows: &[Vec<usize>], within_column: bool) -> Option<f32> {
     // Tiny pages have no columns; huge ones are not worth the quadratic scan.
     if rows.len() < 6 || rows.len() > MAX_ROWS || frags.len() > MAX_GUTTER_FRAGS {
         return None;
@@ -147,23 +149,48 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>]) -> Option<f32> {
     let gutter = lo + (best_run.0 + best_run.1) as f32 / 2.0;
     // Both sides must hold real text, not just page numbers or labels.
     let (mut left_end, mut right_start, mut right_end) = (f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY);
+    // The same, over the rows with text on both sides only: a running head or folio out on
+    // one side stretches the extents above but is no part of a column.
+    let mut paired = [f32::INFINITY, f32::NEG_INFINITY, f32::INFINITY, f32::NEG_INFINITY];
     for row in rows {
         let crosses = row.iter().any(|&i| frags[i].x0 < gutter && frags[i].x1 > gutter);
         if crosses {
             continue;
         }
+        let two_sided = row.iter().any(|&i| frags[i].x1 <= gutter) && row.iter().any(|&i| frags[i].x1 > gutter);
         for &i in row {
             let f = &frags[i];
-            if f.x1 <= gutter {
+            let side = if f.x1 <= gutter {
                 left_end = left_end.max(f.x1);
+                0
             } else {
                 right_start = right_start.min(f.x0);
                 right_end = right_end.max(f.x1);
+                2
+            };
+            if two_sided {
+                paired[side] = paired[side].min(f.x0);
+                paired[side + 1] = paired[side + 1].max(f.x1);
             }
         }
     }
+    // Columns stand an em or more apart, the longest line of one clear of the other; index
+    // terms and their page numbers set a space or two apart are one column, even where the
+    // terms end in line.
+    let mut sizes: Vec<f32> = frags.iter().map(|f| f.size).collect();
+    sizes.sort_by(f32::total_cmp);
+    let em = sizes.get(sizes.len() / 2).copied().unwrap_or(10.0);
+    let apart = paired[2] - paired[1] >= em;
     let wide = 0.25 * width;
-    (left_end - x0 >= wide && right_end - right_start >= wide).then_some(gutter)
+    if left_end - x0 >= wide && right_end - right_start >= wide && (apart || !within_column) {
+        return Some(gutter);
+    }
+    // Two columns of short lines (an index of single words and page numbers) each fill less
+    // than a quarter of the page, but they are alike: text beside text. A side a fraction of
+    // the other's width is page numbers or margin labels beside the text, not a column.
+    let (left, right) = (paired[1] - paired[0], paired[3] - paired[2]);
+    let (narrow, broad) = (left.min(right), left.max(right));
+    (narrow.is_finite() && narrow >= 0.15 * width && narrow >= 0.5 * broad && apart).then_some(gutter)
 }
 
 fn make_line(frags: &[Frag], idx: &[usize], column: u8) -> Option<TextLine> {
@@ -201,7 +228,7 @@ pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
 /// column too. Columns are numbered from 1, left to right.
 fn layout_columns(frags: &[Frag], split_again: bool) -> Vec<TextLine> {
     let rows = rows(frags);
-    let gutter = find_gutter(frags, &rows);
+    let gutter = find_gutter(frags, &rows, !split_again);
     let mut out = Vec::with_capacity(rows.len());
     let Some(g) = gutter else {
         out.extend(rows.iter().filter_map(|r| make_line(frags, r, 0)));
@@ -340,6 +367,51 @@ mod tests {
         assert_eq!(texts[29], "third 9 . . . 3");
         let columns: Vec<u8> = [0, 10, 20].iter().map(|&k| lines[k].column).collect();
         assert_eq!(columns, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn two_columns_of_short_lines_are_columns() {
+        // A running head at the far right, short index lines in two columns well apart.
+        let mut frags = vec![frag(480.0, 540.0, 800.0, "Index 211")];
+        for k in 0..12 {
+            let y = 780.0 - 12.0 * k as f32;
+            frags.push(frag(
+                57.0,
+                57.0 + 80.0 + 4.0 * (k % 5) as f32,
+                y,
+                &format!("left {k} 7"),
+            ));
+            frags.push(frag(
+                306.0,
+                306.0 + 75.0 + 5.0 * (k % 4) as f32,
+                y,
+                &format!("right {k} 9"),
+            ));
+        }
+        let lines = layout(&frags);
+        let left: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.column == 1)
+            .map(|l| l.text.as_str())
+            .collect();
+        assert_eq!(left.len(), 12, "{lines:?}");
+        assert_eq!(left[0], "left 0 7");
+    }
+
+    #[test]
+    fn terms_and_page_numbers_are_one_column() {
+        // Terms ending near one x, their page numbers a space after: no gutter between them.
+        let mut frags = Vec::new();
+        for k in 0..12 {
+            let y = 780.0 - 12.0 * k as f32;
+            let end = 140.0 + (k % 3) as f32 * 4.0;
+            frags.push(frag(85.0, end, y, &format!("\\command{k}")));
+            frags.push(frag(end + 4.0, end + 14.0, y, "60"));
+            frags.push(frag(310.0, 420.0, y, &format!("other column {k} 12")));
+        }
+        let lines = layout(&frags);
+        assert!(lines.iter().any(|l| l.text == "\\command0 60"), "{lines:?}");
+        assert!(lines.iter().all(|l| l.column <= 2));
     }
 
     #[test]

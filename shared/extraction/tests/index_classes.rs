@@ -2,7 +2,8 @@
 //! prefixes hung into the margin in another font (the entries came out as chains of
 //! sub-entries eight deep), a see-also whose target is followed by the entry's page numbers
 //! (the pages were swallowed into the target), and makeindex's symbol groups and wrapped
-//! entries.
+//! entries, and ConTeXt registers, whose page numbers follow the term after a space alone, in
+//! two columns of short lines.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a failure is a test failure
 
@@ -229,4 +230,94 @@ fn see_also_targets_keep_the_entry_pages_and_groups_are_no_entries() {
     assert!(x.index.iter().all(|e| e.path.len() <= MAX_INDEX_DEPTH));
     assert_eq!(x.signals.index_nesting_depth, Some(2));
     assert_eq!(x.signals.index_sibling_order, Some(1.0));
+}
+
+/// (indent, printed line) of a ConTeXt register: lower-case letter groups, locators after a
+/// space with no comma or leaders, sub-entries indented by 10 pt; the left column, then the
+/// right.
+const REGISTER_LEFT: &[(f32, &str)] = &[
+    (0.0, "a"),
+    (0.0, "alignment 2, 5"),
+    (0.0, "arrows 3"),
+    (10.0, "heads 3"),
+    (10.0, "tips 4, 6"),
+    (0.0, "b"),
+    (0.0, "boxes 2-4"),
+    (10.0, "nested 7"),
+    (0.0, "c"),
+    (0.0, "colors 1, 8"),
+    (0.0, "\\maxdimen 5"),
+    (0.0, "d"),
+    (0.0, "direct output 6"),
+];
+const REGISTER_RIGHT: &[(f32, &str)] = &[
+    (0.0, "m"),
+    (0.0, "macros 4, 7"),
+    (10.0, "expansion 5"),
+    (0.0, "n"),
+    (0.0, "namespaces 8"),
+    (0.0, "nodes 2, 3, 6"),
+    (0.0, "t"),
+    (0.0, "tables 1"),
+    (0.0, "token lists 7, 8"),
+    (0.0, "v"),
+    (0.0, "variables 3, 5"),
+    (10.0, "cardinals 6"),
+];
+
+/// The register page: heading, a note under it, a running foot repeating the heading, the two
+/// columns 250 pt apart.
+fn register_page() -> Vec<Run> {
+    let mut runs = vec![
+        run("F1", 18.0, 57.0, 740.0, "Index"),
+        run("F1", 10.0, 57.0, 718.0, "needs checking, incomplete"),
+    ];
+    for (column, lines) in [(57.0, REGISTER_LEFT), (306.0, REGISTER_RIGHT)] {
+        let mut y = 700.0;
+        for &(indent, text) in lines {
+            runs.push(run("F1", 10.0, column + indent, y, text));
+            y -= 14.0;
+        }
+    }
+    runs.push(run("F1", 10.0, 57.0, 40.0, "Index"));
+    runs
+}
+
+#[test]
+fn locators_after_a_space_in_two_short_columns() {
+    let mut pages: Vec<Vec<Run>> = (1..=8).map(|n| body_page(n, &["boxes", "macros", "tables"])).collect();
+    pages.push(register_page());
+    let bytes = build(&pages);
+    let x = extract(&bytes, &ExtractOptions::default(), false, &mut |_| {}).unwrap();
+    let entries = entries_of(&x, "Index");
+    let got: Vec<(String, Vec<[u32; 2]>)> = entries.iter().map(|e| (e.path.join(" / "), e.pages.clone())).collect();
+    let expected: Vec<(String, Vec<[u32; 2]>)> = [
+        ("alignment", vec![[2, 2], [5, 5]]),
+        ("arrows", vec![[3, 3]]),
+        ("arrows / heads", vec![[3, 3]]),
+        ("arrows / tips", vec![[4, 4], [6, 6]]),
+        ("boxes", vec![[2, 4]]),
+        ("boxes / nested", vec![[7, 7]]),
+        ("colors", vec![[1, 1], [8, 8]]),
+        ("\\maxdimen", vec![[5, 5]]),
+        ("direct output", vec![[6, 6]]),
+        ("macros", vec![[4, 4], [7, 7]]),
+        ("macros / expansion", vec![[5, 5]]),
+        ("namespaces", vec![[8, 8]]),
+        ("nodes", vec![[2, 2], [3, 3], [6, 6]]),
+        ("tables", vec![[1, 1]]),
+        ("token lists", vec![[7, 7], [8, 8]]),
+        ("variables", vec![[3, 3], [5, 5]]),
+        ("variables / cardinals", vec![[6, 6]]),
+    ]
+    .into_iter()
+    .map(|(path, pages)| (path.to_string(), pages))
+    .collect();
+    assert_eq!(got, expected, "{:?}", x.indices);
+    assert_eq!(
+        x.indices.len(),
+        1,
+        "the running foot is no second index: {:?}",
+        x.indices
+    );
 }
