@@ -69,7 +69,7 @@ pub struct BookCreate {
 
 #[derive(Debug, Multipart)]
 pub struct UploadForm {
-    /// The book as a PDF file.
+    /// The book: a PDF or an EPUB (2 or 3), told apart by its bytes, not its name.
     pub file: Upload,
 }
 
@@ -263,8 +263,10 @@ impl BooksApi {
         Ok(DeletedBook::Deleted)
     }
 
-    /// Upload the book's PDF and queue its processing
+    /// Upload the book's file (PDF or EPUB) and queue its processing
     ///
+    /// The kind of file is read from its first bytes; anything else is a 400 naming the
+    /// accepted types.
     /// Answers 202 with the job to poll. Uploading the same content again answers 200 with
     /// the existing result, unless `reprocess=true`. 409 while a job for the book is still
     /// queued or running; 503 when the blob store cannot take the file (nothing was recorded).

@@ -403,3 +403,104 @@ async fn quality_gates_pass_a_real_book_and_flag_a_scan() {
         .await;
     assert_eq!(status, 404);
 }
+
+/// An EPUB goes the way of a PDF: told apart by its bytes (the name says `.pdf`), its
+/// navigation becomes the ToC, its text pages that search finds, its index links entries.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_epub_is_read_like_a_pdf() {
+    use crate::hostile::{EPUB_CONTAINER, epub_zip, xhtml};
+    let opf = br#"<?xml version="1.0"?>
+<package xmlns="http://www.idpf.org/2007/opf" version="3.0">
+  <manifest>
+    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>
+    <item id="c1" href="c1.xhtml" media-type="application/xhtml+xml"/>
+    <item id="c2" href="c2.xhtml" media-type="application/xhtml+xml"/>
+    <item id="ix" href="ix.xhtml" media-type="application/xhtml+xml"/>
+  </manifest>
+  <spine><itemref idref="c1"/><itemref idref="c2"/><itemref idref="ix"/></spine>
+</package>"#;
+    let nav = xhtml(
+        r##"<nav epub:type="toc"><ol>
+  <li><a href="c1.xhtml">1 Vertices</a><ol><li><a href="c1.xhtml#degree">1.1 Degree</a></li></ol></li>
+  <li><a href="c2.xhtml">2 Quaternions</a></li><li><a href="ix.xhtml">Index</a></li></ol></nav>"##,
+    );
+    let filler: String = (0..400).map(|n| format!("filler{n} ")).collect();
+    let c1 = xhtml(&format!(
+        "<h1>1 Vertices</h1><p>{filler}</p><h2 id=\"degree\">1.1 Degree</h2><p>The degree of a vertex counts its edges.</p>"
+    ));
+    let c2 =
+        xhtml("<h1>2 Quaternions</h1><p id=\"hamilton\">Hamilton carved the quaternion formula into a bridge.</p>");
+    let ix = xhtml(
+        r##"<section epub:type="index"><h1>Index</h1><ul>
+  <li>degree, <a href="c1.xhtml#degree">2</a></li><li>quaternion, <a href="c2.xhtml#hamilton">3</a></li></ul></section>"##,
+    );
+    let book = epub_zip(&[
+        ("META-INF/container.xml", EPUB_CONTAINER),
+        ("OEBPS/content.opf", opf),
+        ("OEBPS/nav.xhtml", &nav),
+        ("OEBPS/c1.xhtml", &c1),
+        ("OEBPS/c2.xhtml", &c2),
+        ("OEBPS/ix.xhtml", &ix),
+    ]);
+
+    let server = TestServer::start(&[]);
+    let book_id = server.create_book("Graphs and quaternions").await;
+    let (status, accepted) = server.upload(&book_id, book, "named-like-a.pdf").await;
+    assert_eq!(status, 202, "upload: {accepted}");
+    let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
+    let job = server.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+
+    let (status, toc) = server.get_json(&format!("/books/{book_id}/toc")).await;
+    assert_eq!(status, 200);
+    let mut got = Vec::new();
+    flatten(toc.as_array().expect("toc array"), &mut got);
+    let entries: Vec<(u64, &str)> = got
+        .iter()
+        .map(|(level, title, _, _)| (*level, title.as_str()))
+        .collect();
+    assert_eq!(
+        entries,
+        [(1, "1 Vertices"), (2, "1.1 Degree"), (1, "2 Quaternions"), (1, "Index")]
+    );
+    let degree_page = got[1].2.expect("1.1 Degree has a page");
+    assert!(degree_page >= 2, "the filler fills the first page: {got:?}");
+
+    let (status, page) = server.get_json(&format!("/books/{book_id}/pages/{degree_page}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("The degree of a vertex counts its edges.")),
+        "{page}"
+    );
+
+    let (status, index) = server.get_json(&format!("/books/{book_id}/index")).await;
+    assert_eq!(status, 200);
+    let terms: Vec<(&str, u64)> = index
+        .as_array()
+        .expect("index")
+        .iter()
+        .map(|entry| {
+            (
+                entry["term"].as_str().expect("term"),
+                entry["pages"][0]["first_page"].as_u64().expect("page"),
+            )
+        })
+        .collect();
+    assert_eq!(terms[0], ("degree", degree_page));
+    assert_eq!(terms[1].0, "quaternion");
+
+    let response = server
+        .client
+        .get(server.url("/search"))
+        .query(&[("q", "quaternion bridge"), ("mode", "keyword")])
+        .send()
+        .await
+        .expect("GET /search");
+    assert_eq!(response.status(), 200);
+    let found: Value = response.json().await.expect("json");
+    let hit = &found["results"][0];
+    assert_eq!(hit["book_id"], book_id.as_str(), "{found}");
+    assert_eq!(hit["page"].as_u64(), Some(terms[1].1), "{found}");
+}

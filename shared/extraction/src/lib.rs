@@ -1,5 +1,6 @@
-//! Book structure extraction from PDF files: page labels, the outline table of contents and
-//! the text of each page.
+//! Book structure extraction from PDF and EPUB files (told apart by their bytes,
+//! [`detect_format`]): page labels, the table of contents, the back-of-book indexes and the
+//! text of each page. EPUBs are read by `epub.rs`; everything else here is the PDF reader.
 //!
 //! Everything here treats the PDF as untrusted input: malformed structures become
 //! [`ExtractError`]s (when the file as a whole is unusable) or entries in
@@ -8,6 +9,7 @@
 //! the extractor.
 
 mod book;
+mod epub;
 mod index;
 mod labels;
 mod layout;
@@ -24,6 +26,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use lopdf::{Document, LoadOptions, ObjectId};
 use serde::{Deserialize, Serialize};
 
+pub use epub::PAGE_CHARS as EPUB_PAGE_CHARS;
 pub use index::{IndexInfo, MAX_INDEX_DEPTH};
 pub use layout::{PageLayout, TextLine};
 pub use signals::{StructureSignals, sibling_order};
@@ -50,9 +53,13 @@ impl Default for ExtractOptions {
 /// Why a file could not be extracted at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    /// No `%PDF-` marker in the first 1024 bytes.
-    #[error("the file is not a PDF")]
-    NotPdf,
+    /// Neither a PDF (a `%PDF-` marker in the first 1024 bytes) nor an EPUB (a zip whose
+    /// first entry says `application/epub+zip`).
+    #[error("the file is not a PDF or an EPUB (the accepted types)")]
+    UnsupportedFormat,
+    /// The EPUB's zip, package document or spine cannot be read.
+    #[error("the EPUB is damaged: {0}")]
+    BadEpub(String),
     /// The file has no content.
     #[error("the file is empty")]
     Empty,
@@ -87,17 +94,32 @@ pub(crate) const MAX_STREAM_BYTES: usize = 64 * 1024 * 1024;
 /// book of 20 000 pages needs well under half of it).
 pub(crate) const MAX_DOCUMENT_STREAM_BYTES: usize = 1024 * 1024 * 1024;
 
-/// Cheap check of a file's first bytes: not empty and carries the `%PDF-` marker.
-pub fn validate_header(bytes: &[u8]) -> Result<(), ExtractError> {
+/// The kinds of book file read, told apart by their first bytes, never by a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Pdf,
+    Epub,
+}
+
+/// Cheap check of a file's first bytes (the first 1024 are enough): not empty, and a PDF or
+/// an EPUB by its signature.
+pub fn detect_format(bytes: &[u8]) -> Result<Format, ExtractError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ExtractError::Empty);
     }
     let window = &bytes[..bytes.len().min(MAGIC_WINDOW)];
     if window.windows(5).any(|w| w == b"%PDF-") {
-        Ok(())
+        Ok(Format::Pdf)
+    } else if epub::is_epub(window) {
+        Ok(Format::Epub)
     } else {
-        Err(ExtractError::NotPdf)
+        Err(ExtractError::UnsupportedFormat)
     }
+}
+
+/// [`detect_format`] without the format: whether the file can be read at all.
+pub fn validate_header(bytes: &[u8]) -> Result<(), ExtractError> {
+    detect_format(bytes).map(|_| ())
 }
 
 /// The text of one page.
@@ -262,7 +284,9 @@ impl Warnings {
 
 /// Open and check a document: its page ids.
 fn open(bytes: &[u8], opts: &ExtractOptions) -> Result<(Document, Vec<ObjectId>, u32), ExtractError> {
-    validate_header(bytes)?;
+    if detect_format(bytes)? != Format::Pdf {
+        return Err(ExtractError::UnsupportedFormat);
+    }
     let size = bytes.len() as u64;
     if size > opts.max_file_bytes {
         return Err(ExtractError::TooLarge {
@@ -339,6 +363,10 @@ pub fn extract(
     with_page_text: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Extraction, ExtractError> {
+    if detect_format(bytes)? == Format::Epub {
+        return guarded(|| epub::extract(bytes, opts, with_page_text, progress))
+            .unwrap_or_else(|| Err(ExtractError::BadEpub("the book could not be read".to_owned())));
+    }
     let (doc, pages, total) = open(bytes, opts)?;
 
     let mut warnings = Warnings::default();

@@ -44,6 +44,13 @@ fn head_word(term: &str) -> String {
 
 /// Share of locators (page ranges) whose pages show the entry's term or its head word.
 pub(crate) fn support_rate(book: &Book, index: &[IndexEntry]) -> Option<f64> {
+    support_rate_of(index, |p| {
+        book.pages.get((p as usize).saturating_sub(1)).map(|page| page.text())
+    })
+}
+
+/// [`support_rate`] over any book whose page `p` (1-based) has the text `page_text(p)`.
+pub(crate) fn support_rate_of(index: &[IndexEntry], page_text: impl Fn(u32) -> Option<String>) -> Option<f64> {
     let mut cache: HashMap<u32, String> = HashMap::new();
     let (mut total, mut found) = (0usize, 0usize);
     for entry in index {
@@ -58,12 +65,9 @@ pub(crate) fn support_rate(book: &Book, index: &[IndexEntry]) -> Option<f64> {
         for &[a, b] in &entry.pages {
             total += 1;
             let hit = (a..=b.min(a.saturating_add(50))).any(|p| {
-                let text = cache.entry(p).or_insert_with(|| {
-                    book.pages
-                        .get((p as usize).saturating_sub(1))
-                        .map(|page| fold(&page.text()))
-                        .unwrap_or_default()
-                });
+                let text = cache
+                    .entry(p)
+                    .or_insert_with(|| page_text(p).map(|text| fold(&text)).unwrap_or_default());
                 text.contains(&full) || (head.chars().count() >= 3 && text.contains(&head))
             });
             if hit {

@@ -296,11 +296,11 @@ fn specific_errors() {
     assert!(matches!(expect_err(b"   \n"), ExtractError::Empty));
     assert!(matches!(
         expect_err(b"PK\x03\x04 this is a zip file"),
-        ExtractError::NotPdf
+        ExtractError::UnsupportedFormat
     ));
     assert!(matches!(
         hbi_extraction::validate_header(b"hello"),
-        Err(ExtractError::NotPdf)
+        Err(ExtractError::UnsupportedFormat)
     ));
     assert!(hbi_extraction::validate_header(b"%PDF-1.7\n").is_ok());
     assert_eq!(
