@@ -9,7 +9,8 @@
 # shellcheck source-path=SCRIPTDIR source=services.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/services.sh"
 
-HBI_APT_PACKAGES=(redis-server redis-tools poppler-utils qpdf chromium chromium-driver prometheus curl)
+# djvulibre-bin reads DjVu documents (djvused); pdf2djvu makes the tests' DjVu from PDFs.
+HBI_APT_PACKAGES=(redis-server redis-tools poppler-utils qpdf chromium chromium-driver prometheus curl djvulibre-bin pdf2djvu)
 
 # Debian packages (apt-get update only when a package is missing and unknown).
 install_apt() { hbi__apt_install "${HBI_APT_PACKAGES[@]}"; }

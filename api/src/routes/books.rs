@@ -69,7 +69,8 @@ pub struct BookCreate {
 
 #[derive(Debug, Multipart)]
 pub struct UploadForm {
-    /// The book: a PDF or an EPUB (2 or 3), told apart by its bytes, not its name.
+    /// The book: a PDF, an EPUB (2 or 3) or a DjVu document, told apart by its bytes, not
+    /// its name.
     pub file: Upload,
 }
 
@@ -263,7 +264,7 @@ impl BooksApi {
         Ok(DeletedBook::Deleted)
     }
 
-    /// Upload the book's file (PDF or EPUB) and queue its processing
+    /// Upload the book's file (PDF, EPUB or DjVu) and queue its processing
     ///
     /// The kind of file is read from its first bytes; anything else is a 400 naming the
     /// accepted types.

@@ -504,3 +504,49 @@ async fn an_epub_is_read_like_a_pdf() {
     assert_eq!(hit["book_id"], book_id.as_str(), "{found}");
     assert_eq!(hit["page"].as_u64(), Some(terms[1].1), "{found}");
 }
+
+/// A DjVu document (made here from the first pages of r-intro with pdf2djvu) goes the way
+/// of its PDF: its outline is the ToC, its text layer the pages, its page titles the labels.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_djvu_is_read_like_its_pdf() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let djvu = dir.path().join("r-intro.djvu");
+    let status = std::process::Command::new("pdf2djvu")
+        .args(["-q", "-p", "1-14", "-o"])
+        .arg(&djvu)
+        .arg(corpus_pdf("r-intro"))
+        .status()
+        .expect("pdf2djvu (Debian package pdf2djvu) runs");
+    assert!(status.success());
+
+    let server = TestServer::start(&[]);
+    let book_id = server.create_book("An Introduction to R, in DjVu").await;
+    let (status, accepted) = server
+        .upload(&book_id, std::fs::read(&djvu).expect("djvu"), "r-intro.djvu")
+        .await;
+    assert_eq!(status, 202, "upload: {accepted}");
+    let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
+    let job = server.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["progress"]["total"], 14, "progress counts pages: {job}");
+
+    let (status, toc) = server.get_json(&format!("/books/{book_id}/toc")).await;
+    assert_eq!(status, 200);
+    let mut got = Vec::new();
+    flatten(toc.as_array().expect("toc array"), &mut got);
+    let preface = got
+        .iter()
+        .find(|entry| entry.1 == "Preface")
+        .expect("the Preface entry");
+    assert_eq!((preface.2, preface.3.as_deref()), (Some(7), Some("1")), "{got:?}");
+    assert!(got.iter().any(|entry| entry.0 == 2), "nested entries: {got:?}");
+
+    let (status, page) = server.get_json(&format!("/books/{book_id}/pages/8")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("Introduction and preliminaries")),
+        "{page}"
+    );
+}

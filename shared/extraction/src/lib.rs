@@ -9,6 +9,7 @@
 //! the extractor.
 
 mod book;
+mod djvu;
 mod epub;
 mod index;
 mod labels;
@@ -53,13 +54,16 @@ impl Default for ExtractOptions {
 /// Why a file could not be extracted at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
-    /// Neither a PDF (a `%PDF-` marker in the first 1024 bytes) nor an EPUB (a zip whose
-    /// first entry says `application/epub+zip`).
-    #[error("the file is not a PDF or an EPUB (the accepted types)")]
+    /// Not a PDF (a `%PDF-` marker in the first 1024 bytes), an EPUB (a zip whose first
+    /// entry says `application/epub+zip`) or a DjVu document (`AT&TFORM`).
+    #[error("the file is not a PDF, an EPUB or a DjVu document (the accepted types)")]
     UnsupportedFormat,
     /// The EPUB's zip, package document or spine cannot be read.
     #[error("the EPUB is damaged: {0}")]
     BadEpub(String),
+    /// djvulibre cannot read the DjVu document (or is not installed).
+    #[error("the DjVu document cannot be read: {0}")]
+    BadDjvu(String),
     /// The file has no content.
     #[error("the file is empty")]
     Empty,
@@ -99,6 +103,7 @@ pub(crate) const MAX_DOCUMENT_STREAM_BYTES: usize = 1024 * 1024 * 1024;
 pub enum Format {
     Pdf,
     Epub,
+    Djvu,
 }
 
 /// Cheap check of a file's first bytes (the first 1024 are enough): not empty, and a PDF or
@@ -112,6 +117,8 @@ pub fn detect_format(bytes: &[u8]) -> Result<Format, ExtractError> {
         Ok(Format::Pdf)
     } else if epub::is_epub(window) {
         Ok(Format::Epub)
+    } else if djvu::is_djvu(window) {
+        Ok(Format::Djvu)
     } else {
         Err(ExtractError::UnsupportedFormat)
     }
@@ -363,9 +370,25 @@ pub fn extract(
     with_page_text: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Extraction, ExtractError> {
-    if detect_format(bytes)? == Format::Epub {
-        return guarded(|| epub::extract(bytes, opts, with_page_text, progress))
-            .unwrap_or_else(|| Err(ExtractError::BadEpub("the book could not be read".to_owned())));
+    match detect_format(bytes)? {
+        Format::Epub => {
+            return guarded(|| epub::extract(bytes, opts, with_page_text, progress))
+                .unwrap_or_else(|| Err(ExtractError::BadEpub("the book could not be read".to_owned())));
+        }
+        Format::Djvu => {
+            let mut warnings = Warnings::default();
+            let book = guarded(|| djvu::read(bytes, opts, &mut warnings, progress))
+                .unwrap_or_else(|| Err(ExtractError::BadDjvu("the document could not be read".to_owned())))?;
+            return Ok(structure(
+                book.layouts,
+                book.labels,
+                book.outline,
+                warnings,
+                with_page_text,
+                progress,
+            ));
+        }
+        Format::Pdf => {}
     }
     let (doc, pages, total) = open(bytes, opts)?;
 
@@ -374,8 +397,6 @@ pub fn extract(
         warnings.push("page labels could not be read");
         None
     });
-    let has_tree = tree_labels.is_some();
-    let page_labels = tree_labels.unwrap_or_else(|| (1..=pages.len()).map(|n| n.to_string()).collect());
     let outline = guarded(|| outline::outline_toc(&doc, &pages, &mut warnings)).unwrap_or_else(|| {
         warnings.push("the outline could not be read");
         Vec::new()
@@ -383,6 +404,32 @@ pub fn extract(
 
     let layouts = layouts(&doc, &pages, &mut warnings, progress);
     drop(doc);
+    debug_assert_eq!(layouts.len() as u32, total);
+    Ok(structure(
+        layouts,
+        tree_labels,
+        outline,
+        warnings,
+        with_page_text,
+        progress,
+    ))
+}
+
+/// The structure of a book from its laid-out pages, whatever they were read from (a PDF's
+/// text, a DjVu text layer): page labels (`tree_labels` when the file has them, else
+/// inferred from the printed folios), the ToC (`outline` when the file has one, else the
+/// printed contents, else headings), the indexes, their support and the signals.
+fn structure(
+    layouts: Vec<PageLayout>,
+    tree_labels: Option<Vec<String>>,
+    outline: Vec<TocEntry>,
+    mut warnings: Warnings,
+    with_page_text: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Extraction {
+    let total = u32::try_from(layouts.len()).unwrap_or(u32::MAX);
+    let has_tree = tree_labels.is_some();
+    let page_labels = tree_labels.unwrap_or_else(|| (1..=layouts.len()).map(|n| n.to_string()).collect());
     let mut book = book::Book::new(layouts, page_labels);
     if !has_tree && let Some(inferred) = guarded(|| book.inferred_labels()).flatten() {
         book.labels = inferred;
@@ -445,7 +492,7 @@ pub fn extract(
     }
 
     let signals = StructureSignals::measure(&toc, &indices, &index, index_support_rate);
-    Ok(Extraction {
+    Extraction {
         page_count: total,
         page_labels: book.labels,
         toc_source,
@@ -457,7 +504,7 @@ pub fn extract(
         signals,
         pages: page_texts,
         warnings: warnings.finish(),
-    })
+    }
 }
 
 /// Run `f`, turning a panic inside a dependency into `None`.

@@ -999,7 +999,35 @@ pub fn hostile_files() -> Vec<HostileFile> {
         expect: Expect::Survives,
     });
     files.extend(hostile_epubs());
+    files.extend(hostile_djvus());
     files
+}
+
+/// DjVu documents that djvulibre refuses: only the signature, a form that claims 4 GB and
+/// holds a directory of nothing, and a multi-page form of random bytes.
+fn hostile_djvus() -> Vec<HostileFile> {
+    let mut liar = b"AT&TFORM\xff\xff\xff\xf0DJVMDIRM\x00\x00\x00\x04\x01\x00\x01\x00".to_vec();
+    liar.extend(std::iter::repeat_n(0u8, 64));
+    let mut noise = b"AT&TFORM\x00\x00\x10\x00DJVM".to_vec();
+    let mut state = 0x2545_f491_u32;
+    noise.extend((0..4096).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state as u8
+    }));
+    [
+        ("djvu_signature_only", b"AT&TFORM\x00\x00\x00\x04DJVU".to_vec()),
+        ("djvu_form_larger_than_the_file", liar),
+        ("djvu_random_bytes", noise),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| HostileFile {
+        name,
+        bytes,
+        expect: Expect::Refused("DjVu document cannot be read"),
+    })
+    .collect()
 }
 
 /// A zip of `entries` (name, content): `mimetype` first and stored, as the OCF asks, the rest
