@@ -57,7 +57,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ExtractArgs {
-    /// The PDF file.
+    /// The book: a PDF, an EPUB or a DjVu document.
     file: PathBuf,
     /// Print the extraction as JSON (the scorer's format) instead of a summary.
     #[arg(long)]
@@ -77,6 +77,9 @@ struct ExtractArgs {
     /// Refuse files larger than this (MB).
     #[arg(long, default_value_t = 1024)]
     max_file_mb: u64,
+    /// Tesseract's languages for pages without a text layer (`eng`, `eng+deu`); `none`: no OCR.
+    #[arg(long, default_value = "eng")]
+    ocr_languages: String,
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -100,6 +103,7 @@ impl ExtractArgs {
             memory_limit_mb: self.memory_limit_mb,
             max_pages: self.max_pages,
             max_file_mb: self.max_file_mb,
+            ocr_languages: Some(self.ocr_languages.clone()).filter(|languages| languages != "none"),
         }
     }
 }

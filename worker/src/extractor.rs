@@ -171,6 +171,8 @@ pub struct ChildRequest {
     pub memory_limit_mb: Option<u64>,
     pub max_pages: usize,
     pub max_file_mb: u64,
+    /// Tesseract's languages for pages without a text layer; `None`: no OCR.
+    pub ocr_languages: Option<String>,
 }
 
 /// The child: extracts `request.file` and prints the result. Exit 0 with the result,
@@ -204,15 +206,20 @@ pub fn run_child(request: &ChildRequest) -> ExitCode {
     let options = hbi_extraction::ExtractOptions {
         max_pages: request.max_pages,
         max_file_bytes: request.max_file_mb.saturating_mul(1024 * 1024),
+        ocr_languages: request.ocr_languages.clone(),
     };
     let mut last_report = Instant::now();
     let mut report = |progress: hbi_extraction::Progress| {
-        let hbi_extraction::Progress::Pages { done, total } = progress;
+        // OCR's pages are counted again, as they are recognised, after the layout of all.
+        let (done, total, what) = match progress {
+            hbi_extraction::Progress::Pages { done, total } => (done, total, "pages"),
+            hbi_extraction::Progress::Recognised { done, total } => (done, total, "pages recognised (OCR)"),
+        };
         match request.progress {
             ProgressMode::Jsonl => eprintln!("{}", serde_json::json!({ "done": done, "total": total })),
             ProgressMode::Human if done == total || last_report.elapsed() >= Duration::from_millis(500) => {
                 last_report = Instant::now();
-                eprintln!("extract: {done}/{total} pages");
+                eprintln!("extract: {done}/{total} {what}");
             }
             _ => {}
         }

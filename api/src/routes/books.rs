@@ -116,8 +116,8 @@ pub struct PageView {
 /// One quality gate's verdict.
 #[derive(Debug, Clone, Object)]
 pub struct QualityGate {
-    /// `text_coverage`, `garbage_ratio`, `toc_sanity`, `index_locator_support`, `index_structure` or
-    /// `chunk_vector_consistency`.
+    /// `text_coverage`, `garbage_ratio`, `toc_sanity`, `index_locator_support`, `index_structure`,
+    /// `ocr_confidence` (books read by OCR) or `chunk_vector_consistency`.
     pub gate: String,
     pub metric: f64,
     pub threshold: f64,

@@ -91,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
         let options = hbi_extraction::ExtractOptions {
             max_pages: 20_000,
             max_file_bytes: 1 << 30,
+            ocr_languages: None,
         };
         let extraction = hbi_extraction::extract(&bytes, &options, true, &mut |_| {})?;
         books.push(extraction);

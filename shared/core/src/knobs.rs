@@ -64,6 +64,8 @@ macro_rules! knob_table {
             max_garbage_ratio: f64 = 0.02, Number, 0.0 ..= 1.0;
             /// Quality gate: least share of index locators whose page shows the entry.
             min_index_support_rate: f64 = 0.8, Number, 0.0 ..= 1.0;
+            /// Quality gate of a book read by OCR: least mean word confidence (0..1).
+            min_ocr_confidence: f64 = 0.7, Number, 0.0 ..= 1.0;
         }
     };
 }

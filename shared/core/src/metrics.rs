@@ -112,6 +112,7 @@ struct Metrics {
     queue_depth: IntGauge,
     dlq_size: IntGauge,
     pages_processed: IntCounter,
+    pages_ocr: IntCounter,
     books_ingested: IntCounter,
     quality_gates: IntCounterVec,
     search_duration: HistogramVec,
@@ -224,6 +225,10 @@ impl Metrics {
             pages_processed: b.counter(
                 "hbi_pages_processed_total",
                 "Pages extracted by the pipeline.",
+            )?,
+            pages_ocr: b.counter(
+                "hbi_pages_ocr_total",
+                "Pages without a text layer recognised by OCR (Tesseract).",
             )?,
             books_ingested: b.counter(
                 "hbi_books_ingested_total",
@@ -358,6 +363,10 @@ pub fn stage_duration(stage: Stage, seconds: f64) {
         .observe(seconds);
 }
 
+pub fn pages_ocr(pages: u64) {
+    METRICS.pages_ocr.inc_by(pages);
+}
+
 pub fn pages_processed(pages: u64) {
     METRICS.pages_processed.inc_by(pages);
 }
@@ -489,6 +498,7 @@ mod tests {
             "hbi_queue_depth",
             "hbi_dlq_size",
             "hbi_pages_processed_total",
+            "hbi_pages_ocr_total",
             "hbi_books_ingested_total",
             "hbi_quality_gate_total",
             "hbi_search_duration_seconds",
@@ -508,8 +518,8 @@ mod tests {
         }
         assert_eq!(
             names.len(),
-            21,
-            "only the names of SPEC section 4, the two quality gauges and the refusals"
+            22,
+            "only the names of SPEC section 4, the two quality gauges, the refusals and OCR's pages"
         );
 
         let text = encode()?;

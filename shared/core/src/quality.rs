@@ -16,6 +16,8 @@ pub struct QualityThresholds {
     pub max_garbage_ratio: f64,
     /// Least share of index locators whose page mentions the term.
     pub min_index_support_rate: f64,
+    /// Least mean word confidence of the pages OCR read.
+    pub min_ocr_confidence: f64,
 }
 
 impl Default for QualityThresholds {
@@ -24,6 +26,7 @@ impl Default for QualityThresholds {
             min_text_coverage: 0.9,
             max_garbage_ratio: 0.02,
             min_index_support_rate: 0.8,
+            min_ocr_confidence: 0.7,
         }
     }
 }
@@ -46,6 +49,7 @@ pub const GATES: &[&str] = &[
     "toc_sanity",
     "index_locator_support",
     "index_structure",
+    "ocr_confidence",
     "chunk_vector_consistency",
 ];
 
@@ -92,6 +96,30 @@ pub fn assess(extraction: &Extraction, stored: StoredCounts, thresholds: &Qualit
     if !extraction.index.is_empty() {
         gates.push(index_structure(extraction));
     }
+    if let Some(ocr) = &extraction.ocr {
+        let confidence = ocr.mean_confidence.unwrap_or(0.0);
+        let passed = confidence >= thresholds.min_ocr_confidence;
+        let share = f64::from(ocr.pages) / f64::from(extraction.page_count.max(1));
+        gates.push(GateResult {
+            gate: "ocr_confidence",
+            metric: confidence,
+            threshold: thresholds.min_ocr_confidence,
+            passed,
+            detail: format!(
+                "{} of {} pages ({:.0}%) read by OCR ({}), mean word confidence {:.0}%{}",
+                ocr.pages,
+                extraction.page_count,
+                share * 100.0,
+                ocr.languages,
+                confidence * 100.0,
+                if passed {
+                    ""
+                } else {
+                    ": the text may be misread (a poor scan, or another language)"
+                }
+            ),
+        });
+    }
     gates.push(chunk_consistency(stored));
     gates
 }
@@ -134,10 +162,15 @@ fn text_coverage(extraction: &Extraction, min: f64) -> GateResult {
         metric: coverage,
         threshold: min,
         passed,
-        detail: if passed {
-            format!("{with_text} of {total} pages carry text")
-        } else {
-            format!("only {with_text} of {total} pages carry text: a scanned book needs OCR before it can be searched")
+        detail: match (&extraction.ocr, passed) {
+            (_, true) => format!("{with_text} of {total} pages carry text"),
+            (Some(ocr), false) => format!(
+                "only {with_text} of {total} pages carry text, though OCR read {} pages: blank pages, or a scan too poor to read",
+                ocr.pages
+            ),
+            (None, false) => format!(
+                "only {with_text} of {total} pages carry text: a scanned book needs OCR (Tesseract) before it can be searched"
+            ),
         },
     }
 }
@@ -265,6 +298,7 @@ mod tests {
                     text: (*text).to_owned(),
                 })
                 .collect(),
+            ocr: None,
             warnings: Vec::new(),
         }
     }
@@ -294,6 +328,38 @@ mod tests {
                 .iter()
                 .all(|g| g.passed)
         );
+    }
+
+    #[test]
+    fn a_poorly_recognised_scan_needs_review_with_the_reason() {
+        let stored = StoredCounts {
+            chunks: 1,
+            vectors: None,
+        };
+        let mut scan = book(&[TEXT, TEXT, TEXT, TEXT], &[(1, Some(1))]);
+        assert!(
+            !assess(&scan, stored, &QualityThresholds::default())
+                .iter()
+                .any(|g| g.gate == "ocr_confidence")
+        );
+        scan.ocr = Some(hbi_extraction::OcrSummary {
+            pages: 3,
+            failed: 0,
+            mean_confidence: Some(0.52),
+            languages: "eng".to_owned(),
+        });
+        let gates = assess(&scan, stored, &QualityThresholds::default());
+        let ocr = gate(&gates, "ocr_confidence");
+        assert!(!ocr.passed);
+        assert!(
+            ocr.detail.contains("3 of 4 pages") && ocr.detail.contains("52%"),
+            "{}",
+            ocr.detail
+        );
+        if let Some(summary) = &mut scan.ocr {
+            summary.mean_confidence = Some(0.93);
+        }
+        assert!(gate(&assess(&scan, stored, &QualityThresholds::default()), "ocr_confidence").passed);
     }
 
     #[test]

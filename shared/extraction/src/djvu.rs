@@ -13,10 +13,9 @@
 //! call stack).
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use crate::layout::{self, PageLayout};
 use crate::text::Frag;
@@ -42,92 +41,28 @@ pub(crate) struct DjvuBook {
     /// Page titles, when every page has one.
     pub(crate) labels: Option<Vec<String>>,
     pub(crate) outline: Vec<TocEntry>,
-}
-
-/// The document in a temporary file of its own (djvused reads files), removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn write(bytes: &[u8]) -> Result<Self, ExtractError> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let unique = format!(
-            "hbi-djvu-{}-{}.djvu",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let path = std::env::temp_dir().join(unique);
-        std::fs::write(&path, bytes).map_err(|err| tool_error(format!("cannot write a temporary copy: {err}")))?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    pub(crate) ocr: Option<crate::OcrSummary>,
 }
 
 fn tool_error(message: String) -> ExtractError {
     ExtractError::BadDjvu(message)
 }
 
-/// Runs `djvused -e SCRIPT FILE`, its output read as it comes (a full pipe would block it),
-/// within [`TOOL_DEADLINE`] and [`MAX_TOOL_OUTPUT`].
+/// Runs `djvused -e SCRIPT FILE` within [`TOOL_DEADLINE`] and [`MAX_TOOL_OUTPUT`].
 fn djvused(file: &Path, script: &str) -> Result<String, ExtractError> {
-    let mut child = Command::new("djvused")
-        .arg("-e")
-        .arg(script)
-        .arg(file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| tool_error(format!("cannot run djvused (Debian package djvulibre-bin): {err}")))?;
-    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let _ = child.kill();
-        return Err(tool_error("djvused has no output pipes".to_owned()));
-    };
-    let reader = std::thread::spawn(move || {
-        let mut output = Vec::new();
-        let read = stdout.take(MAX_TOOL_OUTPUT + 1).read_to_end(&mut output);
-        read.map(|_| output)
-    });
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut text);
-        text
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() > TOOL_DEADLINE => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(tool_error(format!("djvused took longer than {TOOL_DEADLINE:?}")));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(err) => return Err(tool_error(format!("waiting for djvused: {err}"))),
-        }
-    };
-    let output = reader
-        .join()
-        .map_err(|_| tool_error("reading djvused's output failed".to_owned()))?
-        .map_err(|err| tool_error(format!("reading djvused's output: {err}")))?;
-    let errors = errors.join().unwrap_or_default();
-    if output.len() as u64 > MAX_TOOL_OUTPUT {
-        return Err(tool_error(format!("djvused printed more than {MAX_TOOL_OUTPUT} bytes")));
-    }
-    if !status.success() {
-        let detail = errors
-            .lines()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or("no message");
+    let mut command = Command::new("djvused");
+    command.arg("-e").arg(script).arg(file);
+    crate::tools::run(
+        command,
+        "djvused (Debian package djvulibre-bin)",
+        TOOL_DEADLINE,
+        MAX_TOOL_OUTPUT,
+    )
+    .map(|output| String::from_utf8_lossy(&output).into_owned())
+    .map_err(|message| {
         // The temporary copy's path is nobody's business.
-        let detail = detail.trim().replace(&file.display().to_string(), "the document");
-        return Err(tool_error(format!("djvused cannot read the file: {detail}")));
-    }
-    Ok(String::from_utf8_lossy(&output).into_owned())
+        tool_error(message.replace(&file.display().to_string(), "the document"))
+    })
 }
 
 /// One S-expression of djvused's output.
@@ -410,7 +345,7 @@ pub(crate) fn read(
             limit: opts.max_file_bytes,
         });
     }
-    let file = TempFile::write(bytes)?;
+    let file = crate::tools::TempFile::write(bytes, "djvu").map_err(tool_error)?;
     let listing = pages(&djvused(&file.0, "ls")?);
     let page_count = if listing.is_empty() {
         // A single-page document lists no component pages.
@@ -487,17 +422,30 @@ pub(crate) fn read(
         layouts.push(PageLayout { number, lines });
         progress(Progress::Pages { done: number, total });
     }
-    if !without_text.is_empty() {
-        warnings.push(format!(
-            "{} of {total} pages have no text layer (first: page {}); they need OCR",
-            without_text.len(),
-            without_text[0]
-        ));
-    }
+    let ocr = match &opts.ocr_languages {
+        Some(languages) => crate::ocr::fill_empty_pages(
+            crate::ocr::PageImages::Djvu(&file.0, &dpi),
+            &mut layouts,
+            languages,
+            warnings,
+            progress,
+        ),
+        None => {
+            if !without_text.is_empty() {
+                warnings.push(format!(
+                    "{} of {total} pages have no text layer (first: page {}) and OCR is off",
+                    without_text.len(),
+                    without_text[0]
+                ));
+            }
+            None
+        }
+    };
     Ok(DjvuBook {
         layouts,
         labels,
         outline,
+        ocr,
     })
 }
 

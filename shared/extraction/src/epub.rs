@@ -1176,6 +1176,7 @@ pub(crate) fn extract(
         index_support_rate,
         signals,
         pages: page_texts,
+        ocr: None,
         warnings: warnings.finish(),
     })
 }

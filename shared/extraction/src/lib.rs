@@ -14,12 +14,14 @@ mod epub;
 mod index;
 mod labels;
 mod layout;
+mod ocr;
 mod outline;
 mod signals;
 mod tables;
 mod text;
 mod textstring;
 mod toc;
+mod tools;
 mod verify;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -40,6 +42,9 @@ pub struct ExtractOptions {
     pub max_pages: usize,
     /// Refuse files larger than this many bytes.
     pub max_file_bytes: u64,
+    /// Tesseract's languages for pages without a text layer (`eng`, `eng+deu`); `None`: no
+    /// OCR.
+    pub ocr_languages: Option<String>,
 }
 
 impl Default for ExtractOptions {
@@ -47,8 +52,22 @@ impl Default for ExtractOptions {
         Self {
             max_pages: 20_000,
             max_file_bytes: 512 * 1024 * 1024,
+            ocr_languages: Some("eng".to_owned()),
         }
     }
+}
+
+/// What OCR did for a book: how many pages it read and how sure it was.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OcrSummary {
+    /// Pages recognised.
+    pub pages: u32,
+    /// Pages whose recognition failed (each is a warning).
+    pub failed: u32,
+    /// Mean word confidence over the recognised pages, 0 to 1.
+    pub mean_confidence: Option<f64>,
+    /// Tesseract's languages used.
+    pub languages: String,
 }
 
 /// Why a file could not be extracted at all.
@@ -220,6 +239,9 @@ pub struct Extraction {
     /// Filled only when page text was requested.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub pages: Vec<PageText>,
+    /// Present when pages without a text layer were recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr: Option<OcrSummary>,
     /// Problems met but survived.
     pub warnings: Vec<String>,
 }
@@ -261,7 +283,10 @@ impl Extraction {
 /// Progress reports from [`extract`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
+    /// Pages laid out.
     Pages { done: u32, total: u32 },
+    /// Pages without a text layer recognised by OCR, after the layout of all.
+    Recognised { done: u32, total: u32 },
 }
 
 /// Collects warnings, keeping at most [`MAX_WARNINGS`].
@@ -379,14 +404,16 @@ pub fn extract(
             let mut warnings = Warnings::default();
             let book = guarded(|| djvu::read(bytes, opts, &mut warnings, progress))
                 .unwrap_or_else(|| Err(ExtractError::BadDjvu("the document could not be read".to_owned())))?;
-            return Ok(structure(
+            let mut extraction = structure(
                 book.layouts,
                 book.labels,
                 book.outline,
                 warnings,
                 with_page_text,
                 progress,
-            ));
+            );
+            extraction.ocr = book.ocr;
+            return Ok(extraction);
         }
         Format::Pdf => {}
     }
@@ -402,17 +429,28 @@ pub fn extract(
         Vec::new()
     });
 
-    let layouts = layouts(&doc, &pages, &mut warnings, progress);
+    let mut layouts = layouts(&doc, &pages, &mut warnings, progress);
     drop(doc);
     debug_assert_eq!(layouts.len() as u32, total);
-    Ok(structure(
-        layouts,
-        tree_labels,
-        outline,
-        warnings,
-        with_page_text,
-        progress,
-    ))
+    let ocr = match &opts.ocr_languages {
+        Some(languages) => match tools::TempFile::write(bytes, "pdf") {
+            Ok(file) => ocr::fill_empty_pages(
+                ocr::PageImages::Pdf(&file.0),
+                &mut layouts,
+                languages,
+                &mut warnings,
+                progress,
+            ),
+            Err(message) => {
+                warnings.push(message);
+                None
+            }
+        },
+        None => None,
+    };
+    let mut extraction = structure(layouts, tree_labels, outline, warnings, with_page_text, progress);
+    extraction.ocr = ocr;
+    Ok(extraction)
 }
 
 /// The structure of a book from its laid-out pages, whatever they were read from (a PDF's
@@ -503,6 +541,7 @@ fn structure(
         index_support_rate,
         signals,
         pages: page_texts,
+        ocr: None,
         warnings: warnings.finish(),
     }
 }

@@ -129,6 +129,9 @@ impl Pipeline {
         };
         let total = extraction.page_count;
         hbi_shared::metrics::pages_processed(u64::from(total));
+        if let Some(ocr) = &extraction.ocr {
+            hbi_shared::metrics::pages_ocr(u64::from(ocr.pages));
+        }
         if let Some(ratio) = extraction.index_support_rate {
             hbi_shared::metrics::index_locator_support(ratio);
         }
@@ -208,6 +211,7 @@ impl Pipeline {
             min_text_coverage: knobs.min_text_coverage,
             max_garbage_ratio: knobs.max_garbage_ratio,
             min_index_support_rate: knobs.min_index_support_rate,
+            min_ocr_confidence: knobs.min_ocr_confidence,
         };
         let gates = hbi_shared::quality::assess(extraction, stored, &thresholds);
         self.backends
@@ -376,6 +380,7 @@ mod tests {
                 page(4, "the last words of Graphs.\nConcept Index\nedge, 3\nvertex, 3"),
                 page(5, "tree, 3"),
             ],
+            ocr: None,
             warnings: Vec::new(),
         };
         let indexed: Vec<(u32, String)> = text_index_pages(&extraction)

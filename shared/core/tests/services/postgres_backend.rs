@@ -120,6 +120,7 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
         toc: toc.clone(),
         index: Vec::new(),
         pages: pages.clone(),
+        ocr: None,
         warnings: Vec::new(),
         indices: Vec::new(),
         contents_pages: Vec::new(),
