@@ -158,7 +158,10 @@ fn split_leaders(text: &str) -> Option<(String, String)> {
                 dots += 1;
             }
         }
-        if dots >= 2 {
+        // A lone dot between spaces is what is left of the leaders beside a long term
+        // ("babel . 21, 22"); the caller keeps it only when page numbers follow.
+        let lone_leader = dots == 1 && j < i && j > 0 && chars.get(end) == Some(&' ');
+        if dots >= 2 || lone_leader {
             let before: String = chars[..j].iter().collect();
             let after: String = chars[end..].iter().collect();
             return Some((before, after));
@@ -317,9 +320,63 @@ pub(crate) fn locator_separator(lines: &[&str]) -> LocatorSeparator {
     }
 }
 
+/// A line ending in a cross-reference whose target wrapped onto the next line
+/// ("Barre oblique inverse . . . . see" over "Contre-oblique", "fonts, see also"): the term
+/// and whether it is a see also. The marker must follow a comma or leaders, as a term may end
+/// in the word itself ("Holy See").
+fn dangling_reference(text: &str) -> Option<(String, bool)> {
+    for (marker, also) in [
+        ("see also", true),
+        ("see", false),
+        ("voir aussi", true),
+        ("voir", false),
+        ("siehe auch", true),
+        ("siehe", false),
+    ] {
+        let Some(start) = text.len().checked_sub(marker.len()) else {
+            continue;
+        };
+        if !text.is_char_boundary(start) || !text[start..].eq_ignore_ascii_case(marker) {
+            continue;
+        }
+        let raw = &text[..start];
+        if !raw.ends_with(|c: char| c.is_whitespace() || c == ',') {
+            // "oversee": the marker is the end of a word.
+            continue;
+        }
+        let before = raw.trim_end();
+        let after_punctuation = before.ends_with(',')
+            || before.ends_with('\u{2026}')
+            || split_leaders(before).is_some_and(|(_, after)| after.trim().is_empty());
+        if !after_punctuation {
+            continue;
+        }
+        let term = before.trim_end_matches([',', '.', ' ', '\u{2026}']).trim();
+        if !term.is_empty() {
+            return Some((term.to_string(), also));
+        }
+    }
+    None
+}
+
 /// Split the trailing locator list off an index line.
 pub(crate) fn parse_line(text: &str) -> ParsedLine {
     let text = text.trim();
+    if let Some((term, also)) = dangling_reference(text) {
+        // The target follows on the next line: an empty one, filled in there.
+        let pending = vec![String::new()];
+        let (see, see_also) = if also {
+            (Vec::new(), pending)
+        } else {
+            (pending, Vec::new())
+        };
+        return ParsedLine {
+            term,
+            see,
+            see_also,
+            ..ParsedLine::default()
+        };
+    }
     let (term_part, tail, leaders) = match split_leaders(text) {
         Some((before, after)) if parse_locator_list(after.trim()).is_some() => {
             let before = before.trim().to_string();
@@ -557,6 +614,9 @@ fn clusters(mut values: Vec<f32>, tol: f32) -> Vec<(f32, usize)> {
 
 /// Deepest nesting a printed index has: entry, sub-entry, sub-sub-entry.
 pub const MAX_INDEX_DEPTH: usize = 3;
+/// Consecutive lines at one indentation, each after a complete entry, that make a nesting
+/// level however rare it is in the whole index.
+const MIN_LEVEL_RUN: usize = 4;
 /// Longest term kept, in bytes; a term longer than a paragraph is a misread region.
 const MAX_TERM_BYTES: usize = 400;
 
@@ -574,9 +634,14 @@ pub(crate) fn cut(text: &str, max: usize) -> String {
 /// entry. A real index indents by a step or two; entries starting at many different
 /// indentations (a package prefix hung into the margin so that the names line up, as in
 /// `sb-ext:gc` beside `cl:find`) follow their words, not a structure: such an index is flat.
-fn sub_levels(sub_values: Vec<f32>, term_lines: usize, body_size: f32) -> Vec<f32> {
+///
+/// `sub_values` are (line number, indentation). A level used by few lines is still a level
+/// when they follow one another: a run of sub-sub-entries under one sub-entry ("encodings /
+/// font / LGR, OT1, T1, ...") is a structure, while stray wrapped lines stand alone.
+fn sub_levels(sub_values: Vec<(usize, f32)>, term_lines: usize, body_size: f32) -> Vec<f32> {
     let total = sub_values.len();
-    let mut found = clusters(sub_values, 0.25 * body_size.max(4.0));
+    let tol = 0.25 * body_size.max(4.0);
+    let mut found = clusters(sub_values.iter().map(|&(_, d)| d).collect(), tol);
     found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.total_cmp(&b.0)));
     found.truncate(MAX_INDEX_DEPTH - 1);
     // The levels explain nearly every indented entry, or the indentation is not a structure.
@@ -586,9 +651,28 @@ fn sub_levels(sub_values: Vec<f32>, term_lines: usize, body_size: f32) -> Vec<f3
     }
     // A level is used by more than a stray line or two.
     let min_support = 2.max(term_lines / 50);
+    let in_run = |centre: f32| {
+        let mut run = 0usize;
+        let mut previous: Option<usize> = None;
+        for &(k, d) in &sub_values {
+            if (d - centre).abs() > tol {
+                continue;
+            }
+            run = if previous.is_some_and(|p| p + 1 == k) {
+                run + 1
+            } else {
+                1
+            };
+            previous = Some(k);
+            if run >= MIN_LEVEL_RUN {
+                return true;
+            }
+        }
+        false
+    };
     let mut levels: Vec<f32> = found
         .iter()
-        .filter(|&&(_, n)| n >= min_support)
+        .filter(|&&(c, n)| n >= min_support || in_run(c))
         .map(|&(c, _)| c)
         .collect();
     levels.sort_by(f32::total_cmp);
@@ -653,7 +737,8 @@ pub(crate) type ParsedEntry = (Vec<String>, Vec<Locator>, Vec<String>, Vec<Strin
 /// deepest nesting the indentation asked for before it was cut to [`MAX_INDEX_DEPTH`]:
 /// deeper than that, the nesting was misread.
 pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) -> (Vec<ParsedEntry>, usize) {
-    let parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line_as(&l.text, separator)).collect();
+    let mut parsed: Vec<ParsedLine> = lines.iter().map(|l| parse_line_as(&l.text, separator)).collect();
+    squeezed_leaders(lines, &mut parsed);
     let ind = indents(lines);
     let body_size = {
         let mut s: Vec<f32> = lines.iter().map(|l| l.size).collect();
@@ -669,7 +754,7 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
             && ind[k] > 0.9 * body_size
             && !is_group_heading(&lines[k].text)
         {
-            sub_values.push(ind[k]);
+            sub_values.push((k, ind[k]));
         }
     }
     let term_lines = parsed.iter().filter(|p| !p.term.is_empty()).count();
@@ -703,7 +788,19 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
         let mut path = stack.clone();
         path.push(term.clone());
         stack.push(term);
-        out.push((path, o.locators, o.see, o.see_also));
+        // A cross-reference whose target never came (the index ended) has none.
+        let targets = |v: Vec<String>| v.into_iter().filter(|t| !t.trim().is_empty()).collect::<Vec<_>>();
+        out.push((path, o.locators, targets(o.see), targets(o.see_also)));
+    };
+    // A word that names a letter group ("Symboles") with sub-entries indented under it is an
+    // entry of that name ("symboles / gras"), not the group's heading.
+    let heads_sub_entries = |k: usize| {
+        let word = lines[k].text.trim();
+        word.chars().count() > 1
+            && word.chars().all(char::is_alphabetic)
+            && ind
+                .get(k + 1)
+                .is_some_and(|&next| next > ind[k] + tol && level_of(next) > level_of(ind[k]))
     };
     for (k, line) in lines.iter().enumerate() {
         let mut p = parsed[k].clone();
@@ -752,7 +849,7 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
                 }
             }
         }
-        if is_group_heading(&line.text) && p.locators.is_empty() {
+        if is_group_heading(&line.text) && p.locators.is_empty() && !heads_sub_entries(k) {
             if let Some(o) = open.take() {
                 // The index's first line, with neither locators nor sub-entries before the
                 // first letter group, is a note under the heading ("needs checking").
@@ -785,7 +882,58 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
     if let Some(o) = open.take() {
         emit(o, &mut stack, &mut out);
     }
+    take_trailing_page_numbers(&mut out);
     (out, deepest)
+}
+
+/// In an index that sets its page numbers after leaders, a line without them and with page
+/// numbers lost its leaders to a long term ("\\includegraphics 92, 101, 105"): the number
+/// ending the term is its first locator, as a term ending in a number would have its leaders.
+fn squeezed_leaders(lines: &[RegionLine], parsed: &mut [ParsedLine]) {
+    let has_leaders: Vec<bool> = lines.iter().map(|l| split_leaders(l.text.trim()).is_some()).collect();
+    let with_locators = parsed.iter().filter(|p| !p.locators.is_empty()).count();
+    let led = parsed
+        .iter()
+        .zip(&has_leaders)
+        .filter(|(p, leaders)| **leaders && !p.locators.is_empty())
+        .count();
+    if with_locators == 0 || (led as f32) < 0.5 * with_locators as f32 {
+        return;
+    }
+    for (p, leaders) in parsed.iter_mut().zip(has_leaders) {
+        if !leaders && !p.locators.is_empty() && !p.term.is_empty() {
+            split_spaced_locator(p);
+        }
+    }
+}
+
+/// An entry with neither locators, cross-references nor sub-entries is no entry as printed:
+/// a term ending in a page number after a space ("\AddThinSpaceBeforeFootnotes 44", the
+/// leaders squeezed out by a long term) has that number as its locator.
+fn take_trailing_page_numbers(out: &mut [ParsedEntry]) {
+    for i in 0..out.len() {
+        let has_children = out
+            .get(i + 1)
+            .is_some_and(|next| next.0.len() > out[i].0.len() && next.0.starts_with(&out[i].0));
+        let entry = &mut out[i];
+        if has_children || !entry.1.is_empty() || !entry.2.is_empty() || !entry.3.is_empty() {
+            continue;
+        }
+        let Some(term) = entry.0.last_mut() else {
+            continue;
+        };
+        let Some((head, last)) = term.rsplit_once(char::is_whitespace) else {
+            continue;
+        };
+        let head = head.trim_end();
+        if head.is_empty() {
+            continue;
+        }
+        if let Some(locator) = spaced_locator(last) {
+            *term = head.to_string();
+            entry.1.push(locator);
+        }
+    }
 }
 
 /// Map a printed page label to a physical page (1-based).

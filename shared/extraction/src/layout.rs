@@ -218,6 +218,38 @@ fn make_line(frags: &[Frag], idx: &[usize], column: u8) -> Option<TextLine> {
     })
 }
 
+/// A row of a two-column block: its fragments, and the x where it splits into the columns.
+type BlockRow<'a> = (&'a Vec<usize>, f32);
+
+/// How many rows at the top of a two-column block stand above both columns: rows with text on
+/// one side only, set apart from the first row with text on both sides by a gap of well over
+/// a line (the block's usual line pitch), so that they head the page rather than start one
+/// column of it.
+fn heading_rows_above_columns(frags: &[Frag], block: &[BlockRow], two_sided: &dyn Fn(&BlockRow) -> bool) -> usize {
+    let Some(first_two) = block.iter().position(two_sided) else {
+        return 0;
+    };
+    if first_two == 0 {
+        return 0;
+    }
+    let row_y = |row: &Vec<usize>| row.first().and_then(|&i| frags.get(i)).map(|f| f.y);
+    let ys: Vec<f32> = block[first_two..].iter().filter_map(|(r, _)| row_y(r)).collect();
+    let mut pitches: Vec<f32> = ys.windows(2).map(|w| w[0] - w[1]).filter(|d| *d > 0.0).collect();
+    if pitches.len() < 2 {
+        return 0;
+    }
+    pitches.sort_by(f32::total_cmp);
+    let pitch = pitches[pitches.len() / 2];
+    let (Some(last_above), Some(first_below)) = (row_y(block[first_two - 1].0), ys.first().copied()) else {
+        return 0;
+    };
+    if last_above - first_below > 2.5 * pitch {
+        first_two
+    } else {
+        0
+    }
+}
+
 /// Lines of a page in reading order.
 pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
     layout_columns(frags, true)
@@ -237,12 +269,19 @@ fn layout_columns(frags: &[Frag], split_again: bool) -> Vec<TextLine> {
     let x_min = frags.iter().map(|f| f.x0).fold(f32::INFINITY, f32::min);
     let x_max = frags.iter().map(|f| f.x1).fold(f32::NEG_INFINITY, f32::max);
     let _ = (x_min, x_max);
-    // The left edge of the right column: where right parts of uncrossed rows start.
-    let right_edge = rows
+    // The left edge of the right column: where right parts of uncrossed rows start, the
+    // leftmost start that several rows share (a centred folio starts left of the column).
+    let mut starts: Vec<f32> = rows
         .iter()
         .filter(|r| !r.iter().any(|&i| frags[i].x0 < g - 0.5 && frags[i].x1 > g + 0.5))
         .filter_map(|r| r.iter().map(|&i| frags[i].x0).find(|&x| x >= g))
-        .fold(f32::INFINITY, f32::min);
+        .collect();
+    starts.sort_by(f32::total_cmp);
+    let shared = starts
+        .iter()
+        .copied()
+        .find(|&s| starts.iter().filter(|&&t| (t - s).abs() <= 1.0).count() >= 3);
+    let right_edge = shared.unwrap_or_else(|| starts.first().copied().unwrap_or(f32::INFINITY));
     // Where each row splits into its two columns (None: the row spans the page).
     let split_of = |row: &[usize]| -> Option<f32> {
         let crosses = row.iter().any(|&i| frags[i].x0 < g - 0.5 && frags[i].x1 > g + 0.5);
@@ -251,22 +290,39 @@ fn layout_columns(frags: &[Frag], split_again: bool) -> Vec<TextLine> {
         }
         // A left-column line running into the gutter: split where the right column starts.
         let mut end = f32::NEG_INFINITY;
+        let mut end_y = f32::NAN;
         for &i in row {
             let f = &frags[i];
-            if end.is_finite() && f.x0 - end >= 0.2 * f.size && (f.x0 - right_edge).abs() <= 1.0 {
+            // Less than a space apart, the two columns still differ in their baselines where
+            // one has more space around a heading than the other.
+            let gap = f.x0 - end;
+            let apart = gap >= 0.2 * f.size || (gap > 0.0 && (f.y - end_y).abs() >= 0.1 * f.size);
+            if end.is_finite() && apart && (f.x0 - right_edge).abs() <= 1.0 {
                 return Some((end + f.x0) / 2.0);
             }
-            end = end.max(f.x1);
+            if f.x1 > end {
+                end = f.x1;
+                end_y = f.y;
+            }
         }
         None
     };
     let mut block: Vec<(&Vec<usize>, f32)> = Vec::new();
+    let two_sided =
+        |(r, s): &(&Vec<usize>, f32)| r.iter().any(|&i| frags[i].x1 <= *s) && r.iter().any(|&i| frags[i].x0 >= *s);
     let flush = |block: &mut Vec<(&Vec<usize>, f32)>, out: &mut Vec<TextLine>| {
-        let two = block
-            .iter()
-            .filter(|(r, s)| r.iter().any(|&i| frags[i].x1 <= *s) && r.iter().any(|&i| frags[i].x0 >= *s))
-            .count();
+        let two = block.iter().filter(|b| two_sided(b)).count();
         if two >= 2 || block.len() >= 4 {
+            // A heading set above the columns within the width of one of them (a chapter
+            // title flush right over a two-column index) is no line of that column: read in
+            // it, the column before it would come after the heading and be lost to what the
+            // heading starts.
+            let above = heading_rows_above_columns(frags, block, &two_sided);
+            for (row, _) in block.drain(..above) {
+                if let Some(line) = make_line(frags, row, 0) {
+                    out.push(line);
+                }
+            }
             let mut next_column = 1u8;
             for side in [1u8, 2] {
                 let parts: Vec<Vec<usize>> = block

@@ -3,7 +3,10 @@
 //! sub-entries eight deep), a see-also whose target is followed by the entry's page numbers
 //! (the pages were swallowed into the target), and makeindex's symbol groups and wrapped
 //! entries, and ConTeXt registers, whose page numbers follow the term after a space alone, in
-//! two columns of short lines.
+//! two columns of short lines; a heading set above two columns within the right one's width;
+//! two columns that nearly touch with a centred folio below; and a makeindex index with
+//! leaders, some squeezed out by long terms, a rare third level, a see whose target wraps and
+//! an entry named like a letter group.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a failure is a test failure
 
@@ -320,4 +323,236 @@ fn locators_after_a_space_in_two_short_columns() {
         "the running foot is no second index: {:?}",
         x.indices
     );
+}
+
+/// Entries of a page: (x, baseline, text) in Helvetica 10.
+fn placed(lines: &[(f32, f32, &str)]) -> Vec<Run> {
+    lines.iter().map(|&(x, y, text)| run("F1", 10.0, x, y, text)).collect()
+}
+
+#[test]
+fn a_heading_above_two_columns_starts_the_index_before_both() {
+    // Sphinx: the chapter title "INDEX" flush right, over the right column only.
+    let left = [
+        "alpha particles, 2",
+        "beta decay and its uses, 3",
+        "gamma rays, 4",
+        "delta detectors, 4",
+        "epsilon series, 5",
+        "zeta function values, 6",
+    ];
+    let right = [
+        "kappa statistics, 2",
+        "lambda calculus in brief, 3",
+        "mu and its meson, 4",
+        "nu in the neutrino, 5",
+        "xi baryon families, 6",
+        "omicron variant notes, 7",
+    ];
+    let mut lines = vec![(496.0, 660.0, "INDEX")];
+    for (k, text) in left.iter().enumerate() {
+        lines.push((72.0, 570.0 - 12.0 * k as f32, *text));
+    }
+    for (k, text) in right.iter().enumerate() {
+        lines.push((311.0, 570.0 - 12.0 * k as f32, *text));
+    }
+    let mut page = placed(&lines);
+    page[0] = run("F1", 14.0, 496.0, 660.0, "INDEX");
+    let mut pages: Vec<Vec<Run>> = (1..=8).map(|n| body_page(n, &["alpha", "kappa"])).collect();
+    pages.push(page);
+    let x = extract(&build(&pages), &ExtractOptions::default(), false, &mut |_| {}).unwrap();
+    let paths: Vec<String> = entries_of(&x, "INDEX").iter().map(|e| e.path.join(" / ")).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "alpha particles",
+            "beta decay and its uses",
+            "gamma rays",
+            "delta detectors",
+            "epsilon series",
+            "zeta function values",
+            "kappa statistics",
+            "lambda calculus in brief",
+            "mu and its meson",
+            "nu in the neutrino",
+            "xi baryon families",
+            "omicron variant notes",
+        ],
+        "{:?}",
+        x.indices
+    );
+}
+
+#[test]
+fn columns_less_than_a_space_apart_are_still_two() {
+    // xindy: the right column's baselines 2 pt above the left's (after a letter-group
+    // heading), a sub-entry in Courier ending 1.8 pt before the right column, a centred folio
+    // left of the right column's edge.
+    let mut page = vec![run("F1", 18.0, 134.0, 740.0, "Index")];
+    let left: &[(f32, &str)] = &[
+        (134.0, "alpha particles, 2"),
+        (134.0, "beta decay and its uses, 3"),
+        (134.0, "books"),
+        (154.0, "Compact Oxford Dictionary,"),
+        (174.0, "7"),
+        (154.0, "Ulysses, 2"),
+        (134.0, "bound"),
+        (154.0, "by duty, 6"),
+        (154.0, "by honour, 6"),
+        (134.0, "brave new worlds, 6"),
+        (134.0, "cameo appearances, 6"),
+        (134.0, "chalk and cheese, 7"),
+    ];
+    let right = [
+        "delta functions, 4",
+        "dice and games, 5",
+        "dingo fences, 3",
+        "dodo extinction, 8",
+        "drake equation, 2",
+        "duck typing, 6",
+        "dune formation, 4",
+        "dusk and dawn, 5",
+        "dwarf planets, 3",
+        "dye chemistry, 2",
+        "dynamo theory, 7",
+        "dyslexia studies, 8",
+    ];
+    for (k, &(x, text)) in left.iter().enumerate() {
+        let y = 700.0 - 12.0 * k as f32;
+        // The long sub-entry in Courier, 6 pt a character: 26 characters end at 310.
+        let font = if text.starts_with("Compact") { "F2" } else { "F1" };
+        page.push(run(font, 10.0, x, y, text));
+    }
+    for (k, text) in right.iter().enumerate() {
+        page.push(run("F1", 10.0, 311.8, 702.0 - 12.0 * k as f32, text));
+    }
+    page.push(run("F1", 10.0, 303.0, 50.0, "9"));
+    let mut pages: Vec<Vec<Run>> = (1..=8).map(|n| body_page(n, &["alpha", "delta"])).collect();
+    pages.push(page);
+    let x = extract(&build(&pages), &ExtractOptions::default(), false, &mut |_| {}).unwrap();
+    let got: Vec<(String, Vec<[u32; 2]>)> = entries_of(&x, "Index")
+        .iter()
+        .map(|e| (e.path.join(" / "), e.pages.clone()))
+        .collect();
+    assert!(
+        got.contains(&("books / Compact Oxford Dictionary".to_string(), vec![[7, 7]])),
+        "{got:?}"
+    );
+    assert!(got.contains(&("dice and games".to_string(), vec![[5, 5]])), "{got:?}");
+    assert!(got.contains(&("bound / by duty".to_string(), vec![[6, 6]])), "{got:?}");
+    assert_eq!(got.len(), 23, "{got:?}");
+}
+
+/// A makeindex index with leaders in one column, three pages long: (indent, line). Sub-entries
+/// are indented 20 pt, sub-sub-entries 30 pt, wrapped lines 40 pt.
+fn leader_index_lines() -> Vec<(f32, String)> {
+    let leaders = |term: &str, pages: &str| format!("{term} . . . . . . . . . . . . {pages}");
+    let mut lines: Vec<(f32, String)> = vec![(0.0, "Symbols".into()), (0.0, leaders("\\!", "2"))];
+    // Plain entries, a few with sub-entries: enough lines that a level of eight is rare.
+    for k in 0..260 {
+        lines.push((0.0, leaders(&format!("entry{k:03}"), &format!("{}", k % 8 + 1))));
+        if k % 20 == 0 {
+            lines.push((20.0, leaders("first use", "3")));
+            lines.push((20.0, leaders("second use", "4")));
+        }
+        if k == 100 {
+            // Long terms leave no room for leaders.
+            lines.push((0.0, "babel . 2, 3, 4,".into()));
+            lines.push((40.0, "6, 8".into()));
+            lines.push((0.0, "\\includegraphics 2, 5, 7".into()));
+            lines.push((0.0, "\\AddThinSpaceBeforeFootnotes 4".into()));
+            // The target of a see wraps.
+            lines.push((0.0, "Barre oblique inverse . . . . . . . . see".into()));
+            lines.push((40.0, "Contre-oblique".into()));
+            // A third level under a sub-entry without pages, once in the index.
+            lines.push((0.0, "encodings".into()));
+            lines.push((20.0, "font".into()));
+            for (name, page) in [("LGR", "3"), ("OT1", "4"), ("T1", "5"), ("T2A", "6"), ("X2", "7")] {
+                lines.push((30.0, leaders(name, page)));
+            }
+            // A word that names a letter group, as an entry with sub-entries.
+            lines.push((0.0, "symboles".into()));
+            lines.push((20.0, leaders("gras", "7")));
+            lines.push((20.0, leaders("maths", "8")));
+        }
+    }
+    lines
+}
+
+fn leader_index_book() -> Extraction {
+    let mut pages: Vec<Vec<Run>> = (1..=8).map(|n| body_page(n, &["babel", "encodings"])).collect();
+    let lines = leader_index_lines();
+    for (p, chunk) in lines.chunks(50).enumerate() {
+        let mut page = if p == 0 {
+            vec![run("F1", 18.0, 72.0, 760.0, "Index")]
+        } else {
+            Vec::new()
+        };
+        for (k, (indent, text)) in chunk.iter().enumerate() {
+            page.push(run("F1", 10.0, 72.0 + indent, 730.0 - 13.0 * k as f32, text));
+        }
+        pages.push(page);
+    }
+    extract(&build(&pages), &ExtractOptions::default(), false, &mut |_| {}).unwrap()
+}
+
+fn find<'a>(x: &'a Extraction, path: &str) -> Option<&'a IndexEntry> {
+    x.index.iter().find(|e| e.path.join(" / ") == path)
+}
+
+#[test]
+fn leaders_squeezed_out_by_a_long_term_leave_its_pages() {
+    let x = leader_index_book();
+    let pages = |path: &str| find(&x, path).map(|e| e.pages.clone());
+    assert_eq!(pages("babel"), Some(vec![[2, 2], [3, 3], [4, 4], [6, 6], [8, 8]]));
+    assert_eq!(pages("\\includegraphics"), Some(vec![[2, 2], [5, 5], [7, 7]]));
+    assert_eq!(pages("\\AddThinSpaceBeforeFootnotes"), Some(vec![[4, 4]]));
+}
+
+#[test]
+fn a_third_level_is_read_however_rare() {
+    let x = leader_index_book();
+    let paths: Vec<String> = x
+        .index
+        .iter()
+        .map(|e| e.path.join(" / "))
+        .filter(|p| p.starts_with("encodings"))
+        .collect();
+    assert_eq!(
+        paths,
+        vec![
+            "encodings",
+            "encodings / font",
+            "encodings / font / LGR",
+            "encodings / font / OT1",
+            "encodings / font / T1",
+            "encodings / font / T2A",
+            "encodings / font / X2",
+        ]
+    );
+    assert_eq!(
+        find(&x, "encodings / font / T1").map(|e| e.pages.clone()),
+        Some(vec![[5, 5]])
+    );
+}
+
+#[test]
+fn a_see_whose_target_wraps_keeps_it() {
+    let x = leader_index_book();
+    let entry = find(&x, "Barre oblique inverse");
+    assert_eq!(entry.map(|e| e.see.clone()), Some(vec!["Contre-oblique".to_string()]));
+}
+
+#[test]
+fn a_letter_group_name_with_sub_entries_is_an_entry() {
+    let x = leader_index_book();
+    assert!(find(&x, "symboles").is_some());
+    assert_eq!(find(&x, "symboles / gras").map(|e| e.pages.clone()), Some(vec![[7, 7]]));
+    assert_eq!(
+        find(&x, "symboles / maths").map(|e| e.pages.clone()),
+        Some(vec![[8, 8]])
+    );
+    // The real group heading still is none.
+    assert!(find(&x, "Symbols").is_none());
+    assert!(find(&x, "\\!").is_some());
 }
