@@ -72,7 +72,9 @@ pub(crate) fn fill_empty_pages(
         })
         .map(|page| page.number)
         .collect();
-    if empty.is_empty() {
+    // A born-digital book's few empty pages are blank ones, not scans: OCR only a book most
+    // of whose pages lack text (a book scanned only in part is not read yet).
+    if empty.is_empty() || empty.len() * 2 < layouts.len() {
         return None;
     }
     if !available() {
