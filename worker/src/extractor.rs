@@ -5,12 +5,14 @@
 //! extract` also is for people at a terminal.
 //!
 //! Protocol: the child prints the extraction JSON on stdout and, with `--progress jsonl`,
-//! one `{"done":N,"total":M}` line per page on stderr; a refused input exits with code 2
+//! one `{"done":N,"total":M}` line per page on stderr (with `"stage":"ocr"` for the pages
+//! OCR recognises after the layout of all: each adds to the deadline); a refused input exits with code 2
 //! and a `{"error":"..."}` line; any other failure exits 1 (the worker retries).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hbi_extraction::Extraction;
@@ -35,7 +37,10 @@ pub struct ExtractorConfig {
     pub program: PathBuf,
     pub memory_limit_mb: u64,
     pub max_pages: usize,
+    /// Deadline of reading the file...
     pub timeout: Duration,
+    /// ...and how much longer it runs for each page that OCR recognises.
+    pub ocr_page_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,8 @@ pub enum ExtractorFailure {
 struct ChildMessage {
     done: Option<u32>,
     total: Option<u32>,
+    /// `"ocr"` for pages being recognised.
+    stage: Option<String>,
     error: Option<String>,
 }
 
@@ -104,6 +111,9 @@ pub async fn extract_in_child(
             .await
             .map(|_| output)
     };
+    // Pages the child said it recognises with OCR; the deadline grows with them.
+    let ocr_pages = AtomicU32::new(0);
+    let ocr_pages = &ocr_pages;
     let read_stderr = async move {
         let mut lines = BufReader::new(stderr).lines();
         let mut last_error = None;
@@ -114,8 +124,14 @@ pub async fn extract_in_child(
                 Ok(ChildMessage {
                     done: Some(done),
                     total: Some(total),
+                    stage,
                     ..
-                }) => progress(done, total),
+                }) => {
+                    if stage.as_deref() == Some("ocr") {
+                        ocr_pages.fetch_max(total, Ordering::Relaxed);
+                    }
+                    progress(done, total);
+                }
                 _ => {
                     if other.len() < 20 {
                         other.push(line);
@@ -126,10 +142,25 @@ pub async fn extract_in_child(
         (last_error, other)
     };
     let run = async { tokio::join!(read_stdout, read_stderr, child.wait()) };
+    let started = tokio::time::Instant::now();
+    let deadline = async {
+        loop {
+            let allowed = config.timeout.saturating_add(
+                config
+                    .ocr_page_timeout
+                    .saturating_mul(ocr_pages.load(Ordering::Relaxed)),
+            );
+            if started.elapsed() >= allowed {
+                return allowed;
+            }
+            // The allowance only grows: wake at the deadline known now and look again.
+            tokio::time::sleep_until(started + allowed).await;
+        }
+    };
 
     let (output, (child_error, stray_lines), status) = tokio::select! {
         joined = run => joined,
-        () = tokio::time::sleep(config.timeout) => return Err(ExtractorFailure::TimedOut(config.timeout)),
+        allowed = deadline => return Err(ExtractorFailure::TimedOut(allowed)),
         () = cancel.cancelled() => return Err(ExtractorFailure::Cancelled),
     };
     // Leaving the select drops the child on the early returns above; kill_on_drop ends it.
@@ -216,7 +247,15 @@ pub fn run_child(request: &ChildRequest) -> ExitCode {
             hbi_extraction::Progress::Recognised { done, total } => (done, total, "pages recognised (OCR)"),
         };
         match request.progress {
-            ProgressMode::Jsonl => eprintln!("{}", serde_json::json!({ "done": done, "total": total })),
+            ProgressMode::Jsonl => {
+                let line = match progress {
+                    hbi_extraction::Progress::Pages { .. } => serde_json::json!({ "done": done, "total": total }),
+                    hbi_extraction::Progress::Recognised { .. } => {
+                        serde_json::json!({ "done": done, "total": total, "stage": "ocr" })
+                    }
+                };
+                eprintln!("{line}");
+            }
             ProgressMode::Human if done == total || last_report.elapsed() >= Duration::from_millis(500) => {
                 last_report = Instant::now();
                 eprintln!("extract: {done}/{total} {what}");
@@ -305,6 +344,7 @@ mod tests {
             memory_limit_mb: 512,
             max_pages: 10,
             timeout: Duration::from_secs(30),
+            ocr_page_timeout: Duration::from_secs(1),
         };
         let result = extract_in_child(
             &config,
@@ -324,6 +364,47 @@ mod tests {
         // What the shell adds itself (PWD, SHLVL, _) aside, only the passed variables are there.
         let allowed = [PASSED_ENVIRONMENT.as_slice(), &["HBI__LOG__LEVEL", "PWD", "SHLVL", "_"]].concat();
         assert!(names.iter().all(|name| allowed.contains(name)), "{names:?}");
+        Ok(())
+    }
+
+    /// A child that says it recognises pages with OCR gets more time, page by page; one that
+    /// does not is stopped at the plain deadline.
+    #[tokio::test]
+    async fn ocr_pages_lengthen_the_deadline() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let run = |announce: &str| -> anyhow::Result<ExtractorConfig> {
+            let program = dir.path().join(format!("fake-hbi-{}", announce.len()));
+            std::fs::write(&program, format!("#!/bin/sh\n{announce}\nexec sleep 30\n"))?;
+            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700))?;
+            Ok(ExtractorConfig {
+                program,
+                memory_limit_mb: 512,
+                max_pages: 10,
+                timeout: Duration::from_millis(200),
+                ocr_page_timeout: Duration::from_millis(300),
+            })
+        };
+        let book = dir.path().join("book.pdf");
+        for (announce, allowed) in [
+            ("true", Duration::from_millis(200)),
+            (
+                r#"echo '{"done":3,"total":3}' >&2; echo '{"done":0,"total":3,"stage":"ocr"}' >&2"#,
+                Duration::from_millis(1100),
+            ),
+        ] {
+            let config = run(announce)?;
+            let started = Instant::now();
+            let result = extract_in_child(&config, &book, &CancellationToken::new(), &|_, _| {}).await;
+            let took = started.elapsed();
+            assert!(
+                matches!(result, Err(ExtractorFailure::TimedOut(given)) if given == allowed),
+                "{announce}: {result:?}"
+            );
+            assert!(
+                took >= allowed && took < allowed + Duration::from_secs(5),
+                "{announce}: {took:?}"
+            );
+        }
         Ok(())
     }
 }

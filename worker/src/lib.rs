@@ -52,6 +52,7 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
                 memory_limit_mb: settings.worker.extractor_memory_mb,
                 max_pages: settings.limits.max_pages,
                 timeout: settings.stage_timeout(),
+                ocr_page_timeout: Duration::from_secs_f64(settings.worker.ocr_page_timeout_secs),
             },
             scratch_dir: backends.scratch.path().to_path_buf(),
             chunk_sizes: settings.chunking,

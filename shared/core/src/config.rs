@@ -122,8 +122,10 @@ pub struct WorkerSettings {
     pub max_attempts: u32,
     /// First retry delay; each further attempt doubles it.
     pub retry_base_delay_ms: u64,
-    /// Upper bound for one extraction run; the extractor child is killed past it.
+    /// Upper bound for one extraction run; the extractor child is killed past it...
     pub stage_timeout_secs: f64,
+    /// ...raised by this much for each page OCR recognises (a scan takes seconds a page).
+    pub ocr_page_timeout_secs: f64,
     /// Address-space limit of the extractor child process.
     pub extractor_memory_mb: u64,
     /// The `hbi` executable that runs `hbi extract`; absent: this very executable.
@@ -401,6 +403,9 @@ impl Settings {
         }
         if !(self.worker.stage_timeout_secs > 0.0 && self.worker.stage_timeout_secs <= 86_400.0) {
             return invalid("worker.stage_timeout_secs", "must be above 0 and at most 86400");
+        }
+        if !(self.worker.ocr_page_timeout_secs >= 0.0 && self.worker.ocr_page_timeout_secs <= 3_600.0) {
+            return invalid("worker.ocr_page_timeout_secs", "must be between 0 and 3600");
         }
         if !(self.worker.shutdown_grace_secs >= 0.0 && self.worker.shutdown_grace_secs <= 3_600.0) {
             return invalid("worker.shutdown_grace_secs", "must be between 0 and 3600");

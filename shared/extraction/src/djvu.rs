@@ -426,6 +426,8 @@ pub(crate) fn read(
         Some(languages) => crate::ocr::fill_empty_pages(
             crate::ocr::PageImages::Djvu(&file.0, &dpi),
             &mut layouts,
+            // Every DjVu page is an image.
+            &vec![true; page_count],
             languages,
             warnings,
             progress,

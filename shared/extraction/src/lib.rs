@@ -348,34 +348,37 @@ fn open(bytes: &[u8], opts: &ExtractOptions) -> Result<(Document, Vec<ObjectId>,
     Ok((doc, pages, total))
 }
 
-/// Lay out every page: lines with positions, in reading order.
+/// Lay out every page: lines with positions, in reading order; and for each page whether it
+/// looks scanned (images cover most of it), which is where OCR may find text.
 fn layouts(
     doc: &Document,
     pages: &[ObjectId],
     warnings: &mut Warnings,
     progress: &mut dyn FnMut(Progress),
-) -> Vec<PageLayout> {
+) -> (Vec<PageLayout>, Vec<bool>) {
     let total = pages.len() as u32;
     let mut extractor = text::TextExtractor::new(doc);
     let mut out = Vec::with_capacity(pages.len());
+    let mut pictured = Vec::with_capacity(pages.len());
     for (i, &page_id) in pages.iter().enumerate() {
         let number = (i + 1) as u32;
-        let frags = match guarded(|| extractor.page_frags(page_id, warnings)) {
-            Some(Ok(frags)) => frags,
+        let content = match guarded(|| extractor.page_content(page_id, warnings)) {
+            Some(Ok(content)) => content,
             Some(Err(message)) => {
                 warnings.push(format!("page {number}: {message}"));
-                Vec::new()
+                text::PageContent::default()
             }
             None => {
                 warnings.push(format!("page {number}: the text could not be read"));
-                Vec::new()
+                text::PageContent::default()
             }
         };
-        let lines = guarded(|| layout::layout(&frags)).unwrap_or_default();
+        let lines = guarded(|| layout::layout(&content.frags)).unwrap_or_default();
         out.push(PageLayout { number, lines });
+        pictured.push(content.image_cover >= ocr::MIN_IMAGE_COVER);
         progress(Progress::Pages { done: number, total });
     }
-    out
+    (out, pictured)
 }
 
 /// The lines of every page with their positions and font sizes, in reading order (two-column
@@ -383,7 +386,7 @@ fn layouts(
 pub fn extract_layouts(bytes: &[u8], opts: &ExtractOptions) -> Result<Vec<PageLayout>, ExtractError> {
     let (doc, pages, _) = open(bytes, opts)?;
     let mut warnings = Warnings::default();
-    Ok(layouts(&doc, &pages, &mut warnings, &mut |_| {}))
+    Ok(layouts(&doc, &pages, &mut warnings, &mut |_| {}).0)
 }
 
 /// Extract page labels, the table of contents (from the outline, else the printed contents
@@ -429,7 +432,7 @@ pub fn extract(
         Vec::new()
     });
 
-    let mut layouts = layouts(&doc, &pages, &mut warnings, progress);
+    let (mut layouts, pictured) = layouts(&doc, &pages, &mut warnings, progress);
     drop(doc);
     debug_assert_eq!(layouts.len() as u32, total);
     let ocr = match &opts.ocr_languages {
@@ -437,6 +440,7 @@ pub fn extract(
             Ok(file) => ocr::fill_empty_pages(
                 ocr::PageImages::Pdf(&file.0),
                 &mut layouts,
+                &pictured,
                 languages,
                 &mut warnings,
                 progress,

@@ -23,8 +23,11 @@ use crate::tools::{self, TempFile};
 
 /// Resolution pages are rendered at for recognition.
 pub(crate) const OCR_DPI: u32 = 300;
-/// A page with fewer letters and digits than this in its text layer is recognised.
+/// A page with fewer letters and digits than this in its text layer is recognised...
 pub(crate) const MIN_TEXT_CHARS: usize = 20;
+/// ...when images cover at least this share of it: a blank page, or one drawn with vector
+/// graphics, has nothing to read, and a hostile file of many empty pages costs no renders.
+pub(crate) const MIN_IMAGE_COVER: f32 = 0.5;
 const RENDER_DEADLINE: Duration = Duration::from_secs(120);
 const RECOGNITION_DEADLINE: Duration = Duration::from_secs(300);
 const MAX_IMAGE_BYTES: u64 = 512 * 1024 * 1024;
@@ -50,18 +53,21 @@ pub(crate) struct Recognised {
     pub(crate) words: usize,
 }
 
-/// Recognises the pages of `layouts` whose text layer holds next to nothing
-/// ([`MIN_TEXT_CHARS`]), replacing their lines; what was done, for the quality gates. Without
+/// Recognises the pages of `layouts` that are `pictured` (mostly covered by images) and whose
+/// text layer holds next to nothing ([`MIN_TEXT_CHARS`]), replacing their lines; what was
+/// done, for the quality gates. A book scanned only in part has just those pages read. Without
 /// Tesseract the pages are left as they are, with a warning.
 pub(crate) fn fill_empty_pages(
     source: PageImages,
     layouts: &mut [crate::PageLayout],
+    pictured: &[bool],
     languages: &str,
     warnings: &mut crate::Warnings,
     progress: &mut dyn FnMut(crate::Progress),
 ) -> Option<crate::OcrSummary> {
     let empty: Vec<u32> = layouts
         .iter()
+        .filter(|page| pictured.get(page.number as usize - 1).copied().unwrap_or(false))
         .filter(|page| {
             page.lines
                 .iter()
@@ -72,9 +78,7 @@ pub(crate) fn fill_empty_pages(
         })
         .map(|page| page.number)
         .collect();
-    // A born-digital book's few empty pages are blank ones, not scans: OCR only a book most
-    // of whose pages lack text (a book scanned only in part is not read yet).
-    if empty.is_empty() || empty.len() * 2 < layouts.len() {
+    if empty.is_empty() {
         return None;
     }
     if !available() {

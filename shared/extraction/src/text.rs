@@ -871,6 +871,31 @@ impl StreamBudget {
     }
 }
 
+/// The area the unit square covers under `ctm`: where an image is painted.
+fn unit_square_area(ctm: &Matrix) -> f32 {
+    finite((ctm[0] * ctm[3] - ctm[1] * ctm[2]).abs())
+}
+
+/// A page's area from its `MediaBox`, inherited from the page tree when the page has none.
+fn page_area(doc: &Document, page_id: ObjectId) -> Option<f32> {
+    let mut node = doc.get_dictionary(page_id).ok()?;
+    // The page tree's depth is bounded the same way lopdf bounds its page walk.
+    for _ in 0..64 {
+        if let Some(Object::Array(corners)) = dict_get(doc, node, b"MediaBox")
+            && let [x0, y0, x1, y1] = corners.as_slice()
+        {
+            let [x0, y0, x1, y1] = [x0, y0, x1, y1].map(|v| number(v).map_or(0.0, finite));
+            let area = ((x1 - x0) * (y1 - y0)).abs();
+            return (area > 1.0).then_some(area);
+        }
+        node = match node.get(b"Parent") {
+            Ok(Object::Reference(id)) => doc.get_dictionary(*id).ok()?,
+            _ => return None,
+        };
+    }
+    None
+}
+
 /// Extracts page text, caching decoded fonts by object id across pages.
 pub(crate) struct TextExtractor<'a> {
     doc: &'a Document,
@@ -886,6 +911,18 @@ struct PageRun<'a, 'b> {
     ops: usize,
     forms: Vec<ObjectId>,
     truncated: bool,
+    /// Area of the images painted, in default user space units squared.
+    image_area: f32,
+}
+
+/// What one page's content paints: its text, and how much of the page images cover (a scan
+/// is a page-sized image with no text, which is what OCR is for).
+#[derive(Default)]
+pub(crate) struct PageContent {
+    pub(crate) frags: Vec<Frag>,
+    /// Area of the images painted over the page's area (from its `MediaBox`), 0 when none;
+    /// overlapping images may add up to more than 1.
+    pub(crate) image_cover: f32,
 }
 
 impl<'a> TextExtractor<'a> {
@@ -898,8 +935,8 @@ impl<'a> TextExtractor<'a> {
         }
     }
 
-    /// Text fragments of one page. `Err` means nothing could be read from it.
-    pub(crate) fn page_frags(&mut self, page_id: ObjectId, warnings: &mut Warnings) -> Result<Vec<Frag>, String> {
+    /// Text fragments of one page and its image cover. `Err` means nothing could be read from it.
+    pub(crate) fn page_content(&mut self, page_id: ObjectId, warnings: &mut Warnings) -> Result<PageContent, String> {
         let doc = self.doc;
         if self.budget.exhausted() {
             return Err(format!(
@@ -925,9 +962,11 @@ impl<'a> TextExtractor<'a> {
             ops: 0,
             forms: Vec::new(),
             truncated: false,
+            image_area: 0.0,
         };
         let ok = run.run(&content, &resources, IDENTITY, 0);
         let truncated = run.truncated;
+        let image_area = run.image_area;
         let text = run.lines.finish();
         if !ok {
             if text.is_empty() {
@@ -944,7 +983,14 @@ impl<'a> TextExtractor<'a> {
                 page_id.0, page_id.1
             ));
         }
-        Ok(text)
+        let image_cover = match page_area(doc, page_id) {
+            Some(area) => image_area / area,
+            None => 0.0,
+        };
+        Ok(PageContent {
+            frags: text,
+            image_cover: if image_cover.is_finite() { image_cover } else { 0.0 },
+        })
     }
 
     fn font(&mut self, resources: &[&'a Dictionary], name: &[u8]) -> Option<Rc<FontInfo>> {
@@ -1089,6 +1135,8 @@ impl<'a> PageRun<'a, '_> {
                         ok &= self.form(name, resources, &gs.ctm, depth);
                     }
                 }
+                // An inline image, parsed whole by lopdf; it paints the unit square.
+                "BI" => self.image_area += unit_square_area(&gs.ctm),
                 _ => {}
             }
         }
@@ -1108,8 +1156,13 @@ impl<'a> PageRun<'a, '_> {
         let Ok(Object::Stream(stream)) = doc.get_object(*id) else {
             return true;
         };
-        if !matches!(stream.dict.get(b"Subtype"), Ok(Object::Name(n)) if n == b"Form") {
-            return true;
+        match stream.dict.get(b"Subtype") {
+            Ok(Object::Name(n)) if n == b"Form" => {}
+            Ok(Object::Name(n)) if n == b"Image" => {
+                self.image_area += unit_square_area(ctm);
+                return true;
+            }
+            _ => return true,
         }
         if depth >= MAX_XOBJECT_DEPTH || self.forms.contains(id) {
             self.truncated = true;

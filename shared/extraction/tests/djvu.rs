@@ -6,21 +6,17 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a failure is a test failure
 
-use std::path::{Path, PathBuf};
+#[path = "support/corpus.rs"]
+mod corpus;
+
 use std::process::Command;
 
+use corpus::corpus_pdf;
 use hbi_extraction::{ExtractOptions, Extraction, Format, TocSource, detect_format, extract};
-
-fn corpus_pdf(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
-        .join(name)
-        .join("book.pdf")
-}
 
 /// Pages `first..=last` of a corpus book as a bundled DjVu document.
 fn djvu_of(book: &str, first: u32, last: u32) -> Vec<u8> {
-    let dir = tempfile_dir();
+    let dir = corpus::scratch_dir("djvu-test");
     let out = dir.join(format!("{book}-{first}-{last}.djvu"));
     let status = Command::new("pdf2djvu")
         .args(["-q", "-p", &format!("{first}-{last}"), "-o"])
@@ -32,16 +28,6 @@ fn djvu_of(book: &str, first: u32, last: u32) -> Vec<u8> {
     let bytes = std::fs::read(&out).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     bytes
-}
-
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "hbi-djvu-test-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn run(bytes: &[u8]) -> Result<Extraction, hbi_extraction::ExtractError> {

@@ -5,56 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a failure is a test failure
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "support/corpus.rs"]
+mod corpus;
 
+use corpus::{corpus_pdf, joined, pages_of, scan_of};
 use hbi_extraction::{ExtractOptions, Progress, extract};
-
-fn corpus_pdf(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
-        .join(name)
-        .join("book.pdf")
-}
-
-/// Pages of a corpus book as an image-only PDF.
-fn scan_of(book: &str, pages: &[u32]) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("hbi-scan-test-{}-{book}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut images = Vec::new();
-    for page in pages {
-        let prefix = dir.join(format!("p{page:04}"));
-        let status = Command::new("pdftoppm")
-            .args([
-                "-r",
-                "300",
-                "-gray",
-                "-jpeg",
-                "-singlefile",
-                "-f",
-                &page.to_string(),
-                "-l",
-                &page.to_string(),
-            ])
-            .arg(corpus_pdf(book))
-            .arg(&prefix)
-            .status()
-            .expect("pdftoppm (poppler-utils) runs");
-        assert!(status.success());
-        images.push(prefix.with_extension("jpg"));
-    }
-    let out = dir.join("scan.pdf");
-    let status = Command::new("img2pdf")
-        .args(&images)
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .expect("img2pdf runs");
-    assert!(status.success());
-    let bytes = std::fs::read(&out).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
-}
 
 /// Share of the reference's characters (letters and digits) that the other text has in the
 /// same order: 1 - edit distance / length.
@@ -125,4 +80,58 @@ fn a_scanned_book_is_read_by_ocr_page_by_page() {
     };
     let blind = extract(&scan, &off, true, &mut |_| {}).unwrap();
     assert!(blind.ocr.is_none() && blind.pages.iter().all(|page| page.text.trim().is_empty()));
+}
+
+/// One US-letter page with nothing drawn on it, written by lopdf.
+fn blank_page_pdf() -> Vec<u8> {
+    use lopdf::{Document, Object, Stream, dictionary};
+    let mut doc = Document::with_version("1.7");
+    let pages_id = doc.new_object_id();
+    let content = doc.add_object(Stream::new(dictionary! {}, Vec::new()));
+    let page = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content,
+        "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_book_scanned_in_part_has_only_its_scanned_pages_read() {
+    // A born-digital page, a scanned one, and a blank one: only the scan is an image without
+    // text, so only it is recognised; the blank page costs no render.
+    let book = joined(&[pages_of("r-intro", 8, 8), scan_of("r-intro", &[9]), blank_page_pdf()]);
+    let mut recognised = Vec::new();
+    let extraction = extract(&book, &ExtractOptions::default(), true, &mut |progress| {
+        if let Progress::Recognised { done, total } = progress {
+            recognised.push((done, total));
+        }
+    })
+    .unwrap();
+    assert_eq!(recognised, [(1, 1)], "one page recognised");
+    assert_eq!(extraction.ocr.as_ref().map(|ocr| (ocr.pages, ocr.failed)), Some((1, 0)));
+
+    let born_digital = extract(
+        &std::fs::read(corpus_pdf("r-intro")).unwrap(),
+        &ExtractOptions::default(),
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        extraction.pages[0].text, born_digital.pages[7].text,
+        "the born-digital page as it was"
+    );
+    let accuracy = character_accuracy(&extraction.pages[1].text, &born_digital.pages[8].text);
+    assert!(accuracy >= 0.97, "the scanned page: character accuracy {accuracy:.3}");
+    assert!(extraction.pages[2].text.trim().is_empty(), "the blank page stays blank");
 }

@@ -1,0 +1,105 @@
+//! The corpus books, and documents made from them with real tools (poppler, img2pdf), for
+//! the test binaries that read them.
+
+// Each test binary uses the part it needs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A corpus book's PDF.
+pub fn corpus_pdf(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus")
+        .join(name)
+        .join("book.pdf")
+}
+
+/// A folder of its own for one test's files, removed by the caller.
+pub fn scratch_dir(purpose: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hbi-{purpose}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).expect("a scratch folder");
+    dir
+}
+
+/// Pages of a corpus book as an image-only PDF, as a scanner makes one: each page rendered
+/// to a 300 dpi grey JPEG by pdftoppm, bound by img2pdf.
+pub fn scan_of(book: &str, pages: &[u32]) -> Vec<u8> {
+    let dir = scratch_dir(&format!("scan-{book}"));
+    let mut images = Vec::new();
+    for page in pages {
+        let prefix = dir.join(format!("p{page:04}"));
+        let status = Command::new("pdftoppm")
+            .args([
+                "-r",
+                "300",
+                "-gray",
+                "-jpeg",
+                "-singlefile",
+                "-f",
+                &page.to_string(),
+                "-l",
+                &page.to_string(),
+            ])
+            .arg(corpus_pdf(book))
+            .arg(&prefix)
+            .status()
+            .expect("pdftoppm (poppler-utils) runs");
+        assert!(status.success(), "pdftoppm failed");
+        images.push(prefix.with_extension("jpg"));
+    }
+    let out = dir.join("scan.pdf");
+    let status = Command::new("img2pdf")
+        .args(&images)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("img2pdf runs");
+    assert!(status.success(), "img2pdf failed");
+    let bytes = std::fs::read(&out).expect("img2pdf's PDF");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// PDFs joined page after page by poppler's pdfunite.
+pub fn joined(parts: &[Vec<u8>]) -> Vec<u8> {
+    let dir = scratch_dir("joined");
+    let mut paths = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let path = dir.join(format!("part{i}.pdf"));
+        std::fs::write(&path, part).expect("a part written");
+        paths.push(path);
+    }
+    let out = dir.join("joined.pdf");
+    let status = Command::new("pdfunite")
+        .args(&paths)
+        .arg(&out)
+        .status()
+        .expect("pdfunite (poppler-utils) runs");
+    assert!(status.success(), "pdfunite failed");
+    let bytes = std::fs::read(&out).expect("pdfunite's PDF");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
+}
+
+/// Pages `first..=last` of a corpus book, born-digital, cut out by poppler's pdfseparate and
+/// joined again.
+pub fn pages_of(book: &str, first: u32, last: u32) -> Vec<u8> {
+    let dir = scratch_dir(&format!("pages-{book}"));
+    let status = Command::new("pdfseparate")
+        .args(["-f", &first.to_string(), "-l", &last.to_string()])
+        .arg(corpus_pdf(book))
+        .arg(dir.join("p%d.pdf"))
+        .status()
+        .expect("pdfseparate (poppler-utils) runs");
+    assert!(status.success(), "pdfseparate failed");
+    let parts: Vec<Vec<u8>> = (first..=last)
+        .map(|page| std::fs::read(dir.join(format!("p{page}.pdf"))).expect("a separated page"))
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    joined(&parts)
+}
