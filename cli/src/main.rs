@@ -14,6 +14,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use hbi_api::{AppState, Application};
 use hbi_shared::config::{ExposeSecret, Overrides};
+use hbi_shared::domain::BookLanguages;
 use hbi_shared::{Backends, Settings};
 use hbi_worker::extractor::{self, ChildRequest};
 use tokio_util::sync::CancellationToken;
@@ -77,9 +78,22 @@ struct ExtractArgs {
     /// Refuse files larger than this (MB).
     #[arg(long, default_value_t = 1024)]
     max_file_mb: u64,
-    /// Tesseract's languages for pages without a text layer (`eng`, `eng+deu`); `none`: no OCR.
-    #[arg(long, default_value = "eng")]
-    ocr_languages: String,
+    /// The book's languages, for OCR of pages without a text layer: ISO 639 codes joined by
+    /// `+` (`eng`, `de`, `eng+deu`); `none`: no OCR.
+    #[arg(long, default_value = "eng", value_parser = ocr_languages)]
+    ocr_languages: OcrLanguages,
+}
+
+/// `--ocr-languages`: Tesseract's names, or `None` for no OCR.
+#[derive(Clone)]
+struct OcrLanguages(Option<String>);
+
+fn ocr_languages(raw: &str) -> Result<OcrLanguages, String> {
+    if raw == "none" {
+        return Ok(OcrLanguages(None));
+    }
+    raw.parse::<BookLanguages>()
+        .map(|languages| OcrLanguages(Some(languages.to_string())))
 }
 
 #[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
@@ -103,7 +117,7 @@ impl ExtractArgs {
             memory_limit_mb: self.memory_limit_mb,
             max_pages: self.max_pages,
             max_file_mb: self.max_file_mb,
-            ocr_languages: Some(self.ocr_languages.clone()).filter(|languages| languages != "none"),
+            ocr_languages: self.ocr_languages.0.clone(),
         }
     }
 }

@@ -12,6 +12,7 @@ mod m20261125_000002_quality_detail;
 mod m20261126_000001_job_trace_context;
 mod m20261126_000002_api_keys;
 mod m20261127_000001_one_live_job_per_book;
+mod m20261203_000001_book_language;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_job_trace_context::Migration),
             Box::new(m20261126_000002_api_keys::Migration),
             Box::new(m20261127_000001_one_live_job_per_book::Migration),
+            Box::new(m20261203_000001_book_language::Migration),
         ]
     }
 }

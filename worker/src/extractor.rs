@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hbi_extraction::Extraction;
+use hbi_shared::domain::BookLanguages;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::Command;
@@ -66,10 +67,12 @@ struct ChildMessage {
     error: Option<String>,
 }
 
-/// Extracts `pdf` with page text, reporting `(done, total)` pages through `progress`.
+/// Extracts `pdf` with page text, its scanned pages read by OCR in `languages`, reporting
+/// `(done, total)` pages through `progress`.
 pub async fn extract_in_child(
     config: &ExtractorConfig,
     pdf: &Path,
+    languages: &BookLanguages,
     cancel: &CancellationToken,
     progress: &(dyn Fn(u32, u32) + Send + Sync),
 ) -> Result<Extraction, ExtractorFailure> {
@@ -81,6 +84,8 @@ pub async fn extract_in_child(
         .arg(config.memory_limit_mb.to_string())
         .arg("--max-pages")
         .arg(config.max_pages.to_string())
+        .arg("--ocr-languages")
+        .arg(languages.as_str())
         .env_clear()
         .envs(
             PASSED_ENVIRONMENT
@@ -349,6 +354,7 @@ mod tests {
         let result = extract_in_child(
             &config,
             &dir.path().join("book.pdf"),
+            &BookLanguages::default(),
             &CancellationToken::new(),
             &|_, _| {},
         )
@@ -394,7 +400,14 @@ mod tests {
         ] {
             let config = run(announce)?;
             let started = Instant::now();
-            let result = extract_in_child(&config, &book, &CancellationToken::new(), &|_, _| {}).await;
+            let result = extract_in_child(
+                &config,
+                &book,
+                &BookLanguages::default(),
+                &CancellationToken::new(),
+                &|_, _| {},
+            )
+            .await;
             let took = started.elapsed();
             assert!(
                 matches!(result, Err(ExtractorFailure::TimedOut(given)) if given == allowed),

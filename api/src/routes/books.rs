@@ -34,6 +34,9 @@ pub struct Book {
     /// Where the ToC came from: `outline`, `printed_contents`, `headings` or `none`.
     #[oai(nullable)]
     pub toc_source: Option<String>,
+    /// The languages OCR reads the book's scanned pages with, as Tesseract names them, joined
+    /// by `+` (`eng`, `deu+eng`).
+    pub language: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -49,6 +52,7 @@ impl From<book::Model> for Book {
             content_hash: m.content_hash,
             page_count: m.page_count,
             toc_source: m.toc_source,
+            language: m.language,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -65,6 +69,11 @@ pub struct BookCreate {
     /// Up to 1000 characters, no NUL.
     #[oai(nullable, validator(max_length = 1000, pattern = "^[^\\x00]*$"))]
     pub author: Option<String>,
+    /// The book's languages, for OCR of its scanned pages: ISO 639-1 or 639-2 codes joined by
+    /// `+` (`en`, `deu`, `eng+deu`, `chi_sim`); absent or null: English. Stored as Tesseract
+    /// names them.
+    #[oai(nullable, validator(max_length = 100))]
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Multipart)]
@@ -209,7 +218,10 @@ impl BooksApi {
         state: Data<&AppState>,
         body: Json<BookCreate>,
     ) -> Result<CreatedBook, ApiError<{ status::INVALID }>> {
-        let book = state.library.create_book(&body.title, body.author.as_deref()).await?;
+        let book = state
+            .library
+            .create_book(&body.title, body.author.as_deref(), body.language.as_deref())
+            .await?;
         Ok(CreatedBook::Created(Json(book.into())))
     }
 

@@ -5,6 +5,7 @@ use crate::common;
 
 use std::time::Duration;
 
+use common::formats::{djvu_of, scan_of, small_epub};
 use common::{TestServer, corpus_dir, corpus_pdf, normalise_title};
 use serde_json::Value;
 
@@ -408,40 +409,7 @@ async fn quality_gates_pass_a_real_book_and_flag_a_scan() {
 /// navigation becomes the ToC, its text pages that search finds, its index links entries.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_epub_is_read_like_a_pdf() {
-    use crate::hostile::{EPUB_CONTAINER, epub_zip, xhtml};
-    let opf = br#"<?xml version="1.0"?>
-<package xmlns="http://www.idpf.org/2007/opf" version="3.0">
-  <manifest>
-    <item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>
-    <item id="c1" href="c1.xhtml" media-type="application/xhtml+xml"/>
-    <item id="c2" href="c2.xhtml" media-type="application/xhtml+xml"/>
-    <item id="ix" href="ix.xhtml" media-type="application/xhtml+xml"/>
-  </manifest>
-  <spine><itemref idref="c1"/><itemref idref="c2"/><itemref idref="ix"/></spine>
-</package>"#;
-    let nav = xhtml(
-        r##"<nav epub:type="toc"><ol>
-  <li><a href="c1.xhtml">1 Vertices</a><ol><li><a href="c1.xhtml#degree">1.1 Degree</a></li></ol></li>
-  <li><a href="c2.xhtml">2 Quaternions</a></li><li><a href="ix.xhtml">Index</a></li></ol></nav>"##,
-    );
-    let filler: String = (0..400).map(|n| format!("filler{n} ")).collect();
-    let c1 = xhtml(&format!(
-        "<h1>1 Vertices</h1><p>{filler}</p><h2 id=\"degree\">1.1 Degree</h2><p>The degree of a vertex counts its edges.</p>"
-    ));
-    let c2 =
-        xhtml("<h1>2 Quaternions</h1><p id=\"hamilton\">Hamilton carved the quaternion formula into a bridge.</p>");
-    let ix = xhtml(
-        r##"<section epub:type="index"><h1>Index</h1><ul>
-  <li>degree, <a href="c1.xhtml#degree">2</a></li><li>quaternion, <a href="c2.xhtml#hamilton">3</a></li></ul></section>"##,
-    );
-    let book = epub_zip(&[
-        ("META-INF/container.xml", EPUB_CONTAINER),
-        ("OEBPS/content.opf", opf),
-        ("OEBPS/nav.xhtml", &nav),
-        ("OEBPS/c1.xhtml", &c1),
-        ("OEBPS/c2.xhtml", &c2),
-        ("OEBPS/ix.xhtml", &ix),
-    ]);
+    let book = small_epub();
 
     let server = TestServer::start(&[]);
     let book_id = server.create_book("Graphs and quaternions").await;
@@ -509,21 +477,11 @@ async fn an_epub_is_read_like_a_pdf() {
 /// of its PDF: its outline is the ToC, its text layer the pages, its page titles the labels.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_djvu_is_read_like_its_pdf() {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let djvu = dir.path().join("r-intro.djvu");
-    let status = std::process::Command::new("pdf2djvu")
-        .args(["-q", "-p", "1-14", "-o"])
-        .arg(&djvu)
-        .arg(corpus_pdf("r-intro"))
-        .status()
-        .expect("pdf2djvu (Debian package pdf2djvu) runs");
-    assert!(status.success());
+    let djvu = djvu_of("r-intro", 1, 14);
 
     let server = TestServer::start(&[]);
     let book_id = server.create_book("An Introduction to R, in DjVu").await;
-    let (status, accepted) = server
-        .upload(&book_id, std::fs::read(&djvu).expect("djvu"), "r-intro.djvu")
-        .await;
+    let (status, accepted) = server.upload(&book_id, djvu, "r-intro.djvu").await;
     assert_eq!(status, 202, "upload: {accepted}");
     let job_id = accepted["job_id"].as_str().expect("job id").to_owned();
     let job = server.wait_for_job(&job_id, Duration::from_secs(120)).await;
@@ -548,5 +506,80 @@ async fn a_djvu_is_read_like_its_pdf() {
             .as_str()
             .is_some_and(|text| text.contains("Introduction and preliminaries")),
         "{page}"
+    );
+}
+
+/// A scanned book goes the way of a born-digital one: its pages are recognised by OCR in the
+/// book's language, searched, chunked and embedded, and the quality report says how sure OCR was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scan_is_read_by_ocr_in_the_books_language() {
+    let scan = scan_of("lilypond-learning-de", &[26, 27]);
+    let server = TestServer::start(&[]);
+
+    let create = |body: Value| {
+        let client = server.client.clone();
+        let url = server.url("/books/");
+        async move {
+            let response = client.post(url).json(&body).send().await.expect("create book");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, refused) = create(serde_json::json!({"title": "Klingon", "language": "tlh-Latn!"})).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.to_string().contains("language"), "{refused}");
+    let (status, book) = create(serde_json::json!({"title": "Das Handbuch, gescannt", "language": "de"})).await;
+    assert_eq!(status, 201, "{book}");
+    assert_eq!(
+        book["language"], "deu",
+        "ISO 639-1 stored as Tesseract names it: {book}"
+    );
+    let (_, english) = create(serde_json::json!({"title": "No language given"})).await;
+    assert_eq!(english["language"], "eng", "{english}");
+
+    let book_id = book["id"].as_str().expect("book id");
+    let (status, accepted) = server.upload(book_id, scan, "scan.pdf").await;
+    assert_eq!(status, 202, "{accepted}");
+    let job = server
+        .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(240))
+        .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    let (status, page) = server.get_json(&format!("/books/{book_id}/pages/1")).await;
+    assert_eq!(status, 200, "{page}");
+    let text = page["text"].as_str().unwrap_or_default();
+    for word in ["Natürlich", "Leerzeichen", "nötig", "geschweiften"] {
+        assert!(text.contains(word), "{word:?} in {text}");
+    }
+    let (_, quality) = server.get_json(&format!("/books/{book_id}/quality")).await;
+    let gate = |name: &str| {
+        quality["gates"]
+            .as_array()
+            .and_then(|gates| gates.iter().find(|g| g["gate"] == name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let ocr = gate("ocr_confidence");
+    assert_eq!(ocr["passed"], true, "{quality}");
+    assert!(
+        ocr["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("2 of 2 pages") && d.contains("(deu)")),
+        "{ocr}"
+    );
+    assert_eq!(
+        gate("chunk_vector_consistency")["passed"],
+        true,
+        "chunks and vectors: {quality}"
+    );
+    assert_eq!(gate("text_coverage")["passed"], true, "{quality}");
+
+    let (status, found) = server
+        .get_json(&format!("/search?q=Leerzeichen&mode=keyword&book_id={book_id}"))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert!(
+        found.to_string().contains("Leerzeichen"),
+        "search finds the recognised text: {found}"
     );
 }

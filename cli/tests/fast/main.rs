@@ -6,6 +6,8 @@
 mod abuse;
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "../../../shared/extraction/tests/support/corpus.rs"]
+mod corpus;
 #[path = "../../../shared/extraction/tests/support/hostile.rs"]
 mod hostile;
 #[path = "../common/hostile_uploads.rs"]

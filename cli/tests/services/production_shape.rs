@@ -550,3 +550,73 @@ async fn sigterm_hands_an_unfinished_job_back_after_the_grace_period() {
     let db = stack.sql().await;
     assert_rows_unique(&db, &book_id).await;
 }
+
+/// Every format the API takes, through `hbi api` and a separate `hbi worker` on PostgreSQL,
+/// Redis, S3 and FalkorDB, with the embedding model on: an EPUB, a DjVu document and a scan
+/// read by OCR in the book's language each end `succeeded` with pages, a ToC, chunks and a
+/// vector for every chunk.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_format_flows_through_the_production_shape() {
+    let stack = Stack::start();
+    let embeddings = [("HBI__EMBEDDINGS__PROVIDER", "minilm")];
+    let api = stack.spawn(Role::Api, &embeddings);
+    let _worker = stack.spawn(Role::Worker, &embeddings);
+    let db = stack.sql().await;
+
+    let books = [
+        ("EPUB", "en", common::formats::small_epub(), "Vertices"),
+        ("DjVu", "en", common::formats::djvu_of("r-intro", 1, 14), "Preface"),
+        (
+            "scan",
+            "de",
+            common::formats::scan_of("lilypond-learning-de", &[5, 26]),
+            "Natürlich",
+        ),
+    ];
+    for (format, language, bytes, word) in books {
+        let response = api
+            .client
+            .post(api.url("/books/"))
+            .json(&serde_json::json!({"title": format!("a book in {format}"), "language": language}))
+            .send()
+            .await
+            .expect("create book");
+        assert_eq!(response.status().as_u16(), 201, "{format}");
+        let book: Value = response.json().await.expect("book");
+        let book_id = book["id"].as_str().expect("book id").to_owned();
+        let (status, accepted) = api.upload(&book_id, bytes, "book.bin").await;
+        assert_eq!(status, 202, "{format}: {accepted}");
+        let job = api
+            .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(300))
+            .await;
+        assert_eq!(job["state"], "succeeded", "{format}: {job}");
+
+        let pages = sql_i64(
+            &db,
+            "SELECT count(*) FROM pages WHERE book_id = $1 AND text LIKE $2",
+            vec![book_id.as_str().into(), format!("%{word}%").into()],
+        )
+        .await;
+        assert!(pages >= 1, "{format}: no stored page holds {word:?}");
+        let (status, toc) = api.get_json(&format!("/books/{book_id}/toc")).await;
+        assert_eq!(status, 200, "{format}");
+        assert!(
+            toc.as_array().is_some_and(|toc| !toc.is_empty()),
+            "{format}: an empty ToC"
+        );
+        assert_rows_unique(&db, &book_id).await;
+        let (_, quality) = api.get_json(&format!("/books/{book_id}/quality")).await;
+        let consistency = quality["gates"]
+            .as_array()
+            .and_then(|gates| gates.iter().find(|g| g["gate"] == "chunk_vector_consistency"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        assert_eq!(consistency["passed"], true, "{format}: {quality}");
+        assert!(
+            consistency["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("vectors for")),
+            "{format}: vectors were made: {consistency}"
+        );
+    }
+}

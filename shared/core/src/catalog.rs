@@ -12,7 +12,7 @@ use sea_orm::{
 
 use crate::chunking::Chunk;
 use crate::db::entities::{book, chunk, index_entry, index_locator, job, job_attempt, page, quality_result, toc_entry};
-use crate::domain::{BookStatus, clean_label, new_id};
+use crate::domain::{BookLanguages, BookStatus, clean_label, new_id};
 use crate::quality::GateResult;
 
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bind-parameter limits.
@@ -36,7 +36,18 @@ impl Catalog {
         &self.db
     }
 
+    /// A book in English, the default language.
     pub async fn create_book(&self, title: &str, author: Option<&str>) -> anyhow::Result<book::Model> {
+        self.create_book_written_in(title, author, &BookLanguages::default())
+            .await
+    }
+
+    pub async fn create_book_written_in(
+        &self,
+        title: &str,
+        author: Option<&str>,
+        languages: &BookLanguages,
+    ) -> anyhow::Result<book::Model> {
         let now = Utc::now();
         Ok(book::ActiveModel {
             id: Set(new_id()),
@@ -47,6 +58,7 @@ impl Catalog {
             content_hash: Set(None),
             page_count: Set(None),
             toc_source: Set(None),
+            language: Set(languages.to_string()),
             created_at: Set(now),
             updated_at: Set(now),
         }

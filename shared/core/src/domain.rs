@@ -216,9 +216,187 @@ resource_id! {
     JobId
 }
 
+/// The languages a book is written in, as Tesseract names its models (ISO 639-2/T or 639-3
+/// codes, with a script where Tesseract has one: `chi_sim`, `deu_latf`), joined by `+`: what
+/// OCR reads its scanned pages with. Parsed from ISO 639-1 or 639-2 codes in any case, so
+/// `en`, `ger`, `DE+en` and `eng+deu` all mean what they say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookLanguages(String);
+
+impl BookLanguages {
+    /// Most languages a book may name.
+    pub const MOST: usize = 8;
+
+    /// Tesseract's names, `+`-joined.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for BookLanguages {
+    fn default() -> Self {
+        Self("eng".to_owned())
+    }
+}
+
+impl fmt::Display for BookLanguages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// ISO 639-1 codes and the ISO 639-2/B codes that differ from 639-2/T, to Tesseract's names.
+const LANGUAGE_ALIASES: &[(&str, &str)] = &[
+    ("af", "afr"),
+    ("ar", "ara"),
+    ("bg", "bul"),
+    ("bn", "ben"),
+    ("ca", "cat"),
+    ("cs", "ces"),
+    ("cy", "cym"),
+    ("da", "dan"),
+    ("de", "deu"),
+    ("el", "ell"),
+    ("en", "eng"),
+    ("eo", "epo"),
+    ("es", "spa"),
+    ("et", "est"),
+    ("eu", "eus"),
+    ("fa", "fas"),
+    ("fi", "fin"),
+    ("fr", "fra"),
+    ("ga", "gle"),
+    ("gl", "glg"),
+    ("he", "heb"),
+    ("hi", "hin"),
+    ("hr", "hrv"),
+    ("hu", "hun"),
+    ("hy", "hye"),
+    ("id", "ind"),
+    ("is", "isl"),
+    ("it", "ita"),
+    ("ja", "jpn"),
+    ("ka", "kat"),
+    ("ko", "kor"),
+    ("la", "lat"),
+    ("lt", "lit"),
+    ("lv", "lav"),
+    ("mk", "mkd"),
+    ("ms", "msa"),
+    ("mt", "mlt"),
+    ("nb", "nor"),
+    ("nl", "nld"),
+    ("no", "nor"),
+    ("pl", "pol"),
+    ("pt", "por"),
+    ("ro", "ron"),
+    ("ru", "rus"),
+    ("sk", "slk"),
+    ("sl", "slv"),
+    ("sq", "sqi"),
+    ("sr", "srp"),
+    ("sv", "swe"),
+    ("ta", "tam"),
+    ("th", "tha"),
+    ("tr", "tur"),
+    ("uk", "ukr"),
+    ("ur", "urd"),
+    ("vi", "vie"),
+    ("zh", "chi_sim"),
+    ("alb", "sqi"),
+    ("arm", "hye"),
+    ("baq", "eus"),
+    ("bur", "mya"),
+    ("chi", "chi_sim"),
+    ("cze", "ces"),
+    ("dut", "nld"),
+    ("fre", "fra"),
+    ("geo", "kat"),
+    ("ger", "deu"),
+    ("gre", "ell"),
+    ("ice", "isl"),
+    ("mac", "mkd"),
+    ("may", "msa"),
+    ("per", "fas"),
+    ("rum", "ron"),
+    ("slo", "slk"),
+    ("tib", "bod"),
+    ("wel", "cym"),
+];
+
+impl FromStr for BookLanguages {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let mut names: Vec<String> = Vec::new();
+        for part in raw.split('+') {
+            let code = part.trim().to_ascii_lowercase();
+            let (language, script) = code
+                .split_once('_')
+                .map_or((code.as_str(), None), |(l, s)| (l, Some(s)));
+            let letters = |text: &str, lengths: &[usize]| {
+                lengths.contains(&text.len()) && text.bytes().all(|b| b.is_ascii_lowercase())
+            };
+            if !letters(language, &[2, 3]) || script.is_some_and(|script| !letters(script, &[3, 4])) {
+                return Err(format!(
+                    "{:?} is not a language code: give ISO 639 codes such as `en`, `deu` or `chi_sim`, joined by `+`",
+                    part.chars().take(32).collect::<String>()
+                ));
+            }
+            let name = match (LANGUAGE_ALIASES.iter().find(|(alias, _)| *alias == language), script) {
+                (Some((_, name)), None) => (*name).to_owned(),
+                (Some((_, name)), Some(script)) => format!("{}_{script}", name.split('_').next().unwrap_or(name)),
+                (None, _) if language.len() == 2 => {
+                    return Err(format!(
+                        "{language:?} is not an ISO 639-1 code this server knows: give its three-letter ISO 639-2 code"
+                    ));
+                }
+                (None, None) => language.to_owned(),
+                (None, Some(script)) => format!("{language}_{script}"),
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        if names.len() > Self::MOST {
+            return Err(format!("at most {} languages", Self::MOST));
+        }
+        Ok(Self(names.join("+")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn book_languages_become_tesseract_names() {
+        for (given, expected) in [
+            ("eng", "eng"),
+            ("en", "eng"),
+            ("DE+en", "deu+eng"),
+            ("ger", "deu"),
+            ("eng+deu+eng", "eng+deu"),
+            ("zh", "chi_sim"),
+            ("chi_tra", "chi_tra"),
+            (" fra + lat ", "fra+lat"),
+            ("deu_latf", "deu_latf"),
+            ("frk", "frk"),
+        ] {
+            assert_eq!(
+                given.parse::<BookLanguages>().map(|l| l.to_string()),
+                Ok(expected.to_owned()),
+                "{given}"
+            );
+        }
+        for refused in [
+            "", "english", "e", "xx", "en-US", "eng+", "../eng", "eng;rm", "eng_x", "eng\0",
+        ] {
+            assert!(refused.parse::<BookLanguages>().is_err(), "{refused:?} was taken");
+        }
+        let many = ["eng", "deu", "fra", "ita", "spa", "por", "nld", "swe", "dan"].join("+");
+        assert!(many.parse::<BookLanguages>().is_err());
+        assert_eq!(BookLanguages::default().as_str(), "eng");
+    }
 
     #[test]
     fn content_hash_rejects_anything_but_lower_hex_sha256() {

@@ -81,13 +81,37 @@ pub(crate) fn fill_empty_pages(
     if empty.is_empty() {
         return None;
     }
-    if !available() {
+    let Some(installed) = installed_languages() else {
         warnings.push(format!(
             "{} pages have no text layer and Tesseract is not installed (Debian package tesseract-ocr): they were not recognised",
             empty.len()
         ));
         return None;
+    };
+    let (usable, missing): (Vec<&str>, Vec<&str>) = languages
+        .split('+')
+        .filter(|language| !language.is_empty())
+        .partition(|language| installed.iter().any(|name| name == language));
+    if !missing.is_empty() {
+        warnings.push(format!(
+            "Tesseract has no model for {} (Debian packages tesseract-ocr-<language>){}",
+            missing.join(", "),
+            if usable.is_empty() {
+                ""
+            } else {
+                "; the pages were read without it"
+            }
+        ));
     }
+    if usable.is_empty() {
+        warnings.push(format!(
+            "{} pages have no text layer and none of the book's languages ({languages}) is installed: they were not recognised",
+            empty.len()
+        ));
+        return None;
+    }
+    let languages = usable.join("+");
+    let languages = languages.as_str();
     let total = u32::try_from(empty.len()).unwrap_or(u32::MAX);
     let mut messages = Vec::new();
     let recognised = recognise(source, &empty, languages, &mut messages, &mut |done| {
@@ -115,9 +139,20 @@ pub(crate) fn fill_empty_pages(
     })
 }
 
-/// Whether Tesseract can be run here.
-pub(crate) fn available() -> bool {
-    tools::available("tesseract")
+/// The language models Tesseract has here (`eng`, `deu`, `osd`...); `None` without Tesseract.
+fn installed_languages() -> Option<Vec<String>> {
+    let mut command = Command::new("tesseract");
+    command.arg("--list-langs");
+    let listing = tools::run(command, "tesseract --list-langs", Duration::from_secs(30), 1 << 20).ok()?;
+    // The first line says where the models are ("List of available languages in ...").
+    Some(
+        String::from_utf8_lossy(&listing)
+            .lines()
+            .skip(1)
+            .map(|line| line.trim().to_owned())
+            .filter(|line| !line.is_empty())
+            .collect(),
+    )
 }
 
 /// Recognises `pages` (1-based) of `source` in `languages` (Tesseract's `eng+deu`), in

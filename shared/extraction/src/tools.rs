@@ -61,17 +61,6 @@ pub(crate) fn run(mut command: Command, what: &str, deadline: Duration, max_outp
     Ok(output)
 }
 
-/// Whether `program` can be started at all.
-pub(crate) fn available(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// A file of this process's own in the temporary directory, removed when dropped: the tools
 /// read files, the extractor holds bytes.
 pub(crate) struct TempFile(pub(crate) PathBuf);

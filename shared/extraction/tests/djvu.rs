@@ -9,26 +9,9 @@
 #[path = "support/corpus.rs"]
 mod corpus;
 
-use std::process::Command;
 
-use corpus::corpus_pdf;
+use corpus::{corpus_pdf, djvu_of};
 use hbi_extraction::{ExtractOptions, Extraction, Format, TocSource, detect_format, extract};
-
-/// Pages `first..=last` of a corpus book as a bundled DjVu document.
-fn djvu_of(book: &str, first: u32, last: u32) -> Vec<u8> {
-    let dir = corpus::scratch_dir("djvu-test");
-    let out = dir.join(format!("{book}-{first}-{last}.djvu"));
-    let status = Command::new("pdf2djvu")
-        .args(["-q", "-p", &format!("{first}-{last}"), "-o"])
-        .arg(&out)
-        .arg(corpus_pdf(book))
-        .status()
-        .expect("pdf2djvu (Debian package pdf2djvu) runs");
-    assert!(status.success(), "pdf2djvu failed");
-    let bytes = std::fs::read(&out).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    bytes
-}
 
 fn run(bytes: &[u8]) -> Result<Extraction, hbi_extraction::ExtractError> {
     let mut pages_reported = 0;

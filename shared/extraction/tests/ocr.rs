@@ -135,3 +135,59 @@ fn a_book_scanned_in_part_has_only_its_scanned_pages_read() {
     assert!(accuracy >= 0.97, "the scanned page: character accuracy {accuracy:.3}");
     assert!(extraction.pages[2].text.trim().is_empty(), "the blank page stays blank");
 }
+
+#[test]
+fn a_book_in_german_is_read_with_the_german_model() {
+    // A page of running German text with umlauts and ß.
+    let scan = scan_of("lilypond-learning-de", &[26]);
+    let born_digital = extract(
+        &std::fs::read(corpus_pdf("lilypond-learning-de")).unwrap(),
+        &ExtractOptions::default(),
+        true,
+        &mut |_| {},
+    )
+    .unwrap();
+    let reference = &born_digital.pages[25].text;
+    let umlauts = |text: &str| text.chars().filter(|c| "äöüßÄÖÜ".contains(*c)).count();
+    let read_in = |languages: &str| {
+        let options = ExtractOptions {
+            ocr_languages: Some(languages.to_owned()),
+            ..ExtractOptions::default()
+        };
+        extract(&scan, &options, true, &mut |_| {}).unwrap()
+    };
+    let german = read_in("deu");
+    let english = read_in("eng");
+    assert_eq!(german.ocr.as_ref().map(|ocr| ocr.languages.as_str()), Some("deu"));
+    let (german_accuracy, english_accuracy) = (
+        character_accuracy(&german.pages[0].text, reference),
+        character_accuracy(&english.pages[0].text, reference),
+    );
+    assert!(
+        german_accuracy >= 0.97,
+        "German model: character accuracy {german_accuracy:.3}"
+    );
+    assert!(
+        umlauts(&german.pages[0].text) * 10 >= umlauts(reference) * 9 && umlauts(reference) >= 10,
+        "German model: {} of {} umlauts",
+        umlauts(&german.pages[0].text),
+        umlauts(reference)
+    );
+    assert!(
+        umlauts(&english.pages[0].text) < umlauts(&german.pages[0].text) && english_accuracy < german_accuracy,
+        "the English model reads German worse: {english_accuracy:.3} against {german_accuracy:.3}"
+    );
+
+    // A language without a model here is a warning; the installed ones still read the page.
+    let with_missing = read_in("deu+zzz");
+    assert_eq!(with_missing.ocr.as_ref().map(|ocr| ocr.languages.as_str()), Some("deu"));
+    assert!(
+        with_missing
+            .warnings
+            .iter()
+            .any(|warning| warning.contains("no model for zzz")),
+        "{:?}",
+        with_missing.warnings
+    );
+    assert_eq!(with_missing.pages[0].text, german.pages[0].text);
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use hbi_extraction::{Extraction, PageText};
 use hbi_shared::chunking::Chunk;
 use hbi_shared::db::entities::job;
-use hbi_shared::domain::{BookStatus, ContentHash, Stage};
+use hbi_shared::domain::{BookLanguages, BookStatus, ContentHash, Stage};
 use hbi_shared::graph::{BookGraph, chapters_from_flat_toc, index_terms_from_entries};
 use hbi_shared::jobs::store::JobStore;
 use hbi_shared::text_index::IndexedPage;
@@ -116,9 +116,24 @@ impl Pipeline {
         let jobs = &self.backends.jobs;
         let (progress_tx, progress_rx) = tokio::sync::watch::channel((0u32, 0u32));
         let progress_writer = spawn_progress_writer(jobs.clone(), job.id.clone(), progress_rx);
-        let extracted = extract_in_child(&self.settings.extractor, local_pdf, cancel, &move |done, total| {
-            progress_tx.send_replace((done, total));
-        })
+        // A book stored before languages were kept, or one whose stored value no longer
+        // parses, is read as English: the default, not a failed job.
+        let languages = self
+            .backends
+            .catalog
+            .book(&job.book_id)
+            .await?
+            .and_then(|book| book.language.parse::<BookLanguages>().ok())
+            .unwrap_or_default();
+        let extracted = extract_in_child(
+            &self.settings.extractor,
+            local_pdf,
+            &languages,
+            cancel,
+            &move |done, total| {
+                progress_tx.send_replace((done, total));
+            },
+        )
         .await;
         progress_writer.abort();
         let extraction = match extracted {

@@ -17,6 +17,8 @@ pub mod book {
         pub content_hash: Option<String>,
         pub page_count: Option<i32>,
         pub toc_source: Option<String>,
+        /// Tesseract's names of the book's languages, `+`-joined ([`crate::domain::BookLanguages`]).
+        pub language: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{Library, LibraryError, LibraryResult};
 use crate::db::entities::{book, job};
-use crate::domain::{BookId, ContentHash, JobState};
+use crate::domain::{BookId, BookLanguages, ContentHash, JobState};
 use crate::jobs::relay;
 use crate::jobs::store::{BookBusy, BookGone, StoredFile};
 
@@ -34,8 +34,15 @@ pub enum UploadOutcome {
 }
 
 impl Library {
-    /// A new book without a file yet. The title is trimmed and must not be blank.
-    pub async fn create_book(&self, title: &str, author: Option<&str>) -> LibraryResult<book::Model> {
+    /// A new book without a file yet. The title is trimmed and must not be blank; `language`
+    /// ([`BookLanguages`]: ISO 639 codes, `+`-joined) is what OCR reads its scans with,
+    /// English when absent.
+    pub async fn create_book(
+        &self,
+        title: &str,
+        author: Option<&str>,
+        language: Option<&str>,
+    ) -> LibraryResult<book::Model> {
         let title = title.trim();
         if title.is_empty() {
             return Err(LibraryError::Invalid {
@@ -48,7 +55,20 @@ impl Library {
                 check_text_field(field, value)?;
             }
         }
-        Ok(self.stores.catalog.create_book(title, author.map(str::trim)).await?)
+        let languages = match language {
+            Some(language) => language
+                .parse::<BookLanguages>()
+                .map_err(|reason| LibraryError::Invalid {
+                    field: "language",
+                    reason,
+                })?,
+            None => BookLanguages::default(),
+        };
+        Ok(self
+            .stores
+            .catalog
+            .create_book_written_in(title, author.map(str::trim), &languages)
+            .await?)
     }
 
     pub async fn books(&self, skip: u64, limit: u64) -> LibraryResult<Vec<book::Model>> {

@@ -1,5 +1,5 @@
-//! The corpus books, and documents made from them with real tools (poppler, img2pdf), for
-//! the test binaries that read them.
+//! The corpus books, and documents made from them with real tools (poppler, img2pdf,
+//! pdf2djvu), for the test binaries that read them: the extractor's and the product's.
 
 // Each test binary uses the part it needs.
 #![allow(dead_code)]
@@ -7,12 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A corpus book's PDF.
+/// A corpus book's PDF. The corpus (`shared/`) sits beside the repository, whose root is
+/// the first folder above the test's crate that holds `Cargo.lock`.
 pub fn corpus_pdf(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/corpus")
-        .join(name)
-        .join("book.pdf")
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = crate_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").exists())
+        .unwrap_or(crate_dir);
+    root.join("../shared/corpus").join(name).join("book.pdf")
 }
 
 /// A folder of its own for one test's files, removed by the caller.
@@ -102,4 +105,21 @@ pub fn pages_of(book: &str, first: u32, last: u32) -> Vec<u8> {
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
     joined(&parts)
+}
+
+/// Pages `first..=last` of a corpus book as a bundled DjVu document, made by pdf2djvu with the
+/// PDF's text layer, outline and page titles.
+pub fn djvu_of(book: &str, first: u32, last: u32) -> Vec<u8> {
+    let dir = scratch_dir(&format!("djvu-{book}"));
+    let out = dir.join(format!("{book}-{first}-{last}.djvu"));
+    let status = Command::new("pdf2djvu")
+        .args(["-q", "-p", &format!("{first}-{last}"), "-o"])
+        .arg(&out)
+        .arg(corpus_pdf(book))
+        .status()
+        .expect("pdf2djvu (Debian package pdf2djvu) runs");
+    assert!(status.success(), "pdf2djvu failed");
+    let bytes = std::fs::read(&out).expect("pdf2djvu's document");
+    let _ = std::fs::remove_dir_all(&dir);
+    bytes
 }
