@@ -10,9 +10,10 @@
 source "$(dirname -- "${BASH_SOURCE[0]}")/services.sh"
 
 # djvulibre-bin reads DjVu documents (djvused, ddjvu); tesseract-ocr recognises pages without
-# text; pdf2djvu and img2pdf make the tests' DjVu documents and scans from PDFs.
+# text; pdf2djvu and img2pdf make the tests' DjVu documents and scans from PDFs; GNU time
+# measures the benchmarks' peak memory.
 HBI_APT_PACKAGES=(redis-server redis-tools poppler-utils qpdf chromium chromium-driver prometheus curl djvulibre-bin pdf2djvu
-  tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu img2pdf)
+  tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu img2pdf time)
 
 # Debian packages (apt-get update only when a package is missing and unknown).
 install_apt() { hbi__apt_install "${HBI_APT_PACKAGES[@]}"; }

@@ -9,7 +9,6 @@
 #[path = "support/corpus.rs"]
 mod corpus;
 
-
 use corpus::{corpus_pdf, djvu_of};
 use hbi_extraction::{ExtractOptions, Extraction, Format, TocSource, detect_format, extract};
 
