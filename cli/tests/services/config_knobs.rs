@@ -39,6 +39,7 @@ fn defaults() -> Value {
         "min_text_coverage": 0.9,
         "max_garbage_ratio": 0.02,
         "min_index_support_rate": 0.8,
+        "min_ocr_confidence": 0.7,
     })
 }
 
