@@ -250,6 +250,18 @@ fn heading_rows_above_columns(frags: &[Frag], block: &[BlockRow], two_sided: &dy
     }
 }
 
+/// A page number (arabic or roman), perhaps after leader dots and specks OCR left of them
+/// (`"........ ee 17"`): no word of three letters or more.
+fn is_page_number_after_leaders(text: &str) -> bool {
+    let mut tokens = text.split_whitespace().rev();
+    let Some(last) = tokens.next() else { return false };
+    let last = last.trim_matches('.');
+    let number = !last.is_empty()
+        && (last.chars().all(|c| c.is_ascii_digit()) || last.chars().all(|c| "ivxlcdm".contains(c)))
+        && last.len() <= 5;
+    number && tokens.all(|t| t.chars().filter(|c| c.is_alphabetic()).count() < 3)
+}
+
 /// Lines of a page in reading order.
 pub(crate) fn layout(frags: &[Frag]) -> Vec<TextLine> {
     layout_columns(frags, true)
@@ -310,9 +322,22 @@ fn layout_columns(frags: &[Frag], split_again: bool) -> Vec<TextLine> {
     let mut block: Vec<(&Vec<usize>, f32)> = Vec::new();
     let two_sided =
         |(r, s): &(&Vec<usize>, f32)| r.iter().any(|&i| frags[i].x1 <= *s) && r.iter().any(|&i| frags[i].x0 >= *s);
+    // Rows whose two sides are a title and its page number (a contents list whose leaders are
+    // missing or broken, as OCR leaves them) or a folio and a running head: no columns.
+    let title_and_page = |(r, s): &(&Vec<usize>, f32)| {
+        let side = |left: bool| -> String {
+            r.iter()
+                .filter(|&&i| (frags[i].x1 <= *s) == left)
+                .map(|&i| frags[i].text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        is_page_number_after_leaders(&side(false)) || is_page_number_after_leaders(&side(true))
+    };
     let flush = |block: &mut Vec<(&Vec<usize>, f32)>, out: &mut Vec<TextLine>| {
         let two = block.iter().filter(|b| two_sided(b)).count();
-        if two >= 2 || block.len() >= 4 {
+        let contents_rows = two > 0 && block.iter().filter(|b| two_sided(b)).all(title_and_page);
+        if (two >= 2 || block.len() >= 4) && !contents_rows {
             // A heading set above the columns within the width of one of them (a chapter
             // title flush right over a two-column index) is no line of that column: read in
             // it, the column before it would come after the heading and be lost to what the

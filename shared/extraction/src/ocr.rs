@@ -1,6 +1,7 @@
 //! OCR for pages without a text layer: each page rendered to a grey image (poppler's
 //! `pdftoppm` for a PDF, djvulibre's `ddjvu` for a DjVu document) and recognised by Tesseract 5
-//! (its command line, `tsv` output: words with their boxes and confidences). The words become
+//! (its command line, `hocr` output: lines with their baselines, words with their boxes and
+//! confidences). The words become
 //! the same positioned fragments as a PDF's text runs, so lines, columns, the printed contents
 //! and the index parser read a scan as they read a born-digital page. Pages run in parallel,
 //! one Tesseract per core (each told to use one thread), and each is reported as it is done;
@@ -31,11 +32,16 @@ pub(crate) const MIN_IMAGE_COVER: f32 = 0.5;
 const RENDER_DEADLINE: Duration = Duration::from_secs(120);
 const RECOGNITION_DEADLINE: Duration = Duration::from_secs(300);
 const MAX_IMAGE_BYTES: u64 = 512 * 1024 * 1024;
-const MAX_TSV_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_HOCR_BYTES: u64 = 64 * 1024 * 1024;
 /// Words Tesseract is less sure of than this (out of 100) are dropped.
 const MIN_WORD_CONFIDENCE: f32 = 25.0;
-/// Largest gap between two words of a line kept in one fragment, in line heights.
+/// Largest gap between two words of a line kept in one fragment, in font sizes.
 const WORD_GAP: f32 = 0.8;
+/// A "word" less tall than this share of its row, and at least a row height wide, is a row of
+/// leader dots...
+const LEADER_HEIGHT: f32 = 0.25;
+/// ...written back as one dot per this share of a row height.
+const LEADER_PITCH: f32 = 0.3;
 
 /// Where the page images come from.
 #[derive(Clone, Copy)]
@@ -250,80 +256,215 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
     command
         .arg(&image.0)
         .arg("stdout")
-        .args(["-l", languages, "--dpi", &format!("{dpi:.0}"), "tsv"])
+        .args(["-l", languages, "--dpi", &format!("{dpi:.0}"), "hocr"])
         // One thread each: the pages run in parallel instead.
         .env("OMP_THREAD_LIMIT", "1");
-    let tsv = tools::run(
+    let hocr = tools::run(
         command,
         "tesseract (Debian package tesseract-ocr)",
         RECOGNITION_DEADLINE,
-        MAX_TSV_BYTES,
+        MAX_HOCR_BYTES,
     )?;
-    Ok(page_from_tsv(&String::from_utf8_lossy(&tsv), dpi))
+    Ok(page_from_hocr(&String::from_utf8_lossy(&hocr), dpi))
 }
 
-/// A recognised word: left and right edge, top and bottom (pixels from the top), text.
-type Word = (f32, f32, f32, f32, String);
+/// A line's font size in pixels, from how far its tallest letters rise above the baseline:
+/// capitals, digits and ascenders reach about 0.7 of the size, x-height letters 0.45.
+/// Tesseract's own row height (`x_size`) barely follows the type's size (a 12 pt heading and
+/// 9 pt entries of one index page come out 40 and 37), so a heading would not stand out.
+fn font_size(line: &HocrLine, baseline: f32) -> f32 {
+    let letters = || line.words.iter().filter(|w| w.confidence >= MIN_WORD_CONFIDENCE);
+    let Some(top) = letters().map(|w| w.top).reduce(f32::min) else {
+        return line.x_size;
+    };
+    let tall = letters().flat_map(|w| w.text.chars()).any(|c| {
+        c.is_uppercase()
+            || c.is_ascii_digit()
+            || "bdfhklt\\/()[]{}|!?'\"".contains(c)
+            || (c.is_alphabetic() && !c.is_ascii())
+    });
+    let ascent = baseline - top;
+    if ascent <= 0.0 {
+        return line.x_size;
+    }
+    ascent / if tall { 0.7 } else { 0.45 }
+}
 
-/// The lines of a page from Tesseract's TSV (`level page block par line word left top width
-/// height conf text`, in pixels from the top left), in points from the bottom left at `dpi`.
-pub(crate) fn page_from_tsv(tsv: &str, dpi: f32) -> Recognised {
-    let scale = 72.0 / dpi.max(1.0);
+/// The word of a "word" that runs into leader dots (`commands.......0.`): letters, then
+/// dots and specks only.
+fn glued_leaders(text: &str) -> Option<&str> {
+    let (stem, rest) = text.split_at(text.find("..")?);
+    let word = stem.chars().count() >= 2 && stem.chars().all(|c| c.is_alphabetic() || c == '-' || c == '\'');
+    (word && rest.chars().all(|c| c == '.' || c.is_ascii_digit())).then_some(stem)
+}
+
+/// One line of Tesseract's hOCR: its box, baseline and size, and its words.
+struct HocrLine {
+    bottom: f32,
+    /// Offset of the baseline from the box's bottom (negative: above it), in pixels.
+    baseline_offset: f32,
+    /// Tesseract's row height: ascenders to descenders, in pixels.
+    x_size: f32,
+    words: Vec<HocrWord>,
+}
+
+struct HocrWord {
+    x0: f32,
+    x1: f32,
+    top: f32,
+    bottom: f32,
+    confidence: f32,
+    text: String,
+}
+
+/// The numbers after `key` in an hOCR `title` (`bbox 1 2 3 4; x_wconf 96`).
+fn title_numbers(title: &str, key: &str) -> Vec<f32> {
+    title
+        .split(';')
+        .map(str::trim)
+        .find_map(|property| property.strip_prefix(key).filter(|rest| rest.starts_with(' ')))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|n| n.parse::<f32>().ok())
+                .filter(|n| n.is_finite())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Tesseract's hOCR (XHTML: pages, areas, paragraphs, lines with their baseline and row
+/// height, words with boxes and confidences) read with quick-xml, which expands no entity
+/// beyond XML's own.
+fn hocr_lines(hocr: &str) -> (f32, Vec<HocrLine>) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(hocr);
     let mut page_height = 0.0f32;
-    // Words by line (block, paragraph, line), in reading order.
-    let mut lines: Vec<((u32, u32, u32), Vec<Word>)> = Vec::new();
-    let (mut confidence_sum, mut words) = (0.0f64, 0usize);
-    for row in tsv.lines().skip(1) {
-        let fields: Vec<&str> = row.split('\t').collect();
-        if fields.len() < 12 {
-            continue;
-        }
-        let number = |i: usize| fields[i].trim().parse::<f32>().ok();
-        let (Some(level), Some(left), Some(top), Some(width), Some(height)) =
-            (number(0), number(6), number(7), number(8), number(9))
-        else {
-            continue;
-        };
-        if level == 1.0 {
-            page_height = height;
-            continue;
-        }
-        let text = fields[11].trim();
-        let confidence = number(10).unwrap_or(-1.0);
-        if level != 5.0 || text.is_empty() || confidence < 0.0 {
-            continue;
-        }
-        // What Tesseract all but gives up on is not text: leader dots, rules, specks (it
-        // reads a row of leaders as "eee ene e").
-        if confidence < MIN_WORD_CONFIDENCE {
-            continue;
-        }
-        confidence_sum += f64::from(confidence.min(100.0)) / 100.0;
-        words += 1;
-        let key = (
-            fields[2].parse().unwrap_or(0),
-            fields[3].parse().unwrap_or(0),
-            fields[4].parse().unwrap_or(0),
-        );
-        let word = (left, left + width, top, top + height, text.to_owned());
-        match lines.last_mut() {
-            Some((last, line)) if *last == key => line.push(word),
-            _ => lines.push((key, vec![word])),
+    let mut lines: Vec<HocrLine> = Vec::new();
+    // Depth of elements open inside the current word, and the word so far.
+    let mut word: Option<(usize, HocrWord)> = None;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(element)) => {
+                if let Some((depth, _)) = &mut word {
+                    *depth += 1;
+                    continue;
+                }
+                let attribute = |name: &str| {
+                    element
+                        .attributes()
+                        .flatten()
+                        .find(|a| a.key.local_name().as_ref() == name)
+                        .map(|a| a.value.into_owned())
+                        .unwrap_or_default()
+                };
+                let (class, title) = (attribute("class"), attribute("title"));
+                let bbox = title_numbers(&title, "bbox");
+                let [x0, top, x1, bottom] = bbox[..] else { continue };
+                match class.as_str() {
+                    "ocr_page" => page_height = bottom,
+                    "ocr_line" | "ocr_header" | "ocr_caption" | "ocr_textfloat" => {
+                        let baseline = title_numbers(&title, "baseline");
+                        lines.push(HocrLine {
+                            bottom,
+                            baseline_offset: baseline.get(1).copied().unwrap_or(0.0),
+                            x_size: title_numbers(&title, "x_size").first().copied().unwrap_or(bottom - top),
+                            words: Vec::new(),
+                        });
+                    }
+                    "ocrx_word" => {
+                        let confidence = title_numbers(&title, "x_wconf").first().copied().unwrap_or(0.0);
+                        word = Some((
+                            0,
+                            HocrWord {
+                                x0,
+                                x1,
+                                top,
+                                bottom,
+                                confidence,
+                                text: String::new(),
+                            },
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(Event::Text(text)) => {
+                if let Some((_, w)) = &mut word {
+                    w.text.push_str(&text);
+                }
+            }
+            Ok(Event::GeneralRef(reference)) => {
+                if let Some((_, w)) = &mut word {
+                    if let Ok(Some(character)) = reference.resolve_char_ref() {
+                        w.text.push(character);
+                    } else if let Some(text) = quick_xml::escape::resolve_predefined_entity(&reference) {
+                        w.text.push_str(text);
+                    }
+                }
+            }
+            Ok(Event::End(_)) => match &mut word {
+                Some((0, _)) => {
+                    if let (Some((_, w)), Some(line)) = (word.take(), lines.last_mut()) {
+                        line.words.push(w);
+                    }
+                }
+                Some((depth, _)) => *depth -= 1,
+                None => {}
+            },
+            Ok(Event::Eof) | Err(_) => break,
+            Ok(_) => {}
         }
     }
+    (page_height, lines)
+}
+
+/// A recognised page from Tesseract's hOCR at `dpi`: words become fragments on their line's
+/// baseline, sized by [`font_size`], in PDF user space (points, up is positive), so the layout
+/// code reads them as it reads a text layer. Leader dots, which Tesseract reads as specks of
+/// nonsense ("«4454s:", "eee"), are told by their height (a dot row is a fraction of the
+/// row's) and become dots again: the contents and index parsers look for leaders.
+pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
+    let scale = 72.0 / dpi.max(1.0);
+    let (page_height, lines) = hocr_lines(hocr);
+    let (mut confidence_sum, mut words) = (0.0f64, 0usize);
     let mut frags = Vec::new();
-    for (_, line) in &lines {
-        let top = line.iter().map(|w| w.2).fold(f32::INFINITY, f32::min);
-        let bottom = line.iter().map(|w| w.3).fold(0.0, f32::max);
-        let size = ((bottom - top) * scale * 0.75).max(1.0);
-        let baseline = (page_height - bottom) * scale;
+    for line in &lines {
+        let baseline_px = line.bottom + line.baseline_offset;
+        let size = (font_size(line, baseline_px) * scale).max(1.0);
+        let baseline = (page_height - baseline_px) * scale;
         let mut current: Option<Frag> = None;
-        for (x0, x1, _, _, text) in line {
-            let (x0, x1) = (x0 * scale, x1 * scale);
+        for word in &line.words {
+            let text = word.text.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let leader = (word.bottom - word.top) < LEADER_HEIGHT * line.x_size && (word.x1 - word.x0) >= line.x_size;
+            let text = if leader {
+                ".".repeat(((word.x1 - word.x0) / (LEADER_PITCH * line.x_size)).max(3.0) as usize)
+            } else if let Some(stem) = glued_leaders(text) {
+                // A title's last word run into its leaders ("arrows......0."): Tesseract
+                // doubts the whole, but the letters before the dots are the word.
+                format!("{stem} ...")
+            } else if word.confidence < MIN_WORD_CONFIDENCE {
+                // What Tesseract all but gives up on is not text (rules, specks, a word it
+                // cannot read), but something is printed there: the fragment it interrupts
+                // reaches over it, so that no gap opens where the layout would see a gutter.
+                if let Some(frag) = &mut current
+                    && word.x0 * scale - frag.x1 <= WORD_GAP * size
+                {
+                    frag.x1 = frag.x1.max(word.x1 * scale);
+                }
+                continue;
+            } else {
+                confidence_sum += f64::from(word.confidence.clamp(0.0, 100.0)) / 100.0;
+                words += 1;
+                text.to_owned()
+            };
+            let (x0, x1) = (word.x0 * scale, word.x1 * scale);
             match &mut current {
                 Some(frag) if x0 - frag.x1 <= WORD_GAP * size => {
                     frag.text.push(' ');
-                    frag.text.push_str(text);
+                    frag.text.push_str(&text);
                     frag.x1 = x1;
                 }
                 _ => {
@@ -334,7 +475,7 @@ pub(crate) fn page_from_tsv(tsv: &str, dpi: f32) -> Recognised {
                         y: baseline,
                         size,
                         bold: false,
-                        text: text.clone(),
+                        text,
                     });
                 }
             }
@@ -353,17 +494,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tesseract_tsv_becomes_lines_from_the_bottom_left() {
-        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
-                   1\t1\t0\t0\t0\t0\t0\t0\t2550\t3300\t-1\t\n\
-                   5\t1\t1\t1\t1\t1\t300\t400\t200\t50\t96.0\tIndex\n\
-                   5\t1\t2\t1\t1\t1\t300\t600\t150\t50\t90.0\tarrays,\n\
-                   5\t1\t2\t1\t1\t2\t470\t600\t60\t50\t80.0\t12\n";
-        let page = page_from_tsv(tsv, 300.0);
+    fn tesseract_hocr_becomes_lines_from_the_bottom_left() {
+        let hocr = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml"><body>
+<div class='ocr_page' id='page_1' title='image "p.pgm"; bbox 0 0 2550 3300; ppageno 0'>
+ <div class='ocr_carea' title="bbox 300 400 2000 700"><p class='ocr_par' title="bbox 300 400 2000 700">
+  <span class='ocr_header' title="bbox 300 400 500 450; baseline 0 -10; x_size 60; x_descenders 10; x_ascenders 12">
+   <span class='ocrx_word' title='bbox 300 400 500 440; x_wconf 96'><strong>Index</strong></span>
+  </span>
+  <span class='ocr_line' title="bbox 300 600 2000 650; baseline 0.001 -8; x_size 40; x_descenders 8; x_ascenders 9">
+   <span class='ocrx_word' title='bbox 300 600 450 642; x_wconf 90'>arrays,</span>
+   <span class='ocrx_word' title='bbox 470 600 530 642; x_wconf 80'>12&amp;13</span>
+   <span class='ocrx_word' title='bbox 540 600 555 642; x_wconf 2'>and....0.</span>
+   <span class='ocrx_word' title='bbox 560 636 1900 642; x_wconf 3'>«4454s:</span>
+   <span class='ocrx_word' title='bbox 1920 612 1960 642; x_wconf 95'>7</span>
+   <span class='ocrx_word' title='bbox 1970 600 2000 642; x_wconf 10'>~</span>
+  </span>
+ </p></div>
+</div></body></html>"#;
+        let page = page_from_hocr(hocr, 300.0);
         let texts: Vec<&str> = page.lines.iter().map(|line| line.text.as_str()).collect();
-        assert_eq!(texts, ["Index", "arrays, 12"]);
-        assert!((page.lines[0].y - (3300.0 - 450.0) * 0.24).abs() < 0.01);
-        assert_eq!(page.words, 3);
-        assert!((page.confidence.unwrap_or_default() - 0.886_666).abs() < 0.001);
+        let leaders = ".".repeat(111);
+        assert_eq!(
+            texts,
+            ["Index".to_owned(), format!("arrays, 12&13 and ... {leaders} 7")]
+        );
+        // The baseline lies 10 pixels above the header's box bottom; "Index" rises 40 pixels
+        // above it, capital height: a font of 40 / 0.7 pixels.
+        assert!(
+            (page.lines[0].y - (3300.0 - 440.0) * 0.24).abs() < 0.01,
+            "{}",
+            page.lines[0].y
+        );
+        assert!(
+            (page.lines[0].size - 40.0 / 0.7 * 0.24).abs() < 0.01,
+            "{}",
+            page.lines[0].size
+        );
+        // Leaders and specks are no words.
+        assert_eq!(page.words, 4);
+        assert!((page.confidence.unwrap_or_default() - 0.9025).abs() < 0.001);
     }
 }

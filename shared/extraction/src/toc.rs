@@ -61,6 +61,20 @@ pub(crate) fn parse_toc_line(text: &str) -> TocLine {
             t.truncate(cut);
         }
     }
+    // Leaders that OCR broke into specks ("remarks ....... 00000 eee"): the title ends where
+    // they begin, when nothing after them is a word (a speck is under three letters, or one
+    // letter repeated).
+    let leaders = [t.find("..."), t.find(". . .")].into_iter().flatten().min();
+    let speck = |word: &str| {
+        let letters: Vec<char> = word.chars().filter(|c| c.is_alphabetic()).collect();
+        letters.len() < 3 || letters.iter().all(|&c| c == letters[0])
+    };
+    if let Some(start) = leaders
+        && t[start..].split_whitespace().all(speck)
+    {
+        t.truncate(start);
+        t.push_str(" ...");
+    }
     // Remove the dot leaders.
     let trimmed = t.trim_end().trim_end_matches(['.', ' ', '\u{2026}', '·']).to_string();
     // Keep a trailing period that belongs to the title ("etc.") only when there were no
@@ -522,6 +536,11 @@ mod tests {
         assert_eq!(l.page.as_deref(), Some("xi"));
         let l = parse_toc_line("2.1.9 Dot-dot-dot. . . . . . . . . . 6");
         assert_eq!(l.title, "Dot-dot-dot");
+        // Leaders OCR read as specks.
+        let l = parse_toc_line("10.1 General remarks ............... 00000 ee .... 25");
+        assert_eq!((l.title.as_str(), l.page.as_deref()), ("General remarks", Some("25")));
+        let l = parse_toc_line("4.5 Accents in math ........... eee 15");
+        assert_eq!((l.title.as_str(), l.page.as_deref()), ("Accents in math", Some("15")));
         let l = parse_toc_line("A References 64");
         assert_eq!(l.number.as_deref(), Some("A"));
         assert_eq!(l.title, "References");
