@@ -44,6 +44,8 @@ const SEARCH_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 /// LLM request latency: from 100 ms to two minutes.
 const LLM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+/// OCR of one page: a second or two at 300 dpi on one core, much more for a dense page.
+const OCR_PAGE_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0];
 
 /// Share of index locators the page text supports, 0 to 1.
 const RATIO_BUCKETS: &[f64] = &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
@@ -113,6 +115,7 @@ struct Metrics {
     dlq_size: IntGauge,
     pages_processed: IntCounter,
     pages_ocr: IntCounter,
+    ocr_page_seconds: Histogram,
     books_ingested: IntCounter,
     quality_gates: IntCounterVec,
     search_duration: HistogramVec,
@@ -229,6 +232,11 @@ impl Metrics {
             pages_ocr: b.counter(
                 "hbi_pages_ocr_total",
                 "Pages without a text layer recognised by OCR (Tesseract).",
+            )?,
+            ocr_page_seconds: b.histogram(
+                "hbi_ocr_page_seconds",
+                "Mean seconds one page of a book read by OCR took to render and recognise (one observation per book; pages run one per core).",
+                OCR_PAGE_BUCKETS,
             )?,
             books_ingested: b.counter(
                 "hbi_books_ingested_total",
@@ -363,8 +371,12 @@ pub fn stage_duration(stage: Stage, seconds: f64) {
         .observe(seconds);
 }
 
-pub fn pages_ocr(pages: u64) {
+/// A book's pages read by OCR, and the seconds they took, summed over the pages.
+pub fn pages_ocr(pages: u64, page_seconds: f64) {
     METRICS.pages_ocr.inc_by(pages);
+    if pages > 0 && page_seconds.is_finite() {
+        METRICS.ocr_page_seconds.observe(page_seconds / pages as f64);
+    }
 }
 
 pub fn pages_processed(pages: u64) {
@@ -499,6 +511,7 @@ mod tests {
             "hbi_dlq_size",
             "hbi_pages_processed_total",
             "hbi_pages_ocr_total",
+            "hbi_ocr_page_seconds",
             "hbi_books_ingested_total",
             "hbi_quality_gate_total",
             "hbi_search_duration_seconds",

@@ -347,6 +347,7 @@ mod tests {
             failed: 0,
             mean_confidence: Some(0.52),
             languages: "eng".to_owned(),
+            page_seconds: 6.0,
         });
         let gates = assess(&scan, stored, &QualityThresholds::default());
         let ocr = gate(&gates, "ocr_confidence");

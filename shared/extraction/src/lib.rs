@@ -68,6 +68,10 @@ pub struct OcrSummary {
     pub mean_confidence: Option<f64>,
     /// Tesseract's languages used.
     pub languages: String,
+    /// Seconds the recognised pages took to render and recognise, summed over the pages
+    /// (which run side by side, so this exceeds the wall time on several cores).
+    #[serde(default)]
+    pub page_seconds: f64,
 }
 
 /// Why a file could not be extracted at all.

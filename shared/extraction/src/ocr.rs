@@ -37,8 +37,8 @@ const MAX_HOCR_BYTES: u64 = 64 * 1024 * 1024;
 const MIN_WORD_CONFIDENCE: f32 = 25.0;
 /// Largest gap between two words of a line kept in one fragment, in font sizes.
 const WORD_GAP: f32 = 0.8;
-/// A "word" less tall than this share of its row, and at least a row height wide, is a row of
-/// leader dots...
+/// A "word" on the baseline less tall than this share of its row is leader dots, whatever
+/// Tesseract read them as ("eee", "BEEN", "24")...
 const LEADER_HEIGHT: f32 = 0.25;
 /// ...written back as one dot per this share of a row height.
 const LEADER_PITCH: f32 = 0.3;
@@ -54,6 +54,8 @@ pub(crate) enum PageImages<'a> {
 /// One recognised page.
 pub(crate) struct Recognised {
     pub(crate) lines: Vec<TextLine>,
+    /// How long rendering and recognising the page took.
+    pub(crate) seconds: f64,
     /// Mean word confidence, 0 to 1; `None` without a word.
     pub(crate) confidence: Option<f64>,
     pub(crate) words: usize,
@@ -142,6 +144,7 @@ pub(crate) fn fill_empty_pages(
         failed: total.saturating_sub(u32::try_from(recognised.len()).unwrap_or(u32::MAX)),
         mean_confidence: (words > 0).then(|| confidence_sum / words as f64),
         languages: languages.to_owned(),
+        page_seconds: recognised.values().map(|page| page.seconds).sum(),
     })
 }
 
@@ -187,8 +190,10 @@ pub(crate) fn recognise(
                     let Some(&page) = pages.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         return;
                     };
+                    let started = std::time::Instant::now();
                     match recognise_page(source, page, languages) {
-                        Ok(recognised) => {
+                        Ok(mut recognised) => {
+                            recognised.seconds = started.elapsed().as_secs_f64();
                             if let Ok(mut results) = results.lock() {
                                 results.insert(page, recognised);
                             }
@@ -288,6 +293,18 @@ fn font_size(line: &HocrLine, baseline: f32) -> f32 {
         return line.x_size;
     }
     ascent / if tall { 0.7 } else { 0.45 }
+}
+
+/// A word Tesseract doubts right after a word it read, looking like a title's last word
+/// before leaders ("session", "objects"), not like leader dots misread (`cence`, `nee`,
+/// `eeae`): leaders come out as the round small letters.
+fn last_word_of_title(text: &str) -> bool {
+    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+    let plain = text
+        .trim_end_matches(['.', ',', ';', ':'])
+        .chars()
+        .all(|c| c.is_alphabetic() || c == '-');
+    plain && letters.len() >= 3 && (letters.len() >= 6 || letters.iter().any(|c| !"ecnaosuw".contains(*c)))
 }
 
 /// The word of a "word" that runs into leader dots (`commands.......0.`): letters, then
@@ -433,19 +450,29 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
         let size = (font_size(line, baseline_px) * scale).max(1.0);
         let baseline = (page_height - baseline_px) * scale;
         let mut current: Option<Frag> = None;
+        // Whether the word before was a word (not leaders).
+        let mut after_word = false;
         for word in &line.words {
             let text = word.text.trim();
             if text.is_empty() {
                 continue;
             }
-            let leader = (word.bottom - word.top) < LEADER_HEIGHT * line.x_size && (word.x1 - word.x0) >= line.x_size;
+            // Dots sit on the baseline; a comma or an underscore hangs below it.
+            let leader = (word.bottom - word.top) < LEADER_HEIGHT * line.x_size
+                && (word.bottom - baseline_px).abs() <= LEADER_HEIGHT * line.x_size;
             let text = if leader {
                 ".".repeat(((word.x1 - word.x0) / (LEADER_PITCH * line.x_size)).max(3.0) as usize)
             } else if let Some(stem) = glued_leaders(text) {
                 // A title's last word run into its leaders ("arrows......0."): Tesseract
                 // doubts the whole, but the letters before the dots are the word.
                 format!("{stem} ...")
-            } else if word.confidence < MIN_WORD_CONFIDENCE {
+            } else if word.confidence < MIN_WORD_CONFIDENCE
+                && !(after_word
+                    && current
+                        .as_ref()
+                        .is_some_and(|frag| word.x0 * scale - frag.x1 <= WORD_GAP * size)
+                    && last_word_of_title(text))
+            {
                 // What Tesseract all but gives up on is not text (rules, specks, a word it
                 // cannot read), but something is printed there: the fragment it interrupts
                 // reaches over it, so that no gap opens where the layout would see a gutter.
@@ -454,12 +481,14 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
                 {
                     frag.x1 = frag.x1.max(word.x1 * scale);
                 }
+                after_word = false;
                 continue;
             } else {
                 confidence_sum += f64::from(word.confidence.clamp(0.0, 100.0)) / 100.0;
                 words += 1;
                 text.to_owned()
             };
+            after_word = !leader && !text.ends_with("...");
             let (x0, x1) = (word.x0 * scale, word.x1 * scale);
             match &mut current {
                 Some(frag) if x0 - frag.x1 <= WORD_GAP * size => {
@@ -484,6 +513,7 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
     }
     Recognised {
         lines: layout::layout(&frags),
+        seconds: 0.0,
         confidence: (words > 0).then(|| confidence_sum / words as f64),
         words,
     }
@@ -504,7 +534,8 @@ mod tests {
    <span class='ocrx_word' title='bbox 300 400 500 440; x_wconf 96'><strong>Index</strong></span>
   </span>
   <span class='ocr_line' title="bbox 300 600 2000 650; baseline 0.001 -8; x_size 40; x_descenders 8; x_ascenders 9">
-   <span class='ocrx_word' title='bbox 300 600 450 642; x_wconf 90'>arrays,</span>
+   <span class='ocrx_word' title='bbox 200 600 290 642; x_wconf 90'>sorted</span>
+   <span class='ocrx_word' title='bbox 300 600 450 642; x_wconf 9'>arrays,</span>
    <span class='ocrx_word' title='bbox 470 600 530 642; x_wconf 80'>12&amp;13</span>
    <span class='ocrx_word' title='bbox 540 600 555 642; x_wconf 2'>and....0.</span>
    <span class='ocrx_word' title='bbox 560 636 1900 642; x_wconf 3'>«4454s:</span>
@@ -518,7 +549,7 @@ mod tests {
         let leaders = ".".repeat(111);
         assert_eq!(
             texts,
-            ["Index".to_owned(), format!("arrays, 12&13 and ... {leaders} 7")]
+            ["Index".to_owned(), format!("sorted arrays, 12&13 and ... {leaders} 7")]
         );
         // The baseline lies 10 pixels above the header's box bottom; "Index" rises 40 pixels
         // above it, capital height: a font of 40 / 0.7 pixels.
@@ -532,8 +563,12 @@ mod tests {
             "{}",
             page.lines[0].size
         );
-        // Leaders and specks are no words.
-        assert_eq!(page.words, 4);
-        assert!((page.confidence.unwrap_or_default() - 0.9025).abs() < 0.001);
+        // Leaders and specks are no words; a doubted word after a word is ("arrays,").
+        assert_eq!(page.words, 5);
+        assert!(
+            (page.confidence.unwrap_or_default() - 0.74).abs() < 0.001,
+            "{:?}",
+            page.confidence
+        );
     }
 }

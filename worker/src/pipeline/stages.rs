@@ -145,7 +145,7 @@ impl Pipeline {
         let total = extraction.page_count;
         hbi_shared::metrics::pages_processed(u64::from(total));
         if let Some(ocr) = &extraction.ocr {
-            hbi_shared::metrics::pages_ocr(u64::from(ocr.pages));
+            hbi_shared::metrics::pages_ocr(u64::from(ocr.pages), ocr.page_seconds);
         }
         if let Some(ratio) = extraction.index_support_rate {
             hbi_shared::metrics::index_locator_support(ratio);
