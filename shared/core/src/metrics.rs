@@ -531,8 +531,8 @@ mod tests {
         }
         assert_eq!(
             names.len(),
-            22,
-            "only the names of SPEC section 4, the two quality gauges, the refusals and OCR's pages"
+            23,
+            "only the names of SPEC section 4, the two quality gauges, the refusals and OCR's pages and seconds"
         );
 
         let text = encode()?;
