@@ -18,16 +18,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::layout::{self, PageLayout};
-use crate::text::Frag;
+use crate::text::{Frag, WordRun};
 use crate::{ExtractError, ExtractOptions, MAX_TITLE_BYTES, Progress, TocEntry, Warnings};
 
 /// The longest one djvused run may take.
 const TOOL_DEADLINE: Duration = Duration::from_secs(300);
 /// The most a djvused run may print.
 const MAX_TOOL_OUTPUT: u64 = 512 * 1024 * 1024;
-/// Largest gap between two words of a line kept in one fragment, in line heights: wider
-/// gaps start a new fragment, so that columns stay apart (as for a PDF's text runs).
-const WORD_GAP: f32 = 0.8;
 
 /// Whether the first bytes of a file are a DjVu document's: `AT&TFORM`, then a `DJVU`
 /// (one page) or `DJVM` (several) form.
@@ -264,30 +261,10 @@ fn page_frags(page: &Sexpr, dpi: f32) -> Vec<Frag> {
                 };
                 let top = items.get(4).and_then(Sexpr::number).unwrap_or(bottom);
                 let size = ((top - bottom).abs() * scale * 0.75).max(1.0);
-                let mut current: Option<Frag> = None;
-                for word in words_of(items) {
-                    let (x0, x1, text) = word;
-                    let (x0, x1) = (x0 * scale, x1 * scale);
-                    match &mut current {
-                        Some(frag) if x0 - frag.x1 <= WORD_GAP * size => {
-                            frag.text.push(' ');
-                            frag.text.push_str(&text);
-                            frag.x1 = x1;
-                        }
-                        _ => {
-                            frags.extend(current.take());
-                            current = Some(Frag {
-                                x0,
-                                x1,
-                                y: bottom * scale,
-                                size,
-                                bold: false,
-                                text,
-                            });
-                        }
-                    }
+                let mut run = WordRun::new(&mut frags, bottom * scale, size);
+                for (x0, x1, text) in words_of(items) {
+                    run.push(x0 * scale, x1 * scale, &text);
                 }
-                frags.extend(current);
             }
             _ => pending.extend(items.iter().rev()),
         }
@@ -339,12 +316,6 @@ pub(crate) fn read(
     warnings: &mut Warnings,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<DjvuBook, ExtractError> {
-    if bytes.len() as u64 > opts.max_file_bytes {
-        return Err(ExtractError::TooLarge {
-            bytes: bytes.len() as u64,
-            limit: opts.max_file_bytes,
-        });
-    }
     let file = crate::tools::TempFile::write(bytes, "djvu").map_err(tool_error)?;
     let listing = pages(&djvused(&file.0, "ls")?);
     let page_count = if listing.is_empty() {

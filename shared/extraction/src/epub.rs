@@ -1018,12 +1018,6 @@ pub(crate) fn extract(
     with_page_text: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Extraction, ExtractError> {
-    if bytes.len() as u64 > opts.max_file_bytes {
-        return Err(ExtractError::TooLarge {
-            bytes: bytes.len() as u64,
-            limit: opts.max_file_bytes,
-        });
-    }
     let mut warnings = Warnings::default();
     let mut package = Package::open(bytes)?;
     let root = package

@@ -250,16 +250,12 @@ fn heading_rows_above_columns(frags: &[Frag], block: &[BlockRow], two_sided: &dy
     }
 }
 
-/// A page number (arabic or roman), perhaps after leader dots and specks OCR left of them
-/// (`"........ ee 17"`): no word of three letters or more.
+/// A page number (arabic or roman), perhaps after leader dots and the specks OCR left of them
+/// (`"........ ee 17"`).
 fn is_page_number_after_leaders(text: &str) -> bool {
     let mut tokens = text.split_whitespace().rev();
     let Some(last) = tokens.next() else { return false };
-    let last = last.trim_matches('.');
-    let number = !last.is_empty()
-        && (last.chars().all(|c| c.is_ascii_digit()) || last.chars().all(|c| "ivxlcdm".contains(c)))
-        && last.len() <= 5;
-    number && tokens.all(|t| t.chars().filter(|c| c.is_alphabetic()).count() < 3)
+    crate::toc::is_page_token(last.trim_matches('.')) && tokens.all(crate::toc::is_leader_speck)
 }
 
 /// Lines of a page in reading order.

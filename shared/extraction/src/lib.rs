@@ -318,11 +318,8 @@ impl Warnings {
     }
 }
 
-/// Open and check a document: its page ids.
-fn open(bytes: &[u8], opts: &ExtractOptions) -> Result<(Document, Vec<ObjectId>, u32), ExtractError> {
-    if detect_format(bytes)? != Format::Pdf {
-        return Err(ExtractError::UnsupportedFormat);
-    }
+/// A file over [`ExtractOptions::max_file_bytes`] is refused, whatever its format.
+fn check_size(bytes: &[u8], opts: &ExtractOptions) -> Result<(), ExtractError> {
     let size = bytes.len() as u64;
     if size > opts.max_file_bytes {
         return Err(ExtractError::TooLarge {
@@ -330,6 +327,15 @@ fn open(bytes: &[u8], opts: &ExtractOptions) -> Result<(Document, Vec<ObjectId>,
             limit: opts.max_file_bytes,
         });
     }
+    Ok(())
+}
+
+/// Open and check a document: its page ids.
+fn open(bytes: &[u8], opts: &ExtractOptions) -> Result<(Document, Vec<ObjectId>, u32), ExtractError> {
+    if detect_format(bytes)? != Format::Pdf {
+        return Err(ExtractError::UnsupportedFormat);
+    }
+    check_size(bytes, opts)?;
     let doc = load(bytes)?;
     if doc.trailer.has(b"Encrypt") {
         return Err(ExtractError::Encrypted);
@@ -402,7 +408,9 @@ pub fn extract(
     with_page_text: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Extraction, ExtractError> {
-    match detect_format(bytes)? {
+    let format = detect_format(bytes)?;
+    check_size(bytes, opts)?;
+    match format {
         Format::Epub => {
             return guarded(|| epub::extract(bytes, opts, with_page_text, progress))
                 .unwrap_or_else(|| Err(ExtractError::BadEpub("the book could not be read".to_owned())));

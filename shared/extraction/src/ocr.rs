@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::layout::{self, TextLine};
-use crate::text::Frag;
+use crate::text::WordRun;
 use crate::tools::{self, TempFile};
 
 /// Resolution pages are rendered at for recognition.
@@ -35,8 +35,6 @@ const MAX_IMAGE_BYTES: u64 = 512 * 1024 * 1024;
 const MAX_HOCR_BYTES: u64 = 64 * 1024 * 1024;
 /// Words Tesseract is less sure of than this (out of 100) are dropped.
 const MIN_WORD_CONFIDENCE: f32 = 25.0;
-/// Largest gap between two words of a line kept in one fragment, in font sizes.
-const WORD_GAP: f32 = 0.8;
 /// A "word" on the baseline less tall than this share of its row is leader dots, whatever
 /// Tesseract read them as ("eee", "BEEN", "24")...
 const LEADER_HEIGHT: f32 = 0.25;
@@ -449,7 +447,7 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
         let baseline_px = line.bottom + line.baseline_offset;
         let size = (font_size(line, baseline_px) * scale).max(1.0);
         let baseline = (page_height - baseline_px) * scale;
-        let mut current: Option<Frag> = None;
+        let mut run = WordRun::new(&mut frags, baseline, size);
         // Whether the word before was a word (not leaders).
         let mut after_word = false;
         for word in &line.words {
@@ -457,6 +455,7 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
             if text.is_empty() {
                 continue;
             }
+            let (x0, x1) = (word.x0 * scale, word.x1 * scale);
             // Dots sit on the baseline; a comma or an underscore hangs below it.
             let leader = (word.bottom - word.top) < LEADER_HEIGHT * line.x_size
                 && (word.bottom - baseline_px).abs() <= LEADER_HEIGHT * line.x_size;
@@ -467,20 +466,12 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
                 // doubts the whole, but the letters before the dots are the word.
                 format!("{stem} ...")
             } else if word.confidence < MIN_WORD_CONFIDENCE
-                && !(after_word
-                    && current
-                        .as_ref()
-                        .is_some_and(|frag| word.x0 * scale - frag.x1 <= WORD_GAP * size)
-                    && last_word_of_title(text))
+                && !(after_word && run.joins(x0) && last_word_of_title(text))
             {
                 // What Tesseract all but gives up on is not text (rules, specks, a word it
                 // cannot read), but something is printed there: the fragment it interrupts
                 // reaches over it, so that no gap opens where the layout would see a gutter.
-                if let Some(frag) = &mut current
-                    && word.x0 * scale - frag.x1 <= WORD_GAP * size
-                {
-                    frag.x1 = frag.x1.max(word.x1 * scale);
-                }
+                run.cover(x0, x1);
                 after_word = false;
                 continue;
             } else {
@@ -489,27 +480,8 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
                 text.to_owned()
             };
             after_word = !leader && !text.ends_with("...");
-            let (x0, x1) = (word.x0 * scale, word.x1 * scale);
-            match &mut current {
-                Some(frag) if x0 - frag.x1 <= WORD_GAP * size => {
-                    frag.text.push(' ');
-                    frag.text.push_str(&text);
-                    frag.x1 = x1;
-                }
-                _ => {
-                    frags.extend(current.take());
-                    current = Some(Frag {
-                        x0,
-                        x1,
-                        y: baseline,
-                        size,
-                        bold: false,
-                        text,
-                    });
-                }
-            }
+            run.push(x0, x1, &text);
         }
-        frags.extend(current);
     }
     Recognised {
         lines: layout::layout(&frags),

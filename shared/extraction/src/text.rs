@@ -665,6 +665,72 @@ pub(crate) struct Frag {
 /// that columns and table cells stay apart.
 const FRAG_GAP: f32 = 0.8;
 
+/// The words of one printed line, given one by one with their extents (a DjVu text layer's,
+/// OCR's), joined into fragments where they stand at most [`FRAG_GAP`] font sizes apart, as
+/// a PDF's text runs are.
+pub(crate) struct WordRun<'a> {
+    out: &'a mut Vec<Frag>,
+    y: f32,
+    size: f32,
+    current: Option<Frag>,
+}
+
+impl<'a> WordRun<'a> {
+    /// A line on baseline `y` in a font of `size`, whose fragments go to `out`.
+    pub(crate) fn new(out: &'a mut Vec<Frag>, y: f32, size: f32) -> Self {
+        Self {
+            out,
+            y,
+            size,
+            current: None,
+        }
+    }
+
+    /// Whether a word starting at `x0` would join the fragment before it.
+    pub(crate) fn joins(&self, x0: f32) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|frag| x0 - frag.x1 <= FRAG_GAP * self.size)
+    }
+
+    /// The next word.
+    pub(crate) fn push(&mut self, x0: f32, x1: f32, text: &str) {
+        if self.joins(x0)
+            && let Some(frag) = &mut self.current
+        {
+            frag.text.push(' ');
+            frag.text.push_str(text);
+            frag.x1 = x1;
+            return;
+        }
+        self.out.extend(self.current.take());
+        self.current = Some(Frag {
+            x0,
+            x1,
+            y: self.y,
+            size: self.size,
+            bold: false,
+            text: text.to_owned(),
+        });
+    }
+
+    /// Something unread up to `x1` right after the fragment before (a word not kept): the
+    /// fragment reaches over it, so no gap opens there.
+    pub(crate) fn cover(&mut self, x0: f32, x1: f32) {
+        if self.joins(x0)
+            && let Some(frag) = &mut self.current
+        {
+            frag.x1 = frag.x1.max(x1);
+        }
+    }
+}
+
+impl Drop for WordRun<'_> {
+    fn drop(&mut self) {
+        self.out.extend(self.current.take());
+    }
+}
+
 /// Builds fragments from positioned text runs, in content-stream order.
 #[derive(Debug, Default)]
 struct Lines {

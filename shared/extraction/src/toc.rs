@@ -21,9 +21,16 @@ fn is_roman(s: &str) -> bool {
         && (s.chars().all(|c| "ivxlcdm".contains(c)) || s.chars().all(|c| "IVXLCDM".contains(c)))
 }
 
-fn is_page_token(s: &str) -> bool {
+pub(crate) fn is_page_token(s: &str) -> bool {
     (!s.is_empty() && s.len() <= 5 && s.chars().all(|c| c.is_ascii_digit()))
         || (is_roman(s) && s.chars().all(|c| c.is_ascii_lowercase()))
+}
+
+/// What OCR leaves of leader dots beside a word: under three letters (`00000`, `ee`), or one
+/// letter repeated (`eee`).
+pub(crate) fn is_leader_speck(word: &str) -> bool {
+    let letters: Vec<char> = word.chars().filter(|c| c.is_alphabetic()).collect();
+    letters.len() < 3 || letters.iter().all(|&c| c == letters[0])
 }
 
 /// A section number: "1", "2.1", "2.1.3", "A", "A.1", "IV" (roman only with a following
@@ -62,15 +69,10 @@ pub(crate) fn parse_toc_line(text: &str) -> TocLine {
         }
     }
     // Leaders that OCR broke into specks ("remarks ....... 00000 eee"): the title ends where
-    // they begin, when nothing after them is a word (a speck is under three letters, or one
-    // letter repeated).
+    // they begin, when nothing after them is a word.
     let leaders = [t.find("..."), t.find(". . .")].into_iter().flatten().min();
-    let speck = |word: &str| {
-        let letters: Vec<char> = word.chars().filter(|c| c.is_alphabetic()).collect();
-        letters.len() < 3 || letters.iter().all(|&c| c == letters[0])
-    };
     if let Some(start) = leaders
-        && t[start..].split_whitespace().all(speck)
+        && t[start..].split_whitespace().all(is_leader_speck)
     {
         t.truncate(start);
         t.push_str(" ...");

@@ -9,7 +9,7 @@
 #[path = "support/corpus.rs"]
 mod corpus;
 
-use corpus::{corpus_pdf, djvu_of};
+use corpus::{born_digital, djvu_of};
 use hbi_extraction::{ExtractOptions, Extraction, Format, TocSource, detect_format, extract};
 
 fn run(bytes: &[u8]) -> Result<Extraction, hbi_extraction::ExtractError> {
@@ -33,13 +33,7 @@ fn a_djvu_made_from_a_pdf_has_its_toc_labels_and_text() {
     let bytes = djvu_of("r-intro", first, last);
     assert_eq!(detect_format(&bytes).unwrap(), Format::Djvu);
     let djvu = run(&bytes).unwrap();
-    let pdf = extract(
-        &std::fs::read(corpus_pdf("r-intro")).unwrap(),
-        &ExtractOptions::default(),
-        true,
-        &mut |_| {},
-    )
-    .unwrap();
+    let pdf = born_digital("r-intro");
 
     assert_eq!(djvu.page_count, last - first + 1);
     assert_eq!(

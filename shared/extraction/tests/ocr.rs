@@ -8,7 +8,7 @@
 #[path = "support/corpus.rs"]
 mod corpus;
 
-use corpus::{corpus_pdf, joined, pages_of, scan_of};
+use corpus::{born_digital, joined, pages_of, scan_of};
 use hbi_extraction::{ExtractOptions, Progress, extract};
 
 /// Share of the reference's characters (letters and digits) that the other text has in the
@@ -46,13 +46,7 @@ fn a_scanned_book_is_read_by_ocr_page_by_page() {
     assert_eq!((ocr.pages, ocr.failed, ocr.languages.as_str()), (3, 0, "eng"));
     assert!(ocr.mean_confidence.is_some_and(|c| c > 0.7), "{ocr:?}");
 
-    let born_digital = extract(
-        &std::fs::read(corpus_pdf("r-intro")).unwrap(),
-        &ExtractOptions::default(),
-        true,
-        &mut |_| {},
-    )
-    .unwrap();
+    let born_digital = born_digital("r-intro");
     // The running text; an index page's leaders are no text to compare.
     for (position, page) in pages.iter().enumerate().take(2) {
         let accuracy = character_accuracy(&book.pages[position].text, &born_digital.pages[*page as usize - 1].text);
@@ -144,13 +138,7 @@ fn a_book_scanned_in_part_has_only_its_scanned_pages_read() {
     assert_eq!(recognised, [(1, 1)], "one page recognised");
     assert_eq!(extraction.ocr.as_ref().map(|ocr| (ocr.pages, ocr.failed)), Some((1, 0)));
 
-    let born_digital = extract(
-        &std::fs::read(corpus_pdf("r-intro")).unwrap(),
-        &ExtractOptions::default(),
-        true,
-        &mut |_| {},
-    )
-    .unwrap();
+    let born_digital = born_digital("r-intro");
     assert_eq!(
         extraction.pages[0].text, born_digital.pages[7].text,
         "the born-digital page as it was"
@@ -164,13 +152,7 @@ fn a_book_scanned_in_part_has_only_its_scanned_pages_read() {
 fn a_book_in_german_is_read_with_the_german_model() {
     // A page of running German text with umlauts and ß.
     let scan = scan_of("lilypond-learning-de", &[26]);
-    let born_digital = extract(
-        &std::fs::read(corpus_pdf("lilypond-learning-de")).unwrap(),
-        &ExtractOptions::default(),
-        true,
-        &mut |_| {},
-    )
-    .unwrap();
+    let born_digital = born_digital("lilypond-learning-de");
     let reference = &born_digital.pages[25].text;
     let umlauts = |text: &str| text.chars().filter(|c| "äöüßÄÖÜ".contains(*c)).count();
     let read_in = |languages: &str| {

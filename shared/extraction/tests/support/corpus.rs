@@ -18,6 +18,13 @@ pub fn corpus_pdf(name: &str) -> PathBuf {
     root.join("../shared/corpus").join(name).join("book.pdf")
 }
 
+/// A corpus book read from its PDF, with page text: what a scan or a DjVu made of it is held to.
+pub fn born_digital(name: &str) -> hbi_extraction::Extraction {
+    let bytes = std::fs::read(corpus_pdf(name)).expect("a corpus PDF");
+    hbi_extraction::extract(&bytes, &hbi_extraction::ExtractOptions::default(), true, &mut |_| {})
+        .expect("a corpus book extracts")
+}
+
 /// A folder of its own for one test's files, removed by the caller.
 pub fn scratch_dir(purpose: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
