@@ -184,10 +184,15 @@ def split_entry(text, phys, lang, style, xref=None, space_locators=False):
     see, see_also = [], []
     also_w, see_w = xref or XREF_RE.get(lang, XREF_RE["en"])
     # cross references: ', see also X' / ', see X' (makeindex, xindy) at the end of a line
-    m = re.search(rf"(?:^|[,.]?\s+|\t)\(?({also_w}|{see_w})\s+(.+?)\)?$", text)
+    # (a closing parenthesis is cut only when an opening one came before the reference)
+    m = re.search(rf"(?:^|[,.]?\s+|\t)(\()?({also_w}|{see_w})\s+(.+?)(?(1)\))$", text)
+    # a line that starts with the word and ends in locators is an entry for the word itself
+    # ('see (\\see), 1' in an index of commands), not a wrapped reference
+    if m and m.start() == 0 and parse_locators(text.rsplit(", ", 1)[-1], phys):
+        m = None
     if m and style != "texinfo":
-        targets = [t.strip() for t in re.split(r";\s*", m.group(2)) if t.strip()]
-        (see_also if m.group(1) == also_w else see).extend(targets)
+        targets = [t.strip() for t in re.split(r";\s*", m.group(3)) if t.strip()]
+        (see_also if m.group(2) == also_w else see).extend(targets)
         text = text[:m.start()].rstrip(" ,\t")
     if "\t" in text:  # leaders: term \t locators
         term, _, tail = text.rpartition("\t")

@@ -539,6 +539,7 @@ pub(crate) struct RegionLine {
     pub(crate) column: u8,
     pub(crate) x0: f32,
     pub(crate) size: f32,
+    pub(crate) bold: bool,
     pub(crate) text: String,
 }
 
@@ -730,6 +731,35 @@ fn hangs_qualifiers(parsed: &[ParsedLine], ind: &[f32], body_size: f32) -> bool 
     falling * 5 >= (medians.len() - 1) * 4
 }
 
+/// The style (bold, size in half points) the index sets its letter-group headings in, when
+/// it is not the entries' own: xindy and glossary styles name some groups with words
+/// ("Markers", "Maths") set like the letters, and those words head groups too.
+fn group_heading_style(lines: &[RegionLine], parsed: &[ParsedLine]) -> Option<(bool, i32)> {
+    let style = |l: &RegionLine| (l.bold, (2.0 * l.size).round() as i32);
+    let mut headings: HashMap<(bool, i32), usize> = HashMap::new();
+    let mut total = 0usize;
+    for (l, p) in lines.iter().zip(parsed) {
+        let t = l.text.trim();
+        if p.locators.is_empty() && t.chars().count() <= 2 && t.chars().any(char::is_alphabetic) && is_group_heading(t)
+        {
+            *headings.entry(style(l)).or_default() += 1;
+            total += 1;
+        }
+    }
+    let (&shared, &n) = headings.iter().max_by_key(|(_, n)| **n)?;
+    if n < 2 || (n as f32) < 0.8 * total as f32 {
+        return None;
+    }
+    // The entries (lines with locators) are set otherwise.
+    let with_locators = parsed.iter().filter(|p| !p.locators.is_empty()).count();
+    let alike = lines
+        .iter()
+        .zip(parsed)
+        .filter(|(l, p)| !p.locators.is_empty() && style(l) == shared)
+        .count();
+    (with_locators > 0 && (alike as f32) < 0.05 * with_locators as f32).then_some(shared)
+}
+
 /// A parsed entry: path, printed locators, see, see also.
 pub(crate) type ParsedEntry = (Vec<String>, Vec<Locator>, Vec<String>, Vec<String>);
 
@@ -792,6 +822,19 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
         let targets = |v: Vec<String>| v.into_iter().filter(|t| !t.trim().is_empty()).collect::<Vec<_>>();
         out.push((path, o.locators, targets(o.see), targets(o.see_also)));
     };
+    let heading_style = group_heading_style(lines, &parsed);
+    // A word or two without locators set in the letter groups' style heads a group.
+    let styled_heading = |k: usize| {
+        let l = &lines[k];
+        let p = &parsed[k];
+        let t = l.text.trim();
+        heading_style == Some((l.bold, (2.0 * l.size).round() as i32))
+            && p.locators.is_empty()
+            && p.see.is_empty()
+            && p.see_also.is_empty()
+            && t.split_whitespace().count() <= 3
+            && t.chars().next().is_some_and(char::is_alphabetic)
+    };
     // A word that names a letter group ("Symboles") with sub-entries indented under it is an
     // entry of that name ("symboles / gras"), not the group's heading.
     let heads_sub_entries = |k: usize| {
@@ -806,11 +849,17 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
         let mut p = parsed[k].clone();
         let d = ind[k];
         let expecting = open.as_ref().is_some_and(|o| o.trailing_comma || o.locators.is_empty());
-        // "vi, 45" after a complete entry: the first "locator" is the term.
+        // "vi, 45" after a complete entry: the first "locator" is the term. So is a number
+        // starting such a line at the entries' edge ("42, 5" in a group of numbers), where a
+        // wrapped list of locators would follow a comma or be indented.
+        let numeral_term = d <= tol
+            && p.locators
+                .first()
+                .is_some_and(|l| l.first == l.last && l.extra == 0 && l.first.chars().all(|c| c.is_ascii_digit()));
         if p.term.is_empty()
             && p.locators.len() >= 2
             && !expecting
-            && !p.locators[0].first.chars().any(|c| c.is_ascii_digit())
+            && (!p.locators[0].first.chars().any(|c| c.is_ascii_digit()) || numeral_term)
         {
             let first = p.locators.remove(0);
             p.term = first.printed;
@@ -849,7 +898,7 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
                 }
             }
         }
-        if is_group_heading(&line.text) && p.locators.is_empty() && !heads_sub_entries(k) {
+        if (is_group_heading(&line.text) || styled_heading(k)) && p.locators.is_empty() && !heads_sub_entries(k) {
             if let Some(o) = open.take() {
                 // The index's first line, with neither locators nor sub-entries before the
                 // first letter group, is a note under the heading ("needs checking").
@@ -1155,6 +1204,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 column: line.column,
                 x0: line.x0,
                 size: line.size,
+                bold: line.bold,
                 text: line.text.clone(),
             });
         }
@@ -1314,8 +1364,63 @@ mod tests {
             column: 1,
             x0,
             size: 10.0,
+            bold: false,
             text: text.into(),
         }
+    }
+
+    fn styled(x0: f32, bold: bool, text: &str) -> RegionLine {
+        RegionLine { bold, ..rl(x0, text) }
+    }
+
+    #[test]
+    fn words_set_like_the_letter_groups_head_groups_and_numbers_are_entries() {
+        // xindy: bold group headings, letters and words alike; a group of numbered entries.
+        let lines = vec![
+            styled(50.0, true, "Markers"),
+            styled(55.0, false, "(\\tstidxmarker), 1"),
+            styled(50.0, true, "Maths"),
+            styled(50.0, false, "α, 5"),
+            styled(50.0, true, "Numbers"),
+            styled(50.0, false, "2, 5"),
+            styled(50.0, false, "42, 5"),
+            styled(50.0, true, "A"),
+            styled(50.0, false, "aardvark, 4"),
+            styled(50.0, false, "applications"),
+            styled(70.0, false, "arara, 6"),
+            styled(70.0, false, "Emacs, 6"),
+            styled(50.0, false, "argument, 1,"),
+            styled(50.0, false, "2, 3"),
+            styled(50.0, true, "B"),
+            styled(50.0, false, "block, 2"),
+            styled(50.0, true, "Tools"),
+            styled(70.0, false, "hammer, 7"),
+            styled(70.0, false, "saw, 8"),
+        ];
+        let (out, _) = parse_region(&lines, LocatorSeparator::Punctuation);
+        let paths: Vec<String> = out.iter().map(|e| e.0.join(" / ")).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "(\\tstidxmarker)",
+                "α",
+                "2",
+                "42",
+                "aardvark",
+                "applications",
+                "applications / arara",
+                "applications / Emacs",
+                "argument",
+                "block",
+                // A bold word with entries indented under it is an entry, not a group.
+                "Tools",
+                "Tools / hammer",
+                "Tools / saw",
+            ]
+        );
+        assert_eq!(out[3].1.len(), 1);
+        // A list of locators wrapped after a comma stays the entry's.
+        assert_eq!(out[8].1.len(), 3);
     }
 
     #[test]

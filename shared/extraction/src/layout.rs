@@ -103,6 +103,7 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>], within_column: bool) -> Opti
     let mut left = vec![0u32; bins + 1];
     let mut right = vec![0u32; bins + 1];
     let mut covered = vec![false; bins + 1];
+    let mut crossed = vec![0u32; bins + 1];
     for row in rows {
         covered.iter_mut().for_each(|c| *c = false);
         let (mut rmin, mut rmax) = (f32::INFINITY, f32::NEG_INFINITY);
@@ -118,6 +119,7 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>], within_column: bool) -> Opti
         }
         for k in 0..=bins {
             if covered[k] {
+                crossed[k] += 1;
                 continue;
             }
             let x = lo + k as f32;
@@ -129,9 +131,20 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>], within_column: bool) -> Opti
             }
         }
     }
-    let score: Vec<u32> = left.iter().zip(&right).map(|(l, r)| *l.min(r)).collect();
-    let best = score.iter().copied().max().unwrap_or(0);
-    if best < 4 || (best as f32) < 0.15 * rows.len() as f32 {
+    let mut score: Vec<u32> = left.iter().zip(&right).map(|(l, r)| *l.min(r)).collect();
+    let mut best = score.iter().copied().max().unwrap_or(0);
+    // Few rows with text on both sides make columns only where no row crosses between them:
+    // the last page of an index whose second column holds a line or two.
+    let few = best < 4 || (best as f32) < 0.15 * rows.len() as f32;
+    if few {
+        for (v, &n) in score.iter_mut().zip(&crossed) {
+            if n > 0 {
+                *v = 0;
+            }
+        }
+        best = score.iter().copied().max().unwrap_or(0);
+    }
+    if best < 2 {
         return None;
     }
     // The middle of the widest run of bins with the best count.
@@ -155,6 +168,9 @@ fn find_gutter(frags: &[Frag], rows: &[Vec<usize>], within_column: bool) -> Opti
     for row in rows {
         let crosses = row.iter().any(|&i| frags[i].x0 < gutter && frags[i].x1 > gutter);
         if crosses {
+            if few {
+                return None;
+            }
             continue;
         }
         let two_sided = row.iter().any(|&i| frags[i].x1 <= gutter) && row.iter().any(|&i| frags[i].x1 > gutter);
@@ -473,6 +489,49 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 12, "{lines:?}");
         assert_eq!(left[0], "left 0 7");
+    }
+
+    #[test]
+    fn a_second_column_of_two_lines_is_a_column() {
+        // The last page of an index: a long first column, two lines in the second.
+        let mut frags = Vec::new();
+        for k in 0..30 {
+            let y = 780.0 - 12.0 * k as f32;
+            frags.push(frag(
+                57.0,
+                57.0 + 60.0 + 3.0 * (k % 7) as f32,
+                y,
+                &format!("left {k}, 7"),
+            ));
+        }
+        frags.push(frag(306.0, 390.0, 780.0, "right one, 4"));
+        frags.push(frag(306.0, 380.0, 768.0, "right two, 5"));
+        let lines = layout(&frags);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 32, "{texts:?}");
+        assert_eq!(texts[0], "left 0, 7");
+        assert_eq!(&texts[30..], ["right one, 4", "right two, 5"]);
+    }
+
+    #[test]
+    fn a_few_rows_beside_text_that_crosses_the_middle_are_no_columns() {
+        // Body text across the page, and two short rows with a gap where the gutter would be.
+        let mut frags = Vec::new();
+        for k in 0..20 {
+            frags.push(frag(
+                57.0,
+                540.0,
+                780.0 - 12.0 * k as f32,
+                &format!("a long line of text {k}"),
+            ));
+        }
+        frags.push(frag(57.0, 150.0, 500.0, "Name"));
+        frags.push(frag(306.0, 400.0, 500.0, "Value"));
+        frags.push(frag(57.0, 150.0, 488.0, "width"));
+        frags.push(frag(306.0, 400.0, 488.0, "12pt"));
+        let lines = layout(&frags);
+        assert!(lines.iter().all(|l| l.column == 0), "{lines:?}");
+        assert!(lines.iter().any(|l| l.text == "Name Value"), "{lines:?}");
     }
 
     #[test]
