@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::IndexEntry;
-use crate::book::{Book, furniture_key, is_index_title, normalize_label};
+use crate::book::{Book, is_index_title, normalize_label};
 
 /// One printed index of a book.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -1096,6 +1096,16 @@ fn is_sentence(text: &str) -> bool {
     t.split_whitespace().count() >= 3 && t.ends_with('.') && !t.ends_with("..")
 }
 
+/// An index's name as a running head repeats it: its letters, whatever the punctuation and
+/// numbers around them ("Appendix D: Function and variable index" on the index's later pages,
+/// "Index 211"; OCR reads punctuation as it likes).
+fn name_key(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_alphabetic())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 fn find_regions(book: &Book) -> Vec<Region> {
     let n = book.pages.len();
     let start_page = if n > 20 { n * 2 / 5 } else { 0 };
@@ -1115,7 +1125,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
             // a new one (a part title page "Index" is followed by the index's own heading).
             if let Some(&(hp, hk, separator)) = heads.last() {
                 let heading = &book.pages[hp].lines[hk];
-                if furniture_key(&heading.text) == furniture_key(&line.text)
+                if name_key(&heading.text) == name_key(&line.text)
                     && heading.size > 1.1 * line.size
                     && book
                         .lines_after(hp, hk)
@@ -1179,8 +1189,20 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 lines.append(&mut page_lines);
                 cur_page = q;
             }
-            // A large heading that is not a letter group ends the index.
+            // A large heading that is not a letter group ends the index. A heading has words
+            // and no page number: leaders whose term OCR lost, or an entry whose size OCR
+            // overestimated, are no heading.
+            let letters = line.text.chars().filter(|c| c.is_alphabetic()).count();
+            let dots = line.text.chars().filter(|&c| c == '.').count();
+            let ends_in_page = line
+                .text
+                .split_whitespace()
+                .last()
+                .is_some_and(|t| is_page(t.trim_matches(|c: char| !c.is_alphanumeric())));
             if line.size >= heading_size
+                && letters >= 2
+                && dots <= letters
+                && !ends_in_page
                 && !is_group_heading(&line.text)
                 && parse_line_as(&line.text, separator).locators.is_empty()
             {
@@ -1189,7 +1211,7 @@ fn find_regions(book: &Book) -> Vec<Region> {
             }
             // A running head or foot repeating the index's name ("Index", "Index 211") that
             // was not told from the text, as it recurs on the index pages only.
-            if book.is_page_edge(q, j) && furniture_key(&line.text) == furniture_key(&name) {
+            if book.is_page_edge(q, j) && name_key(&line.text) == name_key(&name) {
                 continue;
             }
             // A full-width note above two-column entries is not an entry.

@@ -14,6 +14,7 @@ mod epub;
 mod index;
 mod labels;
 mod layout;
+mod leaders;
 mod ocr;
 mod outline;
 mod signals;

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::layout::{self, TextLine};
+use crate::leaders::{self, LeaderRun};
 use crate::text::WordRun;
 use crate::tools::{self, TempFile};
 
@@ -33,6 +34,9 @@ const RENDER_DEADLINE: Duration = Duration::from_secs(120);
 const RECOGNITION_DEADLINE: Duration = Duration::from_secs(300);
 const MAX_IMAGE_BYTES: u64 = 512 * 1024 * 1024;
 const MAX_HOCR_BYTES: u64 = 64 * 1024 * 1024;
+/// Largest page image searched for leaders (an A2 page at 300 dpi): the search holds the
+/// image and a mark per pixel, beside the extractor's other work.
+const MAX_LEADER_SEARCH_BYTES: u64 = 64 * 1024 * 1024;
 /// Words Tesseract is less sure of than this (out of 100) are dropped.
 const MIN_WORD_CONFIDENCE: f32 = 25.0;
 /// A "word" on the baseline less tall than this share of its row is leader dots, whatever
@@ -255,11 +259,22 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
     if size > MAX_IMAGE_BYTES {
         return Err(format!("the page image is {size} bytes"));
     }
+    let leaders = if size <= MAX_LEADER_SEARCH_BYTES {
+        take_out_leaders(&image.0, dpi)?
+    } else {
+        Vec::new()
+    };
+    // A page whose leaders came out is a listing of titles and page numbers: it is read as
+    // one block of lines (`--psm 6`), as Tesseract's page analysis takes the column of page
+    // numbers, alone now, for specks and drops it. The layout finds the columns itself.
+    let listing: &[&str] = if leaders.is_empty() { &[] } else { &["--psm", "6"] };
     let mut command = Command::new("tesseract");
     command
         .arg(&image.0)
         .arg("stdout")
-        .args(["-l", languages, "--dpi", &format!("{dpi:.0}"), "hocr"])
+        .args(["-l", languages, "--dpi", &format!("{dpi:.0}")])
+        .args(listing)
+        .arg("hocr")
         // One thread each: the pages run in parallel instead.
         .env("OMP_THREAD_LIMIT", "1");
     let hocr = tools::run(
@@ -268,7 +283,32 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
         RECOGNITION_DEADLINE,
         MAX_HOCR_BYTES,
     )?;
-    Ok(page_from_hocr(&String::from_utf8_lossy(&hocr), dpi))
+    Ok(page_from_hocr(&String::from_utf8_lossy(&hocr), dpi, &leaders))
+}
+
+/// Paints the page image's leader dots white (see `leaders.rs`), rewriting the file, and
+/// returns where they were.
+fn take_out_leaders(path: &Path, dpi: f32) -> Result<Vec<LeaderRun>, String> {
+    let decoded = image::ImageReader::open(path)
+        .map_err(|err| format!("cannot open the page image: {err}"))?
+        .with_guessed_format()
+        .map_err(|err| format!("cannot read the page image: {err}"))?
+        .decode()
+        .map_err(|err| format!("cannot decode the page image: {err}"))?;
+    let mut gray = decoded.into_luma8();
+    let leaders = leaders::take_out_leaders(&mut gray, dpi);
+    if !leaders.is_empty() {
+        // A binary graymap (P5), as pdftoppm and ddjvu write: the encoder's default, PAM
+        // (P7), is read by Leptonica without its grey levels.
+        use image::ImageEncoder;
+        use image::codecs::pnm::{PnmEncoder, PnmSubtype, SampleEncoding};
+        let file = std::fs::File::create(path).map_err(|err| format!("cannot write the page image: {err}"))?;
+        PnmEncoder::new(std::io::BufWriter::new(file))
+            .with_subtype(PnmSubtype::Graymap(SampleEncoding::Binary))
+            .write_image(gray.as_raw(), gray.width(), gray.height(), image::ExtendedColorType::L8)
+            .map_err(|err| format!("cannot write the page image: {err}"))?;
+    }
+    Ok(leaders)
 }
 
 /// A line's font size in pixels, from how far its tallest letters rise above the baseline:
@@ -438,11 +478,32 @@ fn hocr_lines(hocr: &str) -> (f32, Vec<HocrLine>) {
 /// code reads them as it reads a text layer. Leader dots, which Tesseract reads as specks of
 /// nonsense ("«4454s:", "eee"), are told by their height (a dot row is a fraction of the
 /// row's) and become dots again: the contents and index parsers look for leaders.
-pub(crate) fn page_from_hocr(hocr: &str, dpi: f32) -> Recognised {
+pub(crate) fn page_from_hocr(hocr: &str, dpi: f32, leaders: &[LeaderRun]) -> Recognised {
     let scale = 72.0 / dpi.max(1.0);
     let (page_height, lines) = hocr_lines(hocr);
     let (mut confidence_sum, mut words) = (0.0f64, 0usize);
     let mut frags = Vec::new();
+    // The leaders taken out of the image come back as dots, at the size of the line whose
+    // baseline they sit on, else of the page's usual line.
+    let mut sizes: Vec<f32> = lines
+        .iter()
+        .map(|l| font_size(l, l.bottom + l.baseline_offset))
+        .collect();
+    sizes.sort_by(f32::total_cmp);
+    let usual_size = sizes.get(sizes.len() / 2).copied().unwrap_or(3.0);
+    for run in leaders {
+        let size_px = lines
+            .iter()
+            .filter(|l| (l.bottom + l.baseline_offset - run.bottom).abs() <= 0.5 * l.x_size)
+            .min_by(|a, b| {
+                let distance = |l: &HocrLine| (l.bottom + l.baseline_offset - run.bottom).abs();
+                distance(a).total_cmp(&distance(b))
+            })
+            .map_or(usual_size, |l| font_size(l, l.bottom + l.baseline_offset));
+        let dots = ((run.x1 - run.x0) / run.pitch.max(1.0)).round().max(3.0) as usize;
+        let mut leader_run = WordRun::new(&mut frags, (page_height - run.bottom) * scale, size_px * scale);
+        leader_run.push(run.x0 * scale, run.x1 * scale, &".".repeat(dots));
+    }
     for line in &lines {
         let baseline_px = line.bottom + line.baseline_offset;
         let size = (font_size(line, baseline_px) * scale).max(1.0);
@@ -496,6 +557,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn leaders_taken_out_of_the_image_come_back_between_term_and_page() {
+        // Tesseract read the term and the page number of an index line from an image whose
+        // leaders were taken out, and read nothing on a row of leaders alone.
+        let hocr = r#"<html><body><div class='ocr_page' title='bbox 0 0 2550 3300'>
+  <span class='ocr_line' title="bbox 300 600 420 642; baseline 0 -8; x_size 40; x_descenders 8; x_ascenders 9">
+   <span class='ocrx_word' title='bbox 300 604 420 634; x_wconf 93'>abline</span>
+  </span>
+  <span class='ocr_line' title="bbox 1100 600 1150 634; baseline 0 0; x_size 40; x_descenders 8; x_ascenders 9">
+   <span class='ocrx_word' title='bbox 1100 604 1150 634; x_wconf 96'>62</span>
+  </span>
+</div></body></html>"#;
+        let leaders = [
+            LeaderRun {
+                x0: 440.0,
+                x1: 1080.0,
+                bottom: 634.0,
+                pitch: 20.0,
+            },
+            LeaderRun {
+                x0: 440.0,
+                x1: 1080.0,
+                bottom: 900.0,
+                pitch: 20.0,
+            },
+        ];
+        let page = page_from_hocr(hocr, 300.0, &leaders);
+        let texts: Vec<&str> = page.lines.iter().map(|line| line.text.as_str()).collect();
+        assert_eq!(texts[0], format!("abline {} 62", ".".repeat(32)));
+        let parsed = crate::index::parse_line(texts[0]);
+        assert_eq!(parsed.term, "abline");
+        assert_eq!(parsed.locators.len(), 1);
+        // The leaders alone come back at the page's usual size, not as a heading.
+        assert!(
+            (page.lines[1].size - page.lines[0].size).abs() < 0.01,
+            "{:?}",
+            page.lines
+        );
+    }
+
+    #[test]
     fn tesseract_hocr_becomes_lines_from_the_bottom_left() {
         let hocr = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
@@ -516,7 +617,7 @@ mod tests {
   </span>
  </p></div>
 </div></body></html>"#;
-        let page = page_from_hocr(hocr, 300.0);
+        let page = page_from_hocr(hocr, 300.0, &[]);
         let texts: Vec<&str> = page.lines.iter().map(|line| line.text.as_str()).collect();
         let leaders = ".".repeat(111);
         assert_eq!(

@@ -56,11 +56,36 @@ fn a_scanned_book_is_read_by_ocr_page_by_page() {
             book.pages[position].text
         );
     }
-    // The index page's heading and its page numbers are read. Its terms, in a small
-    // typewriter face between dot leaders, come out poorly from a JPEG scan: parsing indexes
-    // from scans is the benchmark's matter (BENCHMARKS.md), not this test's.
+    // The index page's heading, its entries (term, leaders, page) and its page numbers are
+    // read. Its terms are R's operators and functions in a small typewriter face; the
+    // operators (`%o%`, `::`) come out poorly from a JPEG scan, the names well.
     let index_page = &book.pages[2].text;
     assert!(index_page.contains("Function and variable index"), "{index_page}");
+    // (term, page numbers) of each line with leaders.
+    let entries = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|line| {
+                let (term, rest) = line.split_once(" .")?;
+                let pages: String = rest
+                    .rsplit('.')
+                    .next()?
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect();
+                let numeric = !pages.is_empty() && pages.chars().all(|c| c.is_ascii_digit() || c == ',');
+                // The text layer glues the first leader dot to the term ("abline. . .").
+                let term = term.trim().trim_end_matches('.');
+                (numeric && !term.is_empty()).then(|| (term.to_owned(), pages))
+            })
+            .collect()
+    };
+    let (read_entries, printed_entries) = (entries(index_page), entries(&born_digital.pages[107].text));
+    let exact = printed_entries.iter().filter(|e| read_entries.contains(e)).count();
+    assert!(
+        printed_entries.len() >= 40 && exact * 2 >= printed_entries.len(),
+        "{exact} of the page's {} entries read exactly: {index_page}",
+        printed_entries.len()
+    );
     let numbers = |text: &str| -> Vec<String> {
         let mut found: Vec<String> = text
             .split(|c: char| !c.is_ascii_digit())
