@@ -543,6 +543,13 @@ pub(crate) struct RegionLine {
     pub(crate) text: String,
 }
 
+impl RegionLine {
+    /// Weight and size (in half points): what sets a heading apart from the entries.
+    fn style(&self) -> (bool, i32) {
+        (self.bold, (2.0 * self.size).round() as i32)
+    }
+}
+
 /// An entry under construction.
 struct Open {
     level: usize,
@@ -735,7 +742,7 @@ fn hangs_qualifiers(parsed: &[ParsedLine], ind: &[f32], body_size: f32) -> bool 
 /// it is not the entries' own: xindy and glossary styles name some groups with words
 /// ("Markers", "Maths") set like the letters, and those words head groups too.
 fn group_heading_style(lines: &[RegionLine], parsed: &[ParsedLine]) -> Option<(bool, i32)> {
-    let style = |l: &RegionLine| (l.bold, (2.0 * l.size).round() as i32);
+    let style = RegionLine::style;
     let mut headings: HashMap<(bool, i32), usize> = HashMap::new();
     let mut total = 0usize;
     for (l, p) in lines.iter().zip(parsed) {
@@ -828,7 +835,7 @@ pub(crate) fn parse_region(lines: &[RegionLine], separator: LocatorSeparator) ->
         let l = &lines[k];
         let p = &parsed[k];
         let t = l.text.trim();
-        heading_style == Some((l.bold, (2.0 * l.size).round() as i32))
+        heading_style == Some(l.style())
             && p.locators.is_empty()
             && p.see.is_empty()
             && p.see_also.is_empty()
@@ -1106,6 +1113,18 @@ fn name_key(text: &str) -> String {
         .collect()
 }
 
+/// A heading has words and no page number: leaders whose term OCR lost, or an entry whose
+/// size OCR overestimated, are no heading.
+fn reads_as_heading(text: &str) -> bool {
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+    let dots = text.chars().filter(|&c| c == '.').count();
+    let ends_in_page = text
+        .split_whitespace()
+        .last()
+        .is_some_and(|t| is_page(t.trim_matches(|c: char| !c.is_alphanumeric())));
+    letters >= 2 && dots <= letters && !ends_in_page
+}
+
 fn find_regions(book: &Book) -> Vec<Region> {
     let n = book.pages.len();
     let start_page = if n > 20 { n * 2 / 5 } else { 0 };
@@ -1189,20 +1208,9 @@ fn find_regions(book: &Book) -> Vec<Region> {
                 lines.append(&mut page_lines);
                 cur_page = q;
             }
-            // A large heading that is not a letter group ends the index. A heading has words
-            // and no page number: leaders whose term OCR lost, or an entry whose size OCR
-            // overestimated, are no heading.
-            let letters = line.text.chars().filter(|c| c.is_alphabetic()).count();
-            let dots = line.text.chars().filter(|&c| c == '.').count();
-            let ends_in_page = line
-                .text
-                .split_whitespace()
-                .last()
-                .is_some_and(|t| is_page(t.trim_matches(|c: char| !c.is_alphanumeric())));
+            // A large heading that is not a letter group ends the index.
             if line.size >= heading_size
-                && letters >= 2
-                && dots <= letters
-                && !ends_in_page
+                && reads_as_heading(&line.text)
                 && !is_group_heading(&line.text)
                 && parse_line_as(&line.text, separator).locators.is_empty()
             {

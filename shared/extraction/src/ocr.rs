@@ -363,6 +363,13 @@ struct HocrLine {
     words: Vec<HocrWord>,
 }
 
+impl HocrLine {
+    /// The baseline's height on the image, in pixels from the top.
+    fn baseline(&self) -> f32 {
+        self.bottom + self.baseline_offset
+    }
+}
+
 struct HocrWord {
     x0: f32,
     x1: f32,
@@ -483,30 +490,29 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32, leaders: &[LeaderRun]) -> Rec
     let (page_height, lines) = hocr_lines(hocr);
     let (mut confidence_sum, mut words) = (0.0f64, 0usize);
     let mut frags = Vec::new();
+    let line_sizes: Vec<f32> = lines.iter().map(|l| font_size(l, l.baseline())).collect();
     // The leaders taken out of the image come back as dots, at the size of the line whose
     // baseline they sit on, else of the page's usual line.
-    let mut sizes: Vec<f32> = lines
-        .iter()
-        .map(|l| font_size(l, l.bottom + l.baseline_offset))
-        .collect();
-    sizes.sort_by(f32::total_cmp);
-    let usual_size = sizes.get(sizes.len() / 2).copied().unwrap_or(3.0);
-    for run in leaders {
-        let size_px = lines
-            .iter()
-            .filter(|l| (l.bottom + l.baseline_offset - run.bottom).abs() <= 0.5 * l.x_size)
-            .min_by(|a, b| {
-                let distance = |l: &HocrLine| (l.bottom + l.baseline_offset - run.bottom).abs();
-                distance(a).total_cmp(&distance(b))
-            })
-            .map_or(usual_size, |l| font_size(l, l.bottom + l.baseline_offset));
-        let dots = ((run.x1 - run.x0) / run.pitch.max(1.0)).round().max(3.0) as usize;
-        let mut leader_run = WordRun::new(&mut frags, (page_height - run.bottom) * scale, size_px * scale);
-        leader_run.push(run.x0 * scale, run.x1 * scale, &".".repeat(dots));
+    if !leaders.is_empty() {
+        let mut sorted = line_sizes.clone();
+        sorted.sort_by(f32::total_cmp);
+        let usual_size = sorted.get(sorted.len() / 2).copied().unwrap_or(3.0);
+        for run in leaders {
+            let size_px = lines
+                .iter()
+                .zip(&line_sizes)
+                .map(|(l, &size)| ((l.baseline() - run.bottom).abs(), l.x_size, size))
+                .filter(|&(distance, x_size, _)| distance <= 0.5 * x_size)
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .map_or(usual_size, |(_, _, size)| size);
+            let dots = ((run.x1 - run.x0) / run.pitch.max(1.0)).round().max(3.0) as usize;
+            let mut leader_run = WordRun::new(&mut frags, (page_height - run.bottom) * scale, size_px * scale);
+            leader_run.push(run.x0 * scale, run.x1 * scale, &".".repeat(dots));
+        }
     }
-    for line in &lines {
-        let baseline_px = line.bottom + line.baseline_offset;
-        let size = (font_size(line, baseline_px) * scale).max(1.0);
+    for (line, &line_size) in lines.iter().zip(&line_sizes) {
+        let baseline_px = line.baseline();
+        let size = (line_size * scale).max(1.0);
         let baseline = (page_height - baseline_px) * scale;
         let mut run = WordRun::new(&mut frags, baseline, size);
         // Whether the word before was a word (not leaders).
