@@ -55,6 +55,10 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if matches!(first, "health" | "metrics" | "docs" | "redoc" | "openapi.json") {
         return None;
     }
+    // Any key opens the MCP door; each tool then asks for the scope its HTTP twin needs.
+    if first == "mcp" {
+        return Some(Scope::Read);
+    }
     if matches!(first, "config" | "dlq" | "keys") || method == Method::DELETE {
         return Some(Scope::Admin);
     }
@@ -378,6 +382,8 @@ mod tests {
         assert_eq!(scope(Method::GET, "/config"), Some(Scope::Admin));
         assert_eq!(scope(Method::GET, "/dlq"), Some(Scope::Admin));
         assert_eq!(scope(Method::GET, "/keys"), Some(Scope::Admin));
+        assert_eq!(scope(Method::POST, "/mcp"), Some(Scope::Read));
+        assert_eq!(scope(Method::DELETE, "/mcp"), Some(Scope::Read));
         assert_eq!(
             scope(Method::GET, "/healthz"),
             Some(Scope::Read),

@@ -191,7 +191,8 @@ impl<const DOCUMENTED: u8> From<LibraryError> for ApiError<DOCUMENTED> {
             LibraryError::BookNotFound
             | LibraryError::JobNotFound
             | LibraryError::NotInDeadLetterQueue
-            | LibraryError::PageNotFound { .. } => StatusCode::NOT_FOUND,
+            | LibraryError::PageNotFound { .. }
+            | LibraryError::PageLabelNotFound { .. } => StatusCode::NOT_FOUND,
             LibraryError::Conflict(_) => StatusCode::CONFLICT,
             LibraryError::BadFile(_) => StatusCode::BAD_REQUEST,
             LibraryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod error;
+pub mod mcp;
 pub mod openapi;
 pub mod routes;
 pub mod telemetry;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub started: Instant,
     /// API keys, scopes and rate limits of the HTTP surface.
     pub access: Arc<access::AccessControl>,
+    /// Cancelled when the server stops: long-lived responses (event streams) end then.
+    pub streams_end: CancellationToken,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
             settings,
             started: Instant::now(),
             access,
+            streams_end: CancellationToken::new(),
         }
     }
 }
@@ -117,7 +121,9 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let access = state.access.clone();
     let cors = access::cors(&state.settings.server.cors_origins);
     let with_cors = cors.is_some();
+    let mcp = mcp::http_endpoint(state.library.clone(), state.streams_end.clone());
     surface()
+        .at("/mcp", mcp)
         .around(move |endpoint, request| reject_oversized(endpoint, request, limits))
         .data(state)
         .around(move |endpoint, request| access::guard(endpoint, request, access.clone()))
@@ -452,14 +458,15 @@ impl Application {
             self.state.settings.stranded_after(),
             shutdown.clone(),
         ));
+        let streams_end = self.state.streams_end.clone();
         let app = routes(self.state);
         let signal = shutdown.clone();
+        let signal = async move {
+            signal.cancelled().await;
+            streams_end.cancel();
+        };
         Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move { signal.cancelled().await },
-                Some(Duration::from_secs(10)),
-            )
+            .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(10)))
             .await?;
         relay.abort();
         Ok(())

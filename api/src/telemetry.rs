@@ -55,20 +55,44 @@ struct LokiShipper {
 ///
 /// A second call in one process keeps the first subscriber and exports nothing more.
 pub fn init(log: &LogSettings, telemetry: &TelemetrySettings, default_service: &str) -> anyhow::Result<Telemetry> {
+    init_writing_to(log, telemetry, default_service, LogStream::Stdout)
+}
+
+/// Where the log lines of this process go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    /// For a process whose stdout is a protocol (`hbi mcp`).
+    Stderr,
+}
+
+/// [`init`], the log lines written to `stream`.
+pub fn init_writing_to(
+    log: &LogSettings,
+    telemetry: &TelemetrySettings,
+    default_service: &str,
+    stream: LogStream,
+) -> anyhow::Result<Telemetry> {
     let service = telemetry.service_or(default_service).to_owned();
+    let writer = move || -> Box<dyn std::io::Write> {
+        match stream {
+            LogStream::Stdout => Box::new(std::io::stdout()),
+            LogStream::Stderr => Box::new(std::io::stderr()),
+        }
+    };
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let stdout: Box<dyn Layer<Registry> + Send + Sync> = if log.format == hbi_shared::config::LogFormat::Pretty {
         tracing_subscriber::fmt::layer()
             .with_target(false)
-            .with_writer(std::io::stdout)
+            .with_writer(writer)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer()
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines)
-            .with_writer(std::io::stdout)
+            .with_writer(writer)
             .boxed()
     };
 

@@ -54,6 +54,13 @@ enum Command {
     },
     /// Extract page labels, ToC and index from a PDF, offline.
     Extract(ExtractArgs),
+    /// Serve the library over MCP on stdin and stdout (for desktop clients), as the API key
+    /// in HBI_API_KEY (its scope decides what the tools may do).
+    Mcp {
+        /// Where the embedded database, queue and blobs live.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -150,7 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bind: args.bind,
             data_dir: args.data_dir.clone(),
         },
-        Command::Migrate { data_dir } => Overrides {
+        Command::Migrate { data_dir } | Command::Mcp { data_dir } => Overrides {
             bind: None,
             data_dir: data_dir.clone(),
         },
@@ -161,8 +168,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(_) => "hbi-api",
         Command::Worker(_) => "hbi-worker",
         Command::Serve(_) | Command::Migrate { .. } | Command::Extract(_) => "hbi",
+        Command::Mcp { .. } => "hbi-mcp",
     };
-    let telemetry = hbi_api::telemetry::init(&settings.log, &settings.telemetry, default_service)?;
+    // MCP's stdio transport owns stdout.
+    let stream = match &cli.command {
+        Command::Mcp { .. } => hbi_api::telemetry::LogStream::Stderr,
+        _ => hbi_api::telemetry::LogStream::Stdout,
+    };
+    let telemetry = hbi_api::telemetry::init_writing_to(&settings.log, &settings.telemetry, default_service, stream)?;
     let result = run_command(cli.command, settings).await;
     if let Err(err) = &result {
         // On stdout and in Loki too, not only on stderr.
@@ -220,8 +233,37 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
             health.abort();
             result
         }
+        Command::Mcp { .. } => {
+            let backends = Backends::open(&settings, true).await?;
+            let caller = mcp_caller(&settings, &backends).await?;
+            tracing::info!(key_id = %caller.key_id, scope = %caller.scope, "serving MCP on stdin and stdout");
+            let library = backends.library(&settings);
+            tokio::select! {
+                result = hbi_api::mcp::serve_stdio(library, caller) => result,
+                () = shutdown.cancelled() => Ok(()),
+            }
+        }
         Command::Extract(_) => Ok(()),
     }
+}
+
+/// Who `hbi mcp` acts as: the API key in `HBI_API_KEY`, checked as the API checks it
+/// (everyone, when authentication is off).
+async fn mcp_caller(settings: &Settings, backends: &Backends) -> anyhow::Result<hbi_shared::access::Principal> {
+    if !settings.auth.enabled {
+        return Ok(hbi_shared::access::Principal::local());
+    }
+    let key = std::env::var("HBI_API_KEY").map_err(|_| {
+        anyhow::anyhow!(
+            "HBI_API_KEY is not set: `hbi mcp` acts as an API key of the library (make one with POST /keys)"
+        )
+    })?;
+    let authenticator =
+        hbi_shared::access::Authenticator::new(backends.api_keys.clone(), settings.auth.bootstrap_api_key.as_ref());
+    authenticator
+        .authenticate(key.trim())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("HBI_API_KEY is not a valid API key of this library"))
 }
 
 /// Opens the backends for a long-running process, waiting out a database that is not up

@@ -117,22 +117,25 @@ install_all() {
 
 # Python tools the tests call: an independent OpenAPI validator, a YAML parser, and for
 # cli/tests/fast/api_contract.rs schemathesis (checks what `hbi serve` answers against its OpenAPI
-# document) and openapi-python-client (generates a client from it). Installed together, so pip
-# resolves their shared dependencies once; a new marker name when the list changes.
+# document) and openapi-python-client (generates a client from it); for cli/tests/fast/mcp.rs the
+# official MCP Python SDK as the client. Installed together, so pip resolves their shared
+# dependencies once; a new marker name when the list changes.
 HBI_PYLIB="${HBI_PYLIB:-$HBI_TOOLS_DIR/pylib}"
 export HBI_PYLIB
 HBI_SCHEMATHESIS_VERSION="${HBI_SCHEMATHESIS_VERSION:-4.32.5}"
 HBI_OPENAPI_PYTHON_CLIENT_VERSION="${HBI_OPENAPI_PYTHON_CLIENT_VERSION:-0.29.1}"
+HBI_MCP_SDK_VERSION="${HBI_MCP_SDK_VERSION:-2.3.0}"
 install_python_tools() {
-  if [[ -f "$HBI_PYLIB/.hbi-installed-3" ]]; then
+  if [[ -f "$HBI_PYLIB/.hbi-installed-4" ]]; then
     return 0
   fi
-  hbi__log "installing openapi-spec-validator, schemathesis and openapi-python-client into $HBI_PYLIB"
+  hbi__log "installing openapi-spec-validator, schemathesis, openapi-python-client and the MCP SDK into $HBI_PYLIB"
   python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$HBI_PYLIB" \
     openapi-spec-validator pyyaml "schemathesis==$HBI_SCHEMATHESIS_VERSION" \
-    "openapi-python-client==$HBI_OPENAPI_PYTHON_CLIENT_VERSION" >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
+    "openapi-python-client==$HBI_OPENAPI_PYTHON_CLIENT_VERSION" \
+    "mcp==$HBI_MCP_SDK_VERSION" >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
     tail -n 25 "$HBI_TOOLS_DIR/pip-pylib.log" >&2
     return 1
   }
-  touch "$HBI_PYLIB/.hbi-installed-3"
+  touch "$HBI_PYLIB/.hbi-installed-4"
 }

@@ -5,8 +5,9 @@
 //! extract` also is for people at a terminal.
 //!
 //! Protocol: the child prints the extraction JSON on stdout and, with `--progress jsonl`,
-//! one `{"done":N,"total":M}` line per page on stderr (with `"stage":"ocr"` for the pages
-//! OCR recognises after the layout of all: each adds to the deadline); a refused input exits with code 2
+//! one `{"done":N,"total":M}` line per page read on stderr (with `"stage":"ocr"` for the pages
+//! OCR recognises after the layout of all: each adds to the deadline, and is counted among
+//! the book's pages as it is recognised); a refused input exits with code 2
 //! and a `{"error":"..."}` line; any other failure exits 1 (the worker retries).
 
 use std::io::Write;
@@ -119,6 +120,9 @@ pub async fn extract_in_child(
     // Pages the child said it recognises with OCR; the deadline grows with them.
     let ocr_pages = AtomicU32::new(0);
     let ocr_pages = &ocr_pages;
+    // The book's pages, from the child's page lines: OCR's count is reported on that scale.
+    let book_pages = AtomicU32::new(0);
+    let book_pages = &book_pages;
     let read_stderr = async move {
         let mut lines = BufReader::new(stderr).lines();
         let mut last_error = None;
@@ -134,8 +138,13 @@ pub async fn extract_in_child(
                 }) => {
                     if stage.as_deref() == Some("ocr") {
                         ocr_pages.fetch_max(total, Ordering::Relaxed);
+                        // The pages OCR does not read were counted as they were laid out.
+                        let pages = book_pages.load(Ordering::Relaxed).max(total);
+                        progress(pages - total + done.min(total), pages);
+                    } else {
+                        book_pages.fetch_max(total, Ordering::Relaxed);
+                        progress(done, total);
                     }
-                    progress(done, total);
                 }
                 _ => {
                     if other.len() < 20 {
@@ -327,6 +336,19 @@ mod tests {
 
     use super::*;
 
+    /// An extractor that is the shell script `body`, written to `program`, with a 30 s deadline.
+    fn fake_extractor(program: PathBuf, body: &str) -> anyhow::Result<ExtractorConfig> {
+        std::fs::write(&program, format!("#!/bin/sh\n{body}"))?;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700))?;
+        Ok(ExtractorConfig {
+            program,
+            memory_limit_mb: 512,
+            max_pages: 10,
+            timeout: Duration::from_secs(30),
+            ocr_page_timeout: Duration::from_secs(1),
+        })
+    }
+
     /// The child gets a clean environment: none of the worker's secrets (database and S3
     /// credentials, API keys) reach the process that parses untrusted files.
     #[tokio::test]
@@ -336,21 +358,13 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let program = dir.path().join("fake-hbi");
         let seen = dir.path().join("environment");
-        std::fs::write(
-            &program,
-            format!(
-                "#!/bin/sh\nenv > '{}'\necho '{{\"error\":\"refused\"}}' >&2\nexit 2\n",
+        let config = fake_extractor(
+            program,
+            &format!(
+                "env > '{}'\necho '{{\"error\":\"refused\"}}' >&2\nexit 2\n",
                 seen.display()
             ),
         )?;
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700))?;
-        let config = ExtractorConfig {
-            program,
-            memory_limit_mb: 512,
-            max_pages: 10,
-            timeout: Duration::from_secs(30),
-            ocr_page_timeout: Duration::from_secs(1),
-        };
         let result = extract_in_child(
             &config,
             &dir.path().join("book.pdf"),
@@ -418,6 +432,48 @@ mod tests {
                 "{announce}: {took:?}"
             );
         }
+        Ok(())
+    }
+
+    /// OCR's count is put on the book's scale: the pages laid out with text, then each page
+    /// recognised, so a job's progress never goes back.
+    #[tokio::test]
+    async fn ocr_progress_continues_the_count_of_the_pages_laid_out() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let program = dir.path().join("fake-hbi");
+        let lines = [
+            r#"{"done":1,"total":4}"#,
+            r#"{"done":0,"total":3,"stage":"ocr"}"#,
+            r#"{"done":2,"total":3,"stage":"ocr"}"#,
+            r#"{"done":3,"total":3,"stage":"ocr"}"#,
+            r#"{"done":4,"total":4}"#,
+        ];
+        let script: String = lines.iter().map(|line| format!("echo '{line}' >&2\n")).collect();
+        let config = fake_extractor(program, &format!("{script}exit 1\n"))?;
+        let seen = std::sync::Mutex::new(Vec::new());
+        // A script just written can be busy for exec (ETXTBSY) while another test's fork
+        // still holds it open: start it again then.
+        for _ in 0..5 {
+            seen.lock().expect("lock").clear();
+            let result = extract_in_child(
+                &config,
+                &dir.path().join("book.pdf"),
+                &BookLanguages::default(),
+                &CancellationToken::new(),
+                &|done, total| seen.lock().expect("lock").push((done, total)),
+            )
+            .await;
+            match result {
+                Err(ExtractorFailure::Crashed(message)) if message.contains("could not start") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                result => {
+                    assert!(matches!(result, Err(ExtractorFailure::Crashed(_))), "{result:?}");
+                    break;
+                }
+            }
+        }
+        assert_eq!(*seen.lock().expect("lock"), [(1, 4), (1, 4), (3, 4), (4, 4), (4, 4)]);
         Ok(())
     }
 }

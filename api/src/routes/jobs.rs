@@ -1,10 +1,12 @@
 use hbi_shared::LibraryError;
 use hbi_shared::db::entities::{job, job_attempt};
 use hbi_shared::domain::{JobId, JobState};
-use hbi_shared::library::JobReport;
+use hbi_shared::library::{JobReport, JobUpdate};
 use poem::web::Data;
-use poem_openapi::param::{Path, Query};
-use poem_openapi::payload::Json;
+use poem::web::sse::Event;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
@@ -113,6 +115,80 @@ impl From<JobReport> for JobView {
     }
 }
 
+/// One event of a job's event stream: what changed, as the job now stands.
+#[derive(Debug, Clone, Object)]
+pub struct JobEventView {
+    /// `queued`, `running`, `succeeded`, `failed` (retry scheduled), `dead` or `cancelled`.
+    pub state: String,
+    /// The stage running now, or the last one reached.
+    #[oai(nullable)]
+    pub stage: Option<String>,
+    pub progress: Progress,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// The last error, readable by a person.
+    #[oai(nullable)]
+    pub error: Option<String>,
+    #[oai(nullable)]
+    pub error_stage: Option<String>,
+    pub retryable: bool,
+    #[oai(nullable)]
+    pub run_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// A cancel was asked for and the worker has not stopped yet.
+    pub cancel_requested: bool,
+    #[oai(nullable)]
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The SSE `id` of this event (not in its data).
+    #[oai(skip)]
+    event_id: String,
+    /// Whether this is the end state (the SSE `event` name, not in its data).
+    #[oai(skip)]
+    end: bool,
+}
+
+impl From<JobUpdate> for JobEventView {
+    fn from(update: JobUpdate) -> Self {
+        Self {
+            end: update.is_end(),
+            state: update.state.to_string(),
+            stage: update.stage.map(|stage| stage.to_string()),
+            progress: Progress {
+                done: update.progress_done,
+                total: update.progress_total,
+            },
+            attempts: update.attempts,
+            max_attempts: update.max_attempts,
+            error: update.error,
+            error_stage: update.error_stage.map(|stage| stage.to_string()),
+            retryable: update.retryable,
+            run_after: update.run_after,
+            cancel_requested: update.cancel_requested,
+            finished_at: update.finished_at,
+            event_id: update.id,
+        }
+    }
+}
+
+/// An SSE event named by its update: `progress` while the job lives, `end` for its end state.
+fn job_event(view: JobEventView) -> Event {
+    let kind = if view.end { "end" } else { "progress" };
+    Event::message(view.to_json_string()).id(view.event_id).event_type(kind)
+}
+
+type JobEventStream = futures::stream::BoxStream<'static, JobEventView>;
+
+#[derive(ApiResponse)]
+pub enum JobEvents {
+    /// A Server-Sent Events stream (`text/event-stream`): first the job as it stands, then
+    /// an event each time its state, stage, progress or error changes (`event: progress`,
+    /// each `data` a JobEventView), and last its end state (`event: end`), after which the
+    /// stream closes. Each event's `id` names that state of the job: a client that
+    /// reconnects with `Last-Event-ID` is sent only what changed since (changes it missed
+    /// arrive as one event). A comment line every 15 s keeps idle proxies from closing it.
+    #[oai(status = 200)]
+    Stream(EventStream<JobEventStream>),
+}
+
 // A response is built once per request and moved straight into the body: boxing buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(ApiResponse)]
@@ -160,6 +236,38 @@ impl JobsApi {
             .job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
             .await?;
         Ok(Json(report.into()))
+    }
+
+    /// Follow a job live: its stage, progress and end state as Server-Sent Events
+    ///
+    /// Served by any API replica (the job's state is read from the database); resumes after
+    /// the event named by `Last-Event-ID`.
+    #[oai(
+        path = "/jobs/:job_id/events",
+        method = "get",
+        tag = "ApiTags::Jobs",
+        operation_id = "follow_job_events"
+    )]
+    async fn events(
+        &self,
+        state: Data<&AppState>,
+        job_id: Path<String>,
+        /// The id of the last event this client received (browsers send it when they
+        /// reconnect).
+        #[oai(name = "Last-Event-ID")]
+        last_event_id: Header<Option<String>>,
+    ) -> Result<JobEvents, ApiError<{ status::NOT_FOUND }>> {
+        use futures::StreamExt;
+        let id = parse_job_id(&job_id, LibraryError::JobNotFound)?;
+        let every = std::time::Duration::from_millis(state.settings.server.events_poll_ms);
+        let updates = state.library.follow_job(&id, last_event_id.0, every).await?;
+        // Open streams end with the server, so that a shutdown does not wait on them.
+        let updates = updates.take_until(state.streams_end.clone().cancelled_owned());
+        Ok(JobEvents::Stream(
+            EventStream::new(updates.map(JobEventView::from).boxed())
+                .keep_alive(std::time::Duration::from_secs(15))
+                .to_event(job_event),
+        ))
     }
 
     /// Recent jobs, newest first, optionally in one state

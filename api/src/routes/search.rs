@@ -46,6 +46,10 @@ pub struct Scores {
     /// Index-term boost: the page is listed by a printed index entry the query names.
     #[oai(nullable)]
     pub boost: Option<f64>,
+    /// The reranker's relevance score (when `reranker.url` is set and the page was among the
+    /// `rerank_candidates` best): the reranked pages come first, in its order.
+    #[oai(nullable)]
+    pub rerank: Option<f64>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -59,7 +63,8 @@ pub struct SearchResult {
     pub section_path: Vec<String>,
     /// HTML-escaped text around the match, matches in `<b>..</b>`.
     pub snippet: String,
-    /// The fused score: higher is better, comparable within one search.
+    /// The fused score (reciprocal rank fusion of the lists): higher is better, comparable
+    /// within one search; a reranked search orders by `scores.rerank` first.
     pub score: f64,
     pub scores: Scores,
     /// The chunk the semantic list found on the page.
@@ -85,6 +90,8 @@ pub struct TermOccurrence {
     pub path: Vec<String>,
     /// Physical page ranges the index lists, 1-based and inclusive.
     pub pages: Vec<Vec<u32>>,
+    /// The printed labels of each range's first and last page (`["xii", "xiv"]`).
+    pub page_labels: Vec<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -165,6 +172,7 @@ impl SearchApi {
                         keyword: hit.scores.keyword,
                         semantic: hit.scores.semantic,
                         boost: hit.scores.boost,
+                        rerank: hit.scores.rerank,
                     },
                     chunk_id: hit.chunk_id,
                 })
@@ -193,6 +201,7 @@ impl SearchApi {
                 term: found.hit.term,
                 path: found.hit.path,
                 pages: found.hit.pages.iter().map(|range| range.to_vec()).collect(),
+                page_labels: found.page_labels.iter().map(|ends| ends.to_vec()).collect(),
             })
             .collect();
         Ok(Json(TermResults { query: q.0, results }))

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod formats;
+pub mod mcp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -61,7 +62,7 @@ impl Role {
 }
 
 /// Variables that select a server backend or a telemetry sink: cleared for every test process.
-const BACKEND_VARIABLES: &[&str] = &[
+pub const BACKEND_VARIABLES: &[&str] = &[
     "DATABASE_URL",
     "REDIS_URL",
     "MINIO_ENDPOINT",
@@ -316,6 +317,32 @@ impl TestServer {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// What `GET /metrics` answers, in the Prometheus text format.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// A corpus book created as `title`, uploaded and processed: its id, once its job has
+    /// succeeded.
+    pub async fn ingest_corpus_book(&self, book: &str, title: &str) -> String {
+        let book_id = self.create_book(title).await;
+        let pdf = std::fs::read(corpus_pdf(book)).expect("corpus pdf");
+        let (status, accepted) = self.upload(&book_id, pdf, "book.pdf").await;
+        assert_eq!(status, 202, "upload: {accepted}");
+        let job = self
+            .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(300))
+            .await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        book_id
+    }
+
     /// Polls GET /jobs/{id} until the job reaches a final state or `timeout` passes.
     pub async fn wait_for_job(&self, job_id: &str, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
@@ -332,6 +359,64 @@ impl TestServer {
         }
     }
 
+    /// Reads `GET /jobs/{id}/events` (sending `Last-Event-ID` when given) with
+    /// eventsource-stream's parser, until the server closes it, `take` events came, or
+    /// `timeout` passed.
+    pub async fn job_events(
+        &self,
+        job_id: &str,
+        last_event_id: Option<&str>,
+        take: Option<usize>,
+        timeout: Duration,
+    ) -> JobEvents {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        let mut request = self.client.get(self.url(&format!("/jobs/{job_id}/events")));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("GET events");
+        assert_eq!(response.status().as_u16(), 200, "GET /jobs/{job_id}/events");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "content type {content_type}"
+        );
+        let bytes = futures::stream::unfold(response, |mut response| async move {
+            match response.chunk().await {
+                Ok(Some(chunk)) => Some((Ok::<_, reqwest::Error>(chunk), response)),
+                Ok(None) => None,
+                Err(err) => Some((Err(err), response)),
+            }
+        });
+        let mut stream = Box::pin(bytes.eventsource());
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let closed = loop {
+            if take.is_some_and(|n| events.len() >= n) {
+                break false;
+            }
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => break false,
+                Ok(None) => break true,
+                Ok(Some(event)) => {
+                    let event = event.expect("a well-formed event");
+                    events.push(SseEvent {
+                        id: event.id,
+                        event: event.event,
+                        data: serde_json::from_str(&event.data).expect("event data is JSON"),
+                    });
+                }
+            }
+        };
+        JobEvents { events, closed }
+    }
+
     pub fn log_lines(&self) -> Vec<String> {
         self.logs.lock().expect("log lock").clone()
     }
@@ -346,6 +431,22 @@ impl Drop for TestServer {
 
 /// The scorer's title normalisation: NFKC aside, whitespace collapsed and trailing
 /// punctuation dropped, so titles compare as the ground truth is scored.
+/// One Server-Sent Event as a client reads it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: Value,
+}
+
+/// What a client read from a job's event stream.
+#[derive(Debug)]
+pub struct JobEvents {
+    pub events: Vec<SseEvent>,
+    /// Whether the server ended the stream (rather than the reader stopping).
+    pub closed: bool,
+}
+
 pub fn normalise_title(title: &str) -> String {
     let collapsed = title.split_whitespace().collect::<Vec<_>>().join(" ");
     collapsed.trim_end_matches(['.', ',', ';', ':']).trim().to_owned()

@@ -41,14 +41,7 @@ async fn make_key(server: &TestServer, name: &str, scope: &str) -> (String, Stri
 
 /// The value of one `hbi_http_rejected_total` series.
 async fn rejected(server: &TestServer, reason: &str) -> f64 {
-    let text = client_without_key()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = server.metrics_text().await;
     let series = format!("hbi_http_rejected_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&series))

@@ -2,7 +2,7 @@
 //! property-based tester (schemathesis, installed by scripts/test) generates requests for
 //! every operation from /openapi.json and checks each answer against the document: no 5xx,
 //! only documented status codes, content types, headers and bodies. A generated client
-//! (openapi-python-client) must take every operation.
+//! (openapi-python-client) must take every operation and run README's walk-through.
 
 use crate::common;
 
@@ -152,16 +152,12 @@ async fn schemathesis_finds_no_answer_that_breaks_the_document() {
     );
 }
 
-/// openapi-python-client generates a client for every operation: no warning (it skips an
-/// operation it cannot type, e.g. a parameter whose schema is `allOf` of an enum).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_generated_python_client_takes_every_operation() {
-    let server = TestServer::start(&[]);
-    let (status, spec) = server.get_json("/openapi.json").await;
-    assert_eq!(status, 200);
+/// Generates the Python client of `server`'s document into a fresh directory with
+/// openapi-python-client; the directory and the document it came from.
+fn generate_python_client(spec: &Value) -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("work dir");
     let document = work.path().join("openapi.json");
-    std::fs::write(&document, serde_json::to_vec(&spec).expect("spec bytes")).expect("write spec");
+    std::fs::write(&document, serde_json::to_vec(spec).expect("spec bytes")).expect("write spec");
     // No formatting hooks: ruff is beside the point here.
     let config = work.path().join("config.yaml");
     std::fs::write(&config, "post_hooks: []\n").expect("write config");
@@ -183,6 +179,17 @@ async fn a_generated_python_client_takes_every_operation() {
         output.status.success() && !said.to_lowercase().contains("warning"),
         "openapi-python-client (install it with scripts/test):\n{said}"
     );
+    work
+}
+
+/// openapi-python-client generates a client for every operation: no warning (it skips an
+/// operation it cannot type, e.g. a parameter whose schema is `allOf` of an enum).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_generated_python_client_takes_every_operation() {
+    let server = TestServer::start(&[]);
+    let (status, spec) = server.get_json("/openapi.json").await;
+    assert_eq!(status, 200);
+    let work = generate_python_client(&spec);
     let api = work.path().join("hbi_hybrid_book_index_client/api");
     let operations = std::fs::read_dir(&api)
         .expect("generated api modules")
@@ -200,4 +207,68 @@ async fn a_generated_python_client_takes_every_operation() {
         .map(|operations| operations.len())
         .sum();
     assert_eq!(operations, documented, "one generated function per operation");
+}
+
+/// README's walk-through (create, upload, follow, ToC, index, page, search) run by the
+/// generated client (cli/tests/contract/walk_through.py), each answer parsed into its models;
+/// what it read is checked against the API's own answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_generated_python_client_runs_the_readme_walk_through() {
+    let server = TestServer::start(&[]);
+    let (_, spec) = server.get_json("/openapi.json").await;
+    let work = generate_python_client(&spec);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract/walk_through.py");
+    let python_path = format!("{}:{}", work.path().display(), python_tools_path().display());
+    let output = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(&server.base)
+        .arg(common::TEST_ADMIN_KEY)
+        .arg(common::corpus_pdf("r-intro"))
+        .env("PYTHONPATH", python_path)
+        .output()
+        .await
+        .expect("run python3");
+    assert!(
+        output.status.success(),
+        "the walk-through failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Value = serde_json::from_slice(&output.stdout).expect("the walk-through prints JSON");
+    assert_eq!(read["job_state"], "succeeded", "{read}");
+    assert_eq!(read["pages_done"], 113, "{read}");
+
+    let book_id = read["book_id"].as_str().expect("book id");
+    let (_, toc) = server.get_json(&format!("/books/{book_id}/toc")).await;
+    let titles: Vec<Value> = toc
+        .as_array()
+        .expect("toc")
+        .iter()
+        .map(|node| node["title"].clone())
+        .collect();
+    assert_eq!(read["toc_titles"], Value::Array(titles), "{read}");
+    let (_, index) = server.get_json(&format!("/books/{book_id}/index?q=vector")).await;
+    let terms: Vec<Value> = index
+        .as_array()
+        .expect("index")
+        .iter()
+        .map(|entry| entry["term"].clone())
+        .collect();
+    assert!(!terms.is_empty(), "{index}");
+    assert_eq!(read["index_terms"], Value::Array(terms), "{read}");
+    let page = read["first_chapter_page"].as_u64().expect("page");
+    let (_, page_view) = server.get_json(&format!("/books/{book_id}/pages/{page}")).await;
+    assert_eq!(read["page_label"], page_view["label"], "{read}");
+    assert_eq!(read["page_section_path"], page_view["section_path"], "{read}");
+    let (_, results) = server
+        .get_json(&format!("/search?q=vector&mode=keyword&k=5&book_id={book_id}"))
+        .await;
+    let pages: Vec<Value> = results["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|hit| hit["page"].clone())
+        .collect();
+    assert_eq!(pages.len(), 5, "{results}");
+    assert_eq!(read["search_pages"], Value::Array(pages), "{read}");
 }

@@ -48,7 +48,7 @@ impl Recorded {
 }
 
 #[derive(Clone)]
-struct StandIn {
+pub struct StandIn {
     behaviour: Arc<Mutex<Behaviour>>,
     requests: Arc<Mutex<Vec<Recorded>>>,
 }
@@ -121,7 +121,7 @@ async fn chat_completions(
 impl StandIn {
     /// Serves `POST /v1/chat/completions` on 127.0.0.1 and an ephemeral port; returns the base
     /// URL (`http://127.0.0.1:PORT/v1`).
-    async fn start() -> (Self, String) {
+    pub async fn start() -> (Self, String) {
         let stand_in = Self {
             behaviour: Arc::new(Mutex::new(Behaviour::Cite {
                 confidence: 0.9,
@@ -176,7 +176,7 @@ fn words(text: &str) -> String {
 /// The answer page of the ground truth: the ToC of r-intro puts "Vectors and assignment" on
 /// physical page 14.
 const VECTORS_PAGE: u64 = 14;
-const QUESTION: &str = "How does the assignment operator set up a numeric vector?";
+pub const QUESTION: &str = "How does the assignment operator set up a numeric vector?";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn questions_are_answered_from_the_book_through_an_openai_compatible_server() {
@@ -422,15 +422,7 @@ async fn questions_are_answered_from_the_book_through_an_openai_compatible_serve
     assert!(reply["retrieved"].as_array().is_some_and(|r| r.len() <= 3), "{reply}");
 
     // 9. Every call is counted for the Pipeline dashboard: by outcome, with its tokens.
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = server.metrics_text().await;
     // The value of the series `name` whose labels include each of `labels`.
     let sample = |name: &str, labels: &[&str]| -> f64 {
         metrics
@@ -471,4 +463,61 @@ async fn without_a_language_model_query_answers_503_and_the_rest_works() {
     assert_eq!((status, &config["retrieval_top_k"]), (200, &json!(10)));
     let (status, ready) = server.get_json("/health/ready").await;
     assert_eq!(status, 200, "{ready}");
+}
+
+/// With a reranker, a question's chunks are the `top_k` it scores best among
+/// `rerank_candidates`, in its order, and the prompt holds them in that order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_questions_chunks_are_the_rerankers_best_candidates() {
+    use crate::rerank::{Ranking, TeiStandIn};
+    let (stand_in, base_url) = StandIn::start().await;
+    let (reranker, reranker_url) = TeiStandIn::start().await;
+    let server = TestServer::start(&[
+        ("HBI__LLM__BASE_URL", base_url.as_str()),
+        ("HBI__RERANKER__URL", reranker_url.as_str()),
+    ]);
+    let book_id = server.ingest_corpus_book("r-intro", "An Introduction to R").await;
+
+    // Without the reranker's help (it is down): the retriever's own order.
+    reranker.set(Ranking::Unavailable);
+    let body = json!({"query": QUESTION, "book_id": book_id, "top_k": 20});
+    let (status, own) = ask(&server, body).await;
+    assert_eq!(status, 200, "{own}");
+    let own_ids: Vec<String> = own["retrieved"]
+        .as_array()
+        .expect("retrieved")
+        .iter()
+        .filter_map(|chunk| chunk["chunk_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(own_ids.len(), 20, "{own}");
+    reranker.take_requests();
+
+    // The stand-in reverses the 20 candidates (rerank_candidates' default): top_k 5 are
+    // the retriever's last five, the last one first. (Their relevance is still the
+    // retriever's score: the gate is opened so that the weakest of them reach the prompt.)
+    reranker.set(Ranking::Reverse);
+    put_config(&server, json!({"relevance_threshold": 0.0, "min_chunks": 1})).await;
+    let asked_before = stand_in.requests().len();
+    let (status, reply) = ask(&server, json!({"query": QUESTION, "book_id": book_id, "top_k": 5})).await;
+    assert_eq!(status, 200, "{reply}");
+    let ids: Vec<&str> = reply["retrieved"]
+        .as_array()
+        .expect("retrieved")
+        .iter()
+        .filter_map(|chunk| chunk["chunk_id"].as_str())
+        .collect();
+    let expected: Vec<&str> = own_ids.iter().rev().take(5).map(String::as_str).collect();
+    assert_eq!(ids, expected, "{reply}");
+    let requests = reranker.take_requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].query, QUESTION);
+    assert_eq!(requests[0].texts.len(), 20);
+    let asked = stand_in.requests();
+    assert_eq!(asked.len(), asked_before + 1, "the model was asked: {reply}");
+    let prompt = asked.last().expect("the model was asked").user_message();
+    let in_prompt: Vec<String> = excerpt_ids(&prompt);
+    assert!(
+        !in_prompt.is_empty() && in_prompt.iter().zip(&ids).all(|(a, b)| a == b),
+        "the prompt holds the reranked chunks in order: {in_prompt:?} vs {ids:?}"
+    );
 }

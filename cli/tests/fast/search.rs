@@ -3,22 +3,9 @@
 use crate::common;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use common::{TestServer, corpus_pdf};
+use common::TestServer;
 use serde_json::Value;
-
-async fn ready_book(server: &TestServer, book: &str, title: &str) -> String {
-    let book_id = server.create_book(title).await;
-    let pdf = std::fs::read(corpus_pdf(book)).expect("pdf");
-    let (status, accepted) = server.upload(&book_id, pdf, "book.pdf").await;
-    assert_eq!(status, 202, "{accepted}");
-    let job = server
-        .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(300))
-        .await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    book_id
-}
 
 async fn search(server: &TestServer, query: &[(&str, &str)]) -> (u16, Value) {
     let response = server
@@ -84,7 +71,7 @@ fn navigation_pages(book: &str) -> BTreeSet<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn keyword_search_finds_pages_with_labels_sections_and_snippets() {
     let server = TestServer::start(&[]);
-    let book_id = ready_book(&server, "r-intro", "An Introduction to R").await;
+    let book_id = server.ingest_corpus_book("r-intro", "An Introduction to R").await;
 
     let (status, found) = search(
         &server,
@@ -142,7 +129,7 @@ async fn keyword_search_finds_pages_with_labels_sections_and_snippets() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_index_term_boost_lifts_the_pages_the_author_listed() {
     let server = TestServer::start(&[]);
-    let book_id = ready_book(&server, "r-intro", "An Introduction to R").await;
+    let book_id = server.ingest_corpus_book("r-intro", "An Introduction to R").await;
     let listed = indexed_pages(&server, &book_id, "tapply").await;
     assert!(!listed.is_empty(), "the index lists tapply");
 
@@ -201,7 +188,7 @@ async fn the_index_term_boost_lifts_the_pages_the_author_listed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn any_query_text_is_safe() {
     let server = TestServer::start(&[]);
-    ready_book(&server, "amsldoc", "amsldoc").await;
+    server.ingest_corpus_book("amsldoc", "amsldoc").await;
     let hostile = [
         "\"",
         "\"unbalanced quote",
@@ -257,7 +244,7 @@ async fn any_query_text_is_safe() {
 #[tokio::test(flavor = "multi_thread")]
 async fn semantic_and_hybrid_search_use_the_chunk_vectors() {
     let server = TestServer::start(&[("HBI__EMBEDDINGS__PROVIDER", "minilm")]);
-    let book_id = ready_book(&server, "amsldoc", "amsldoc").await;
+    let book_id = server.ingest_corpus_book("amsldoc", "amsldoc").await;
     let (_, quality) = server.get_json(&format!("/books/{book_id}/quality")).await;
     let consistency = quality["gates"]
         .as_array()

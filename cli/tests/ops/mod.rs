@@ -26,7 +26,7 @@ pub enum MetricKind {
 }
 
 /// Every metric a dashboard or an alert rule may use: ../shared/SPEC.md section 4, the two
-/// gauges of the Quality dashboard, and Prometheus' own `up`.
+/// gauges of the Quality dashboard, the refusals, the reranker's two, and Prometheus' own `up`.
 pub const SPEC_METRICS: &[(&str, MetricKind)] = &[
     ("http_requests_total", MetricKind::Counter),
     ("http_request_duration_seconds", MetricKind::Histogram),
@@ -49,6 +49,8 @@ pub const SPEC_METRICS: &[(&str, MetricKind)] = &[
     ("hbi_books_needing_review", MetricKind::Gauge),
     ("hbi_index_locator_support_ratio", MetricKind::Histogram),
     ("hbi_http_rejected_total", MetricKind::Counter),
+    ("hbi_rerank_requests_total", MetricKind::Counter),
+    ("hbi_rerank_duration_seconds", MetricKind::Histogram),
     ("up", MetricKind::Gauge),
 ];
 

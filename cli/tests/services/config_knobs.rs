@@ -36,6 +36,7 @@ fn defaults() -> Value {
         "semantic_weight": 0.5,
         "index_boost_weight": 0.25,
         "rrf_k": 60,
+        "rerank_candidates": 20,
         "min_text_coverage": 0.9,
         "max_garbage_ratio": 0.02,
         "min_index_support_rate": 0.8,

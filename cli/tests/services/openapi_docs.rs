@@ -28,6 +28,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/terms"),
     ("get", "/jobs"),
     ("get", "/jobs/{job_id}"),
+    ("get", "/jobs/{job_id}/events"),
     ("post", "/jobs/{job_id}/cancel"),
     ("post", "/jobs/{job_id}/retry"),
     ("get", "/dlq"),

@@ -10,7 +10,8 @@ use crate::services;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{Role, TestServer, corpus_pdf};
+use common::mcp::{Asked, check_against_http, mcp_client_run};
+use common::{Role, TEST_ADMIN_KEY, TestServer, corpus_pdf};
 use production::Stack;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
@@ -191,6 +192,22 @@ async fn a_book_flows_through_the_production_shape() {
         .await;
     let (_, toc) = api.get_json(&format!("/books/{book_id}/toc")).await;
     assert_eq!(toc[0]["title"], "Retitled in the graph", "toc: {}", toc[0]);
+
+    // MCP over this shape: at /mcp on the API, and `hbi mcp` over stdio on the same
+    // services; both read the graph's ToC as GET /toc does. No model: ask says so.
+    let no_model = Asked::RefusedWith("no language model is configured");
+    let seen = mcp_client_run("http", &api.url("/mcp"), TEST_ADMIN_KEY, &book_id, &[]).await;
+    check_against_http(&api, &book_id, &seen, no_model).await;
+    let mut env = stack.env();
+    env.push(("HBI_BOOTSTRAP_API_KEY".to_owned(), TEST_ADMIN_KEY.to_owned()));
+    env.push(("HBI__EMBEDDINGS__PROVIDER".to_owned(), "none".to_owned()));
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    env.push((
+        "HBI__STORAGE__DATA_DIR".to_owned(),
+        scratch.path().display().to_string(),
+    ));
+    let seen = mcp_client_run("stdio", common::hbi_binary(), TEST_ADMIN_KEY, &book_id, &env).await;
+    check_against_http(&api, &book_id, &seen, no_model).await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -561,6 +578,13 @@ async fn every_format_flows_through_the_production_shape() {
     let embeddings = [("HBI__EMBEDDINGS__PROVIDER", "minilm")];
     let api = stack.spawn(Role::Api, &embeddings);
     let _worker = stack.spawn(Role::Worker, &embeddings);
+    // A second API replica follows each job live: the job's state is in the database, not
+    // in the process that took the upload.
+    let replica = stack.spawn(Role::Api, &embeddings);
+    wait_until(&replica, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
     let db = stack.sql().await;
 
     let books = [
@@ -586,9 +610,21 @@ async fn every_format_flows_through_the_production_shape() {
         let book_id = book["id"].as_str().expect("book id").to_owned();
         let (status, accepted) = api.upload(&book_id, bytes, "book.bin").await;
         assert_eq!(status, 202, "{format}: {accepted}");
-        let job = api
-            .wait_for_job(accepted["job_id"].as_str().expect("job id"), Duration::from_secs(300))
-            .await;
+        let job_id = accepted["job_id"].as_str().expect("job id");
+        let followed = replica.job_events(job_id, None, None, Duration::from_secs(300)).await;
+        assert!(followed.closed, "{format}: the stream ends with the job: {followed:?}");
+        let (end, live) = followed.events.split_last().expect("events");
+        assert_eq!(end.event, "end", "{format}: {end:?}");
+        assert_eq!(end.data["state"], "succeeded", "{format}: {end:?}");
+        if format == "scan" {
+            assert!(
+                live.iter()
+                    .any(|event| event.data["stage"] == "extract_text"
+                        && event.data["progress"]["done"].as_i64() < Some(2)),
+                "{format}: OCR's progress was seen on the replica: {live:?}"
+            );
+        }
+        let job = api.wait_for_job(job_id, Duration::from_secs(30)).await;
         assert_eq!(job["state"], "succeeded", "{format}: {job}");
 
         let pages = sql_i64(

@@ -76,6 +76,10 @@ const WITHOUT_DATA: &[(Source, &str)] = &[
         Source::Panel("LLM latency"),
         "no LLM caller yet: the quantile of an empty histogram is NaN",
     ),
+    (
+        Source::Panel("Reranker latency"),
+        "no reranker in this workload (it is optional): the quantile of an empty histogram is NaN",
+    ),
 ];
 
 /// SPEC metrics with no series in Prometheus after this workload (their `# HELP` and

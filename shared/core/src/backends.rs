@@ -9,7 +9,7 @@ use sea_orm::{DatabaseConnection, DbBackend};
 use secrecy::ExposeSecret;
 
 use crate::access::ApiKeyStore;
-use crate::answer::{HybridChunkRetriever, KeywordChunkRetriever, Retriever};
+use crate::answer::{HybridChunkRetriever, KeywordChunkRetriever, RerankedRetriever, Retriever};
 use crate::blobs::{BlobStore, LocalBlobStore, S3BlobStore};
 use crate::catalog::Catalog;
 use crate::config::Settings;
@@ -21,6 +21,7 @@ use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::knobs::KnobStore;
 use crate::library::{Library, LibraryLimits, LibraryStores};
 use crate::llm::{ChatModel, OpenAiChat};
+use crate::rerank::{Reranker, TeiReranker};
 use crate::scratch::ScratchDir;
 use crate::search::{Searcher, SemanticSearch, VectorSemantic};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
@@ -68,6 +69,15 @@ pub struct DependencyCheck {
 
 /// The graph store the settings call for: Neo4j, FalkorDB, or the SQL tables when neither
 /// is set (validation refuses both at once). The graph servers are contacted on first use.
+/// The reranker of search and questions, if `reranker.url` names one.
+fn open_reranker(settings: &Settings) -> anyhow::Result<Option<Arc<dyn Reranker>>> {
+    let Some(url) = &settings.reranker.url else {
+        return Ok(None);
+    };
+    tracing::info!(url = %url, model = %settings.reranker.model, "search and questions are reranked");
+    Ok(Some(Arc::new(TeiReranker::new(&settings.reranker, url)?)))
+}
+
 fn open_graph(settings: &Settings, db: &DatabaseConnection) -> anyhow::Result<Arc<dyn GraphStore>> {
     let graph = &settings.graph;
     Ok(if let Some(uri) = &graph.neo4j_uri {
@@ -189,7 +199,17 @@ impl Backends {
             )),
             None => Arc::new(keyword_retriever),
         };
-        let searcher = Arc::new(Searcher::new(text.clone(), Catalog::new(db.clone()), semantic.clone()));
+        let reranker = open_reranker(settings)?;
+        let retriever: Arc<dyn Retriever> = match &reranker {
+            Some(reranker) => Arc::new(RerankedRetriever::new(retriever, reranker.clone(), knobs.clone())),
+            None => retriever,
+        };
+        let searcher = Arc::new(Searcher::new(
+            text.clone(),
+            Catalog::new(db.clone()),
+            semantic.clone(),
+            reranker,
+        ));
         Ok(Self {
             embedder,
             graph: open_graph(settings, &db)?,

@@ -34,6 +34,7 @@ pub struct Settings {
     pub embeddings: crate::embeddings::EmbeddingSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub reranker: RerankerSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +47,8 @@ pub struct ServerSettings {
     /// `*` for any. Empty: none but the API's own (Swagger UI, ReDoc).
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// How often a job's event stream (`GET /jobs/{id}/events`) looks at the job's row.
+    pub events_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +166,25 @@ impl LlmSettings {
     pub fn is_configured(&self) -> bool {
         self.base_url.is_some()
     }
+}
+
+/// The optional reranker of search and questions (`crate::rerank`): a cross-encoder behind
+/// text-embeddings-inference's `POST /rerank`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RerankerSettings {
+    /// Absent: no reranking. The server's base URL (`http://localhost:8080`); `/rerank` is
+    /// appended.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub url: Option<String>,
+    /// Sent as a bearer token when set.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub api_key: Option<SecretString>,
+    /// The model's name, for logs (the server serves one model).
+    pub model: String,
+    /// Deadline of one request, response included.
+    pub timeout_secs: f64,
+    /// Texts in one request (TEI's `--max-client-batch-size`).
+    pub max_batch: usize,
 }
 
 /// The OpenAI API, for an API key given without a base URL.
@@ -371,6 +393,15 @@ impl Settings {
         }
         if self.queue.name.trim().is_empty() {
             return invalid("queue.name", "must not be empty");
+        }
+        if self.reranker.max_batch == 0 {
+            return invalid("reranker.max_batch", "must be at least 1");
+        }
+        if !(self.reranker.timeout_secs > 0.0 && self.reranker.timeout_secs <= 600.0) {
+            return invalid("reranker.timeout_secs", "must be above 0 and at most 600");
+        }
+        if self.server.events_poll_ms == 0 {
+            return invalid("server.events_poll_ms", "must be at least 1");
         }
         if self.queue.poll_interval_ms == 0 {
             return invalid("queue.poll_interval_ms", "must be at least 1");

@@ -58,6 +58,9 @@ macro_rules! knob_table {
             index_boost_weight: f64 = 0.25, Number, 0.0 ..= 10.0;
             /// The `k` of reciprocal rank fusion: higher flattens the rank differences.
             rrf_k: u32 = 60, Integer, 1.0 ..= 1000.0;
+            /// Candidates (the best of the fused lists) that the reranker scores again, when
+            /// `reranker.url` is set.
+            rerank_candidates: u32 = 20, Integer, 1.0 ..= 100.0;
             /// Quality gate: least share of pages with text.
             min_text_coverage: f64 = 0.9, Number, 0.0 ..= 1.0;
             /// Quality gate: highest share of unreadable (garbage) characters.

@@ -123,6 +123,8 @@ struct Metrics {
     llm_requests: IntCounterVec,
     llm_duration: Histogram,
     llm_tokens: IntCounterVec,
+    rerank_requests: IntCounterVec,
+    rerank_duration: Histogram,
     worker_processed: IntCounter,
     worker_failed: IntCounter,
     worker_dlq_size: IntGauge,
@@ -267,6 +269,16 @@ impl Metrics {
                 "Language model request duration in seconds.",
                 LLM_BUCKETS,
             )?,
+            rerank_requests: b.counter_vec(
+                "hbi_rerank_requests_total",
+                "Candidate lists sent to the reranker, by outcome: success, or error (the results kept their fused order).",
+                &["outcome"],
+            )?,
+            rerank_duration: b.histogram(
+                "hbi_rerank_duration_seconds",
+                "Duration of reranking one candidate list in seconds (every batch of it).",
+                SEARCH_BUCKETS,
+            )?,
             llm_tokens: b.counter_vec(
                 "hbi_llm_tokens_total",
                 "Language model tokens, by kind (input or output).",
@@ -319,6 +331,9 @@ impl Metrics {
         }
         for kind in ["input", "output"] {
             metrics.llm_tokens.with_label_values(&[kind]);
+        }
+        for outcome in ["success", "error"] {
+            metrics.rerank_requests.with_label_values(&[outcome]);
         }
         for gate in crate::quality::GATES {
             for result in ["pass", "fail"] {
@@ -414,6 +429,13 @@ pub fn llm_request(provider: &str, model: &str, outcome: &str, seconds: f64, inp
     metrics.llm_duration.observe(seconds);
     metrics.llm_tokens.with_label_values(&["input"]).inc_by(input_tokens);
     metrics.llm_tokens.with_label_values(&["output"]).inc_by(output_tokens);
+}
+
+/// One candidate list reranked; `outcome` is `success` or `error`.
+pub fn rerank_request(outcome: &str, seconds: f64) {
+    let metrics = &*METRICS;
+    metrics.rerank_requests.with_label_values(&[outcome]).inc();
+    metrics.rerank_duration.observe(seconds);
 }
 
 /// The share of a book's index locators that its page text supports (0 to 1).
@@ -526,13 +548,15 @@ mod tests {
             "hbi_books_needing_review",
             "hbi_index_locator_support_ratio",
             "hbi_http_rejected_total",
+            "hbi_rerank_requests_total",
+            "hbi_rerank_duration_seconds",
         ] {
             assert!(names.contains(name), "{name} is defined");
         }
         assert_eq!(
             names.len(),
-            23,
-            "only the names of SPEC section 4, the two quality gauges, the refusals and OCR's pages and seconds"
+            25,
+            "only the names of SPEC section 4, the two quality gauges, the refusals, OCR's pages and seconds and the reranker's requests and seconds"
         );
 
         let text = encode()?;

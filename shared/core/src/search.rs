@@ -17,6 +17,7 @@ use crate::catalog::Catalog;
 use crate::domain::BookStatus;
 use crate::graph::term_key;
 use crate::outline::{self, TocEntry};
+use crate::rerank::Reranker;
 use crate::text_index::TextIndex;
 
 /// How many candidates each list contributes before fusion.
@@ -111,6 +112,8 @@ pub struct SearchRequest {
     /// Whether the index-term boost takes part.
     pub index_boost: bool,
     pub weights: FusionWeights,
+    /// How many of the best fused candidates the reranker scores again (when there is one).
+    pub rerank_candidates: usize,
 }
 
 /// Each list's own score for a hit, when the hit is in that list.
@@ -122,6 +125,8 @@ pub struct HitScores {
     pub semantic: Option<f64>,
     /// Sum of the specificity of the index entries that list the page.
     pub boost: Option<f64>,
+    /// The reranker's relevance score, for the candidates it scored.
+    pub rerank: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -179,15 +184,22 @@ pub struct Searcher {
     text: Arc<dyn TextIndex>,
     catalog: Catalog,
     semantic: Option<Arc<dyn SemanticSearch>>,
+    reranker: Option<Arc<dyn Reranker>>,
     facts: Mutex<HashMap<String, Arc<BookFacts>>>,
 }
 
 impl Searcher {
-    pub fn new(text: Arc<dyn TextIndex>, catalog: Catalog, semantic: Option<Arc<dyn SemanticSearch>>) -> Self {
+    pub fn new(
+        text: Arc<dyn TextIndex>,
+        catalog: Catalog,
+        semantic: Option<Arc<dyn SemanticSearch>>,
+        reranker: Option<Arc<dyn Reranker>>,
+    ) -> Self {
         Self {
             text,
             catalog,
             semantic,
+            reranker,
             facts: Mutex::new(HashMap::new()),
         }
     }
@@ -275,8 +287,53 @@ impl Searcher {
 
         let mut ranked: Vec<((String, u32), Candidate)> = pages.into_iter().collect();
         ranked.sort_by(|(a_key, a), (b_key, b)| b.fused.total_cmp(&a.fused).then_with(|| a_key.cmp(b_key)));
+        if let Some(reranker) = &self.reranker
+            && request.rerank_candidates > 0
+        {
+            ranked = self
+                .reranked(reranker.as_ref(), &request.query, ranked, request.rerank_candidates)
+                .await?;
+        }
         let books: HashMap<String, Option<String>> = books.into_iter().collect();
         self.finish_hits(ranked, request, &books).await
+    }
+
+    /// The best `candidates` of `ranked` in the reranker's order, each with its score, then
+    /// the rest as they were. A page is judged by the chunk the semantic list found on it,
+    /// else by its text.
+    async fn reranked(
+        &self,
+        reranker: &dyn Reranker,
+        query: &str,
+        mut ranked: Vec<((String, u32), Candidate)>,
+        candidates: usize,
+    ) -> anyhow::Result<Vec<((String, u32), Candidate)>> {
+        let rest = ranked.split_off(candidates.min(ranked.len()));
+        let mut texts: HashMap<(String, u32), String> = HashMap::new();
+        for ((book_id, page), candidate) in &ranked {
+            if candidate.chunk_text.is_none()
+                && let Some(row) = self.catalog.page(book_id, *page).await?
+            {
+                texts.insert((book_id.clone(), *page), row.text);
+            }
+        }
+        let mut reranked: Vec<((String, u32), Candidate)> =
+            crate::rerank::rerank(reranker, query, ranked, |(key, candidate)| {
+                candidate
+                    .chunk_text
+                    .clone()
+                    .or_else(|| texts.get(key).cloned())
+                    .unwrap_or_default()
+            })
+            .await
+            .into_iter()
+            .map(|((key, mut candidate), score)| {
+                candidate.scores.rerank = score;
+                (key, candidate)
+            })
+            .collect();
+        reranked.extend(rest);
+        Ok(reranked)
     }
 
     /// Labels, section paths and snippets for the best pages, after the section filter.

@@ -376,6 +376,7 @@ pub(crate) fn read(
     }
     let mut layouts = Vec::with_capacity(page_count);
     let mut without_text = Vec::new();
+    let mut done = 0;
     for number in 1..=total {
         let lines = match text_of_page.get(&number) {
             Some(page) => {
@@ -390,8 +391,13 @@ pub(crate) fn read(
         if lines.is_empty() {
             without_text.push(number);
         }
-        layouts.push(PageLayout { number, lines });
-        progress(Progress::Pages { done: number, total });
+        let page = PageLayout { number, lines };
+        // Every DjVu page is an image: the ones OCR reads are counted when it has.
+        if !crate::ocr::needs_ocr(&page, true) || opts.ocr_languages.is_none() {
+            done += 1;
+            progress(Progress::Pages { done, total });
+        }
+        layouts.push(page);
     }
     let ocr = match &opts.ocr_languages {
         Some(languages) => crate::ocr::fill_empty_pages(
@@ -414,6 +420,7 @@ pub(crate) fn read(
             None
         }
     };
+    progress(Progress::Pages { done: total, total });
     Ok(DjvuBook {
         layouts,
         labels,

@@ -288,7 +288,9 @@ impl Extraction {
 /// Progress reports from [`extract`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
-    /// Pages laid out.
+    /// Pages read. A page that OCR will read is not counted while the pages are laid out, so
+    /// that `done` never goes back: `total - ` the `Recognised` total pages are done when OCR
+    /// begins, and a last report says `done == total`.
     Pages { done: u32, total: u32 },
     /// Pages without a text layer recognised by OCR, after the layout of all.
     Recognised { done: u32, total: u32 },
@@ -371,6 +373,7 @@ fn layouts(
     let mut extractor = text::TextExtractor::new(doc);
     let mut out = Vec::with_capacity(pages.len());
     let mut pictured = Vec::with_capacity(pages.len());
+    let mut done = 0;
     for (i, &page_id) in pages.iter().enumerate() {
         let number = (i + 1) as u32;
         let content = match guarded(|| extractor.page_content(page_id, warnings)) {
@@ -385,9 +388,14 @@ fn layouts(
             }
         };
         let lines = guarded(|| layout::layout(&content.frags)).unwrap_or_default();
-        out.push(PageLayout { number, lines });
-        pictured.push(content.image_cover >= ocr::MIN_IMAGE_COVER);
-        progress(Progress::Pages { done: number, total });
+        let page = PageLayout { number, lines };
+        let is_pictured = content.image_cover >= ocr::MIN_IMAGE_COVER;
+        if !ocr::needs_ocr(&page, is_pictured) {
+            done += 1;
+            progress(Progress::Pages { done, total });
+        }
+        out.push(page);
+        pictured.push(is_pictured);
     }
     (out, pictured)
 }
@@ -465,6 +473,7 @@ pub fn extract(
         },
         None => None,
     };
+    progress(Progress::Pages { done: total, total });
     let mut extraction = structure(layouts, tree_labels, outline, warnings, with_page_text, progress);
     extraction.ocr = ocr;
     Ok(extraction)

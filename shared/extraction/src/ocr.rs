@@ -63,6 +63,19 @@ pub(crate) struct Recognised {
     pub(crate) words: usize,
 }
 
+/// Whether OCR reads `page`: it is `pictured` (mostly covered by images) and its text layer
+/// holds next to nothing ([`MIN_TEXT_CHARS`]).
+pub(crate) fn needs_ocr(page: &crate::PageLayout, pictured: bool) -> bool {
+    pictured
+        && page
+            .lines
+            .iter()
+            .flat_map(|line| line.text.chars())
+            .filter(|c| c.is_alphanumeric())
+            .count()
+            < MIN_TEXT_CHARS
+}
+
 /// Recognises the pages of `layouts` that are `pictured` (mostly covered by images) and whose
 /// text layer holds next to nothing ([`MIN_TEXT_CHARS`]), replacing their lines; what was
 /// done, for the quality gates. A book scanned only in part has just those pages read. Without
@@ -77,15 +90,7 @@ pub(crate) fn fill_empty_pages(
 ) -> Option<crate::OcrSummary> {
     let empty: Vec<u32> = layouts
         .iter()
-        .filter(|page| pictured.get(page.number as usize - 1).copied().unwrap_or(false))
-        .filter(|page| {
-            page.lines
-                .iter()
-                .flat_map(|line| line.text.chars())
-                .filter(|c| c.is_alphanumeric())
-                .count()
-                < MIN_TEXT_CHARS
-        })
+        .filter(|page| needs_ocr(page, pictured.get(page.number as usize - 1).copied().unwrap_or(false)))
         .map(|page| page.number)
         .collect();
     if empty.is_empty() {

@@ -10,13 +10,25 @@
 mod corpus;
 
 use corpus::{born_digital, djvu_of};
-use hbi_extraction::{ExtractOptions, Extraction, Format, TocSource, detect_format, extract};
+use hbi_extraction::{ExtractOptions, Extraction, Format, Progress, TocSource, detect_format, extract};
 
 fn run(bytes: &[u8]) -> Result<Extraction, hbi_extraction::ExtractError> {
-    let mut pages_reported = 0;
-    let result = extract(bytes, &ExtractOptions::default(), true, &mut |_| pages_reported += 1);
+    let mut reported = Vec::new();
+    let result = extract(bytes, &ExtractOptions::default(), true, &mut |progress| {
+        if let Progress::Pages { done, total } = progress {
+            reported.push((done, total));
+        }
+    });
     if let Ok(book) = &result {
-        assert_eq!(pages_reported, book.page_count as usize, "progress page by page");
+        let n = book.page_count;
+        let mut counts: Vec<u32> = reported.iter().map(|&(done, _)| done).collect();
+        assert!(
+            counts.windows(2).all(|pair| pair[0] <= pair[1]),
+            "progress never goes back: {counts:?}"
+        );
+        counts.dedup();
+        assert_eq!(counts, (1..=n).collect::<Vec<_>>(), "progress page by page");
+        assert_eq!(reported.last(), Some(&(n, n)));
     }
     result
 }

@@ -35,13 +35,21 @@ fn a_scanned_book_is_read_by_ocr_page_by_page() {
     let pages = [8, 9, 108];
     let scan = scan_of("r-intro", &pages);
     let mut recognised = Vec::new();
-    let book = extract(&scan, &ExtractOptions::default(), true, &mut |progress| {
-        if let Progress::Recognised { done, total } = progress {
-            recognised.push((done, total));
-        }
-    })
+    let mut read = Vec::new();
+    let book = extract(
+        &scan,
+        &ExtractOptions::default(),
+        true,
+        &mut |progress| match progress {
+            Progress::Recognised { done, total } => recognised.push((done, total)),
+            Progress::Pages { done, total } => read.push((done, total)),
+        },
+    )
     .unwrap();
     assert_eq!(recognised, [(1, 3), (2, 3), (3, 3)], "progress page by page");
+    // The scanned pages are not counted as read when they are laid out (they have no text
+    // yet), only after OCR: the count of pages read never goes back.
+    assert_eq!(read, [(3, 3)], "pages read");
     let ocr = book.ocr.clone().expect("the pages were recognised");
     assert_eq!((ocr.pages, ocr.failed, ocr.languages.as_str()), (3, 0, "eng"));
     assert!(ocr.mean_confidence.is_some_and(|c| c > 0.7), "{ocr:?}");

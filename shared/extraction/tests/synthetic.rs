@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests may unwrap: a failure is a test failure
 
-use hbi_extraction::{ExtractOptions, TocEntry, extract};
+use hbi_extraction::{ExtractOptions, Progress, TocEntry, extract};
 use lopdf::{Dictionary, Document, Object, Stream, StringFormat, dictionary};
 
 fn string(s: &str) -> Object {
@@ -136,7 +136,9 @@ fn every_destination_form_resolves() {
     let mut reports = Vec::new();
     let x = extract(&build(), &ExtractOptions::default(), true, &mut |p| reports.push(p)).unwrap();
     assert_eq!(x.page_count, 3);
-    assert_eq!(reports.len(), 3);
+    // A report per page read, and the last one says all were.
+    assert_eq!(reports.len(), 4);
+    assert_eq!(reports.last(), Some(&Progress::Pages { done: 3, total: 3 }));
     assert_eq!(
         x.toc,
         vec![

@@ -24,6 +24,7 @@
 mod hybrid;
 mod keyword;
 mod prompt;
+mod reranked;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use async_trait::async_trait;
 
 pub use hybrid::HybridChunkRetriever;
 pub use keyword::KeywordChunkRetriever;
+pub use reranked::RerankedRetriever;
 
 use crate::knobs::Knobs;
 use crate::llm::{ChatModel, LlmError, complete_traced};

@@ -12,9 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{Embedder, EmbeddingSettings, distinct, l2_normalize};
-
-/// How much of an error body goes into the error message.
-const BODY_EXCERPT_CHARS: usize = 300;
+use crate::http_client::{body_excerpt, client_with_deadline};
 
 pub struct OpenAiEmbedder {
     client: reqwest::Client,
@@ -45,11 +43,7 @@ struct EmbeddingData {
 impl OpenAiEmbedder {
     pub fn new(settings: &EmbeddingSettings) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs(settings.openai_timeout_secs.max(1));
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .build()
-            .context("building the HTTP client")?;
+        let client = client_with_deadline(timeout)?;
         Ok(Self {
             client,
             url: format!("{}/embeddings", settings.openai_base_url.trim_end_matches('/')),
@@ -82,14 +76,14 @@ impl OpenAiEmbedder {
             bail!(
                 "embedding endpoint {} answered {status}: {}",
                 self.url,
-                excerpt(&String::from_utf8_lossy(&body))
+                body_excerpt(&body)
             );
         }
         let answer: EmbeddingResponse = serde_json::from_slice(&body).map_err(|err| {
             anyhow!(
                 "embedding endpoint {} answered no embeddings ({err}): {}",
                 self.url,
-                excerpt(&String::from_utf8_lossy(&body))
+                body_excerpt(&body)
             )
         })?;
         self.in_input_order(answer.data, texts.len())
@@ -130,15 +124,6 @@ impl OpenAiEmbedder {
     }
 }
 
-fn excerpt(body: &str) -> String {
-    let body = body.trim();
-    match body.char_indices().nth(BODY_EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &body[..cut]),
-        None if body.is_empty() => "(empty body)".to_owned(),
-        None => body.to_owned(),
-    }
-}
-
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     fn kind(&self) -> &'static str {
@@ -163,18 +148,5 @@ impl Embedder for OpenAiEmbedder {
             l2_normalize(vector);
         }
         Ok(slots.into_iter().map(|slot| vectors[slot].clone()).collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_bodies_are_cut() {
-        let long = "x".repeat(1000);
-        assert_eq!(excerpt(&long).chars().count(), BODY_EXCERPT_CHARS + 1);
-        assert_eq!(excerpt("  short  "), "short");
-        assert_eq!(excerpt(""), "(empty body)");
     }
 }

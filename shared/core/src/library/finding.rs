@@ -37,6 +37,8 @@ pub struct PageQuery {
 pub struct TermFound {
     pub hit: TermHit,
     pub book_title: Option<String>,
+    /// The printed labels of each of `hit.pages`' ends, `[first, last]`.
+    pub page_labels: Vec<[String; 2]>,
 }
 
 /// A question as a reader asks it.
@@ -59,6 +61,7 @@ impl Library {
             k: query.k,
             index_boost: query.index_boost,
             weights: FusionWeights::from_knobs(&knobs),
+            rerank_candidates: knobs.rerank_candidates as usize,
         };
         let started = Instant::now();
         let outcome = self.stores.searcher.search(&request).await;
@@ -82,8 +85,16 @@ impl Library {
                 let title = self.stores.catalog.book(&hit.book_id).await?.map(|b| b.title);
                 titles.insert(hit.book_id.clone(), title);
             }
+            let ends: Vec<u32> = hit.pages.iter().flatten().copied().collect();
+            let labels = self.stores.catalog.page_labels_of(&hit.book_id, &ends).await?;
+            let label = |page: u32| labels.get(&page).cloned().unwrap_or_else(|| page.to_string());
             found.push(TermFound {
                 book_title: titles.get(&hit.book_id).cloned().flatten(),
+                page_labels: hit
+                    .pages
+                    .iter()
+                    .map(|&[first, last]| [label(first), label(last)])
+                    .collect(),
                 hit,
             });
         }

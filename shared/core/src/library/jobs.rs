@@ -1,17 +1,148 @@
 //! Jobs: follow one, list them, cancel one, run an ended one again, and the dead-letter
 //! queue.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use sha2::{Digest, Sha256};
+
 use super::{Library, LibraryError, LibraryResult};
 use crate::db::entities::{job, job_attempt};
-use crate::domain::{JobId, JobState};
+use crate::domain::{JobId, JobState, Stage};
 use crate::jobs::relay;
-use crate::jobs::store::Requeue;
+use crate::jobs::store::{JobStore, Requeue};
 
 /// A job with its attempts, oldest first.
 #[derive(Debug, Clone)]
 pub struct JobReport {
     pub job: job::Model,
     pub history: Vec<job_attempt::Model>,
+}
+
+/// What someone following a job sees change: its state, stage, progress and last error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUpdate {
+    /// Names this update by what it says: the same state of the job has the same id on
+    /// every replica, so a follower that reconnects hands it back (SSE's Last-Event-ID)
+    /// and is sent only what changed since.
+    pub id: String,
+    pub state: JobState,
+    pub stage: Option<Stage>,
+    pub progress_done: i32,
+    pub progress_total: i32,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error: Option<String>,
+    pub error_stage: Option<Stage>,
+    pub retryable: bool,
+    pub run_after: Option<DateTime<Utc>>,
+    pub cancel_requested: bool,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl JobUpdate {
+    fn of(job: &job::Model) -> Self {
+        let mut update = Self {
+            id: String::new(),
+            state: job.state,
+            stage: job.stage,
+            progress_done: job.progress_done,
+            progress_total: job.progress_total,
+            attempts: job.attempts,
+            max_attempts: job.max_attempts,
+            error: job.error.clone(),
+            error_stage: job.error_stage,
+            retryable: job.retryable,
+            run_after: job.run_after,
+            cancel_requested: job.cancel_requested,
+            finished_at: job.finished_at,
+        };
+        update.id = update.fingerprint();
+        update
+    }
+
+    /// Whether the job has ended for good: nothing follows this update.
+    pub fn is_end(&self) -> bool {
+        self.state.is_final()
+    }
+
+    fn fingerprint(&self) -> String {
+        let said = format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            self.state,
+            self.stage.map(Stage::as_str).unwrap_or_default(),
+            self.progress_done,
+            self.progress_total,
+            self.attempts,
+            self.max_attempts,
+            self.error.as_deref().unwrap_or_default(),
+            self.error_stage.map(Stage::as_str).unwrap_or_default(),
+            self.retryable,
+            self.run_after.map(|at| at.timestamp_micros()).unwrap_or_default(),
+            self.cancel_requested,
+            self.finished_at.map(|at| at.timestamp_micros()).unwrap_or_default(),
+        );
+        let digest = Sha256::digest(said.as_bytes());
+        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Where a follower of one job stands between two looks at it.
+struct Following {
+    jobs: JobStore,
+    job_id: String,
+    /// The update the follower has, if any.
+    seen: Option<String>,
+    /// The row read when the follow began, sent before the first pause.
+    first: Option<job::Model>,
+    every: Duration,
+    ended: bool,
+    failing: bool,
+}
+
+impl Following {
+    /// The next update the follower does not have yet; `None` once the job has ended (or
+    /// is gone with its book).
+    async fn next_update(&mut self) -> Option<JobUpdate> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            let job = match self.first.take() {
+                Some(job) => job,
+                None => {
+                    tokio::time::sleep(self.every).await;
+                    match self.jobs.get(&self.job_id).await {
+                        Ok(Some(job)) => {
+                            self.failing = false;
+                            job
+                        }
+                        Ok(None) => return None,
+                        // A database blip is not the end of the job: look again, and say
+                        // so once rather than on every look.
+                        Err(err) => {
+                            if !self.failing {
+                                tracing::warn!(job_id = %self.job_id, error = %format!("{err:#}"), "following a job: its row could not be read; trying again");
+                            }
+                            self.failing = true;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let update = JobUpdate::of(&job);
+            if self.seen.as_deref() == Some(update.id.as_str()) {
+                if update.is_end() {
+                    return None;
+                }
+                continue;
+            }
+            self.seen = Some(update.id.clone());
+            self.ended = update.is_end();
+            return Some(update);
+        }
+    }
 }
 
 /// Which ended jobs may run again, and how a missing one is named.
@@ -49,6 +180,37 @@ impl Library {
             .ok_or(LibraryError::JobNotFound)?;
         let history = self.stores.jobs.attempts(id.as_str()).await?;
         Ok(JobReport { job, history })
+    }
+
+    /// Follows a job: its state now (unless `seen` names it: the follower has it), then
+    /// each change, looking at the job's row every `every`, so that any API replica can
+    /// follow any job. Changes between two looks arrive as one update. The stream ends
+    /// after the job's end state (at once if the follower has seen it).
+    pub async fn follow_job(
+        &self,
+        id: &JobId,
+        seen: Option<String>,
+        every: Duration,
+    ) -> LibraryResult<impl Stream<Item = JobUpdate> + Send + 'static> {
+        let first = self
+            .stores
+            .jobs
+            .get(id.as_str())
+            .await?
+            .ok_or(LibraryError::JobNotFound)?;
+        let following = Following {
+            jobs: self.stores.jobs.clone(),
+            job_id: id.as_str().to_owned(),
+            seen,
+            first: Some(first),
+            every,
+            ended: false,
+            failing: false,
+        };
+        Ok(futures::stream::unfold(following, |mut following| async move {
+            let update = following.next_update().await?;
+            Some((update, following))
+        }))
     }
 
     /// The newest jobs first, in `state` if given (without their histories).

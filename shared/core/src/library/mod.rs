@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 pub use books::{Upload, UploadOutcome};
 pub use finding::{Ask, NO_EMBEDDER, NO_LLM, PageQuery, TermFound};
-pub use jobs::JobReport;
+pub use jobs::{JobReport, JobUpdate};
 pub use reading::{BookQuality, IndexNode, PageRange, PageView, TocNode};
 
 use crate::answer::Retriever;
@@ -40,6 +40,8 @@ pub enum LibraryError {
     NotInDeadLetterQueue,
     #[error("page {number} not found; the book has {page_count} pages")]
     PageNotFound { number: u32, page_count: u32 },
+    #[error("no page of the book is labelled {label:?}")]
+    PageLabelNotFound { label: String },
     /// The request is well formed but the book or job is not in a state that allows it.
     #[error("{0}")]
     Conflict(String),

@@ -119,6 +119,23 @@ impl Library {
         })
     }
 
+    /// The page whose printed label is `label` ("xiv", "143"; case and surrounding spaces
+    /// aside), the first one if several share it.
+    pub async fn page_labelled(&self, id: &BookId, label: &str) -> LibraryResult<PageView> {
+        let book = self.book(id).await?;
+        let wanted = label.trim();
+        let labels = self.stores.catalog.page_labels(&book.id).await?;
+        let Some(position) = labels
+            .iter()
+            .position(|label| label.trim().eq_ignore_ascii_case(wanted))
+        else {
+            return Err(LibraryError::PageLabelNotFound {
+                label: wanted.to_owned(),
+            });
+        };
+        self.page(id, u32::try_from(position + 1).unwrap_or(u32::MAX)).await
+    }
+
     pub async fn quality(&self, id: &BookId) -> LibraryResult<BookQuality> {
         let book = self.book(id).await?;
         let gates = self.stores.catalog.quality(&book.id).await?;

@@ -10,11 +10,10 @@ use serde_json::{Value, json};
 
 use super::{ChatCompletion, ChatMessage, ChatModel, LlmError};
 use crate::config::{LlmSettings, OPENAI_BASE_URL};
+use crate::http_client::{body_excerpt, client_with_deadline};
 
 /// Largest response body read from the server.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
-/// How much of an error body goes into the error message.
-const ERROR_EXCERPT_CHARS: usize = 300;
 
 pub struct OpenAiChat {
     client: reqwest::Client,
@@ -27,11 +26,7 @@ pub struct OpenAiChat {
 impl OpenAiChat {
     pub fn new(settings: &LlmSettings) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs_f64(settings.timeout_secs);
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("hbi/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = client_with_deadline(timeout)?;
         Ok(Self {
             client,
             url: chat_completions_url(settings.base_url.as_deref().unwrap_or(OPENAI_BASE_URL)),
@@ -113,24 +108,6 @@ fn parse_response(body: &Value, asked_model: &str) -> Result<ChatCompletion, Llm
     })
 }
 
-/// The first characters of an error body, on one line.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out: String = text
-        .chars()
-        .take(ERROR_EXCERPT_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > ERROR_EXCERPT_CHARS {
-        out.push('…');
-    }
-    if out.trim().is_empty() {
-        "(empty body)".to_owned()
-    } else {
-        out
-    }
-}
-
 #[async_trait]
 impl ChatModel for OpenAiChat {
     fn system(&self) -> &'static str {
@@ -168,11 +145,11 @@ impl ChatModel for OpenAiChat {
         if !status.is_success() {
             return Err(LlmError::Status {
                 status: status.as_u16(),
-                body: excerpt(&body),
+                body: body_excerpt(&body),
             });
         }
         let value: Value = serde_json::from_slice(&body)
-            .map_err(|err| LlmError::InvalidResponse(format!("{err}; body: {}", excerpt(&body))))?;
+            .map_err(|err| LlmError::InvalidResponse(format!("{err}; body: {}", body_excerpt(&body))))?;
         parse_response(&value, &self.model)
     }
 }
@@ -227,14 +204,5 @@ mod tests {
         assert_eq!(completion.input_tokens, None);
         assert!(parse_response(&json!({"error": "x"}), "m").is_err());
         Ok(())
-    }
-
-    #[test]
-    fn error_excerpts_are_short_and_single_line() {
-        let long = "x\n".repeat(500);
-        let out = excerpt(long.as_bytes());
-        assert!(out.chars().count() <= ERROR_EXCERPT_CHARS + 1);
-        assert!(!out.contains('\n'));
-        assert_eq!(excerpt(b""), "(empty body)");
     }
 }
