@@ -59,7 +59,7 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if first == "mcp" {
         return Some(Scope::Read);
     }
-    if matches!(first, "config" | "dlq" | "keys") || method == Method::DELETE {
+    if matches!(first, "config" | "dlq" | "keys" | "webhooks") || method == Method::DELETE {
         return Some(Scope::Admin);
     }
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
@@ -382,6 +382,7 @@ mod tests {
         assert_eq!(scope(Method::GET, "/config"), Some(Scope::Admin));
         assert_eq!(scope(Method::GET, "/dlq"), Some(Scope::Admin));
         assert_eq!(scope(Method::GET, "/keys"), Some(Scope::Admin));
+        assert_eq!(scope(Method::GET, "/webhooks"), Some(Scope::Admin));
         assert_eq!(scope(Method::POST, "/mcp"), Some(Scope::Read));
         assert_eq!(scope(Method::DELETE, "/mcp"), Some(Scope::Read));
         assert_eq!(

@@ -28,6 +28,7 @@ use routes::keys::KeysApi;
 use routes::query::QueryApi;
 use routes::search::SearchApi;
 use routes::system::SystemApi;
+use routes::webhooks::WebhooksApi;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -72,12 +73,21 @@ type Apis = (
     DlqApi,
     ConfigApi,
     KeysApi,
+    WebhooksApi,
 );
 
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
-            SystemApi, BooksApi, SearchApi, QueryApi, JobsApi, DlqApi, ConfigApi, KeysApi,
+            SystemApi,
+            BooksApi,
+            SearchApi,
+            QueryApi,
+            JobsApi,
+            DlqApi,
+            ConfigApi,
+            KeysApi,
+            WebhooksApi,
         ),
         "HBI: Hybrid Book Index",
         env!("CARGO_PKG_VERSION"),
@@ -89,7 +99,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
              **Authentication.** Every operation but health, metrics and these documents needs an \
              API key, sent as `X-API-Key: <key>` or `Authorization: Bearer <key>` (here: the \
              Authorize button). Scopes: `read` (GET), `write` (new books, uploads, job cancel and \
-             retry, questions) and `admin` (configuration, dead-letter queue, deletions, API keys); \
+             retry, questions) and `admin` (configuration, dead-letter queue, deletions, API keys, \
+             webhooks); \
              admin implies write implies read. Missing or unknown key: 401; a key without the \
              scope: 403; too many requests: 429 with `Retry-After`.",
     )
@@ -458,6 +469,12 @@ impl Application {
             self.state.settings.stranded_after(),
             shutdown.clone(),
         ));
+        let webhooks = tokio::spawn(hbi_shared::webhooks::sender::run(
+            self.state.backends.webhooks.clone(),
+            self.state.backends.jobs.clone(),
+            self.state.settings.webhooks.clone(),
+            shutdown.clone(),
+        ));
         let streams_end = self.state.streams_end.clone();
         let app = routes(self.state);
         let signal = shutdown.clone();
@@ -469,6 +486,7 @@ impl Application {
             .run_with_graceful_shutdown(app, signal, Some(Duration::from_secs(10)))
             .await?;
         relay.abort();
+        webhooks.abort();
         Ok(())
     }
 }

@@ -23,11 +23,16 @@ use serde_json::{Map, Value, json};
 
 use crate::routes::config::ConfigUpdate;
 use crate::routes::keys::KeyCreate;
+use crate::routes::webhooks::WebhookCreate;
 
 /// Request bodies that refuse a property they do not know (422 `extra_forbidden` or
 /// `unknown field`); every other body ignores unknown properties, as FastAPI does.
-fn closed_schemas() -> [String; 2] {
-    [KeyCreate::name().into_owned(), ConfigUpdate::name().into_owned()]
+fn closed_schemas() -> [String; 3] {
+    [
+        KeyCreate::name().into_owned(),
+        ConfigUpdate::name().into_owned(),
+        WebhookCreate::name().into_owned(),
+    ]
 }
 
 /// Adds the answers, closed bodies and inlined enums above to `spec`.
@@ -189,6 +194,9 @@ mod tests {
         assert!(KeyCreate::parse_from_json(extra(json!({"name": "n", "scope": "read"}))).is_err());
         assert!(KeyCreate::parse_from_json(Some(json!({"name": "n", "scope": "read"}))).is_ok());
         assert!(ConfigUpdate::parse_from_json(extra(json!({}))).is_err());
+        let webhook = json!({"url": "https://example.com/hook", "events": ["job.dead"]});
+        assert!(WebhookCreate::parse_from_json(extra(webhook.clone())).is_err());
+        assert!(WebhookCreate::parse_from_json(Some(webhook)).is_ok());
         assert!(BookCreate::parse_from_json(extra(json!({"title": "t"}))).is_ok());
         assert!(QueryRequest::parse_from_json(extra(json!({"query": "q"}))).is_ok());
 

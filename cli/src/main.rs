@@ -54,6 +54,12 @@ enum Command {
     },
     /// Extract page labels, ToC and index from a PDF, offline.
     Extract(ExtractArgs),
+    /// Seal every webhook signing secret again under the first of webhooks.master_keys (after
+    /// a key rotation; then the old key can be dropped).
+    RekeyWebhooks {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Serve the library over MCP on stdin and stdout (for desktop clients), as the API key
     /// in HBI_API_KEY (its scope decides what the tools may do).
     Mcp {
@@ -157,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bind: args.bind,
             data_dir: args.data_dir.clone(),
         },
-        Command::Migrate { data_dir } | Command::Mcp { data_dir } => Overrides {
+        Command::Migrate { data_dir } | Command::Mcp { data_dir } | Command::RekeyWebhooks { data_dir } => Overrides {
             bind: None,
             data_dir: data_dir.clone(),
         },
@@ -167,7 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let default_service = match &cli.command {
         Command::Api(_) => "hbi-api",
         Command::Worker(_) => "hbi-worker",
-        Command::Serve(_) | Command::Migrate { .. } | Command::Extract(_) => "hbi",
+        Command::Serve(_) | Command::Migrate { .. } | Command::Extract(_) | Command::RekeyWebhooks { .. } => "hbi",
         Command::Mcp { .. } => "hbi-mcp",
     };
     // MCP's stdio transport owns stdout.
@@ -232,6 +238,16 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
             shutdown.cancel();
             health.abort();
             result
+        }
+        Command::RekeyWebhooks { .. } => {
+            let backends = Backends::open(&settings, true).await?;
+            let resealed = backends
+                .webhooks
+                .reseal_secrets()
+                .await
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+            tracing::info!(resealed, "webhook signing secrets sealed under the current master key");
+            Ok(())
         }
         Command::Mcp { .. } => {
             let backends = Backends::open(&settings, true).await?;

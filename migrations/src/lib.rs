@@ -13,6 +13,7 @@ mod m20261126_000001_job_trace_context;
 mod m20261126_000002_api_keys;
 mod m20261127_000001_one_live_job_per_book;
 mod m20261203_000001_book_language;
+mod m20261204_000001_webhooks;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_api_keys::Migration),
             Box::new(m20261127_000001_one_live_job_per_book::Migration),
             Box::new(m20261203_000001_book_language::Migration),
+            Box::new(m20261204_000001_webhooks::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod query;
 pub mod search;
 pub mod system;
+pub mod webhooks;
 
 use poem_openapi::Tags;
 
@@ -28,4 +29,6 @@ pub enum ApiTags {
     System,
     /// API keys: make, list and revoke them (admin scope)
     Keys,
+    /// Webhooks: signed job and book events POSTed to your URLs (admin scope)
+    Webhooks,
 }

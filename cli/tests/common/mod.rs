@@ -5,6 +5,7 @@
 
 pub mod formats;
 pub mod mcp;
+pub mod webhooks;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -12,7 +12,8 @@ use std::time::Instant;
 use common::{TestServer, python_tools_path};
 use serde_json::{Value, json};
 
-/// A value the schema accepts, from its type, enum and bounds (properties: the required ones).
+/// A value the schema accepts, from its type, enum and bounds (properties: the required ones;
+/// a property named `url`, an http URL).
 fn valid_value(schema: &Value, schemas: &Value) -> Value {
     if let Some(name) = schema["$ref"]
         .as_str()
@@ -35,13 +36,20 @@ fn valid_value(schema: &Value, schemas: &Value) -> Value {
                 .flatten()
                 .filter_map(Value::as_str)
             {
-                body.insert(name.to_owned(), valid_value(&schema["properties"][name], schemas));
+                let value = match name {
+                    "url" => json!("https://example.com/hook"),
+                    _ => valid_value(&schema["properties"][name], schemas),
+                };
+                body.insert(name.to_owned(), value);
             }
             Value::Object(body)
         }
         Some("integer" | "number") => schema["minimum"].as_f64().map_or(json!(1), |min| json!(min as i64)),
         Some("boolean") => json!(true),
-        Some("array") => json!([]),
+        Some("array") => {
+            let items = usize::try_from(schema["minItems"].as_u64().unwrap_or(0)).unwrap_or(0);
+            Value::Array(vec![valid_value(&schema["items"], schemas); items])
+        }
         _ => json!("a"),
     }
 }
@@ -104,7 +112,11 @@ async fn json_bodies_refuse_unknown_properties_exactly_where_the_document_says()
 /// 422). Bounded: a fixed seed and a few examples per operation (under a minute).
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_answer_that_breaks_the_document() {
-    let server = TestServer::start(&[]);
+    // With a master key, so that webhooks are registered, not refused for the lack of one.
+    let server = TestServer::start(&[(
+        "HBI__WEBHOOKS__MASTER_KEYS",
+        "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )]);
     let key = server.admin_key.clone().expect("the harness's admin key");
     let work = tempfile::tempdir().expect("work dir");
     let started = Instant::now();

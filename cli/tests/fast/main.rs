@@ -29,3 +29,4 @@ mod rerank;
 mod restart_durability;
 mod search;
 mod upload_fuzz_regressions;
+mod webhooks;

@@ -40,6 +40,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/keys"),
     ("get", "/keys"),
     ("delete", "/keys/{key_id}"),
+    ("post", "/webhooks"),
+    ("get", "/webhooks"),
+    ("get", "/webhooks/{webhook_id}"),
+    ("delete", "/webhooks/{webhook_id}"),
+    ("get", "/webhooks/{webhook_id}/deliveries"),
 ];
 
 /// Operations anyone may call, without an API key.
@@ -114,7 +119,11 @@ async fn openapi_document_is_valid_and_complete() {
         );
         assert_eq!(
             responses.get("403").is_some(),
-            *method != "get" || path.starts_with("/config") || path.starts_with("/dlq") || path.starts_with("/keys"),
+            *method != "get"
+                || path.starts_with("/config")
+                || path.starts_with("/dlq")
+                || path.starts_with("/keys")
+                || path.starts_with("/webhooks"),
             "{method} {path} documents 403 exactly when a read key is not enough"
         );
     }

@@ -656,3 +656,52 @@ async fn every_format_flows_through_the_production_shape() {
         );
     }
 }
+
+/// Webhooks across the production shape: registered on one API replica, the job run by a
+/// separate worker, the event sent by an API process from the outbox in PostgreSQL, its
+/// signature verified by the receiver with the Standard Webhooks library.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_flow_through_the_production_shape() {
+    use base64::Engine;
+    let stack = Stack::start();
+    let keys = format!("k1:{}", base64::engine::general_purpose::STANDARD.encode([3u8; 32]));
+    let settings = [
+        ("HBI__WEBHOOKS__MASTER_KEYS", keys.as_str()),
+        ("HBI__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+        ("HBI__WEBHOOKS__POLL_MS", "100"),
+    ];
+    let api = stack.spawn(Role::Api, &settings);
+    let replica = stack.spawn(Role::Api, &settings);
+    let _worker = stack.spawn(Role::Worker, &[]);
+    let receiver = common::webhooks::Receiver::start().await;
+    let response = api
+        .client
+        .post(api.url("/webhooks"))
+        .json(&serde_json::json!({"url": receiver.url(), "events": ["job.succeeded", "job.dead"]}))
+        .send()
+        .await
+        .expect("POST /webhooks");
+    assert_eq!(response.status().as_u16(), 201);
+    let created: Value = response.json().await.expect("webhook");
+    receiver.expect_secret(created["secret"].as_str().expect("secret"));
+    let (_, listed) = replica.get_json("/webhooks").await;
+    assert_eq!(
+        listed[0]["id"], created["id"],
+        "every replica sees the endpoint: {listed}"
+    );
+
+    let (_, job_id) = upload(&replica, "a book", crate::hostile::good_book()).await;
+    let job = replica.wait_for_job(&job_id, Duration::from_secs(120)).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.ids_of("job.succeeded").is_empty() {
+        assert!(Instant::now() < deadline, "no job.succeeded arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events = receiver.by_id();
+    assert_eq!(events.len(), 1, "two API processes, one delivery: {events:?}");
+    let (body, times) = events.values().next().expect("the event");
+    assert_eq!(*times, 1, "sent once");
+    assert_eq!(body["data"]["job_id"], job_id.as_str());
+    assert_eq!(receiver.refused_signatures(), 0);
+}

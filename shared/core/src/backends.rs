@@ -26,6 +26,7 @@ use crate::scratch::ScratchDir;
 use crate::search::{Searcher, SemanticSearch, VectorSemantic};
 use crate::text_index::{PostgresFtsIndex, SqliteFtsIndex, TextIndex};
 use crate::vectors::{PgVectorIndex, SqliteVecIndex, VectorIndex};
+use crate::webhooks::{KeyRing, WebhookStore};
 
 #[derive(Clone)]
 pub struct Backends {
@@ -40,6 +41,8 @@ pub struct Backends {
     pub knobs: KnobStore,
     /// API keys (hashed), shared by every replica through the database.
     pub api_keys: ApiKeyStore,
+    /// Webhook endpoints and their deliveries.
+    pub webhooks: WebhookStore,
     /// What POST /query retrieves its passages with.
     pub retriever: Arc<dyn Retriever>,
     /// The language model of POST /query; `None` when `llm.base_url` is empty.
@@ -215,6 +218,16 @@ impl Backends {
             graph: open_graph(settings, &db)?,
             knobs,
             api_keys: ApiKeyStore::new(db.clone()),
+            webhooks: WebhookStore::new(
+                db.clone(),
+                settings
+                    .webhooks
+                    .master_keys
+                    .as_ref()
+                    .map(|keys| KeyRing::parse(keys.expose_secret()))
+                    .transpose()?,
+                settings.webhooks.allow_private_targets,
+            ),
             retriever,
             llm,
             catalog: Catalog::new(db.clone()),

@@ -35,6 +35,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
     pub reranker: RerankerSettings,
+    pub webhooks: WebhookSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,6 +186,27 @@ pub struct RerankerSettings {
     pub timeout_secs: f64,
     /// Texts in one request (TEI's `--max-client-batch-size`).
     pub max_batch: usize,
+}
+
+/// Webhooks (`crate::webhooks`): signed deliveries of job and book events to registered URLs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookSettings {
+    /// The master keys that seal the endpoints' signing secrets (AES-256-GCM): `id:base64`
+    /// of 32 random bytes, comma-separated, the first sealing new secrets and every one
+    /// opening what it sealed (rotation: put the new key first, run `hbi rekey-webhooks`,
+    /// then drop the old). Absent: webhooks cannot be registered.
+    #[serde(default, deserialize_with = "blank_is_none")]
+    pub master_keys: Option<SecretString>,
+    /// Deliveries to private, loopback and link-local addresses (off: an endpoint is a
+    /// public server; tests and a private network turn it on).
+    pub allow_private_targets: bool,
+    /// How often the sender looks for events and due deliveries.
+    pub poll_ms: u64,
+    /// The first retry's delay; later ones follow Standard Webhooks' schedule scaled to it
+    /// (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h at the default), then the delivery fails.
+    pub first_retry_ms: u64,
+    /// Deadline of one delivery attempt.
+    pub timeout_secs: f64,
 }
 
 /// The OpenAI API, for an API key given without a base URL.
@@ -393,6 +415,17 @@ impl Settings {
         }
         if self.queue.name.trim().is_empty() {
             return invalid("queue.name", "must not be empty");
+        }
+        if self.webhooks.poll_ms == 0 || self.webhooks.first_retry_ms == 0 {
+            return invalid("webhooks.poll_ms", "and webhooks.first_retry_ms must be at least 1");
+        }
+        if !(self.webhooks.timeout_secs > 0.0 && self.webhooks.timeout_secs <= 300.0) {
+            return invalid("webhooks.timeout_secs", "must be above 0 and at most 300");
+        }
+        if let Some(keys) = &self.webhooks.master_keys
+            && let Err(err) = crate::webhooks::KeyRing::parse(keys.expose_secret())
+        {
+            return invalid("webhooks.master_keys", &err.to_string());
         }
         if self.reranker.max_batch == 0 {
             return invalid("reranker.max_batch", "must be at least 1");

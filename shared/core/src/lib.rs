@@ -28,6 +28,7 @@ pub mod search;
 pub mod text_index;
 pub mod trace_context;
 pub mod vectors;
+pub mod webhooks;
 
 pub use backends::Backends;
 pub use config::Settings;

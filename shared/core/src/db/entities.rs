@@ -340,3 +340,84 @@ pub mod api_key {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod webhook_endpoint {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_endpoints")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub url: String,
+        /// The event types it receives, comma-separated.
+        pub events: String,
+        pub description: Option<String>,
+        /// The signing secret, AES-256-GCM-sealed (`crate::webhooks::secrets`), base64.
+        pub secret_ciphertext: String,
+        /// Which master key sealed it.
+        pub secret_key_id: String,
+        /// `dlq.size_above` fires when the dead-letter queue grows past this.
+        pub dlq_threshold: Option<i64>,
+        /// Whether that alert fired and the queue has not gone back under the threshold since.
+        pub dlq_alerted: bool,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod webhook_event {
+    use sea_orm::entity::prelude::*;
+
+    /// An event not yet fanned out to the endpoints (the outbox).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_events")]
+    pub struct Model {
+        /// `msg_…`: the `webhook-id` every delivery of it carries.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub event_type: String,
+        /// The JSON body sent.
+        pub payload: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod webhook_delivery {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub endpoint_id: String,
+        pub event_id: String,
+        pub event_type: String,
+        pub payload: String,
+        /// `pending`, `delivered` or `failed` (every attempt of the schedule failed).
+        pub state: String,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        /// A sender holds it until then.
+        pub lease_until: Option<DateTimeUtc>,
+        pub last_status: Option<i32>,
+        pub last_error: Option<String>,
+        pub created_at: DateTimeUtc,
+        pub delivered_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -460,7 +460,7 @@ impl JobStore {
         }
         job_attempt::Entity::update_many()
             .col_expr(job_attempt::Column::Outcome, Expr::value(end.attempt_outcome))
-            .col_expr(job_attempt::Column::Error, Expr::value(end.error))
+            .col_expr(job_attempt::Column::Error, Expr::value(end.error.clone()))
             .col_expr(job_attempt::Column::Stage, Expr::value(end.error_stage))
             .col_expr(job_attempt::Column::FinishedAt, Expr::value(now))
             .filter(job_attempt::Column::JobId.eq(&job.id))
@@ -473,6 +473,22 @@ impl JobStore {
             .filter(book::Column::Id.eq(&job.book_id))
             .exec(&txn)
             .await?;
+        // The webhooks' outbox, in the same transaction: an end is never without its events.
+        crate::webhooks::record_job_end(
+            &txn,
+            &crate::webhooks::JobEnded {
+                job_id: &job.id,
+                book_id: &job.book_id,
+                state: end.state,
+                book_status: end.book_status,
+                attempts: job.attempts,
+                max_attempts: job.max_attempts,
+                error: end.error.as_deref(),
+                error_stage: end.error_stage,
+            },
+            now,
+        )
+        .await?;
         txn.commit().await?;
         Ok(true)
     }
