@@ -250,9 +250,7 @@ impl WebhooksApi {
         state: Data<&AppState>,
         webhook_id: Path<String>,
     ) -> Result<Json<WebhookView>, ApiError<{ status::NOT_FOUND }>> {
-        let Some(id) = parse_id(&webhook_id) else {
-            return Err(ApiError::not_found(WEBHOOK_NOT_FOUND));
-        };
+        let id = endpoint_id(&webhook_id)?;
         match state.backends.webhooks.get(&id).await? {
             Some(endpoint) => Ok(Json(endpoint.into())),
             None => Err(ApiError::not_found(WEBHOOK_NOT_FOUND)),
@@ -272,9 +270,7 @@ impl WebhooksApi {
         caller: Data<&Principal>,
         webhook_id: Path<String>,
     ) -> Result<DeletedWebhook, ApiError<{ status::NOT_FOUND }>> {
-        let Some(id) = parse_id(&webhook_id) else {
-            return Err(ApiError::not_found(WEBHOOK_NOT_FOUND));
-        };
+        let id = endpoint_id(&webhook_id)?;
         if state.backends.webhooks.delete(&id).await? {
             tracing::info!(webhook_id = %id, by = %caller.key_id, "webhook removed");
             Ok(DeletedWebhook::Deleted)
@@ -298,9 +294,7 @@ impl WebhooksApi {
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<u64>,
     ) -> Result<Json<Vec<DeliveryView>>, ApiError<{ status::NOT_FOUND }>> {
-        let Some(id) = parse_id(&webhook_id) else {
-            return Err(ApiError::not_found(WEBHOOK_NOT_FOUND));
-        };
+        let id = endpoint_id(&webhook_id)?;
         if state.backends.webhooks.get(&id).await?.is_none() {
             return Err(ApiError::not_found(WEBHOOK_NOT_FOUND));
         }
@@ -311,4 +305,9 @@ impl WebhooksApi {
 
 fn default_limit() -> u64 {
     100
+}
+
+/// An endpoint id from a path: one that is not a UUID names no endpoint.
+fn endpoint_id(raw: &str) -> Result<String, ApiError<{ status::NOT_FOUND }>> {
+    parse_id(raw).ok_or_else(|| ApiError::not_found(WEBHOOK_NOT_FOUND))
 }

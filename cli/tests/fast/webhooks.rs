@@ -200,6 +200,19 @@ async fn webhooks_deliver_every_event_once_by_id_across_outages_restarts_and_key
         log.iter().any(|delivery| delivery["attempts"].as_i64() > Some(1)),
         "some deliveries were retried across the outage"
     );
+    // And so do the metrics the dashboard plots.
+    let metrics = server.metrics_text().await;
+    let count = |outcome: &str| -> f64 {
+        let series = format!("hbi_webhook_deliveries_total{{outcome=\"{outcome}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series.as_str()))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    assert_eq!(count("delivered"), delivered.len() as f64, "{metrics}");
+    assert!(count("retry") >= 1.0, "{metrics}");
+    assert_eq!(count("failed"), 0.0, "{metrics}");
 
     // HBI killed with a delivery pending: after the restart it is sent (the outbox is in the
     // database). The restart also rotates the master key: the new one seals, the old opens.

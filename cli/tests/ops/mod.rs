@@ -26,7 +26,7 @@ pub enum MetricKind {
 }
 
 /// Every metric a dashboard or an alert rule may use: ../shared/SPEC.md section 4, the two
-/// gauges of the Quality dashboard, the refusals, the reranker's two, and Prometheus' own `up`.
+/// gauges of the Quality dashboard, the refusals, the reranker's two, the webhook attempts, and Prometheus' own `up`.
 pub const SPEC_METRICS: &[(&str, MetricKind)] = &[
     ("http_requests_total", MetricKind::Counter),
     ("http_request_duration_seconds", MetricKind::Histogram),
@@ -51,6 +51,7 @@ pub const SPEC_METRICS: &[(&str, MetricKind)] = &[
     ("hbi_http_rejected_total", MetricKind::Counter),
     ("hbi_rerank_requests_total", MetricKind::Counter),
     ("hbi_rerank_duration_seconds", MetricKind::Histogram),
+    ("hbi_webhook_deliveries_total", MetricKind::Counter),
     ("up", MetricKind::Gauge),
 ];
 

@@ -124,6 +124,7 @@ struct Metrics {
     llm_duration: Histogram,
     llm_tokens: IntCounterVec,
     rerank_requests: IntCounterVec,
+    webhook_attempts: IntCounterVec,
     rerank_duration: Histogram,
     worker_processed: IntCounter,
     worker_failed: IntCounter,
@@ -279,6 +280,11 @@ impl Metrics {
                 "Duration of reranking one candidate list in seconds (every batch of it).",
                 SEARCH_BUCKETS,
             )?,
+            webhook_attempts: b.counter_vec(
+                "hbi_webhook_deliveries_total",
+                "Webhook delivery attempts, by outcome: delivered (a 2xx answer), retry (failed, another attempt scheduled) or failed (the last attempt of the schedule failed).",
+                &["outcome"],
+            )?,
             llm_tokens: b.counter_vec(
                 "hbi_llm_tokens_total",
                 "Language model tokens, by kind (input or output).",
@@ -334,6 +340,9 @@ impl Metrics {
         }
         for outcome in ["success", "error"] {
             metrics.rerank_requests.with_label_values(&[outcome]);
+        }
+        for outcome in WEBHOOK_OUTCOMES {
+            metrics.webhook_attempts.with_label_values(&[outcome]);
         }
         for gate in crate::quality::GATES {
             for result in ["pass", "fail"] {
@@ -436,6 +445,14 @@ pub fn rerank_request(outcome: &str, seconds: f64) {
     let metrics = &*METRICS;
     metrics.rerank_requests.with_label_values(&[outcome]).inc();
     metrics.rerank_duration.observe(seconds);
+}
+
+/// Outcomes of a webhook delivery attempt.
+pub const WEBHOOK_OUTCOMES: [&str; 3] = ["delivered", "retry", "failed"];
+
+/// One webhook delivery attempt; `outcome` is one of [`WEBHOOK_OUTCOMES`].
+pub fn webhook_attempt(outcome: &str) {
+    METRICS.webhook_attempts.with_label_values(&[outcome]).inc();
 }
 
 /// The share of a book's index locators that its page text supports (0 to 1).
@@ -550,13 +567,14 @@ mod tests {
             "hbi_http_rejected_total",
             "hbi_rerank_requests_total",
             "hbi_rerank_duration_seconds",
+            "hbi_webhook_deliveries_total",
         ] {
             assert!(names.contains(name), "{name} is defined");
         }
         assert_eq!(
             names.len(),
-            25,
-            "only the names of SPEC section 4, the two quality gauges, the refusals, OCR's pages and seconds and the reranker's requests and seconds"
+            26,
+            "only the names of SPEC section 4, the two quality gauges, the refusals, OCR's pages and seconds, the reranker's requests and seconds and the webhook attempts"
         );
 
         let text = encode()?;

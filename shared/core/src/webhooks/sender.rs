@@ -57,7 +57,15 @@ async fn round(store: &WebhookStore, jobs: &JobStore, first_retry: Duration, tim
             .for_each_concurrent(IN_FLIGHT, |due| async move {
                 let outcome = send(store, &due, timeout).await;
                 let delivery = &due.delivery;
-                match store.record_attempt(delivery, outcome.clone(), first_retry).await {
+                let recorded = store.record_attempt(delivery, outcome.clone(), first_retry).await;
+                if let Ok(state) = &recorded {
+                    crate::metrics::webhook_attempt(match state {
+                        DeliveryState::Delivered => "delivered",
+                        DeliveryState::Pending => "retry",
+                        DeliveryState::Failed => "failed",
+                    });
+                }
+                match recorded {
                     Ok(DeliveryState::Failed) => tracing::warn!(
                         delivery = delivery.id, event_id = %delivery.event_id, event = %delivery.event_type,
                         "webhook delivery failed for good after its last retry"
