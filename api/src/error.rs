@@ -192,7 +192,8 @@ impl<const DOCUMENTED: u8> From<LibraryError> for ApiError<DOCUMENTED> {
             | LibraryError::JobNotFound
             | LibraryError::NotInDeadLetterQueue
             | LibraryError::PageNotFound { .. }
-            | LibraryError::PageLabelNotFound { .. } => StatusCode::NOT_FOUND,
+            | LibraryError::PageLabelNotFound { .. }
+            | LibraryError::NoPageImage(_) => StatusCode::NOT_FOUND,
             LibraryError::Conflict(_) => StatusCode::CONFLICT,
             LibraryError::BadFile(_) => StatusCode::BAD_REQUEST,
             LibraryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -54,6 +54,20 @@ enum Command {
     },
     /// Extract page labels, ToC and index from a PDF, offline.
     Extract(ExtractArgs),
+    /// Draw one page of a PDF or DjVu as a PNG on stdout (the API runs this as a child
+    /// process for page images).
+    RenderPage {
+        file: PathBuf,
+        /// 1-based physical page.
+        #[arg(long)]
+        page: u32,
+        /// Width in pixels.
+        #[arg(long, default_value_t = 1000)]
+        width: u32,
+        /// Limit this process's address space (MB).
+        #[arg(long)]
+        memory_limit_mb: Option<u64>,
+    },
     /// Seal every webhook signing secret again under the first of webhooks.master_keys (after
     /// a key rotation; then the old key can be dropped).
     RekeyWebhooks {
@@ -141,6 +155,15 @@ fn main() -> std::process::ExitCode {
         // Offline and synchronous: no runtime, no configuration, no database.
         return hbi_worker::extractor::run_child(&args.request());
     }
+    if let Command::RenderPage {
+        file,
+        page,
+        width,
+        memory_limit_mb,
+    } = &cli.command
+    {
+        return hbi_worker::extractor::run_render_child(file, *page, *width, *memory_limit_mb);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -167,13 +190,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bind: None,
             data_dir: data_dir.clone(),
         },
-        Command::Extract(_) => Overrides::default(),
+        Command::Extract(_) | Command::RenderPage { .. } => Overrides::default(),
     };
     let settings = Arc::new(Settings::load(cli.config_dir.as_deref(), &overrides)?);
     let default_service = match &cli.command {
         Command::Api(_) => "hbi-api",
         Command::Worker(_) => "hbi-worker",
-        Command::Serve(_) | Command::Migrate { .. } | Command::Extract(_) | Command::RekeyWebhooks { .. } => "hbi",
+        Command::Serve(_)
+        | Command::Migrate { .. }
+        | Command::Extract(_)
+        | Command::RenderPage { .. }
+        | Command::RekeyWebhooks { .. } => "hbi",
         Command::Mcp { .. } => "hbi-mcp",
     };
     // MCP's stdio transport owns stdout.
@@ -259,7 +286,7 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
                 () = shutdown.cancelled() => Ok(()),
             }
         }
-        Command::Extract(_) => Ok(()),
+        Command::Extract(_) | Command::RenderPage { .. } => Ok(()),
     }
 }
 

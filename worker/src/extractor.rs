@@ -193,6 +193,35 @@ pub async fn extract_in_child(
         .map_err(|err| ExtractorFailure::Crashed(format!("unreadable extractor output: {err}")))
 }
 
+/// `hbi render-page`: one page of `file` drawn as a PNG `width` pixels wide on stdout, under
+/// an address-space limit (the page's file is as untrusted as any upload); exit 2 when the
+/// page cannot be drawn, 1 for a fault of the machine.
+pub fn run_render_child(file: &Path, page: u32, width: u32, memory_limit_mb: Option<u64>) -> ExitCode {
+    if let Some(limit_mb) = memory_limit_mb {
+        let bytes = limit_mb.saturating_mul(1024 * 1024);
+        if let Err(err) = rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes) {
+            eprintln!("error: cannot set the memory limit: {err}");
+            return ExitCode::from(1);
+        }
+    }
+    match hbi_extraction::render_page(file, page, width) {
+        Ok(png) => {
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&png).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("error: cannot write the image: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(u8::try_from(EXIT_INPUT_REFUSED).unwrap_or(2))
+        }
+    }
+}
+
 /// How the child reports its progress on stderr.
 #[derive(Debug, Copy, Clone, PartialEq, Eq)]
 pub enum ProgressMode {

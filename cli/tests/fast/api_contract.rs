@@ -170,9 +170,14 @@ fn generate_python_client(spec: &Value) -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("work dir");
     let document = work.path().join("openapi.json");
     std::fs::write(&document, serde_json::to_vec(spec).expect("spec bytes")).expect("write spec");
-    // No formatting hooks: ruff is beside the point here.
+    // No formatting hooks: ruff is beside the point here. A page image is bytes to the client
+    // (the generator knows no image/png: the override its documentation gives for it).
     let config = work.path().join("config.yaml");
-    std::fs::write(&config, "post_hooks: []\n").expect("write config");
+    std::fs::write(
+        &config,
+        "post_hooks: []\ncontent_type_overrides:\n  image/png: application/octet-stream\n",
+    )
+    .expect("write config");
     let output = Command::new("python3")
         .args(["-m", "openapi_python_client", "generate", "--meta", "none", "--path"])
         .arg(&document)

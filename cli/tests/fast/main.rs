@@ -24,6 +24,7 @@ mod hostile_files;
 mod injection;
 mod job_events;
 mod mcp;
+mod page_images;
 mod query_llm;
 mod rerank;
 mod restart_durability;

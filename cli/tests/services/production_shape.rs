@@ -208,6 +208,23 @@ async fn a_book_flows_through_the_production_shape() {
     ));
     let seen = mcp_client_run("stdio", common::hbi_binary(), TEST_ADMIN_KEY, &book_id, &env).await;
     check_against_http(&api, &book_id, &seen, no_model).await;
+
+    // A page image is drawn by the API process from the original in S3, and kept there.
+    let image = api
+        .client
+        .get(api.url(&format!("/books/{book_id}/pages/14/image")))
+        .send()
+        .await
+        .expect("GET image");
+    assert_eq!(image.status().as_u16(), 200);
+    assert!(image.bytes().await.expect("png").starts_with(b"\x89PNG"));
+    assert!(
+        stack
+            .s3_keys()
+            .await
+            .contains(&format!("derived/{hash}/page-00014-w1200.png")),
+        "the image is kept in the bucket"
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -21,6 +21,7 @@ use crate::jobs::{JobQueue, RedisJobQueue, SqliteJobQueue};
 use crate::knobs::KnobStore;
 use crate::library::{Library, LibraryLimits, LibraryStores};
 use crate::llm::{ChatModel, OpenAiChat};
+use crate::page_images::PageRenderer;
 use crate::rerank::{Reranker, TeiReranker};
 use crate::scratch::ScratchDir;
 use crate::search::{Searcher, SemanticSearch, VectorSemantic};
@@ -259,6 +260,15 @@ impl Backends {
                 knobs: self.knobs.clone(),
                 retriever: self.retriever.clone(),
                 llm: self.llm.clone(),
+                renderer: PageRenderer::new(
+                    settings
+                        .worker
+                        .extractor_path
+                        .clone()
+                        .or_else(|| std::env::current_exe().ok())
+                        .unwrap_or_else(|| "hbi".into()),
+                    settings.worker.extractor_memory_mb,
+                ),
             },
             LibraryLimits {
                 max_upload_bytes: settings.max_upload_bytes(),

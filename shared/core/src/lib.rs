@@ -20,6 +20,7 @@ pub mod library;
 pub mod llm;
 pub mod metrics;
 pub mod outline;
+pub mod page_images;
 pub mod quality;
 pub mod rerank;
 pub mod sanitize;

@@ -232,20 +232,8 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
     let image = TempFile::named("pgm");
     let dpi = match source {
         PageImages::Pdf(pdf) => {
-            // `-singlefile` writes exactly PREFIX.pgm.
-            let prefix = image.0.with_extension("");
-            let mut command = Command::new("pdftoppm");
-            command
-                .args(["-r", &OCR_DPI.to_string(), "-gray", "-singlefile"])
-                .args(["-f", &page.to_string(), "-l", &page.to_string()])
-                .arg(pdf)
-                .arg(&prefix);
-            tools::run(
-                command,
-                "pdftoppm (Debian package poppler-utils)",
-                RENDER_DEADLINE,
-                1024,
-            )?;
+            let resolution = ["-r", &OCR_DPI.to_string(), "-gray"];
+            tools::pdftoppm_page(pdf, page, &resolution, &image.0.with_extension(""), RENDER_DEADLINE)?;
             OCR_DPI as f32
         }
         PageImages::Djvu(djvu, resolutions) => {

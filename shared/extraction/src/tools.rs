@@ -61,6 +61,25 @@ pub(crate) fn run(mut command: Command, what: &str, deadline: Duration, max_outp
     Ok(output)
 }
 
+/// Draws page `page` of the PDF at `pdf` with poppler's `pdftoppm` (`options` say how: a
+/// resolution, a scale, a colour mode) into exactly `prefix` plus the format's extension.
+pub(crate) fn pdftoppm_page(
+    pdf: &std::path::Path,
+    page: u32,
+    options: &[&str],
+    prefix: &std::path::Path,
+    deadline: Duration,
+) -> Result<(), String> {
+    let mut command = Command::new("pdftoppm");
+    command
+        .arg("-singlefile")
+        .args(options)
+        .args(["-f", &page.to_string(), "-l", &page.to_string()])
+        .arg(pdf)
+        .arg(prefix);
+    run(command, "pdftoppm (Debian package poppler-utils)", deadline, 1024).map(|_| ())
+}
+
 /// A file of this process's own in the temporary directory, removed when dropped: the tools
 /// read files, the extractor holds bytes.
 pub(crate) struct TempFile(pub(crate) PathBuf);

@@ -28,6 +28,10 @@ impl LocalBlobStore {
         Ok(Self { root })
     }
 
+    fn derived_dir(&self, hash: &ContentHash) -> PathBuf {
+        self.root.join("derived").join(hash.as_str())
+    }
+
     fn path_of(&self, hash: &ContentHash) -> PathBuf {
         // A ContentHash is 64 lower-case hex digits, so it cannot escape the root.
         self.root.join(&hash.as_str()[..2]).join(format!("{hash}.pdf"))
@@ -100,11 +104,36 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn delete(&self, hash: &ContentHash) -> anyhow::Result<()> {
+        match tokio::fs::remove_dir_all(self.derived_dir(hash)).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
         match tokio::fs::remove_file(self.path_of(hash)).await {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+
+    async fn get_derived(&self, hash: &ContentHash, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        anyhow::ensure!(super::is_derived_name(name), "not a derived file's name: {name:?}");
+        match tokio::fs::read(self.derived_dir(hash).join(name)).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn put_derived(&self, hash: &ContentHash, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        anyhow::ensure!(super::is_derived_name(name), "not a derived file's name: {name:?}");
+        let dir = self.derived_dir(hash);
+        tokio::fs::create_dir_all(&dir).await?;
+        // Written then renamed: a reader never sees half a file.
+        let partial = dir.join(format!(".{name}.{}.partial", crate::domain::new_id()));
+        tokio::fs::write(&partial, bytes).await?;
+        tokio::fs::rename(&partial, dir.join(name)).await?;
+        Ok(())
     }
 
     async fn check(&self) -> anyhow::Result<()> {

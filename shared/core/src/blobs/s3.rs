@@ -42,6 +42,11 @@ fn key_of(hash: &ContentHash) -> String {
     format!("originals/{hash}.pdf")
 }
 
+/// Files made from an original (page images), beside it.
+fn derived_prefix(hash: &ContentHash) -> String {
+    format!("derived/{hash}/")
+}
+
 /// Part size for a file of `size` bytes: 8 MiB, or larger when the file would need more parts than S3 allows.
 fn part_size_for(size: u64) -> u64 {
     MIN_PART_SIZE.max(size.div_ceil(MAX_PARTS))
@@ -290,11 +295,63 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn delete(&self, hash: &ContentHash) -> anyhow::Result<()> {
+        let mut derived = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(derived_prefix(hash))
+            .into_paginator()
+            .send();
+        while let Some(page) = derived.next().await {
+            for object in page.map_err(s3_error)?.contents() {
+                if let Some(key) = object.key() {
+                    self.client
+                        .delete_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                        .map_err(s3_error)?;
+                }
+            }
+        }
         // DeleteObject succeeds for a missing key too.
         self.client
             .delete_object()
             .bucket(&self.bucket)
             .key(key_of(hash))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    async fn get_derived(&self, hash: &ContentHash, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        anyhow::ensure!(super::is_derived_name(name), "not a derived file's name: {name:?}");
+        let key = format!("{}{name}", derived_prefix(hash));
+        match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(object) => {
+                let bytes = object.body.collect().await.context("reading a derived file from S3")?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
+            Err(err) => Err(s3_error(err)),
+        }
+    }
+
+    async fn put_derived(&self, hash: &ContentHash, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        anyhow::ensure!(super::is_derived_name(name), "not a derived file's name: {name:?}");
+        let content_type = if name.ends_with(".png") {
+            "image/png"
+        } else {
+            "application/octet-stream"
+        };
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{name}", derived_prefix(hash)))
+            .content_type(content_type)
+            .body(ByteStream::from(bytes.to_vec()))
             .send()
             .await
             .map_err(s3_error)?;

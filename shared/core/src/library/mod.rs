@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub use books::{Upload, UploadOutcome};
 pub use finding::{Ask, NO_EMBEDDER, NO_LLM, PageQuery, TermFound};
 pub use jobs::{JobReport, JobUpdate};
-pub use reading::{BookQuality, IndexNode, PageRange, PageView, TocNode};
+pub use reading::{BookQuality, IndexNode, PageImage, PageRange, PageView, TocNode};
 
 use crate::answer::Retriever;
 use crate::blobs::BlobStore;
@@ -23,6 +23,7 @@ use crate::jobs::JobQueue;
 use crate::jobs::store::JobStore;
 use crate::knobs::KnobStore;
 use crate::llm::ChatModel;
+use crate::page_images::PageRenderer;
 use crate::scratch::ScratchDir;
 use crate::search::Searcher;
 use crate::text_index::TextIndex;
@@ -42,6 +43,9 @@ pub enum LibraryError {
     PageNotFound { number: u32, page_count: u32 },
     #[error("no page of the book is labelled {label:?}")]
     PageLabelNotFound { label: String },
+    /// The book has no image of this page (an EPUB, not processed yet, a page that cannot be drawn).
+    #[error("{0}")]
+    NoPageImage(String),
     /// The request is well formed but the book or job is not in a state that allows it.
     #[error("{0}")]
     Conflict(String),
@@ -107,6 +111,8 @@ pub struct LibraryStores {
     pub retriever: Arc<dyn Retriever>,
     /// `None` when no language model is configured.
     pub llm: Option<Arc<dyn ChatModel>>,
+    /// Draws page images.
+    pub renderer: PageRenderer,
 }
 
 /// The use cases over the stores, each behind its trait.

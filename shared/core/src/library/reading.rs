@@ -55,6 +55,14 @@ pub struct PageView {
     pub index_terms: Vec<String>,
 }
 
+/// A page drawn for reading.
+#[derive(Debug, Clone)]
+pub struct PageImage {
+    pub png: Vec<u8>,
+    /// Names this drawing: the book's content, the page and the width.
+    pub etag: String,
+}
+
 /// The gates of a book's last run.
 #[derive(Debug, Clone)]
 pub struct BookQuality {
@@ -134,6 +142,42 @@ impl Library {
             });
         };
         self.page(id, u32::try_from(position + 1).unwrap_or(u32::MAX)).await
+    }
+
+    /// Page `number` drawn `READING_WIDTH` pixels wide: from the blob store when it was drawn
+    /// before, otherwise drawn now from the book's original and kept there.
+    pub async fn page_image(&self, id: &BookId, number: u32) -> LibraryResult<PageImage> {
+        use crate::page_images::{READING_WIDTH, RenderError, image_name};
+        let book = self.book(id).await?;
+        let page_count = book.page_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+        let hash: Option<crate::domain::ContentHash> = book.content_hash.as_deref().and_then(|hash| hash.parse().ok());
+        let Some(hash) = hash.filter(|_| page_count > 0) else {
+            return Err(LibraryError::NoPageImage(
+                "the book has no processed pages yet: upload it and wait for its job".to_owned(),
+            ));
+        };
+        if number == 0 || number > page_count {
+            return Err(LibraryError::PageNotFound { number, page_count });
+        }
+        let name = image_name(number, READING_WIDTH);
+        let etag = format!("\"{}-{number}-{READING_WIDTH}\"", &hash.as_str()[..16]);
+        if let Some(png) = self.stores.blobs.get_derived(&hash, &name).await? {
+            return Ok(PageImage { png, etag });
+        }
+        let original = tempfile::NamedTempFile::new_in(self.stores.scratch.path())?;
+        self.stores.blobs.fetch_to_file(&hash, original.path()).await?;
+        let png = match self
+            .stores
+            .renderer
+            .render(original.path(), number, READING_WIDTH)
+            .await
+        {
+            Ok(png) => png,
+            Err(RenderError::Refused(why)) => return Err(LibraryError::NoPageImage(why)),
+            Err(RenderError::Failed(err)) => return Err(LibraryError::Internal(err)),
+        };
+        self.stores.blobs.put_derived(&hash, &name, &png).await?;
+        Ok(PageImage { png, etag })
     }
 
     pub async fn quality(&self, id: &BookId) -> LibraryResult<BookQuality> {
