@@ -309,13 +309,17 @@ impl Searcher {
         candidates: usize,
     ) -> anyhow::Result<Vec<((String, u32), Candidate)>> {
         let rest = ranked.split_off(candidates.min(ranked.len()));
-        let mut texts: HashMap<(String, u32), String> = HashMap::new();
+        // The pages without a chunk of their own, read one query a book.
+        let mut wanted: HashMap<&str, Vec<u32>> = HashMap::new();
         for ((book_id, page), candidate) in &ranked {
-            if candidate.chunk_text.is_none()
-                && let Some(row) = self.catalog.page(book_id, *page).await?
-            {
-                texts.insert((book_id.clone(), *page), row.text);
+            if candidate.chunk_text.is_none() {
+                wanted.entry(book_id.as_str()).or_default().push(*page);
             }
+        }
+        let mut texts: HashMap<(String, u32), String> = HashMap::new();
+        for (book_id, pages) in wanted {
+            let found = self.catalog.page_texts(book_id, &pages).await?;
+            texts.extend(found.into_iter().map(|(page, text)| ((book_id.to_owned(), page), text)));
         }
         let mut reranked: Vec<((String, u32), Candidate)> =
             crate::rerank::rerank(reranker, query, ranked, |(key, candidate)| {
