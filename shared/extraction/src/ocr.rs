@@ -348,9 +348,14 @@ fn glued_leaders(text: &str) -> Option<&str> {
 
 /// One line of Tesseract's hOCR: its box, baseline and size, and its words.
 struct HocrLine {
+    x0: f32,
+    x1: f32,
     bottom: f32,
-    /// Offset of the baseline from the box's bottom (negative: above it), in pixels.
+    /// Offset of the baseline from the box's bottom (negative: above it), in pixels, at the
+    /// box's left edge.
     baseline_offset: f32,
+    /// The baseline's slope (pixels down per pixel right): a scan's skew.
+    slope: f32,
     /// Tesseract's row height: ascenders to descenders, in pixels.
     x_size: f32,
     words: Vec<HocrWord>,
@@ -390,10 +395,10 @@ fn title_numbers(title: &str, key: &str) -> Vec<f32> {
 /// Tesseract's hOCR (XHTML: pages, areas, paragraphs, lines with their baseline and row
 /// height, words with boxes and confidences) read with quick-xml, which expands no entity
 /// beyond XML's own.
-fn hocr_lines(hocr: &str) -> (f32, Vec<HocrLine>) {
+fn hocr_lines(hocr: &str) -> ((f32, f32), Vec<HocrLine>) {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(hocr);
-    let mut page_height = 0.0f32;
+    let (mut page_width, mut page_height) = (0.0f32, 0.0f32);
     let mut lines: Vec<HocrLine> = Vec::new();
     // Depth of elements open inside the current word, and the word so far.
     let mut word: Option<(usize, HocrWord)> = None;
@@ -416,12 +421,15 @@ fn hocr_lines(hocr: &str) -> (f32, Vec<HocrLine>) {
                 let bbox = title_numbers(&title, "bbox");
                 let [x0, top, x1, bottom] = bbox[..] else { continue };
                 match class.as_str() {
-                    "ocr_page" => page_height = bottom,
+                    "ocr_page" => (page_width, page_height) = (x1, bottom),
                     "ocr_line" | "ocr_header" | "ocr_caption" | "ocr_textfloat" => {
                         let baseline = title_numbers(&title, "baseline");
                         lines.push(HocrLine {
+                            x0,
+                            x1,
                             bottom,
                             baseline_offset: baseline.get(1).copied().unwrap_or(0.0),
+                            slope: baseline.first().copied().unwrap_or(0.0),
                             x_size: title_numbers(&title, "x_size").first().copied().unwrap_or(bottom - top),
                             words: Vec::new(),
                         });
@@ -470,7 +478,60 @@ fn hocr_lines(hocr: &str) -> (f32, Vec<HocrLine>) {
             Ok(_) => {}
         }
     }
-    (page_height, lines)
+    ((page_width, page_height), lines)
+}
+
+/// Least skew worth undoing (radians): below it a page's margins drift by under a point.
+const MIN_SKEW: f32 = 0.002;
+/// Lines whose slope tells the page's skew: at least this share of the page's width.
+const SKEW_LINE_SHARE: f32 = 0.3;
+
+/// A scan turned on the glass (a degree or two, as pages fed by hand are) leaves its lines'
+/// ends drifting down the page, which the layout would take for indents, columns and
+/// alignments that are not there. The page's skew is the median slope of its wide lines'
+/// baselines; every word, line and leader is turned back by it about the page's centre.
+fn deskew(lines: &mut [HocrLine], leaders: &mut [LeaderRun], (width, height): (f32, f32)) {
+    let mut slopes: Vec<f32> = lines
+        .iter()
+        .filter(|line| line.x1 - line.x0 >= SKEW_LINE_SHARE * width)
+        .map(|line| line.slope)
+        .collect();
+    if slopes.len() < 3 {
+        return;
+    }
+    slopes.sort_by(f32::total_cmp);
+    let angle = slopes[slopes.len() / 2].atan();
+    if angle.abs() < MIN_SKEW {
+        return;
+    }
+    let (sin, cos) = angle.sin_cos();
+    let (cx, cy) = (width / 2.0, height / 2.0);
+    // Where a point of the scan lies on the page turned straight.
+    let straight = |x: f32, y: f32| {
+        (
+            cx + (x - cx) * cos + (y - cy) * sin,
+            cy - (x - cx) * sin + (y - cy) * cos,
+        )
+    };
+    for line in lines.iter_mut() {
+        let middle = (line.x0 + line.x1) / 2.0;
+        let baseline = line.bottom + line.baseline_offset + line.slope * (middle - line.x0);
+        let (x, y) = straight(middle, baseline);
+        let half = (line.x1 - line.x0) / 2.0;
+        (line.x0, line.x1, line.bottom, line.baseline_offset, line.slope) = (x - half, x + half, y, 0.0, 0.0);
+        for word in &mut line.words {
+            let (mx, my) = ((word.x0 + word.x1) / 2.0, (word.top + word.bottom) / 2.0);
+            let (x, y) = straight(mx, my);
+            let (dx, dy) = (x - mx, y - my);
+            (word.x0, word.x1, word.top, word.bottom) = (word.x0 + dx, word.x1 + dx, word.top + dy, word.bottom + dy);
+        }
+    }
+    for run in leaders.iter_mut() {
+        let middle = (run.x0 + run.x1) / 2.0;
+        let (x, y) = straight(middle, run.bottom);
+        let half = (run.x1 - run.x0) / 2.0;
+        (run.x0, run.x1, run.bottom) = (x - half, x + half, y);
+    }
 }
 
 /// A recognised page from Tesseract's hOCR at `dpi`: words become fragments on their line's
@@ -480,7 +541,11 @@ fn hocr_lines(hocr: &str) -> (f32, Vec<HocrLine>) {
 /// row's) and become dots again: the contents and index parsers look for leaders.
 pub(crate) fn page_from_hocr(hocr: &str, dpi: f32, leaders: &[LeaderRun]) -> Recognised {
     let scale = 72.0 / dpi.max(1.0);
-    let (page_height, lines) = hocr_lines(hocr);
+    let (page_size, mut lines) = hocr_lines(hocr);
+    let page_height = page_size.1;
+    let mut leaders = leaders.to_vec();
+    deskew(&mut lines, &mut leaders, page_size);
+    let leaders = leaders.as_slice();
     let (mut confidence_sum, mut words) = (0.0f64, 0usize);
     let mut frags = Vec::new();
     let line_sizes: Vec<f32> = lines.iter().map(|l| font_size(l, l.baseline())).collect();
@@ -554,6 +619,56 @@ pub(crate) fn page_from_hocr(hocr: &str, dpi: f32, leaders: &[LeaderRun]) -> Rec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page scanned 1.5 degrees askew: three lines that start at one margin on the page
+    /// come out of Tesseract with left ends drifting 30 pixels apart; turned back, they start
+    /// together again and lie level.
+    #[test]
+    fn a_skewed_scan_is_turned_straight_before_the_layout() {
+        let (width, height) = (2550.0f32, 3300.0f32);
+        let angle = 1.5f32.to_radians();
+        let (sin, cos) = angle.sin_cos();
+        let (cx, cy) = (width / 2.0, height / 2.0);
+        // Where a point of the straight page lies on the skewed scan.
+        let scanned = |x: f32, y: f32| {
+            (
+                cx + (x - cx) * cos - (y - cy) * sin,
+                cy + (x - cx) * sin + (y - cy) * cos,
+            )
+        };
+        let mut body = String::new();
+        for (n, baseline) in [1000.0f32, 1500.0, 2000.0].into_iter().enumerate() {
+            let (x0, y0) = scanned(300.0, baseline);
+            let (x1, y1) = scanned(1700.0, baseline);
+            let top = y0.min(y1) - 40.0;
+            let bottom = y0.max(y1);
+            let word_end = scanned(600.0, baseline);
+            body.push_str(&format!(
+                "<span class='ocr_line' title='bbox {x0:.0} {top:.0} {x1:.0} {bottom:.0}; baseline {slope:.4} {offset:.0}; x_size 40'>\
+                 <span class='ocrx_word' title='bbox {x0:.0} {wt:.0} {wx:.0} {wb:.0}; x_wconf 95'>Line{n}</span>\
+                 <span class='ocrx_word' title='bbox {mx:.0} {mt:.0} {x1:.0} {bottom:.0}; x_wconf 95'>words</span></span>",
+                slope = (y1 - y0) / (x1 - x0),
+                offset = y0 - bottom,
+                wt = y0 - 40.0,
+                wx = word_end.0,
+                wb = y0,
+                mx = scanned(1400.0, baseline).0,
+                mt = y1 - 40.0,
+            ));
+        }
+        let hocr =
+            format!("<html><body><div class='ocr_page' title='bbox 0 0 {width} {height}'>{body}</div></body></html>");
+        let page = page_from_hocr(&hocr, 300.0, &[]);
+        assert_eq!(page.lines.len(), 3, "{:?}", page.lines);
+        let lefts: Vec<f32> = page.lines.iter().map(|line| line.x0).collect();
+        let spread = lefts.iter().copied().fold(f32::MIN, f32::max) - lefts.iter().copied().fold(f32::MAX, f32::min);
+        assert!(spread < 1.5, "the lines start together: {lefts:?}");
+        let gaps: Vec<f32> = page.lines.windows(2).map(|pair| pair[0].y - pair[1].y).collect();
+        assert!(
+            gaps.iter().all(|gap| (gap - 120.0).abs() < 2.0),
+            "500 px apart at 300 dpi: {gaps:?}"
+        );
+    }
 
     #[test]
     fn leaders_taken_out_of_the_image_come_back_between_term_and_page() {
