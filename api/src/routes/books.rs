@@ -382,6 +382,28 @@ impl BooksApi {
         Ok(Json(page.into()))
     }
 
+    /// The page printed with a label ("xiv", "143"): as GET /books/{book_id}/pages/{number}
+    ///
+    /// Case and surrounding spaces aside; the first page if several share the label. 404
+    /// when no page has it.
+    #[oai(
+        path = "/books/:book_id/labels/:label",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_page_by_label"
+    )]
+    async fn page_by_label(
+        &self,
+        state: Data<&AppState>,
+        book_id: Path<String>,
+        /// The page number as printed.
+        #[oai(validator(min_length = 1, max_length = 50))]
+        label: Path<String>,
+    ) -> Result<Json<PageView>, LookupError> {
+        let page = state.library.page_labelled(&parse_book_id(&book_id)?, &label.0).await?;
+        Ok(Json(page.into()))
+    }
+
     /// One page as an image, for reading beside its text
     ///
     /// A PNG 1200 pixels wide, drawn from the book's original on the first request and kept

@@ -68,6 +68,16 @@ async fn pages_are_drawn_once_kept_and_revalidated() {
     let other = get(&server, &format!("/books/{book_id}/pages/15/image"), Some(&etag)).await;
     assert_eq!(other.status().as_u16(), 200, "another page is another drawing");
 
+    // A page found by its printed label: r-intro's page 14 is printed "8"; its preface "1".
+    let (status, by_label) = server.get_json(&format!("/books/{book_id}/labels/8")).await;
+    assert_eq!(status, 200, "{by_label}");
+    assert_eq!(
+        (by_label["number"].as_u64(), by_label["label"].as_str()),
+        (Some(14), Some("8"))
+    );
+    let (status, _) = server.get_json(&format!("/books/{book_id}/labels/no-such-label")).await;
+    assert_eq!(status, 404);
+
     // Pages that are not there, books without pages to draw.
     assert_eq!(
         get(&server, &format!("/books/{book_id}/pages/114/image"), None)

@@ -24,6 +24,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/books/{book_id}/index"),
     ("get", "/books/{book_id}/pages/{number}"),
     ("get", "/books/{book_id}/pages/{number}/image"),
+    ("get", "/books/{book_id}/labels/{label}"),
     ("get", "/books/{book_id}/quality"),
     ("get", "/search"),
     ("get", "/terms"),
