@@ -261,28 +261,26 @@ impl Catalog {
 
     /// The text of some of the book's pages, by physical number, in one query.
     pub async fn page_texts(&self, book_id: &str, numbers: &[u32]) -> anyhow::Result<HashMap<u32, String>> {
-        let rows: Vec<(i32, String)> = page::Entity::find()
-            .select_only()
-            .column(page::Column::Number)
-            .column(page::Column::Text)
-            .filter(page::Column::BookId.eq(book_id))
-            .filter(page::Column::Number.is_in(numbers.iter().map(|&number| to_i32(number))))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(number, text)| Some((u32::try_from(number).ok()?, text)))
-            .collect())
+        self.pages_column(book_id, numbers, page::Column::Text).await
     }
 
     /// The printed labels of some of the book's pages, by physical number, without reading
     /// their text.
     pub async fn page_labels_of(&self, book_id: &str, numbers: &[u32]) -> anyhow::Result<HashMap<u32, String>> {
+        self.pages_column(book_id, numbers, page::Column::Label).await
+    }
+
+    /// One text column of some of the book's pages, by physical number, in one query.
+    async fn pages_column(
+        &self,
+        book_id: &str,
+        numbers: &[u32],
+        column: page::Column,
+    ) -> anyhow::Result<HashMap<u32, String>> {
         let rows: Vec<(i32, String)> = page::Entity::find()
             .select_only()
             .column(page::Column::Number)
-            .column(page::Column::Label)
+            .column(column)
             .filter(page::Column::BookId.eq(book_id))
             .filter(page::Column::Number.is_in(numbers.iter().map(|&number| to_i32(number))))
             .into_tuple()
@@ -290,7 +288,7 @@ impl Catalog {
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(number, label)| Some((u32::try_from(number).ok()?, label)))
+            .filter_map(|(number, value)| Some((u32::try_from(number).ok()?, value)))
             .collect())
     }
 

@@ -55,6 +55,9 @@ pub struct PageView {
     pub index_terms: Vec<String>,
 }
 
+/// Originals kept in scratch space for drawing their pages.
+const KEPT_ORIGINALS: usize = 8;
+
 /// A page drawn for reading.
 #[derive(Debug, Clone)]
 pub struct PageImage {
@@ -164,20 +167,52 @@ impl Library {
         if let Some(png) = self.stores.blobs.get_derived(&hash, &name).await? {
             return Ok(PageImage { png, etag });
         }
-        let original = tempfile::NamedTempFile::new_in(self.stores.scratch.path())?;
-        self.stores.blobs.fetch_to_file(&hash, original.path()).await?;
-        let png = match self
-            .stores
-            .renderer
-            .render(original.path(), number, READING_WIDTH)
-            .await
-        {
+        let original = self.local_original(&hash).await?;
+        let png = match self.stores.renderer.render(&original, number, READING_WIDTH).await {
             Ok(png) => png,
             Err(RenderError::Refused(why)) => return Err(LibraryError::NoPageImage(why)),
             Err(RenderError::Failed(err)) => return Err(LibraryError::Internal(err)),
         };
         self.stores.blobs.put_derived(&hash, &name, &png).await?;
         Ok(PageImage { png, etag })
+    }
+
+    /// A copy of the original `hash` in this process's scratch space, fetched once for all the
+    /// pages drawn from it (an S3 original is megabytes; a page image is one request). The
+    /// copies of the [`KEPT_ORIGINALS`] books drawn last are kept.
+    async fn local_original(&self, hash: &crate::domain::ContentHash) -> LibraryResult<std::path::PathBuf> {
+        let dir = self.stores.scratch.path().join("originals");
+        tokio::fs::create_dir_all(&dir).await?;
+        let path = dir.join(hash.as_str());
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(path);
+        }
+        // Fetched under a name of its own, then renamed: a request drawing another page of
+        // the book meanwhile never reads half a file.
+        let partial = tempfile::NamedTempFile::new_in(&dir)?;
+        self.stores.blobs.fetch_to_file(hash, partial.path()).await?;
+        partial
+            .persist(&path)
+            .map_err(|err| LibraryError::Internal(err.error.into()))?;
+        let mut kept = Vec::new();
+        let mut entries = tokio::fs::read_dir(&dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            // Another request's copy still being fetched is not evicted.
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if let Ok(modified) = entry.metadata().await.and_then(|metadata| metadata.modified()) {
+                kept.push((modified, entry.path()));
+            }
+        }
+        kept.sort();
+        let excess = kept.len().saturating_sub(KEPT_ORIGINALS);
+        for (_, old) in kept.into_iter().take(excess) {
+            if old != path {
+                tokio::fs::remove_file(old).await.ok();
+            }
+        }
+        Ok(path)
     }
 
     pub async fn quality(&self, id: &BookId) -> LibraryResult<BookQuality> {

@@ -317,8 +317,20 @@ impl WebhookStore {
             .limit(limit)
             .all(&self.db)
             .await?;
+        let endpoint_ids: Vec<String> = due.iter().map(|delivery| delivery.endpoint_id.clone()).collect();
+        let endpoints: std::collections::HashMap<String, webhook_endpoint::Model> = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::Id.is_in(endpoint_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|endpoint| (endpoint.id.clone(), endpoint))
+            .collect();
         let mut claimed = Vec::with_capacity(due.len());
         for delivery in due {
+            // An endpoint removed meanwhile takes its deliveries with it.
+            let Some(endpoint) = endpoints.get(&delivery.endpoint_id) else {
+                continue;
+            };
             let taken = webhook_delivery::Entity::update_many()
                 .col_expr(
                     webhook_delivery::Column::LeaseUntil,
@@ -332,19 +344,13 @@ impl WebhookStore {
             if taken.rows_affected != 1 {
                 continue;
             }
-            let Some(endpoint) = webhook_endpoint::Entity::find_by_id(delivery.endpoint_id.clone())
-                .one(&self.db)
-                .await?
-            else {
-                continue;
-            };
             claimed.push(DueDelivery {
-                delivery,
-                url: endpoint.url,
+                url: endpoint.url.clone(),
                 secret: Sealed {
-                    key_id: endpoint.secret_key_id,
-                    ciphertext: endpoint.secret_ciphertext,
+                    key_id: endpoint.secret_key_id.clone(),
+                    ciphertext: endpoint.secret_ciphertext.clone(),
                 },
+                delivery,
             });
         }
         Ok(claimed)
