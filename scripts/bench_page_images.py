@@ -59,7 +59,8 @@ def main():
             job = json.loads(accepted)["job_id"]
             while json.loads(call(base, "GET", f"/jobs/{job}")[1])["state"] not in ("succeeded", "dead", "cancelled"):
                 time.sleep(0.2)
-            timings = {"first view (drawn, then kept)": [], "cached view (blob store)": [], "revalidation (304)": []}
+            timings = {"first view (drawn, then kept)": [], "cached view (blob store)": [], "revalidation (304)": [],
+                       "word boxes, first (located, then kept)": [], "word boxes, cached": []}
             sizes = []
             for page in range(1, pages + 1):
                 path = f"/books/{book_id}/pages/{page}/image"
@@ -76,6 +77,12 @@ def main():
                 status, _, _ = call(base, "GET", path, headers={"If-None-Match": headers["etag"]})
                 timings["revalidation (304)"].append(time.perf_counter() - started)
                 assert status == 304, status
+                # What the portal asks next to mark a search hit on the image.
+                for name in ("word boxes, first (located, then kept)", "word boxes, cached"):
+                    started = time.perf_counter()
+                    status, words, _ = call(base, "GET", f"/books/{book_id}/pages/{page}/words")
+                    timings[name].append(time.perf_counter() - started)
+                    assert status == 200 and "words" in json.loads(words), status
         finally:
             server.terminate()
             server.wait(timeout=30)

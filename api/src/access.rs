@@ -6,7 +6,8 @@
 //!
 //! Open to anyone: `/health*`, `/metrics` (probes and scrapers carry no key), `/docs`,
 //! `/redoc` and `/openapi.json` (the documents are no secret, and Swagger UI must load before
-//! one can authorize in it). They are not rate limited either.
+//! one can authorize in it), `/` and the portal's files under `/portal/` (the portal asks the
+//! API for everything else, with the reader's key). They are not rate limited either.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
@@ -52,7 +53,14 @@ impl AccessControl {
 /// document (`document_security`) can never disagree with what is enforced.
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-    if matches!(first, "health" | "metrics" | "docs" | "redoc" | "openapi.json") {
+    // `/` sends people to the portal, whose files are no secret either: its data comes from
+    // the API, with the reader's key.
+    if path == "/"
+        || matches!(
+            first,
+            "health" | "metrics" | "docs" | "redoc" | "openapi.json" | "portal"
+        )
+    {
         return None;
     }
     // Any key opens the MCP door; each tool then asks for the scope its HTTP twin needs.

@@ -5,6 +5,7 @@ pub mod access;
 pub mod error;
 pub mod mcp;
 pub mod openapi;
+pub mod portal;
 pub mod routes;
 pub mod telemetry;
 pub mod worker_probes;
@@ -135,6 +136,7 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     let mcp = mcp::http_endpoint(state.library.clone(), state.streams_end.clone());
     surface()
         .at("/mcp", mcp)
+        .around(portal::send_home)
         .around(move |endpoint, request| reject_oversized(endpoint, request, limits))
         .data(state)
         .around(move |endpoint, request| access::guard(endpoint, request, access.clone()))
@@ -154,6 +156,7 @@ fn surface() -> Route {
     let redoc = offline_html(&api.redoc_html().replacen(&generated, &document, 1));
     Route::new()
         .nest("/", api)
+        .nest("/portal", portal::routes())
         .at(
             "/openapi.json",
             poem::get(poem::endpoint::make_sync(move |_| {

@@ -54,8 +54,9 @@ enum Command {
     },
     /// Extract page labels, ToC and index from a PDF, offline.
     Extract(ExtractArgs),
-    /// Draw one page of a PDF or DjVu as a PNG on stdout (the API runs this as a child
-    /// process for page images).
+    /// Draw one page of a PDF or DjVu as a PNG on stdout, or with `--words` print its words
+    /// and their boxes as JSON (the API runs this as a child process for page images and for
+    /// marking search hits on them).
     RenderPage {
         file: PathBuf,
         /// 1-based physical page.
@@ -64,6 +65,9 @@ enum Command {
         /// Width in pixels.
         #[arg(long, default_value_t = 1000)]
         width: u32,
+        /// The page's words with their boxes (fractions of the page) as JSON, instead of an image.
+        #[arg(long)]
+        words: bool,
         /// Limit this process's address space (MB).
         #[arg(long)]
         memory_limit_mb: Option<u64>,
@@ -159,10 +163,16 @@ fn main() -> std::process::ExitCode {
         file,
         page,
         width,
+        words,
         memory_limit_mb,
     } = &cli.command
     {
-        return hbi_worker::extractor::run_render_child(file, *page, *width, *memory_limit_mb);
+        let drawing = if *words {
+            hbi_worker::extractor::Drawing::Words
+        } else {
+            hbi_worker::extractor::Drawing::Image { width: *width }
+        };
+        return hbi_worker::extractor::run_render_child(file, *page, drawing, *memory_limit_mb);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -193,10 +193,19 @@ pub async fn extract_in_child(
         .map_err(|err| ExtractorFailure::Crashed(format!("unreadable extractor output: {err}")))
 }
 
-/// `hbi render-page`: one page of `file` drawn as a PNG `width` pixels wide on stdout, under
-/// an address-space limit (the page's file is as untrusted as any upload); exit 2 when the
-/// page cannot be drawn, 1 for a fault of the machine.
-pub fn run_render_child(file: &Path, page: u32, width: u32, memory_limit_mb: Option<u64>) -> ExitCode {
+/// What `hbi render-page` prints of a page.
+#[derive(Debug, Clone, Copy)]
+pub enum Drawing {
+    /// A PNG this many pixels wide.
+    Image { width: u32 },
+    /// Its words and their boxes, as JSON.
+    Words,
+}
+
+/// `hbi render-page`: one page of `file` drawn as a PNG, or its words located, on stdout,
+/// under an address-space limit (the page's file is as untrusted as any upload); exit 2 when
+/// the page cannot be drawn, 1 for a fault of the machine.
+pub fn run_render_child(file: &Path, page: u32, drawing: Drawing, memory_limit_mb: Option<u64>) -> ExitCode {
     if let Some(limit_mb) = memory_limit_mb {
         let bytes = limit_mb.saturating_mul(1024 * 1024);
         if let Err(err) = rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes) {
@@ -204,10 +213,15 @@ pub fn run_render_child(file: &Path, page: u32, width: u32, memory_limit_mb: Opt
             return ExitCode::from(1);
         }
     }
-    match hbi_extraction::render_page(file, page, width) {
-        Ok(png) => {
+    let drawn = match drawing {
+        Drawing::Image { width } => hbi_extraction::render_page(file, page, width),
+        Drawing::Words => hbi_extraction::page_words(file, page)
+            .and_then(|words| serde_json::to_vec(&words).map_err(|err| format!("cannot write the words: {err}"))),
+    };
+    match drawn {
+        Ok(bytes) => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(&png).and_then(|()| stdout.flush()) {
+            match stdout.write_all(&bytes).and_then(|()| stdout.flush()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("error: cannot write the image: {err}");

@@ -441,6 +441,67 @@ impl BooksApi {
             cache,
         ))
     }
+
+    /// The words printed on a page, each with its box on the page's image
+    ///
+    /// For marking a search hit on GET /books/{book_id}/pages/{number}/image: boxes are
+    /// fractions of the page, located by the library that draws the image. A page read by
+    /// OCR lists no words; an EPUB has no page images (404).
+    #[oai(
+        path = "/books/:book_id/pages/:number/words",
+        method = "get",
+        tag = "ApiTags::Books",
+        operation_id = "get_page_words"
+    )]
+    async fn page_words(
+        &self,
+        state: Data<&AppState>,
+        book_id: Path<String>,
+        /// 1-based physical page number.
+        #[oai(validator(minimum(value = "1")))]
+        number: Path<u32>,
+    ) -> Result<Json<PageWords>, LookupError> {
+        let id = parse_book_id(&book_id)?;
+        let words = state.library.page_words(&id, number.0).await?;
+        Ok(Json(PageWords {
+            book_id: id.to_string(),
+            number: number.0,
+            aspect: words.aspect,
+            words: words
+                .words
+                .into_iter()
+                .map(|word| WordBox {
+                    text: word.text,
+                    x0: word.x0,
+                    y0: word.y0,
+                    x1: word.x1,
+                    y1: word.y1,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// One word printed on a page and its box on the page's image, in fractions of the page
+/// from its top left (multiply by the image's width and height).
+#[derive(Debug, Object)]
+pub struct WordBox {
+    pub text: String,
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+/// The words of a page with their boxes.
+#[derive(Debug, Object)]
+pub struct PageWords {
+    pub book_id: String,
+    pub number: u32,
+    /// The page's width over its height.
+    pub aspect: f32,
+    /// In reading order; empty for a page read by OCR.
+    pub words: Vec<WordBox>,
 }
 
 #[derive(ApiResponse)]

@@ -1,6 +1,7 @@
 //! POST /keys, GET /keys, DELETE /keys/{key_id}: API keys, for admins
 //! (`hbi_shared::access::ApiKeyStore`). A key is shown once, when it is made; lists show
-//! its non-secret prefix only.
+//! its non-secret prefix only. GET /whoami: any key's own id and scope (what the portal
+//! shows and offers follows it).
 
 use hbi_shared::access::{Principal, RevokeOutcome, Scope};
 use hbi_shared::db::entities::api_key;
@@ -117,10 +118,31 @@ pub enum RevokedKey {
     Revoked,
 }
 
+/// The key a request was made with.
+#[derive(Debug, Object)]
+#[oai(rename = "Caller")]
+pub struct CallerView {
+    /// The key's id (`bootstrap` for `HBI_BOOTSTRAP_API_KEY`, `local` when authentication
+    /// is off); never the key itself.
+    pub key_id: String,
+    pub scope: ScopeView,
+}
+
 const KEY_NOT_FOUND: &str = "API key not found";
 
 #[OpenApi]
 impl KeysApi {
+    /// The API key of this request: its id and scope
+    ///
+    /// Any valid key may ask; a client (the portal) offers what the scope allows.
+    #[oai(path = "/whoami", method = "get", tag = "ApiTags::Keys", operation_id = "whoami")]
+    async fn whoami(&self, caller: Data<&Principal>) -> Result<Json<CallerView>, ApiError<0>> {
+        Ok(Json(CallerView {
+            key_id: caller.key_id.clone(),
+            scope: caller.scope.into(),
+        }))
+    }
+
     /// Make an API key
     ///
     /// Answers the key itself once; only its hash is stored.

@@ -4,7 +4,9 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod formats;
+pub mod llm;
 pub mod mcp;
+pub mod portal;
 pub mod webhooks;
 
 use std::io::{BufRead, BufReader};
@@ -109,6 +111,16 @@ pub async fn serve_in_test(app: impl poem::Endpoint + 'static) -> std::net::Sock
 pub const TEST_ADMIN_KEY: &str = "hbi-test-bootstrap-admin-key-5f1c9a";
 
 /// A client that sends no API key, to test what callers without one get.
+/// A response header as text ("" when absent or unreadable).
+pub fn header_of(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 pub fn client_without_key() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -281,6 +293,20 @@ impl TestServer {
         let response = self.client.get(self.url(path)).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A new API key of `scope` (`read`, `write`, `admin`), made with the admin key.
+    pub async fn make_key(&self, name: &str, scope: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/keys"))
+            .json(&serde_json::json!({"name": name, "scope": scope}))
+            .send()
+            .await
+            .expect("POST /keys");
+        assert_eq!(response.status().as_u16(), 201);
+        let key: Value = response.json().await.expect("key");
+        key["key"].as_str().expect("the key").to_owned()
     }
 
     pub async fn create_book(&self, title: &str) -> String {

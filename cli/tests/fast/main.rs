@@ -25,6 +25,7 @@ mod injection;
 mod job_events;
 mod mcp;
 mod page_images;
+mod portal;
 mod query_llm;
 mod rerank;
 mod restart_durability;

@@ -7,31 +7,18 @@ use crate::common;
 
 use common::mcp::{Asked, check_against_http, mcp_client_run};
 use common::{TEST_ADMIN_KEY, TestServer, hbi_binary};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::query_llm::StandIn;
+use crate::common::llm::StandIn;
 
 const READ_KEY_MAY_NOT_ASK: &str = "this API key has the read scope, ask needs write";
-
-async fn make_read_key(server: &TestServer) -> String {
-    let response = server
-        .client
-        .post(server.url("/keys"))
-        .json(&json!({"name": "mcp reader", "scope": "read"}))
-        .send()
-        .await
-        .expect("POST /keys");
-    assert_eq!(response.status().as_u16(), 201);
-    let key: Value = response.json().await.expect("key");
-    key["key"].as_str().expect("the key").to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mcp_clients_read_search_and_ask_over_http_and_stdio_with_the_keys_scopes() {
     let (_model, model_url) = StandIn::start().await;
     let server = TestServer::start(&[("HBI__LLM__BASE_URL", model_url.as_str())]);
     let book_id = server.ingest_corpus_book("r-intro", "An Introduction to R").await;
-    let read_key = make_read_key(&server).await;
+    let read_key = server.make_key("mcp reader", "read").await;
     let url = server.url("/mcp");
 
     let admin = mcp_client_run("http", &url, TEST_ADMIN_KEY, &book_id, &[]).await;

@@ -33,14 +33,7 @@ async fn pages_are_drawn_once_kept_and_revalidated() {
 
     let first = get(&server, &path, None).await;
     assert_eq!(first.status().as_u16(), 200);
-    let header = |response: &reqwest::Response, name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let header = common::header_of;
     assert_eq!(header(&first, "content-type"), "image/png");
     let etag = header(&first, "etag");
     assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
@@ -67,6 +60,18 @@ async fn pages_are_drawn_once_kept_and_revalidated() {
     assert!(revalidated.bytes().await.expect("body").is_empty());
     let other = get(&server, &format!("/books/{book_id}/pages/15/image"), Some(&etag)).await;
     assert_eq!(other.status().as_u16(), 200, "another page is another drawing");
+
+    // The page's words, located on that drawing, for marking a hit; kept beside it.
+    let (status, located) = server.get_json(&format!("/books/{book_id}/pages/14/words")).await;
+    assert_eq!(status, 200, "{located}");
+    assert_eq!(located["number"], 14);
+    let words = located["words"].as_array().expect("words");
+    assert!(words.iter().any(|word| word["text"] == "assignment"), "{located}");
+    let aspect = located["aspect"].as_f64().expect("aspect");
+    assert!((aspect - f64::from(width) / f64::from(height)).abs() < 0.01, "{aspect}");
+    assert!(kept.with_file_name("page-00014-words.json").exists());
+    let (status, _) = server.get_json(&format!("/books/{book_id}/pages/114/words")).await;
+    assert_eq!(status, 404);
 
     // A page found by its printed label: r-intro's page 14 is printed "8"; its preface "1".
     let (status, by_label) = server.get_json(&format!("/books/{book_id}/labels/8")).await;
@@ -104,6 +109,8 @@ async fn pages_are_drawn_once_kept_and_revalidated() {
     assert_eq!(refused.status().as_u16(), 404);
     let said: serde_json::Value = refused.json().await.expect("detail");
     assert!(said["detail"].as_str().is_some_and(|d| d.contains("EPUB")), "{said}");
+    let (status, _) = server.get_json(&format!("/books/{epub}/pages/1/words")).await;
+    assert_eq!(status, 404, "an EPUB has no page image to mark");
 
     // A DjVu page is drawn by djvulibre.
     let djvu = server.create_book("a DjVu").await;

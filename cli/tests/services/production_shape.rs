@@ -722,3 +722,39 @@ async fn webhooks_flow_through_the_production_shape() {
     assert_eq!(body["data"]["job_id"], job_id.as_str());
     assert_eq!(receiver.refused_signatures(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_works_on_the_production_shape() {
+    let (_model, model_url) = common::llm::StandIn::start().await;
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[("HBI__LLM__BASE_URL", model_url.as_str())]);
+    let _worker = stack.spawn(Role::Worker, &[]);
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    let read_key = api.make_key("portal reader", "read").await;
+    let book = corpus_pdf("r-intro");
+    let book_id = common::portal::walk(
+        &common::portal::Walk {
+            base: &api.base,
+            admin_key: TEST_ADMIN_KEY,
+            read_key: &read_key,
+            book: &book,
+            title: "An Introduction to R",
+            question: Some("How does the assignment operator set up a numeric vector?"),
+            ingest_timeout: Duration::from_secs(300),
+        },
+        "production",
+    )
+    .await;
+    // What the walk drew and located is kept in S3 beside the original, for every replica.
+    let (_, stored) = api.get_json(&format!("/books/{book_id}")).await;
+    let hash = stored["content_hash"].as_str().expect("hash");
+    let keys = stack.s3_keys().await;
+    let derived = |suffix: &str| {
+        keys.iter()
+            .any(|key| key.starts_with(&format!("derived/{hash}/")) && key.ends_with(suffix))
+    };
+    assert!(derived("-w1200.png") && derived("-words.json"), "{keys:?}");
+}

@@ -46,10 +46,21 @@ impl PageRenderer {
 
     /// Page `page` of the file at `path` as a PNG `width` pixels wide.
     pub async fn render(&self, path: &Path, page: u32, width: u32) -> Result<Vec<u8>, RenderError> {
+        self.run(path, page, &["--width", &width.to_string()]).await
+    }
+
+    /// The words of page `page` of the file at `path` with their boxes, as the JSON of
+    /// `hbi_extraction::PageWords`.
+    pub async fn words(&self, path: &Path, page: u32) -> Result<Vec<u8>, RenderError> {
+        self.run(path, page, &["--words"]).await
+    }
+
+    async fn run(&self, path: &Path, page: u32, what: &[&str]) -> Result<Vec<u8>, RenderError> {
         let mut child = tokio::process::Command::new(&self.program)
             .arg("render-page")
             .arg(path)
-            .args(["--page", &page.to_string(), "--width", &width.to_string()])
+            .args(["--page", &page.to_string()])
+            .args(what)
             .args(["--memory-limit-mb", &self.memory_limit_mb.to_string()])
             .env_clear()
             .envs(std::env::var_os("PATH").map(|path| ("PATH", path)))
@@ -91,4 +102,9 @@ impl PageRenderer {
 /// The blob store's name of a page image.
 pub fn image_name(page: u32, width: u32) -> String {
     format!("page-{page:05}-w{width}.png")
+}
+
+/// The blob store's name of a page's word boxes.
+pub fn words_name(page: u32) -> String {
+    format!("page-{page:05}-words.json")
 }

@@ -488,3 +488,68 @@ mod tests {
         assert!((frags[0].y - 240.0).abs() < 0.01, "{}", frags[0].y);
     }
 }
+
+/// The words of one page's `djvused print-txt` (`(page x0 y0 x1 y1 ... (word x0 y0 x1 y1
+/// "text"))`, pixels from the bottom left) in fractions of the page from the top left. A page
+/// without a text layer has no words.
+pub(crate) fn page_words(listing: &str) -> crate::PageWords {
+    let mut words = Vec::new();
+    let mut aspect = 1.0;
+    for root in parse_sexpr(listing) {
+        let Sexpr::List(items) = &root else { continue };
+        if !matches!(items.first(), Some(Sexpr::Atom(kind)) if kind == "page") {
+            continue;
+        }
+        let corner = |index: usize| items.get(index).and_then(Sexpr::number).unwrap_or(0.0);
+        let (width, height) = (corner(3) - corner(1), corner(4) - corner(2));
+        if width <= 0.0 || height <= 0.0 {
+            continue;
+        }
+        aspect = width / height;
+        let mut pending: Vec<&Sexpr> = items.iter().rev().collect();
+        while let Some(node) = pending.pop() {
+            let Sexpr::List(parts) = node else { continue };
+            match (parts.first(), parts.last()) {
+                (Some(Sexpr::Atom(kind)), Some(Sexpr::Text(text))) if kind == "word" || kind == "char" => {
+                    let numbers: Vec<f32> = parts[1..parts.len() - 1].iter().filter_map(Sexpr::number).collect();
+                    if let [x0, y0, x1, y1] = numbers[..]
+                        && !text.trim().is_empty()
+                        && words.len() < 50_000
+                    {
+                        words.push(crate::WordBox {
+                            text: text.trim().to_owned(),
+                            x0: (x0 / width).clamp(0.0, 1.0),
+                            y0: ((height - y1) / height).clamp(0.0, 1.0),
+                            x1: (x1 / width).clamp(0.0, 1.0),
+                            y1: ((height - y0) / height).clamp(0.0, 1.0),
+                        });
+                    }
+                }
+                _ => pending.extend(parts.iter().rev()),
+            }
+        }
+    }
+    crate::PageWords { aspect, words }
+}
+
+#[cfg(test)]
+mod word_box_tests {
+    #[test]
+    fn text_layer_words_are_measured_from_the_top_left() {
+        let listing = r#"(page 0 0 1000 2000
+ (line 100 1800 400 1900 (word 100 1800 200 1900 "Hello") (word 250 1800 400 1900 "world"))
+ (line 100 100 200 150 (word 100 100 200 150 " ")))"#;
+        let words = super::page_words(listing);
+        assert!((words.aspect - 0.5).abs() < 1e-6);
+        assert_eq!(words.words.len(), 2);
+        let hello = &words.words[0];
+        assert_eq!(hello.text, "Hello");
+        assert!((hello.y0 - 0.05).abs() < 1e-6 && (hello.y1 - 0.1).abs() < 1e-6);
+        assert!((hello.x0 - 0.1).abs() < 1e-6 && (hello.x1 - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_page_without_text_has_no_words() {
+        assert!(super::page_words("").words.is_empty());
+    }
+}

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use epub::PAGE_CHARS as EPUB_PAGE_CHARS;
 pub use index::{IndexInfo, MAX_INDEX_DEPTH};
 pub use layout::{PageLayout, TextLine};
-pub use render::{WIDTHS as PAGE_IMAGE_WIDTHS, render_page};
+pub use render::{PageWords, WIDTHS as PAGE_IMAGE_WIDTHS, WordBox, page_words, render_page};
 pub use signals::{StructureSignals, sibling_order};
 pub use textstring::decode_text_string;
 

@@ -90,3 +90,172 @@ fn read_image(image: &TempFile) -> Result<Vec<u8>, String> {
     }
     std::fs::read(&image.0).map_err(|err| format!("cannot read the page image: {err}"))
 }
+
+/// The words printed on a page with their boxes, for marking a search hit on the page's
+/// image: every box in fractions of the page (0 to 1 from the top left), so it fits the
+/// image at any width.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PageWords {
+    /// The page's width over its height.
+    pub aspect: f32,
+    pub words: Vec<WordBox>,
+}
+
+/// One word and where it stands.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WordBox {
+    pub text: String,
+    pub x0: f32,
+    pub y0: f32,
+    pub x1: f32,
+    pub y1: f32,
+}
+
+/// Most words a page may give (a dense page of an index has a few thousand).
+const MAX_WORDS: usize = 50_000;
+/// Most bytes the word listing of one page may take.
+const MAX_WORD_LISTING: u64 = 16 * 1024 * 1024;
+
+/// The words of page `page` (1-based) of the book at `path`: located by the library that
+/// draws the page (poppler's `pdftotext -bbox` for a PDF, djvulibre's text layer for a DjVu
+/// document), so that a box falls on its word in [`render_page`]'s image. A page without a
+/// text layer (a scan read by OCR) has no words here.
+pub fn page_words(path: &std::path::Path, page: u32) -> Result<PageWords, String> {
+    let head = read_head(path)?;
+    match crate::detect_format(&head).map_err(|err| err.to_string())? {
+        Format::Pdf => {
+            let mut command = Command::new("pdftotext");
+            command
+                .args(["-bbox", "-f", &page.to_string(), "-l", &page.to_string()])
+                .arg(path)
+                .arg("-");
+            let listing = tools::run(
+                command,
+                "pdftotext (Debian package poppler-utils)",
+                RENDER_DEADLINE,
+                MAX_WORD_LISTING,
+            )?;
+            pdf_words(&String::from_utf8_lossy(&listing))
+        }
+        Format::Djvu => {
+            let mut command = Command::new("djvused");
+            command.arg("-e").arg(format!("select {page}; print-txt")).arg(path);
+            let listing = tools::run(
+                command,
+                "djvused (Debian package djvulibre-bin)",
+                RENDER_DEADLINE,
+                MAX_WORD_LISTING,
+            )?;
+            Ok(crate::djvu::page_words(&String::from_utf8_lossy(&listing)))
+        }
+        Format::Epub => Err("an EPUB has no page images: its pages are text".to_owned()),
+    }
+}
+
+/// The words of `pdftotext -bbox` XHTML: `<page width height>` with `<word xMin yMin xMax
+/// yMax>text</word>` in points from the top left.
+fn pdf_words(xhtml: &str) -> Result<PageWords, String> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xhtml);
+    let (mut width, mut height) = (0f32, 0f32);
+    let mut words = Vec::new();
+    let mut open: Option<[f32; 4]> = None;
+    let mut text = String::new();
+    let attribute = |element: &quick_xml::events::BytesStart, name: &str| -> Option<f32> {
+        element
+            .attributes()
+            .flatten()
+            .find(|attribute| attribute.key.as_ref() == name)
+            .and_then(|attribute| attribute.value.trim().parse::<f32>().ok())
+            .filter(|value| value.is_finite())
+    };
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(element)) => match element.name().as_ref() {
+                "page" => {
+                    width = attribute(&element, "width").unwrap_or(0.0);
+                    height = attribute(&element, "height").unwrap_or(0.0);
+                }
+                "word" => {
+                    let corners = ["xMin", "yMin", "xMax", "yMax"].map(|name| attribute(&element, name));
+                    open = match corners {
+                        [Some(x0), Some(y0), Some(x1), Some(y1)] => Some([x0, y0, x1, y1]),
+                        _ => None,
+                    };
+                    text.clear();
+                }
+                _ => {}
+            },
+            Ok(Event::Text(chunk)) if open.is_some() => text.push_str(&chunk),
+            Ok(Event::GeneralRef(reference)) if open.is_some() => {
+                if let Ok(Some(character)) = reference.resolve_char_ref() {
+                    text.push(character);
+                } else if let Some(entity) = quick_xml::escape::resolve_predefined_entity(&reference) {
+                    text.push_str(entity);
+                }
+            }
+            Ok(Event::End(element)) if element.name().as_ref() == "word" => {
+                if let Some([x0, y0, x1, y1]) = open.take()
+                    && width > 0.0
+                    && height > 0.0
+                    && !text.trim().is_empty()
+                    && words.len() < MAX_WORDS
+                {
+                    words.push(WordBox {
+                        text: text.trim().to_owned(),
+                        x0: (x0 / width).clamp(0.0, 1.0),
+                        y0: (y0 / height).clamp(0.0, 1.0),
+                        x1: (x1 / width).clamp(0.0, 1.0),
+                        y1: (y1 / height).clamp(0.0, 1.0),
+                    });
+                }
+            }
+            Ok(Event::Eof) => break,
+            Ok(_) => {}
+            Err(err) => return Err(format!("cannot read the words of the page: {err}")),
+        }
+    }
+    if width <= 0.0 || height <= 0.0 {
+        return Err("the page was not found: is the page number within the book?".to_owned());
+    }
+    Ok(PageWords {
+        aspect: width / height,
+        words,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pdftotext_boxes_become_fractions_of_the_page() {
+        let xhtml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title></title></head><body><doc>
+  <page width="600.000000" height="800.000000">
+    <word xMin="60.000000" yMin="80.000000" xMax="120.000000" yMax="96.000000">R&amp;D</word>
+    <word xMin="130" yMin="80" xMax="150" yMax="96">  </word>
+    <word xMin="160" yMin="80" xMax="nan" yMax="96">broken</word>
+  </page>
+</doc></body></html>"#;
+        let words = pdf_words(xhtml).expect("well-formed listing");
+        assert!((words.aspect - 0.75).abs() < 1e-6);
+        assert_eq!(
+            words.words,
+            vec![WordBox {
+                text: "R&D".to_owned(),
+                x0: 0.1,
+                y0: 0.1,
+                x1: 0.2,
+                y1: 0.12,
+            }]
+        );
+    }
+
+    #[test]
+    fn a_listing_without_a_page_is_an_error() {
+        assert!(pdf_words("<html><body><doc></doc></body></html>").is_err());
+        assert!(pdf_words("<html><body><doc><page width=").is_err());
+    }
+}

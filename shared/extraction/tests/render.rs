@@ -29,3 +29,59 @@ fn pdf_and_djvu_pages_are_drawn_at_the_width_asked_for() {
     assert!(render_page(&pdf, 114, 800).unwrap_err().contains("page"));
     assert!(render_page(&pdf, 1, 20).unwrap_err().contains("wide"));
 }
+
+/// The word boxes a search hit is marked with fall where the drawn page shows the word: a
+/// PDF's located by poppler (which draws it), a DjVu's from its text layer, the same word of
+/// the same page within a hair of each other.
+#[test]
+fn words_are_located_on_the_page_as_drawn() {
+    let pdf = corpus::corpus_pdf("r-intro");
+    let page = hbi_extraction::page_words(&pdf, 14).unwrap();
+    // US letter.
+    assert!((page.aspect - 8.5 / 11.0).abs() < 0.01, "{}", page.aspect);
+    assert!(page.words.len() > 200, "{}", page.words.len());
+    for word in &page.words {
+        assert!(
+            (0.0..=1.0).contains(&word.x0) && word.x0 < word.x1 && word.x1 <= 1.0,
+            "{word:?}"
+        );
+        assert!(
+            (0.0..=1.0).contains(&word.y0) && word.y0 < word.y1 && word.y1 <= 1.0,
+            "{word:?}"
+        );
+    }
+    let texts: Vec<&str> = page.words.iter().map(|word| word.text.as_str()).collect();
+    assert!(
+        texts.windows(2).any(|pair| pair == ["Vectors", "and"]),
+        "the section heading's words in order: {texts:?}"
+    );
+
+    let djvu = corpus::scratch_dir("render-words").join("book.djvu");
+    std::fs::write(&djvu, corpus::djvu_of("r-intro", 1, 3)).unwrap();
+    let (from_pdf, from_djvu) = (
+        hbi_extraction::page_words(&pdf, 2).unwrap(),
+        hbi_extraction::page_words(&djvu, 2).unwrap(),
+    );
+    assert!(!from_djvu.words.is_empty());
+    let mut compared = 0;
+    for word in from_pdf.words.iter().filter(|word| word.text.len() > 6).take(20) {
+        // A word may be printed twice on the page: its nearest namesake is its twin.
+        let distance = |other: &hbi_extraction::WordBox| (other.x0 - word.x0).abs() + (other.y1 - word.y1).abs();
+        let Some(twin) = from_djvu
+            .words
+            .iter()
+            .filter(|other| other.text == word.text)
+            .min_by(|a, b| distance(a).total_cmp(&distance(b)))
+        else {
+            continue;
+        };
+        compared += 1;
+        assert!(
+            (twin.x0 - word.x0).abs() < 0.02 && (twin.y1 - word.y1).abs() < 0.02,
+            "{word:?} vs {twin:?}"
+        );
+    }
+    assert!(compared >= 5, "{compared} words found in both");
+
+    assert!(hbi_extraction::page_words(&pdf, 500).is_err());
+}

@@ -150,7 +150,37 @@ impl Library {
     /// Page `number` drawn `READING_WIDTH` pixels wide: from the blob store when it was drawn
     /// before, otherwise drawn now from the book's original and kept there.
     pub async fn page_image(&self, id: &BookId, number: u32) -> LibraryResult<PageImage> {
-        use crate::page_images::{READING_WIDTH, RenderError, image_name};
+        use crate::page_images::{READING_WIDTH, image_name};
+        let hash = self.drawable_page(id, number).await?;
+        let etag = format!("\"{}-{number}-{READING_WIDTH}\"", &hash.as_str()[..16]);
+        let png = self
+            .derived_of_page(
+                &hash,
+                &image_name(number, READING_WIDTH),
+                |renderer, original| async move { renderer.render(&original, number, READING_WIDTH).await },
+            )
+            .await?;
+        Ok(PageImage { png, etag })
+    }
+
+    /// The words printed on page `number` with their boxes on its image (fractions of the
+    /// page), for marking a search hit there: located once, then kept in the blob store
+    /// beside the page's image. A page read by OCR has none.
+    pub async fn page_words(&self, id: &BookId, number: u32) -> LibraryResult<hbi_extraction::PageWords> {
+        let hash = self.drawable_page(id, number).await?;
+        let json = self
+            .derived_of_page(
+                &hash,
+                &crate::page_images::words_name(number),
+                |renderer, original| async move { renderer.words(&original, number).await },
+            )
+            .await?;
+        serde_json::from_slice(&json)
+            .map_err(|err| LibraryError::Internal(anyhow::anyhow!("unreadable word boxes of page {number}: {err}")))
+    }
+
+    /// The content hash of book `id` when it has a processed page `number`.
+    async fn drawable_page(&self, id: &BookId, number: u32) -> LibraryResult<crate::domain::ContentHash> {
         let book = self.book(id).await?;
         let page_count = book.page_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
         let hash: Option<crate::domain::ContentHash> = book.content_hash.as_deref().and_then(|hash| hash.parse().ok());
@@ -162,19 +192,33 @@ impl Library {
         if number == 0 || number > page_count {
             return Err(LibraryError::PageNotFound { number, page_count });
         }
-        let name = image_name(number, READING_WIDTH);
-        let etag = format!("\"{}-{number}-{READING_WIDTH}\"", &hash.as_str()[..16]);
-        if let Some(png) = self.stores.blobs.get_derived(&hash, &name).await? {
-            return Ok(PageImage { png, etag });
+        Ok(hash)
+    }
+
+    /// The derived file `name` of the original `hash`: from the blob store when it was made
+    /// before, otherwise made now by `make` from a local copy of the original and kept there.
+    async fn derived_of_page<F, Fut>(
+        &self,
+        hash: &crate::domain::ContentHash,
+        name: &str,
+        make: F,
+    ) -> LibraryResult<Vec<u8>>
+    where
+        F: FnOnce(crate::page_images::PageRenderer, std::path::PathBuf) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<u8>, crate::page_images::RenderError>>,
+    {
+        use crate::page_images::RenderError;
+        if let Some(bytes) = self.stores.blobs.get_derived(hash, name).await? {
+            return Ok(bytes);
         }
-        let original = self.local_original(&hash).await?;
-        let png = match self.stores.renderer.render(&original, number, READING_WIDTH).await {
-            Ok(png) => png,
+        let original = self.local_original(hash).await?;
+        let bytes = match make(self.stores.renderer.clone(), original).await {
+            Ok(bytes) => bytes,
             Err(RenderError::Refused(why)) => return Err(LibraryError::NoPageImage(why)),
             Err(RenderError::Failed(err)) => return Err(LibraryError::Internal(err)),
         };
-        self.stores.blobs.put_derived(&hash, &name, &png).await?;
-        Ok(PageImage { png, etag })
+        self.stores.blobs.put_derived(hash, name, &bytes).await?;
+        Ok(bytes)
     }
 
     /// A copy of the original `hash` in this process's scratch space, fetched once for all the
