@@ -125,17 +125,20 @@ export HBI_PYLIB
 HBI_SCHEMATHESIS_VERSION="${HBI_SCHEMATHESIS_VERSION:-4.32.5}"
 HBI_OPENAPI_PYTHON_CLIENT_VERSION="${HBI_OPENAPI_PYTHON_CLIENT_VERSION:-0.29.1}"
 HBI_MCP_SDK_VERSION="${HBI_MCP_SDK_VERSION:-2.3.0}"
+# Kubernetes' JSON schemas for the manifests of deploy/kubernetes (scripts/validate_kubernetes.py).
+HBI_KUBERNETES_VALIDATE_VERSION="${HBI_KUBERNETES_VALIDATE_VERSION:-1.37.0}"
 install_python_tools() {
-  if [[ -f "$HBI_PYLIB/.hbi-installed-4" ]]; then
+  if [[ -f "$HBI_PYLIB/.hbi-installed-5" ]]; then
     return 0
   fi
-  hbi__log "installing openapi-spec-validator, schemathesis, openapi-python-client and the MCP SDK into $HBI_PYLIB"
+  hbi__log "installing openapi-spec-validator, schemathesis, openapi-python-client, the MCP SDK and kubernetes-validate into $HBI_PYLIB"
   python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$HBI_PYLIB" \
     openapi-spec-validator pyyaml "schemathesis==$HBI_SCHEMATHESIS_VERSION" \
     "openapi-python-client==$HBI_OPENAPI_PYTHON_CLIENT_VERSION" \
-    "mcp==$HBI_MCP_SDK_VERSION" >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
+    "mcp==$HBI_MCP_SDK_VERSION" "kubernetes-validate==$HBI_KUBERNETES_VALIDATE_VERSION" \
+    >"$HBI_TOOLS_DIR/pip-pylib.log" 2>&1 || {
     tail -n 25 "$HBI_TOOLS_DIR/pip-pylib.log" >&2
     return 1
   }
-  touch "$HBI_PYLIB/.hbi-installed-4"
+  touch "$HBI_PYLIB/.hbi-installed-5"
 }

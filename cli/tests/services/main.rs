@@ -20,6 +20,7 @@ mod production;
 mod services;
 
 mod config_knobs;
+mod kubernetes;
 mod openapi_docs;
 mod ops_config;
 mod production_abuse;
