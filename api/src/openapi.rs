@@ -48,6 +48,54 @@ pub fn complete(spec: &mut Value) {
         }
     }
     document_invalid_input(spec);
+    describe_event_streams(spec);
+}
+
+/// A Server-Sent Events answer documented event by event, as OpenAPI before 3.2 reads the
+/// schema of `text/event-stream` (and schemathesis checks it): poem-openapi writes
+/// `{type: array, format: event-stream, items: T}`, as if the stream were one JSON array.
+/// Each event has its `event` name, its `id` and its `data`, the JSON of `T` (named in
+/// `x-data-schema`, as OpenAPI 3.0 has no keyword for a schema of a string's content).
+fn describe_event_streams(spec: &mut Value) {
+    let Some(paths) = spec["paths"].as_object_mut() else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.values_mut())
+    {
+        // `get_mut`, not indexing: indexing a JSON object for writing adds the key.
+        let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for response in responses.values_mut() {
+            let Some(content) = response.get_mut("content").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (media_type, body) in content.iter_mut() {
+                if !media_type.starts_with("text/event-stream") || body["schema"]["format"] != "event-stream" {
+                    continue;
+                }
+                let data = body["schema"]["items"].clone();
+                let named = data["$ref"].as_str().unwrap_or("the documented schema").to_owned();
+                body["schema"] = json!({
+                    "type": "object",
+                    "description": "One event of the stream.",
+                    "required": ["data"],
+                    "properties": {
+                        "event": {"type": "string", "description": "The event's name."},
+                        "id": {"type": "string", "description": "The event's id, to resume from with `Last-Event-ID`."},
+                        "data": {
+                            "type": "string",
+                            "description": format!("The event's payload: JSON of {named}."),
+                            "x-data-schema": data,
+                        },
+                    },
+                });
+            }
+        }
+    }
 }
 
 /// 422 on every operation with parameters or a body, 413 on every operation with a body.
@@ -181,6 +229,26 @@ mod tests {
     use super::*;
     use crate::routes::books::BookCreate;
     use crate::routes::query::QueryRequest;
+
+    /// A job's event stream is documented event by event: its data is a JobEventView's JSON.
+    #[test]
+    fn event_streams_are_documented_event_by_event() {
+        let mut spec: Value = serde_json::from_str(&crate::openapi_service().spec()).unwrap_or_default();
+        complete(&mut spec);
+        let content = spec["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let (media_type, body) = content.iter().next().expect("one media type");
+        assert!(media_type.starts_with("text/event-stream"), "{media_type}");
+        let event = &body["schema"];
+        assert_eq!(event["type"], "object", "{event}");
+        assert_eq!(event["properties"]["data"]["type"], "string");
+        assert_eq!(
+            event["properties"]["data"]["x-data-schema"]["$ref"],
+            "#/components/schemas/JobEventView"
+        );
+    }
 
     /// The bodies listed as closed refuse an unknown property, the others accept one: the
     /// document's `additionalProperties` follows the parsers.

@@ -112,4 +112,42 @@ mod tests {
             "the script makes elements, never parses HTML"
         );
     }
+
+    /// WCAG's contrast ratio of two `#rrggbb` colours.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |at: usize| {
+                let value = f64::from(u8::from_str_radix(&hex[at..at + 2], 16).unwrap_or(0)) / 255.0;
+                if value <= 0.04045 {
+                    value / 12.92
+                } else {
+                    ((value + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(1) + 0.7152 * channel(3) + 0.0722 * channel(5)
+        };
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn text_colours_meet_the_contrast_of_wcag_aa_on_the_page_and_its_panels() {
+        let style = ASSETS[2].2;
+        let colour = |name: &str| {
+            style
+                .lines()
+                .find_map(|line| line.trim().strip_prefix(&format!("--{name}:")))
+                .map(|value| value.trim().trim_end_matches(';').to_owned())
+                .unwrap_or_else(|| panic!("--{name} is set"))
+        };
+        for background in ["paper", "wash"] {
+            for text in ["ink", "muted", "link", "ok", "bad", "warn"] {
+                let ratio = contrast(&colour(text), &colour(background));
+                assert!(ratio >= 4.5, "--{text} on --{background}: {ratio:.2}");
+            }
+        }
+        // White on the buttons' colour.
+        assert!(contrast("#ffffff", &colour("accent")) >= 4.5);
+        assert!((contrast("#000000", "#ffffff") - 21.0).abs() < 0.01);
+    }
 }

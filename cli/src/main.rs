@@ -68,6 +68,10 @@ enum Command {
         /// The page's words with their boxes (fractions of the page) as JSON, instead of an image.
         #[arg(long)]
         words: bool,
+        /// With `--words`: the book's languages for reading a page without a text layer (as
+        /// `hbi extract --ocr-languages`); `none`: such a page has no words.
+        #[arg(long, default_value = "none", value_parser = ocr_languages)]
+        ocr_languages: OcrLanguages,
         /// Limit this process's address space (MB).
         #[arg(long)]
         memory_limit_mb: Option<u64>,
@@ -164,11 +168,14 @@ fn main() -> std::process::ExitCode {
         page,
         width,
         words,
+        ocr_languages,
         memory_limit_mb,
     } = &cli.command
     {
         let drawing = if *words {
-            hbi_worker::extractor::Drawing::Words
+            hbi_worker::extractor::Drawing::Words {
+                ocr_languages: ocr_languages.0.clone(),
+            }
         } else {
             hbi_worker::extractor::Drawing::Image { width: *width }
         };

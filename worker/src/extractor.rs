@@ -194,12 +194,13 @@ pub async fn extract_in_child(
 }
 
 /// What `hbi render-page` prints of a page.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Drawing {
     /// A PNG this many pixels wide.
     Image { width: u32 },
-    /// Its words and their boxes, as JSON.
-    Words,
+    /// Its words and their boxes, as JSON; a page without a text layer read by Tesseract in
+    /// these languages (its names), if any.
+    Words { ocr_languages: Option<String> },
 }
 
 /// `hbi render-page`: one page of `file` drawn as a PNG, or its words located, on stdout,
@@ -215,7 +216,7 @@ pub fn run_render_child(file: &Path, page: u32, drawing: Drawing, memory_limit_m
     }
     let drawn = match drawing {
         Drawing::Image { width } => hbi_extraction::render_page(file, page, width),
-        Drawing::Words => hbi_extraction::page_words(file, page)
+        Drawing::Words { ocr_languages } => hbi_extraction::page_words(file, page, ocr_languages.as_deref())
             .and_then(|words| serde_json::to_vec(&words).map_err(|err| format!("cannot write the words: {err}"))),
     };
     match drawn {

@@ -445,8 +445,9 @@ impl BooksApi {
     /// The words printed on a page, each with its box on the page's image
     ///
     /// For marking a search hit on GET /books/{book_id}/pages/{number}/image: boxes are
-    /// fractions of the page, located by the library that draws the image. A page read by
-    /// OCR lists no words; an EPUB has no page images (404).
+    /// fractions of the page, located by the library that draws the image, or read by OCR
+    /// in the book's languages on a page without a text layer. An EPUB has no page images
+    /// (404).
     #[oai(
         path = "/books/:book_id/pages/:number/words",
         method = "get",
@@ -500,7 +501,7 @@ pub struct PageWords {
     pub number: u32,
     /// The page's width over its height.
     pub aspect: f32,
-    /// In reading order; empty for a page read by OCR.
+    /// In reading order.
     pub words: Vec<WordBox>,
 }
 

@@ -50,9 +50,10 @@ impl PageRenderer {
     }
 
     /// The words of page `page` of the file at `path` with their boxes, as the JSON of
-    /// `hbi_extraction::PageWords`.
-    pub async fn words(&self, path: &Path, page: u32) -> Result<Vec<u8>, RenderError> {
-        self.run(path, page, &["--words"]).await
+    /// `hbi_extraction::PageWords`; a page without a text layer read by OCR in `languages`
+    /// (Tesseract's names).
+    pub async fn words(&self, path: &Path, page: u32, languages: &str) -> Result<Vec<u8>, RenderError> {
+        self.run(path, page, &["--words", "--ocr-languages", languages]).await
     }
 
     async fn run(&self, path: &Path, page: u32, what: &[&str]) -> Result<Vec<u8>, RenderError> {

@@ -228,7 +228,8 @@ pub(crate) fn recognise(
     results.into_inner().unwrap_or_default()
 }
 
-fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Recognised, String> {
+/// Page `page` of `source` as a grey image for Tesseract, and its resolution.
+fn render_for_recognition(source: PageImages, page: u32) -> Result<(TempFile, f32), String> {
     let image = TempFile::named("pgm");
     let dpi = match source {
         PageImages::Pdf(pdf) => {
@@ -252,6 +253,12 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
     if size > MAX_IMAGE_BYTES {
         return Err(format!("the page image is {size} bytes"));
     }
+    Ok((image, dpi))
+}
+
+fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Recognised, String> {
+    let (image, dpi) = render_for_recognition(source, page)?;
+    let size = std::fs::metadata(&image.0).map_or(0, |metadata| metadata.len());
     let leaders = if size <= MAX_LEADER_SEARCH_BYTES {
         take_out_leaders(&image.0, dpi)?
     } else {
@@ -277,6 +284,66 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
         MAX_HOCR_BYTES,
     )?;
     Ok(page_from_hocr(&String::from_utf8_lossy(&hocr), dpi, &leaders))
+}
+
+/// The words Tesseract reads on page `page` of `source` (a page without a text layer), each
+/// with its box in fractions of the page, for marking a search hit on the page's image.
+pub(crate) fn page_word_boxes(source: PageImages, page: u32, languages: &str) -> Result<crate::PageWords, String> {
+    let (image, dpi) = render_for_recognition(source, page)?;
+    let mut command = Command::new("tesseract");
+    command
+        .arg(&image.0)
+        .arg("stdout")
+        .args(["-l", languages, "--dpi", &format!("{dpi:.0}")])
+        .arg("tsv")
+        .env("OMP_THREAD_LIMIT", "1");
+    let tsv = tools::run(
+        command,
+        "tesseract (Debian package tesseract-ocr)",
+        RECOGNITION_DEADLINE,
+        MAX_HOCR_BYTES,
+    )?;
+    Ok(words_from_tsv(&String::from_utf8_lossy(&tsv)))
+}
+
+/// Tesseract's TSV (`level page_num block_num par_num line_num word_num left top width height
+/// conf text`): the page's size from its level-1 row, the words from level 5, those it is
+/// unsure of dropped.
+fn words_from_tsv(tsv: &str) -> crate::PageWords {
+    let (mut width, mut height) = (0f32, 0f32);
+    let mut words = Vec::new();
+    for row in tsv.lines().skip(1) {
+        let fields: Vec<&str> = row.split('\t').collect();
+        let [level, _, _, _, _, _, left, top, box_width, box_height, confidence, text] = fields[..] else {
+            continue;
+        };
+        let number = |field: &str| field.trim().parse::<f32>().ok().filter(|value| value.is_finite());
+        let (Some(left), Some(top), Some(box_width), Some(box_height)) =
+            (number(left), number(top), number(box_width), number(box_height))
+        else {
+            continue;
+        };
+        match level.trim() {
+            "1" => (width, height) = (box_width, box_height),
+            "5" if width > 0.0
+                && height > 0.0
+                && !text.trim().is_empty()
+                && number(confidence).is_some_and(|confidence| confidence >= MIN_WORD_CONFIDENCE)
+                && words.len() < 50_000 =>
+            {
+                words.push(crate::WordBox {
+                    text: text.trim().to_owned(),
+                    x0: (left / width).clamp(0.0, 1.0),
+                    y0: (top / height).clamp(0.0, 1.0),
+                    x1: ((left + box_width) / width).clamp(0.0, 1.0),
+                    y1: ((top + box_height) / height).clamp(0.0, 1.0),
+                });
+            }
+            _ => {}
+        }
+    }
+    let aspect = if height > 0.0 { width / height } else { 1.0 };
+    crate::PageWords { aspect, words }
 }
 
 /// Paints the page image's leader dots white (see `leaders.rs`), rewriting the file, and
@@ -757,5 +824,26 @@ mod tests {
             "{:?}",
             page.confidence
         );
+    }
+}
+
+#[cfg(test)]
+mod word_box_tests {
+    #[test]
+    fn tesseract_tsv_words_become_fractions_of_the_page_and_unsure_ones_are_dropped() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+                   1\t1\t0\t0\t0\t0\t0\t0\t2000\t4000\t-1\t\n\
+                   4\t1\t1\t1\t1\t0\t200\t400\t600\t80\t-1\t\n\
+                   5\t1\t1\t1\t1\t1\t200\t400\t300\t80\t96.5\tVectors\n\
+                   5\t1\t1\t1\t1\t2\t520\t400\t100\t80\t12.0\t~~\n\
+                   5\t1\t1\t1\t1\t3\t640\t400\t100\t80\t90\t \n\
+                   5\tbroken row\n";
+        let words = super::words_from_tsv(tsv);
+        assert!((words.aspect - 0.5).abs() < 1e-6);
+        assert_eq!(words.words.len(), 1, "{:?}", words.words);
+        let word = &words.words[0];
+        assert_eq!(word.text, "Vectors");
+        assert!((word.x0 - 0.1).abs() < 1e-6 && (word.x1 - 0.25).abs() < 1e-6);
+        assert!((word.y0 - 0.1).abs() < 1e-6 && (word.y1 - 0.12).abs() < 1e-6);
     }
 }

@@ -119,10 +119,28 @@ const MAX_WORD_LISTING: u64 = 16 * 1024 * 1024;
 /// The words of page `page` (1-based) of the book at `path`: located by the library that
 /// draws the page (poppler's `pdftotext -bbox` for a PDF, djvulibre's text layer for a DjVu
 /// document), so that a box falls on its word in [`render_page`]'s image. A page without a
-/// text layer (a scan read by OCR) has no words here.
-pub fn page_words(path: &std::path::Path, page: u32) -> Result<PageWords, String> {
+/// text layer (a scan) is read by Tesseract in `ocr_languages` (its names, `eng+deu`) when
+/// they are given, from an image drawn at the resolution OCR reads at; without them it has
+/// no words.
+pub fn page_words(path: &std::path::Path, page: u32, ocr_languages: Option<&str>) -> Result<PageWords, String> {
     let head = read_head(path)?;
-    match crate::detect_format(&head).map_err(|err| err.to_string())? {
+    let format = crate::detect_format(&head).map_err(|err| err.to_string())?;
+    let located = text_layer_words(path, page, format)?;
+    match ocr_languages {
+        Some(languages) if located.words.is_empty() => {
+            let source = match format {
+                Format::Djvu => crate::ocr::PageImages::Djvu(path, &[]),
+                _ => crate::ocr::PageImages::Pdf(path),
+            };
+            crate::ocr::page_word_boxes(source, page, languages)
+        }
+        _ => Ok(located),
+    }
+}
+
+/// The words of the page's text layer.
+fn text_layer_words(path: &std::path::Path, page: u32, format: Format) -> Result<PageWords, String> {
+    match format {
         Format::Pdf => {
             let mut command = Command::new("pdftotext");
             command

@@ -36,7 +36,7 @@ fn pdf_and_djvu_pages_are_drawn_at_the_width_asked_for() {
 #[test]
 fn words_are_located_on_the_page_as_drawn() {
     let pdf = corpus::corpus_pdf("r-intro");
-    let page = hbi_extraction::page_words(&pdf, 14).unwrap();
+    let page = hbi_extraction::page_words(&pdf, 14, None).unwrap();
     // US letter.
     assert!((page.aspect - 8.5 / 11.0).abs() < 0.01, "{}", page.aspect);
     assert!(page.words.len() > 200, "{}", page.words.len());
@@ -59,8 +59,8 @@ fn words_are_located_on_the_page_as_drawn() {
     let djvu = corpus::scratch_dir("render-words").join("book.djvu");
     std::fs::write(&djvu, corpus::djvu_of("r-intro", 1, 3)).unwrap();
     let (from_pdf, from_djvu) = (
-        hbi_extraction::page_words(&pdf, 2).unwrap(),
-        hbi_extraction::page_words(&djvu, 2).unwrap(),
+        hbi_extraction::page_words(&pdf, 2, None).unwrap(),
+        hbi_extraction::page_words(&djvu, 2, None).unwrap(),
     );
     assert!(!from_djvu.words.is_empty());
     let mut compared = 0;
@@ -83,5 +83,43 @@ fn words_are_located_on_the_page_as_drawn() {
     }
     assert!(compared >= 5, "{compared} words found in both");
 
-    assert!(hbi_extraction::page_words(&pdf, 500).is_err());
+    assert!(hbi_extraction::page_words(&pdf, 500, None).is_err());
+}
+
+/// A scanned page has no text layer: its words come from Tesseract, located on the image as
+/// the born-digital page's words are on theirs.
+#[test]
+fn a_scanned_pages_words_are_read_by_ocr_where_the_text_layer_has_none() {
+    let scan = corpus::scratch_dir("render-scan-words").join("scan.pdf");
+    std::fs::write(&scan, corpus::scan_of("r-intro", &[14])).unwrap();
+    assert!(
+        hbi_extraction::page_words(&scan, 1, None).unwrap().words.is_empty(),
+        "no text layer"
+    );
+    let read = hbi_extraction::page_words(&scan, 1, Some("eng")).unwrap();
+    let born = hbi_extraction::page_words(&corpus::corpus_pdf("r-intro"), 14, None).unwrap();
+    assert!(
+        (read.aspect - born.aspect).abs() < 0.01,
+        "{} {}",
+        read.aspect,
+        born.aspect
+    );
+    assert!(
+        read.words.len() > born.words.len() / 2,
+        "{} of {}",
+        read.words.len(),
+        born.words.len()
+    );
+    let heading = |words: &[hbi_extraction::WordBox]| {
+        words
+            .windows(2)
+            .find(|pair| pair[0].text == "Vectors" && pair[1].text == "and")
+            .map(|pair| pair[0].clone())
+            .expect("the section heading")
+    };
+    let (scanned, printed) = (heading(&read.words), heading(&born.words));
+    assert!(
+        (scanned.x0 - printed.x0).abs() < 0.01 && (scanned.y0 - printed.y0).abs() < 0.01,
+        "{scanned:?} vs {printed:?}"
+    );
 }

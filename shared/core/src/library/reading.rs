@@ -151,7 +151,7 @@ impl Library {
     /// before, otherwise drawn now from the book's original and kept there.
     pub async fn page_image(&self, id: &BookId, number: u32) -> LibraryResult<PageImage> {
         use crate::page_images::{READING_WIDTH, image_name};
-        let hash = self.drawable_page(id, number).await?;
+        let (_, hash) = self.drawable_page(id, number).await?;
         let etag = format!("\"{}-{number}-{READING_WIDTH}\"", &hash.as_str()[..16]);
         let png = self
             .derived_of_page(
@@ -165,22 +165,31 @@ impl Library {
 
     /// The words printed on page `number` with their boxes on its image (fractions of the
     /// page), for marking a search hit there: located once, then kept in the blob store
-    /// beside the page's image. A page read by OCR has none.
+    /// beside the page's image. A page without a text layer (a scan) is read by OCR in the
+    /// book's languages.
     pub async fn page_words(&self, id: &BookId, number: u32) -> LibraryResult<hbi_extraction::PageWords> {
-        let hash = self.drawable_page(id, number).await?;
+        let (book, hash) = self.drawable_page(id, number).await?;
+        let languages = book
+            .language
+            .parse::<crate::domain::BookLanguages>()
+            .unwrap_or_default();
         let json = self
             .derived_of_page(
                 &hash,
                 &crate::page_images::words_name(number),
-                |renderer, original| async move { renderer.words(&original, number).await },
+                |renderer, original| async move { renderer.words(&original, number, languages.as_str()).await },
             )
             .await?;
         serde_json::from_slice(&json)
             .map_err(|err| LibraryError::Internal(anyhow::anyhow!("unreadable word boxes of page {number}: {err}")))
     }
 
-    /// The content hash of book `id` when it has a processed page `number`.
-    async fn drawable_page(&self, id: &BookId, number: u32) -> LibraryResult<crate::domain::ContentHash> {
+    /// Book `id` and its content hash when it has a processed page `number`.
+    async fn drawable_page(
+        &self,
+        id: &BookId,
+        number: u32,
+    ) -> LibraryResult<(book::Model, crate::domain::ContentHash)> {
         let book = self.book(id).await?;
         let page_count = book.page_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
         let hash: Option<crate::domain::ContentHash> = book.content_hash.as_deref().and_then(|hash| hash.parse().ok());
@@ -192,7 +201,7 @@ impl Library {
         if number == 0 || number > page_count {
             return Err(LibraryError::PageNotFound { number, page_count });
         }
-        Ok(hash)
+        Ok((book, hash))
     }
 
     /// The derived file `name` of the original `hash`: from the blob store when it was made
