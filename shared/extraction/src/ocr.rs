@@ -268,42 +268,36 @@ fn recognise_page(source: PageImages, page: u32, languages: &str) -> Result<Reco
     // one block of lines (`--psm 6`), as Tesseract's page analysis takes the column of page
     // numbers, alone now, for specks and drops it. The layout finds the columns itself.
     let listing: &[&str] = if leaders.is_empty() { &[] } else { &["--psm", "6"] };
+    let hocr = tesseract(&image.0, languages, dpi, listing, "hocr")?;
+    Ok(page_from_hocr(&hocr, dpi, &leaders))
+}
+
+/// Tesseract on the image at `image` in `languages`, with `options`, its output in `format`
+/// (`hocr`, `tsv`).
+fn tesseract(image: &Path, languages: &str, dpi: f32, options: &[&str], format: &str) -> Result<String, String> {
     let mut command = Command::new("tesseract");
     command
-        .arg(&image.0)
+        .arg(image)
         .arg("stdout")
         .args(["-l", languages, "--dpi", &format!("{dpi:.0}")])
-        .args(listing)
-        .arg("hocr")
+        .args(options)
+        .arg(format)
         // One thread each: the pages run in parallel instead.
         .env("OMP_THREAD_LIMIT", "1");
-    let hocr = tools::run(
+    let output = tools::run(
         command,
         "tesseract (Debian package tesseract-ocr)",
         RECOGNITION_DEADLINE,
         MAX_HOCR_BYTES,
     )?;
-    Ok(page_from_hocr(&String::from_utf8_lossy(&hocr), dpi, &leaders))
+    Ok(String::from_utf8_lossy(&output).into_owned())
 }
 
 /// The words Tesseract reads on page `page` of `source` (a page without a text layer), each
 /// with its box in fractions of the page, for marking a search hit on the page's image.
 pub(crate) fn page_word_boxes(source: PageImages, page: u32, languages: &str) -> Result<crate::PageWords, String> {
     let (image, dpi) = render_for_recognition(source, page)?;
-    let mut command = Command::new("tesseract");
-    command
-        .arg(&image.0)
-        .arg("stdout")
-        .args(["-l", languages, "--dpi", &format!("{dpi:.0}")])
-        .arg("tsv")
-        .env("OMP_THREAD_LIMIT", "1");
-    let tsv = tools::run(
-        command,
-        "tesseract (Debian package tesseract-ocr)",
-        RECOGNITION_DEADLINE,
-        MAX_HOCR_BYTES,
-    )?;
-    Ok(words_from_tsv(&String::from_utf8_lossy(&tsv)))
+    Ok(words_from_tsv(&tesseract(&image.0, languages, dpi, &[], "tsv")?))
 }
 
 /// Tesseract's TSV (`level page_num block_num par_num line_num word_num left top width height
