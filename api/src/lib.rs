@@ -500,9 +500,14 @@ mod tests {
 
     use super::*;
 
+    /// Held by each test that sends requests through `observe`: they count in one process-wide
+    /// registry, and `labels` reads what one request moved.
+    static OBSERVED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Requests each path through the real routes (without state: handlers answer 500, the
     /// route is matched all the same) and returns the `route` label each got.
     async fn labels(requests: &[(&str, &str)]) -> Vec<String> {
+        let _alone = OBSERVED.lock().await;
         let templates = Arc::new(route_templates());
         let allow = Arc::new(route_methods());
         let app =
@@ -529,6 +534,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_405_names_the_methods_of_its_route_in_allow() {
+        let _alone = OBSERVED.lock().await;
         let templates = Arc::new(route_templates());
         let allow = Arc::new(route_methods());
         let app =
