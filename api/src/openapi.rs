@@ -51,20 +51,23 @@ pub fn complete(spec: &mut Value) {
     describe_event_streams(spec);
 }
 
+/// Every operation of the document (each method of each path).
+fn operations_mut(spec: &mut Value) -> impl Iterator<Item = &mut Value> {
+    spec.get_mut("paths")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+}
+
 /// A Server-Sent Events answer documented event by event, as OpenAPI before 3.2 reads the
 /// schema of `text/event-stream` (and schemathesis checks it): poem-openapi writes
 /// `{type: array, format: event-stream, items: T}`, as if the stream were one JSON array.
 /// Each event has its `event` name, its `id` and its `data`, the JSON of `T` (named in
 /// `x-data-schema`, as OpenAPI 3.0 has no keyword for a schema of a string's content).
 fn describe_event_streams(spec: &mut Value) {
-    let Some(paths) = spec["paths"].as_object_mut() else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|ops| ops.values_mut())
-    {
+    for operation in operations_mut(spec) {
         // `get_mut`, not indexing: indexing a JSON object for writing adds the key.
         let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else {
             continue;
@@ -110,14 +113,7 @@ fn document_invalid_input(spec: &mut Value) {
         "description": "The body is larger than the limit (`limits.max_upload_mb` and the multipart envelope for an upload, 1 MiB for JSON), by its declared length or counted while it streams.",
         "content": {"application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}},
     });
-    let Some(paths) = spec["paths"].as_object_mut() else {
-        return;
-    };
-    for operation in paths
-        .values_mut()
-        .filter_map(Value::as_object_mut)
-        .flat_map(|ops| ops.values_mut())
-    {
+    for operation in operations_mut(spec) {
         let has_parameters = operation["parameters"].as_array().is_some_and(|p| !p.is_empty());
         let has_body = operation.get("requestBody").is_some();
         let Some(responses) = operation["responses"].as_object_mut() else {
