@@ -249,6 +249,7 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
         Command::Serve(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
             hbi_shared::access::prepare(&settings, &backends.api_keys).await?;
+            prepare_vector_search(&backends);
             let state = AppState::new(backends.clone(), settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "serve");
@@ -265,6 +266,7 @@ async fn run_command(command: Command, settings: Arc<Settings>) -> anyhow::Resul
         Command::Api(_) => {
             let backends = open_backends(&settings, &shutdown).await?;
             hbi_shared::access::prepare(&settings, &backends.api_keys).await?;
+            prepare_vector_search(&backends);
             let state = AppState::new(backends, settings.clone());
             let app = Application::bind(settings.server.bind, state).await?;
             announce(&app, "api");
@@ -324,6 +326,21 @@ async fn mcp_caller(settings: &Settings, backends: &Backends) -> anyhow::Result<
         .authenticate(key.trim())
         .await?
         .ok_or_else(|| anyhow::anyhow!("HBI_API_KEY is not a valid API key of this library"))
+}
+
+/// Builds what library-wide vector searches need in memory (a big library's HNSW graph) in the
+/// background, so the first search after a start does not wait for it; searches answer
+/// meanwhile.
+fn prepare_vector_search(backends: &Backends) {
+    let Some(embedder) = backends.embedder.clone() else {
+        return;
+    };
+    let vectors = backends.vectors.clone();
+    tokio::spawn(async move {
+        if let Err(err) = vectors.prepare(embedder.model()).await {
+            tracing::warn!(error = %format!("{err:#}"), "vector search not prepared; the first searches prepare it");
+        }
+    });
 }
 
 /// Opens the backends for a long-running process, waiting out a database that is not up

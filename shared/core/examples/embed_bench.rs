@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release -p hbi-shared --example embed_bench -- --chunks chunks.jsonl \
-//!     [--provider minilm] [--batch-size 32] [--threads 0] [--rounds 1] [--model-dir DIR] \
+//!     [--provider minilm] [--precision int8] [--batch-size 32] [--threads 0] [--rounds 1] [--model-dir DIR] \
 //!     [--reference st.f32] [--label NAME] [--header]
 //! ```
 //!
@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use hbi_shared::embeddings::{EmbeddingProvider, EmbeddingSettings, open_embedder};
+use hbi_shared::embeddings::{EmbeddingProvider, EmbeddingSettings, ModelPrecision, open_embedder};
 
 struct Options {
     chunks: String,
@@ -64,6 +64,13 @@ fn parse_options() -> anyhow::Result<Options> {
             }
             "--batch-size" => options.settings.batch_size = number()?,
             "--threads" => options.settings.threads = number()?,
+            "--precision" => {
+                options.settings.precision = match value.as_str() {
+                    "int8" => ModelPrecision::Int8,
+                    "f32" => ModelPrecision::F32,
+                    other => bail!("--precision: int8 or f32, not {other}"),
+                }
+            }
             "--model-dir" => options.settings.model_dir = Some(value.into()),
             _ => bail!("unknown option {flag}"),
         }

@@ -2,7 +2,10 @@
 //! books, into sqlite-vec (a temporary SQLite file) and, when `HBI_BENCH_PG_URL` is set, into
 //! pgvector (`scripts/bench-vectors` starts a PostgreSQL and sets it). Prints a markdown table:
 //! insert rate, KNN k = 10 latency p50/p95 over 200 queries without and with a book filter, and
-//! recall@10 against brute force.
+//! recall@10 against brute force. sqlite-vec runs twice on the same file: on its exact
+//! in-memory copy, and on its HNSW graph (the route past `vectors.approximate_from`), with the
+//! graph's build time and the memory each holds (the exact copy: the resident set's growth;
+//! the graph: usearch's own count).
 //!
 //! `cargo run --release -p hbi-shared --example vector_bench`
 //! Knobs: `HBI_BENCH_VECTORS` (100000), `HBI_BENCH_BOOKS` (100), `HBI_BENCH_QUERIES` (200),
@@ -204,13 +207,47 @@ async fn main() -> anyhow::Result<()> {
     let data = Data::make(source, total, book_count, query_count);
 
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
     let db = hbi_shared::db::connect(&url, 4, true).await?;
-    let sqlite = SqliteVecIndex::open(db, DIMENSIONS).await?;
+    // Exact at any size: the in-memory copy of every vector, scanned.
+    let sqlite = SqliteVecIndex::open(db.clone(), DIMENSIONS)
+        .await?
+        .with_approximate_from(usize::MAX, DEFAULT_EF_SEARCH);
     let insert = fill("sqlite-vec", &sqlite, &data).await?;
-    rows.push(row("sqlite-vec 0.1.9 (vec0, exact)", Some(insert), &sqlite, &data).await?);
+    let before = resident_bytes()?;
+    let exact = row("sqlite-vec 0.1.9 (exact copy)", Some(insert), &sqlite, &data).await?;
+    let copy_bytes = resident_bytes()?.saturating_sub(before);
+    rows.push(format!("{exact} {} |", megabytes(copy_bytes)));
     drop(sqlite);
+    notes.push(format!(
+        "exact copy: {} resident after the searches",
+        megabytes(copy_bytes)
+    ));
+
+    let graph = SqliteVecIndex::open(db, DIMENSIONS)
+        .await?
+        .with_approximate_from(0, DEFAULT_EF_SEARCH);
+    let before = resident_bytes()?;
+    let started = Instant::now();
+    graph.prepare(MODEL).await?;
+    let build = started.elapsed();
+    let graph_resident = resident_bytes()?.saturating_sub(before);
+    let graph_bytes = graph.graph_memory(MODEL).context("the graph was not built")? as u64;
+    eprintln!("sqlite-vec graph: built in {:.1} s", build.as_secs_f64());
+    let name = format!("sqlite-vec + usearch HNSW (f16, M=16, ef={DEFAULT_EF_SEARCH}; book: vec0 exact)");
+    let searched = row(&name, None, &graph, &data).await?;
+    rows.push(format!("{searched} {} |", megabytes(graph_bytes)));
+    notes.push(format!(
+        "graph: built in {:.1} s ({:.0} vectors/s) on {} threads; {} by usearch's count, the resident set grew {} while it was built (freed memory of the exact copy is reused)",
+        build.as_secs_f64(),
+        data.total() as f64 / build.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        megabytes(graph_bytes),
+        megabytes(graph_resident),
+    ));
+    drop(graph);
     drop(dir);
 
     match std::env::var("HBI_BENCH_PG_URL") {
@@ -231,7 +268,7 @@ async fn main() -> anyhow::Result<()> {
                     .await?
                     .with_ef_search(ef_search);
                 let name = format!("pgvector {version} (HNSW m=16, ef_search={ef_search})");
-                rows.push(row(&name, insert.take(), &pg, &data).await?);
+                rows.push(format!("{} (server) |", row(&name, insert.take(), &pg, &data).await?));
             }
         }
         _ => eprintln!("HBI_BENCH_PG_URL is not set: pgvector skipped (scripts/bench-vectors sets it)"),
@@ -244,11 +281,35 @@ async fn main() -> anyhow::Result<()> {
         data.total()
     );
     println!(
-        "| store | insert rate | KNN p50 | KNN p95 | recall@10 | in one book p50 | in one book p95 | recall@10 in one book | cached(), 1,000 hashes |"
+        "| store | insert rate | KNN p50 | KNN p95 | recall@10 | in one book p50 | in one book p95 | recall@10 in one book | cached(), 1,000 hashes | memory of the search structure |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for row in rows {
         println!("{row}");
     }
+    println!();
+    for note in notes {
+        println!("- {note}");
+    }
     Ok(())
+}
+
+/// This process's resident set (`VmRSS`), in bytes.
+fn resident_bytes() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .context("no VmRSS in /proc/self/status")?;
+    let kilobytes: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kilobytes * 1024)
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
 }

@@ -176,7 +176,11 @@ impl Backends {
                     .await?
                     .with_ef_search(settings.vectors.hnsw_ef_search),
             ),
-            DbBackend::Sqlite => Arc::new(SqliteVecIndex::open(db.clone(), dimensions).await?),
+            DbBackend::Sqlite => Arc::new(
+                SqliteVecIndex::open(db.clone(), dimensions)
+                    .await?
+                    .with_approximate_from(settings.vectors.approximate_from, settings.vectors.hnsw_ef_search),
+            ),
             other => anyhow::bail!("no vector store for a {other:?} database"),
         };
         if let Some(embedder) = &embedder

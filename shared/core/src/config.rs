@@ -218,9 +218,14 @@ pub struct VectorSettings {
     /// Numbers per embedding, the embedding model's: 384 for all-MiniLM-L6-v2. Each dimension
     /// has a table of its own (`chunk_vectors_384`).
     pub dimensions: usize,
-    /// pgvector only: candidates an HNSW search keeps (`hnsw.ef_search`, 1 to 1000; at least k).
-    /// Higher finds more of the true nearest neighbours, slower.
+    /// Candidates an HNSW search keeps (pgvector's `hnsw.ef_search`, and the `ef` of
+    /// sqlite-vec's graph; 1 to 1000; at least k). Higher finds more of the true nearest
+    /// neighbours, slower.
     pub hnsw_ef_search: usize,
+    /// sqlite-vec only: from this many vectors of a model, library-wide searches go through an
+    /// HNSW graph kept in memory (built in the background, about 0.9 KB a vector of 384)
+    /// instead of an exact scan. Searches within one book stay exact.
+    pub approximate_from: usize,
 }
 
 /// Who may call the API (`crate::access`).

@@ -1,7 +1,8 @@
 //! all-MiniLM-L6-v2 in-process, with ONNX Runtime (the `ort` crate, libonnxruntime loaded at
 //! run time). The model folder holds `model.onnx` (written from `model.safetensors` by
-//! `scripts/lib/minilm_onnx.py`, mean pooling included) and `tokenizer.json`;
-//! `install_model` of `scripts/lib/install-tools.sh` prepares both.
+//! `scripts/lib/minilm_onnx.py`, mean pooling included), its int8 copy `model-int8.onnx`
+//! (`scripts/lib/minilm_quantize.py`) and `tokenizer.json`; `install_model` of
+//! `scripts/lib/install-tools.sh` prepares them.
 //!
 //! Texts are tokenised as sentence-transformers does (at most 256 tokens with `[CLS]` and
 //! `[SEP]`), sorted by length and padded per batch to its longest text, so a batch of short
@@ -18,7 +19,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
-use super::{Embedder, distinct, l2_normalize};
+use super::{Embedder, ModelPrecision, distinct, l2_normalize};
 
 pub const MODEL_NAME: &str = "all-MiniLM-L6-v2";
 pub const DIMENSIONS: usize = 384;
@@ -37,11 +38,17 @@ struct Inner {
 }
 
 impl MiniLmEmbedder {
-    /// Loads the model of `model_dir` with the libonnxruntime at `onnxruntime_lib`; `threads`
-    /// 0 means one per core.
-    pub fn open(model_dir: &Path, onnxruntime_lib: &Path, batch_size: usize, threads: usize) -> anyhow::Result<Self> {
+    /// Loads the `precision` copy of the model of `model_dir` with the libonnxruntime at
+    /// `onnxruntime_lib`; `threads` 0 means one per core.
+    pub fn open(
+        model_dir: &Path,
+        onnxruntime_lib: &Path,
+        batch_size: usize,
+        threads: usize,
+        precision: ModelPrecision,
+    ) -> anyhow::Result<Self> {
         let tokenizer = load_tokenizer(model_dir)?;
-        let model = model_file(model_dir, "model.onnx")?;
+        let model = model_file(model_dir, precision.model_file())?;
         let environment = environment(onnxruntime_lib)?;
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -56,6 +56,34 @@ impl EmbeddingProvider {
     }
 }
 
+/// Which copy of the in-process model runs: both are all-MiniLM-L6-v2 and their vectors share
+/// one space (cosine about 0.99 between them), so a store filled by one is searched by the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPrecision {
+    /// `model-int8.onnx`: int8 weights, activations quantised per batch; the faster.
+    Int8,
+    /// `model.onnx`: the model's own f32 weights, equal to sentence-transformers' vectors.
+    F32,
+}
+
+impl ModelPrecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Int8 => "int8",
+            Self::F32 => "f32",
+        }
+    }
+
+    /// The graph file of this precision in the model folder.
+    pub fn model_file(self) -> &'static str {
+        match self {
+            Self::Int8 => "model-int8.onnx",
+            Self::F32 => "model.onnx",
+        }
+    }
+}
+
 /// The `[embeddings]` section of the configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -71,6 +99,8 @@ pub struct EmbeddingSettings {
     pub batch_size: usize,
     /// Threads of the in-process model; 0: every core.
     pub threads: usize,
+    /// `int8` or `f32` copy of the in-process model.
+    pub precision: ModelPrecision,
     /// libonnxruntime for the in-process model; absent: `ORT_DYLIB_PATH`, else the copy
     /// `install_model` puts beside the tools.
     #[serde(deserialize_with = "blank_is_none")]
@@ -94,6 +124,7 @@ impl Default for EmbeddingSettings {
             model_dir: None,
             batch_size: 32,
             threads: 0,
+            precision: ModelPrecision::Int8,
             onnxruntime_lib: None,
             openai_base_url: String::new(),
             openai_api_key: None,
@@ -172,6 +203,7 @@ pub fn open_embedder(settings: &EmbeddingSettings) -> anyhow::Result<Arc<dyn Emb
             &settings.onnxruntime_lib(),
             settings.batch_size,
             settings.threads,
+            settings.precision,
         )?),
     })
 }

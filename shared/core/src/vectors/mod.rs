@@ -5,8 +5,13 @@
 //! in their names (`chunk_vectors_384`), so a switch to a model of another size starts a new
 //! table beside the old one. Vectors are keyed by model and chunk id: several models of one
 //! size may share a table, and every read names the model it wants.
+//!
+//! Searches within one book are always exact. Library-wide searches are exact on sqlite-vec up
+//! to `approximate_from` vectors of a model, then approximate through an HNSW graph (usearch,
+//! `hnsw`); pgvector's are approximate through its own HNSW index.
 
 mod flat;
+mod hnsw;
 mod pgvector;
 mod sqlite_vec;
 pub(crate) mod sqlite_vec_ext;
@@ -15,8 +20,9 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
+pub use hnsw::SIMILARITY_ERROR as GRAPH_SIMILARITY_ERROR;
 pub use pgvector::{DEFAULT_EF_SEARCH, PgVectorIndex};
-pub use sqlite_vec::SqliteVecIndex;
+pub use sqlite_vec::{DEFAULT_APPROXIMATE_FROM, SqliteVecIndex};
 
 /// all-MiniLM-L6-v2, the default embedding model, gives 384 numbers.
 pub const DEFAULT_EMBEDDING_DIMENSIONS: usize = 384;
@@ -78,6 +84,12 @@ pub trait VectorIndex: Send + Sync {
 
     /// Removes the book's vectors of every model.
     async fn delete_book(&self, book_id: &str) -> anyhow::Result<()>;
+
+    /// Gets library-wide searches of `model` ready ahead of the first one: where the store
+    /// builds an index in memory (sqlite-vec's HNSW graph), builds it and waits for it.
+    async fn prepare(&self, _model: &str) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// Reaches the store and its table (for tests and tools; readiness checks the database).
     async fn check(&self) -> anyhow::Result<()>;

@@ -12,9 +12,16 @@
 //! book a new generation in the same transaction, from an AUTOINCREMENT key that never
 //! repeats; each search reads the generations (one small table) and reloads only the books
 //! whose generation changed.
+//!
+//! Past `approximate_from` vectors of a model (default 200,000, about 100 books) the copy of the
+//! whole library would cost gigabytes and a scan tens of milliseconds: library-wide searches of
+//! that model then go through an HNSW graph (`hnsw`, similarities within 1e-3 of f32's) built
+//! in the background from vec0, and it follows the generations like the copies do.
+//! Until it is built they run on vec0's own exact scan. A search within one book stays exact:
+//! vec0's scan of that book's partition.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use sea_orm::{
@@ -23,7 +30,11 @@ use sea_orm::{
 };
 
 use super::flat::{self, BookVectors};
-use super::{ChunkVector, VectorHit, VectorIndex, check_book_vectors, check_dimensions, check_vector, clamp_k};
+use super::hnsw::HnswCopy;
+use super::{
+    ChunkVector, DEFAULT_EF_SEARCH, VectorHit, VectorIndex, check_book_vectors, check_dimensions, check_vector,
+    clamp_k, hits_from_rows, sort_hits,
+};
 
 /// Vectors per vec0 chunk (vec0's default is 1024): a book's last chunk is partly empty, and a
 /// smaller chunk wastes less of it while costing a KNN scan next to nothing.
@@ -35,7 +46,44 @@ const KEYED_LOAD_BOOKS: usize = 8;
 /// Content hashes per lookup, far under SQLite's 32,766 parameters.
 const HASH_BATCH: usize = 500;
 
+/// Vectors of one model from which library-wide searches go through the HNSW graph.
+pub const DEFAULT_APPROXIMATE_FROM: usize = 200_000;
+
+/// Rows read from vec0 per step while a graph is built: memory stays flat at a million.
+const BUILD_PAGE: i64 = 20_000;
+
+/// Where a model's library-wide searches run.
+enum Route {
+    /// The in-memory copies, exact.
+    Exact,
+    /// The HNSW graph (vec0's exact scan until it is built).
+    Graph(Arc<Graph>),
+}
+
+/// A model's HNSW graph, built in the background, then kept up to date by the searches.
+struct Graph {
+    /// `None` while it is built.
+    copy: RwLock<Option<HnswCopy>>,
+    /// Becomes `Some` when the build ended: `Ok` once the graph serves, or why it failed.
+    built: tokio::sync::watch::Sender<Option<Result<(), String>>>,
+    /// One search at a time brings the graph up to date; the others wait for it.
+    syncing: tokio::sync::Mutex<()>,
+}
+
 pub struct SqliteVecIndex {
+    tables: Tables,
+    /// Model -> book -> its vectors in memory, filled by searches.
+    copies: tokio::sync::Mutex<HashMap<String, HashMap<String, Arc<BookVectors>>>>,
+    /// Model -> its HNSW graph, for the models past `approximate_from`.
+    graphs: Arc<std::sync::Mutex<HashMap<String, Arc<Graph>>>>,
+    approximate_from: usize,
+    /// Candidates a graph search keeps (its `ef`).
+    breadth: usize,
+}
+
+/// The store's database and table names (what a background graph build needs of it).
+#[derive(Clone)]
+struct Tables {
     db: DatabaseConnection,
     dimensions: usize,
     /// The vec0 table, `chunk_vectors_<dimensions>`.
@@ -44,8 +92,6 @@ pub struct SqliteVecIndex {
     keys: String,
     /// Each book's latest generation, `chunk_vector_generations_<dimensions>`.
     generations: String,
-    /// Model -> book -> its vectors in memory, filled by searches.
-    copies: tokio::sync::Mutex<HashMap<String, HashMap<String, Arc<BookVectors>>>>,
 }
 
 fn statement(sql: &str, values: Vec<Value>) -> Statement {
@@ -77,21 +123,221 @@ impl SqliteVecIndex {
     pub async fn open(db: DatabaseConnection, dimensions: usize) -> anyhow::Result<Self> {
         check_dimensions(dimensions)?;
         let index = Self {
-            db,
-            dimensions,
-            vectors: format!("chunk_vectors_{dimensions}"),
-            keys: format!("chunk_vector_keys_{dimensions}"),
-            generations: format!("chunk_vector_generations_{dimensions}"),
+            tables: Tables {
+                db,
+                dimensions,
+                vectors: format!("chunk_vectors_{dimensions}"),
+                keys: format!("chunk_vector_keys_{dimensions}"),
+                generations: format!("chunk_vector_generations_{dimensions}"),
+            },
             copies: tokio::sync::Mutex::new(HashMap::new()),
+            graphs: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            approximate_from: DEFAULT_APPROXIMATE_FROM,
+            breadth: DEFAULT_EF_SEARCH,
         };
         index.create_tables().await?;
         Ok(index)
+    }
+
+    /// Library-wide searches of a model with at least `vectors` vectors go through an HNSW
+    /// graph that keeps `breadth` candidates (1 to 1000); `0` puts every model on a graph.
+    #[must_use]
+    pub fn with_approximate_from(mut self, vectors: usize, breadth: usize) -> Self {
+        self.approximate_from = vectors;
+        self.breadth = breadth.clamp(1, super::MAX_K);
+        self
+    }
+
+    /// Whether library-wide searches of `model` run on a built HNSW graph now.
+    pub async fn searches_graph(&self, model: &str) -> bool {
+        self.graph_of(model)
+            .is_some_and(|graph| graph.copy.read().map(|copy| copy.is_some()).unwrap_or(false))
+    }
+
+    /// Bytes the HNSW graph of `model` holds (vectors and links), once built.
+    pub fn graph_memory(&self, model: &str) -> Option<usize> {
+        let graph = self.graph_of(model)?;
+        let copy = graph.copy.read().ok()?;
+        copy.as_ref().map(HnswCopy::memory)
+    }
+
+    fn tables(&self) -> Tables {
+        self.tables.clone()
+    }
+
+    fn graph_of(&self, model: &str) -> Option<Arc<Graph>> {
+        self.graphs.lock().ok().and_then(|graphs| graphs.get(model).cloned())
+    }
+
+    /// Where library-wide searches of `model` run: a model past `approximate_from` moves to a
+    /// graph (for good: its flat copies are dropped) and the graph's build starts.
+    async fn route(&self, model: &str) -> anyhow::Result<Route> {
+        if let Some(graph) = self.graph_of(model) {
+            return Ok(Route::Graph(graph));
+        }
+        // Counting walks an index of the keys: only when the copies would have to grow.
+        if self.approximate_from > 0 && !self.copies_are_stale(model).await? {
+            return Ok(Route::Exact);
+        }
+        let count = self.tables().model_count(model).await?;
+        if count < self.approximate_from {
+            return Ok(Route::Exact);
+        }
+        let graph = {
+            let mut graphs = self
+                .graphs
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the vector graphs' lock is poisoned"))?;
+            if let Some(graph) = graphs.get(model) {
+                return Ok(Route::Graph(graph.clone()));
+            }
+            let graph = Arc::new(Graph {
+                copy: RwLock::new(None),
+                built: tokio::sync::watch::channel(None).0,
+                syncing: tokio::sync::Mutex::new(()),
+            });
+            graphs.insert(model.to_owned(), graph.clone());
+            graph
+        };
+        self.copies.lock().await.remove(model);
+        tracing::info!(
+            model,
+            vectors = count,
+            "building the HNSW graph for library-wide searches"
+        );
+        let (tables, model, breadth, building) = (self.tables(), model.to_owned(), self.breadth, graph.clone());
+        let graphs = self.graphs.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let outcome = match tables.build_graph(&model, breadth).await {
+                Ok(copy) => {
+                    tracing::info!(
+                        model,
+                        vectors = copy.len(),
+                        bytes = copy.memory(),
+                        seconds = started.elapsed().as_secs_f64(),
+                        "HNSW graph built"
+                    );
+                    match building.copy.write() {
+                        Ok(mut slot) => {
+                            *slot = Some(copy);
+                            Ok(())
+                        }
+                        Err(_) => Err("the graph's lock is poisoned".to_owned()),
+                    }
+                }
+                Err(err) => Err(format!("{err:#}")),
+            };
+            if let Err(err) = &outcome {
+                tracing::warn!(model, error = %err, "the HNSW graph could not be built; the next search tries again");
+                if let Ok(mut graphs) = graphs.lock() {
+                    graphs.remove(&model);
+                }
+            }
+            building.built.send_replace(Some(outcome));
+        });
+        Ok(Route::Graph(graph))
+    }
+
+    /// Whether any book of `model` changed since the copies were read (or was never read).
+    async fn copies_are_stale(&self, model: &str) -> anyhow::Result<bool> {
+        let generations = self.tables.current_generations(&self.tables.db, None).await?;
+        let copies = self.copies.lock().await;
+        let Some(copy) = copies.get(model) else {
+            return Ok(true);
+        };
+        Ok(copy.len() != generations.len()
+            || generations
+                .iter()
+                .any(|(book, generation)| copy.get(book).is_none_or(|vectors| vectors.generation != *generation)))
+    }
+
+    /// A library-wide search on the graph, brought up to date first.
+    async fn graph_search(
+        &self,
+        graph: &Arc<Graph>,
+        model: &str,
+        query: Vec<f32>,
+        k: usize,
+    ) -> anyhow::Result<Vec<VectorHit>> {
+        self.sync_graph(graph, model).await?;
+        // A graph finds fewer of the true neighbours the closer k is to its breadth: twice k.
+        let count = (2 * k).max(self.breadth);
+        let searched = graph.clone();
+        let candidates = tokio::task::spawn_blocking(move || {
+            let copy = searched
+                .copy
+                .read()
+                .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))?;
+            let copy = copy.as_ref().ok_or_else(|| anyhow::anyhow!("the graph is not built"))?;
+            copy.search(&query, count)
+        })
+        .await??;
+        self.tables.hits_for_matches(model, &candidates, k).await
+    }
+
+    /// Brings the graph to the books' current generations: removed and changed books out,
+    /// changed and new books in, each read in one snapshot with its generation.
+    async fn sync_graph(&self, graph: &Arc<Graph>, model: &str) -> anyhow::Result<()> {
+        let stale = |current: &HashMap<String, i64>| -> anyhow::Result<(Vec<String>, Vec<String>)> {
+            let copy = graph
+                .copy
+                .read()
+                .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))?;
+            let copy = copy.as_ref().ok_or_else(|| anyhow::anyhow!("the graph is not built"))?;
+            let held: HashMap<&str, i64> = copy.generations().collect();
+            let gone = held
+                .keys()
+                .filter(|book| !current.contains_key(**book))
+                .map(|book| (*book).to_owned())
+                .collect();
+            let changed = current
+                .iter()
+                .filter(|(book, generation)| held.get(book.as_str()) != Some(*generation))
+                .map(|(book, _)| book.clone())
+                .collect();
+            Ok((gone, changed))
+        };
+        let tables = self.tables();
+        let current = tables.current_generations(&self.tables.db, None).await?;
+        let (gone, changed) = stale(&current)?;
+        if gone.is_empty() && changed.is_empty() {
+            return Ok(());
+        }
+        let _syncing = graph.syncing.lock().await;
+        // Another search may have synced while this one waited.
+        let current = tables.current_generations(&self.tables.db, None).await?;
+        let (gone, changed) = stale(&current)?;
+        let mut loaded = Vec::with_capacity(changed.len());
+        for book in &changed {
+            loaded.push(tables.book_rows(model, book).await?);
+        }
+        let updated = graph.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut copy = updated
+                .copy
+                .write()
+                .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))?;
+            let copy = copy.as_mut().ok_or_else(|| anyhow::anyhow!("the graph is not built"))?;
+            // Every removal before any insertion: SQLite hands a freed rowid to the next row.
+            for book in gone.iter().chain(&changed) {
+                copy.remove_book(book)?;
+            }
+            for (book, generation, rows) in loaded {
+                copy.add(&rows)?;
+                copy.mark(&book, generation);
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await??;
+        Ok(())
     }
 
     /// A write transaction from its start: two processes wait for each other (busy timeout)
     /// instead of failing when a read turns into a write.
     async fn write_transaction(&self) -> anyhow::Result<DatabaseTransaction> {
         Ok(self
+            .tables
             .db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -102,12 +348,18 @@ impl SqliteVecIndex {
 
     async fn create_tables(&self) -> anyhow::Result<()> {
         let version = self
+            .tables
             .db
             .query_one_raw(statement("SELECT vec_version() AS version", vec![]))
             .await
             .map_err(|err| anyhow::anyhow!("sqlite-vec is not loaded in this SQLite connection: {err}"))?;
         tracing::debug!(version = ?version.map(|row| row.try_get::<String>("", "version")), "sqlite-vec");
-        let (vectors, keys, generations, dimensions) = (&self.vectors, &self.keys, &self.generations, self.dimensions);
+        let (vectors, keys, generations, dimensions) = (
+            &self.tables.vectors,
+            &self.tables.keys,
+            &self.tables.generations,
+            self.tables.dimensions,
+        );
         let txn = self.write_transaction().await?;
         for sql in [
             format!(
@@ -148,7 +400,7 @@ impl SqliteVecIndex {
 
     /// Removes the vectors of the keys `condition` selects, then the keys.
     async fn delete_where(&self, txn: &DatabaseTransaction, condition: &str, values: Vec<Value>) -> anyhow::Result<()> {
-        let (vectors, keys) = (&self.vectors, &self.keys);
+        let (vectors, keys) = (&self.tables.vectors, &self.tables.keys);
         let rows = txn
             .query_all_raw(statement(
                 &format!("SELECT id FROM {keys} WHERE {condition}"),
@@ -169,39 +421,21 @@ impl SqliteVecIndex {
     /// Gives the book a new generation (never one used before), inside the writing transaction.
     async fn bump_generation(&self, txn: &DatabaseTransaction, book_id: &str) -> anyhow::Result<()> {
         txn.execute_raw(statement(
-            &format!("INSERT OR REPLACE INTO {} (book_id) VALUES (?)", self.generations),
+            &format!(
+                "INSERT OR REPLACE INTO {} (book_id) VALUES (?)",
+                self.tables.generations
+            ),
             vec![book_id.into()],
         ))
         .await?;
         Ok(())
     }
 
-    /// Book -> generation, of one book or of all, read through `db` (the pool or a snapshot).
-    async fn current_generations(
-        &self,
-        db: &impl ConnectionTrait,
-        book_id: Option<&str>,
-    ) -> anyhow::Result<HashMap<String, i64>> {
-        let (filter, values): (&str, Vec<Value>) = match book_id {
-            Some(book_id) => ("WHERE book_id = ?", vec![book_id.into()]),
-            None => ("", vec![]),
-        };
-        let rows = db
-            .query_all_raw(statement(
-                &format!("SELECT book_id, generation FROM {} {filter}", self.generations),
-                values,
-            ))
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("", "book_id")?, row.try_get("", "generation")?)))
-            .collect()
-    }
-
     /// Reads the vectors of `model` of these books, each with the generation it belongs to,
     /// in one snapshot. A book without vectors of the model comes back empty.
     async fn load_books(&self, model: &str, books: &[String]) -> anyhow::Result<HashMap<String, BookVectors>> {
-        let txn = self.db.begin().await?;
-        let generations = self.current_generations(&txn, None).await?;
+        let txn = self.tables.db.begin().await?;
+        let generations = self.tables.current_generations(&txn, None).await?;
         let mut loaded: HashMap<String, BookVectors> = books
             .iter()
             .map(|book| {
@@ -221,8 +455,8 @@ impl SqliteVecIndex {
                             "SELECT k.book_id, k.chunk_id, v.embedding \
                              FROM {keys} k CROSS JOIN {vectors} v ON v.rowid = k.id \
                              WHERE k.book_id = ? AND k.model = ?",
-                            keys = self.keys,
-                            vectors = self.vectors,
+                            keys = self.tables.keys,
+                            vectors = self.tables.vectors,
                         ),
                         vec![book.as_str().into(), model.into()],
                     ))
@@ -235,8 +469,8 @@ impl SqliteVecIndex {
                 &format!(
                     "SELECT k.book_id, k.chunk_id, v.embedding \
                      FROM {vectors} v CROSS JOIN {keys} k ON k.id = v.rowid WHERE k.model = ?",
-                    keys = self.keys,
-                    vectors = self.vectors,
+                    keys = self.tables.keys,
+                    vectors = self.tables.vectors,
                 ),
                 vec![model.into()],
             ))
@@ -244,7 +478,7 @@ impl SqliteVecIndex {
         };
         txn.commit().await?;
         // Decoding and quantizing 100k rows takes seconds of CPU: off the async workers.
-        let dimensions = self.dimensions;
+        let dimensions = self.tables.dimensions;
         tokio::task::spawn_blocking(move || {
             for row in rows {
                 let book_id: String = row.try_get("", "book_id")?;
@@ -265,7 +499,7 @@ impl SqliteVecIndex {
 
     /// The in-memory vectors of `model` for one book or all, brought up to date first.
     async fn fresh_copy(&self, model: &str, book_id: Option<&str>) -> anyhow::Result<Vec<(String, Arc<BookVectors>)>> {
-        let generations = self.current_generations(&self.db, book_id).await?;
+        let generations = self.tables.current_generations(&self.tables.db, book_id).await?;
         let mut copies = self.copies.lock().await;
         let copy = copies.entry(model.to_owned()).or_default();
         match book_id {
@@ -291,6 +525,203 @@ impl SqliteVecIndex {
     }
 }
 
+impl Tables {
+    /// Book -> generation, of one book or of all, read through `db` (the pool or a snapshot).
+    async fn current_generations(
+        &self,
+        db: &impl ConnectionTrait,
+        book_id: Option<&str>,
+    ) -> anyhow::Result<HashMap<String, i64>> {
+        let (filter, values): (&str, Vec<Value>) = match book_id {
+            Some(book_id) => ("WHERE book_id = ?", vec![book_id.into()]),
+            None => ("", vec![]),
+        };
+        let rows = db
+            .query_all_raw(statement(
+                &format!("SELECT book_id, generation FROM {} {filter}", self.generations),
+                values,
+            ))
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("", "book_id")?, row.try_get("", "generation")?)))
+            .collect()
+    }
+
+    /// Vectors stored for `model`.
+    async fn model_count(&self, model: &str) -> anyhow::Result<usize> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                &format!("SELECT COUNT(*) AS n FROM {} WHERE model = ?", self.keys),
+                vec![model.into()],
+            ))
+            .await?;
+        let count: i64 = match row {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(usize::try_from(count)?)
+    }
+
+    /// A graph of every vector of `model`, read page by page in key order (memory stays one
+    /// page). Books that change meanwhile are caught by the first sync: each book is marked
+    /// with its generation from before the first page, a book first seen in a later page
+    /// with none.
+    async fn build_graph(&self, model: &str, breadth: usize) -> anyhow::Result<HnswCopy> {
+        let generations = self.current_generations(&self.db, None).await?;
+        let mut copy = HnswCopy::new(self.dimensions, breadth)?;
+        let mut after = 0_i64;
+        loop {
+            let rows = self
+                .db
+                .query_all_raw(statement(
+                    &format!(
+                        "SELECT k.id, k.book_id, v.embedding \
+                         FROM {keys} k CROSS JOIN {vectors} v ON v.rowid = k.id \
+                         WHERE k.model = ? AND k.id > ? ORDER BY k.id LIMIT ?",
+                        keys = self.keys,
+                        vectors = self.vectors,
+                    ),
+                    vec![model.into(), after.into(), BUILD_PAGE.into()],
+                ))
+                .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.try_get("", "id")?;
+            let dimensions = self.dimensions;
+            copy = tokio::task::spawn_blocking(move || {
+                let rows = decode_rows(&rows, dimensions)?;
+                copy.add(&rows)?;
+                Ok::<_, anyhow::Error>(copy)
+            })
+            .await??;
+        }
+        for (book, generation) in generations {
+            copy.mark(&book, generation);
+        }
+        Ok(copy)
+    }
+
+    /// The book's vectors of `model` as graph rows, with the generation they belong to, read
+    /// in one snapshot.
+    async fn book_rows(
+        &self,
+        model: &str,
+        book_id: &str,
+    ) -> anyhow::Result<(String, i64, Vec<(u64, String, Vec<f32>)>)> {
+        let txn = self.db.begin().await?;
+        let generation = self
+            .current_generations(&txn, Some(book_id))
+            .await?
+            .get(book_id)
+            .copied()
+            .unwrap_or(0);
+        let rows = txn
+            .query_all_raw(statement(
+                &format!(
+                    "SELECT k.id, k.book_id, v.embedding \
+                     FROM {keys} k CROSS JOIN {vectors} v ON v.rowid = k.id \
+                     WHERE k.book_id = ? AND k.model = ?",
+                    keys = self.keys,
+                    vectors = self.vectors,
+                ),
+                vec![book_id.into(), model.into()],
+            ))
+            .await?;
+        txn.commit().await?;
+        let dimensions = self.dimensions;
+        let rows = tokio::task::spawn_blocking(move || decode_rows(&rows, dimensions)).await??;
+        Ok((book_id.to_owned(), generation, rows))
+    }
+
+    /// The `k` nearest of the graph's candidates (key, similarity) as hits, through the keys
+    /// table (not vec0); a key whose row is gone since (a concurrent write) drops out.
+    async fn hits_for_matches(&self, model: &str, matches: &[(u64, f32)], k: usize) -> anyhow::Result<Vec<VectorHit>> {
+        if matches.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = vec!["?"; matches.len()].join(", ");
+        let mut values: Vec<Value> = vec![model.into()];
+        for (key, _) in matches {
+            values.push(i64::try_from(*key)?.into());
+        }
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                &format!(
+                    "SELECT id, chunk_id, book_id FROM {} WHERE model = ? AND id IN ({placeholders})",
+                    self.keys
+                ),
+                values,
+            ))
+            .await?;
+        let similarity_of: HashMap<u64, f32> = matches.iter().copied().collect();
+        let mut hits = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            let Some(similarity) = similarity_of.get(&u64::try_from(id)?) else {
+                continue;
+            };
+            hits.push(VectorHit {
+                chunk_id: row.try_get("", "chunk_id")?,
+                book_id: row.try_get("", "book_id")?,
+                similarity: *similarity,
+            });
+        }
+        sort_hits(&mut hits);
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// vec0's own exact KNN, of the whole library or one book.
+    async fn store_search(
+        &self,
+        model: &str,
+        query: &[f32],
+        k: usize,
+        book_id: Option<&str>,
+    ) -> anyhow::Result<Vec<VectorHit>> {
+        let mut values: Vec<Value> = vec![to_blob(query).into(), i64::try_from(k)?.into(), model.into()];
+        let book_filter = match book_id {
+            Some(book_id) => {
+                values.push(book_id.into());
+                " AND book_id = ?"
+            }
+            None => "",
+        };
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                &format!(
+                    "WITH knn AS MATERIALIZED (\
+                       SELECT rowid AS id, distance FROM {vectors} \
+                       WHERE embedding MATCH ? AND k = ? AND model = ?{book_filter}) \
+                     SELECT k.chunk_id, k.book_id, knn.distance FROM knn JOIN {keys} k ON k.id = knn.id",
+                    keys = self.keys,
+                    vectors = self.vectors,
+                ),
+                values,
+            ))
+            .await?;
+        hits_from_rows(&rows)
+    }
+}
+
+/// vec0 rows (`id`, `book_id`, `embedding`) as unit vectors keyed by their id.
+fn decode_rows(rows: &[sea_orm::QueryResult], dimensions: usize) -> anyhow::Result<Vec<(u64, String, Vec<f32>)>> {
+    let mut decoded = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("", "id")?;
+        let blob: Vec<u8> = row.try_get("", "embedding")?;
+        // Stored vectors were checked non-zero on the way in.
+        if let Some(unit) = flat::unit(&from_blob(&blob, dimensions)?) {
+            decoded.push((u64::try_from(id)?, row.try_get("", "book_id")?, unit));
+        }
+    }
+    Ok(decoded)
+}
+
 #[async_trait]
 impl VectorIndex for SqliteVecIndex {
     fn kind(&self) -> &'static str {
@@ -298,22 +729,22 @@ impl VectorIndex for SqliteVecIndex {
     }
 
     fn dimensions(&self) -> usize {
-        self.dimensions
+        self.tables.dimensions
     }
 
     async fn replace_book(&self, book_id: &str, model: &str, vectors: &[ChunkVector]) -> anyhow::Result<()> {
-        check_book_vectors(book_id, model, vectors, self.dimensions)?;
+        check_book_vectors(book_id, model, vectors, self.tables.dimensions)?;
         let txn = self.write_transaction().await?;
         self.delete_where(&txn, "book_id = ? AND model = ?", vec![book_id.into(), model.into()])
             .await?;
         self.bump_generation(&txn, book_id).await?;
         let insert_key = format!(
             "INSERT INTO {} (model, chunk_id, book_id, content_hash) VALUES (?, ?, ?, ?)",
-            self.keys
+            self.tables.keys
         );
         let insert_vector = format!(
             "INSERT INTO {} (rowid, book_id, model, embedding) VALUES (?, ?, ?, ?)",
-            self.vectors
+            self.tables.vectors
         );
         for vector in vectors {
             let id = txn
@@ -351,14 +782,15 @@ impl VectorIndex for SqliteVecIndex {
             values.extend(batch.iter().map(|hash| Value::from(hash.as_str())));
             // The keys pick the rows; vec0 then reads each vector by rowid.
             let rows = self
+                .tables
                 .db
                 .query_all_raw(statement(
                     &format!(
                         "SELECT k.content_hash, v.embedding \
                          FROM {keys} k JOIN {vectors} v ON v.rowid = k.id \
                          WHERE k.model = ? AND k.content_hash IN ({placeholders})",
-                        keys = self.keys,
-                        vectors = self.vectors,
+                        keys = self.tables.keys,
+                        vectors = self.tables.vectors,
                     ),
                     values,
                 ))
@@ -366,7 +798,7 @@ impl VectorIndex for SqliteVecIndex {
             for row in rows {
                 let hash: String = row.try_get("", "content_hash")?;
                 let blob: Vec<u8> = row.try_get("", "embedding")?;
-                found.insert(hash, from_blob(&blob, self.dimensions)?);
+                found.insert(hash, from_blob(&blob, self.tables.dimensions)?);
             }
         }
         Ok(found)
@@ -379,10 +811,27 @@ impl VectorIndex for SqliteVecIndex {
         k: usize,
         book_id: Option<&str>,
     ) -> anyhow::Result<Vec<VectorHit>> {
-        check_vector("the query vector", query, self.dimensions)?;
+        check_vector("the query vector", query, self.tables.dimensions)?;
         let query = flat::unit(query).ok_or_else(|| anyhow::anyhow!("the query vector has no length"))?;
-        let books = self.fresh_copy(model, book_id).await?;
         let k = clamp_k(k);
+        let graph = match book_id {
+            // A model on a graph keeps no copies: one book is read by vec0's scan of its partition.
+            Some(book_id) => match self.graph_of(model) {
+                Some(_) => return self.tables.store_search(model, &query, k, Some(book_id)).await,
+                None => None,
+            },
+            None => match self.route(model).await? {
+                Route::Exact => None,
+                Route::Graph(graph) => Some(graph),
+            },
+        };
+        if let Some(graph) = graph {
+            if self.searches_graph(model).await {
+                return self.graph_search(&graph, model, query, k).await;
+            }
+            return self.tables.store_search(model, &query, k, None).await;
+        }
+        let books = self.fresh_copy(model, book_id).await?;
         // Milliseconds of arithmetic: off the async threads.
         Ok(tokio::task::spawn_blocking(move || {
             let books: Vec<(&str, &BookVectors)> =
@@ -394,9 +843,10 @@ impl VectorIndex for SqliteVecIndex {
 
     async fn count(&self, book_id: &str) -> anyhow::Result<u64> {
         let count: i64 = match self
+            .tables
             .db
             .query_one_raw(statement(
-                &format!("SELECT COUNT(*) AS n FROM {} WHERE book_id = ?", self.keys),
+                &format!("SELECT COUNT(*) AS n FROM {} WHERE book_id = ?", self.tables.keys),
                 vec![book_id.into()],
             ))
             .await?
@@ -411,7 +861,7 @@ impl VectorIndex for SqliteVecIndex {
         let txn = self.write_transaction().await?;
         self.delete_where(&txn, "book_id = ?", vec![book_id.into()]).await?;
         txn.execute_raw(statement(
-            &format!("DELETE FROM {} WHERE book_id = ?", self.generations),
+            &format!("DELETE FROM {} WHERE book_id = ?", self.tables.generations),
             vec![book_id.into()],
         ))
         .await?;
@@ -419,10 +869,27 @@ impl VectorIndex for SqliteVecIndex {
         Ok(())
     }
 
+    async fn prepare(&self, model: &str) -> anyhow::Result<()> {
+        let Route::Graph(graph) = self.route(model).await? else {
+            return Ok(());
+        };
+        let mut built = graph.built.subscribe();
+        let outcome = built
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| anyhow::anyhow!("the graph's build was dropped"))?
+            .clone();
+        match outcome {
+            Some(Err(err)) => Err(anyhow::anyhow!("the HNSW graph of {model} could not be built: {err}")),
+            _ => Ok(()),
+        }
+    }
+
     async fn check(&self) -> anyhow::Result<()> {
-        self.db
+        self.tables
+            .db
             .query_all_raw(statement(
-                &format!("SELECT rowid FROM {} LIMIT 1", self.vectors),
+                &format!("SELECT rowid FROM {} LIMIT 1", self.tables.vectors),
                 vec![],
             ))
             .await?;

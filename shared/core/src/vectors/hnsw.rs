@@ -1,0 +1,193 @@
+//! An approximate nearest-neighbour graph (HNSW, usearch) over the vectors of one model, for
+//! library-wide searches once a flat scan gets slow. Its keys are the store's own vector ids
+//! (the rowid a vector has in `vec0`), so a hit is turned back into a chunk by reading those
+//! few keys; the graph itself keeps no strings.
+//!
+//! Vectors are held in half precision (768 bytes a vector of 384 instead of 1,536): int8 codes
+//! would halve that again, but their recall stops near 0.94 on text embeddings.
+
+use std::collections::HashMap;
+
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+/// Links a node keeps per layer (usearch's default is 16): more costs memory and build time.
+const CONNECTIVITY: usize = 16;
+
+/// Candidates kept while a vector is inserted: build time against graph quality.
+const EXPANSION_ADD: usize = 64;
+
+/// How far a similarity of two half-precision unit vectors can be from theirs in f32: each
+/// is rounded by at most 2^-11 of its length, so the dot product moves by at most about twice
+/// that (4.9e-4 each), plus the f32 sums.
+pub const SIMILARITY_ERROR: f32 = 1.0e-3;
+
+/// Threads inserting at once while the graph is built.
+fn build_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// The graph of one model's vectors and which book each key came from.
+pub(super) struct HnswCopy {
+    index: Index,
+    /// Book -> the generation its vectors in the graph belong to, and their keys.
+    books: HashMap<String, (i64, Vec<u64>)>,
+}
+
+impl HnswCopy {
+    /// An empty graph for unit vectors of `dimensions`, searching `breadth` candidates.
+    pub fn new(dimensions: usize, breadth: usize) -> anyhow::Result<Self> {
+        let index = Index::new(&IndexOptions {
+            dimensions,
+            // Unit vectors: inner product is the cosine and skips two norms per comparison.
+            metric: MetricKind::IP,
+            quantization: ScalarKind::F16,
+            connectivity: CONNECTIVITY,
+            expansion_add: EXPANSION_ADD,
+            expansion_search: breadth,
+            multi: false,
+        })
+        .map_err(|err| anyhow::anyhow!("cannot create the HNSW graph: {err}"))?;
+        Ok(Self {
+            index,
+            books: HashMap::new(),
+        })
+    }
+
+    /// Vectors in the graph.
+    pub fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    /// Bytes the graph holds (vectors and links).
+    pub fn memory(&self) -> usize {
+        self.index.memory_usage()
+    }
+
+    /// Book -> generation of every book in the graph.
+    pub fn generations(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.books
+            .iter()
+            .map(|(book, (generation, _))| (book.as_str(), *generation))
+    }
+
+    /// Records the generation the book's vectors in the graph belong to.
+    pub fn mark(&mut self, book_id: &str, generation: i64) {
+        self.books.entry(book_id.to_owned()).or_default().0 = generation;
+    }
+
+    /// Takes the book's vectors out of the graph.
+    pub fn remove_book(&mut self, book_id: &str) -> anyhow::Result<()> {
+        if let Some((_, keys)) = self.books.remove(book_id) {
+            for key in keys {
+                self.index
+                    .remove(key)
+                    .map_err(|err| anyhow::anyhow!("cannot remove vector {key} from the HNSW graph: {err}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts unit vectors `(key, book, vector)`, on every core. A key must not be in the
+    /// graph already (`remove_book` first).
+    pub fn add(&mut self, rows: &[(u64, String, Vec<f32>)]) -> anyhow::Result<()> {
+        let needed = self.index.size() + rows.len();
+        if needed > self.index.capacity() {
+            // Doubling keeps the number of reallocations small while a graph is built.
+            let capacity = needed.max(self.index.capacity() * 2);
+            self.index
+                .reserve_capacity_and_threads(capacity, build_threads())
+                .map_err(|err| anyhow::anyhow!("cannot reserve room for {capacity} vectors: {err}"))?;
+        }
+        let threads = build_threads().min(rows.len().max(1));
+        let share = rows.len().div_ceil(threads).max(1);
+        let index = &self.index;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = rows
+                .chunks(share)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter().try_for_each(|(key, _, vector)| {
+                            index
+                                .add(*key, vector)
+                                .map_err(|err| anyhow::anyhow!("cannot add vector {key} to the HNSW graph: {err}"))
+                        })
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|worker| {
+                worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a thread building the HNSW graph panicked"))?
+            })
+        })?;
+        for (key, book, _) in rows {
+            self.books.entry(book.clone()).or_default().1.push(*key);
+        }
+        Ok(())
+    }
+
+    /// About the `count` nearest vectors to the unit `query`, nearest first, as (key, cosine
+    /// similarity). The similarity is of the half-precision copies: within `SIMILARITY_ERROR`
+    /// of the f32 vectors' (re-reading those from vec0 costs more than the whole search:
+    /// vec0 reads a vector out of a chunk blob of 256).
+    pub fn search(&self, query: &[f32], count: usize) -> anyhow::Result<Vec<(u64, f32)>> {
+        if self.index.size() == 0 {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .index
+            .search(query, count)
+            .map_err(|err| anyhow::anyhow!("HNSW search failed: {err}"))?;
+        // Inner-product distance is 1 - the dot product, the cosine of unit vectors.
+        Ok(found
+            .keys
+            .into_iter()
+            .zip(found.distances)
+            .map(|(key, distance)| (key, 1.0 - distance))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(values: &[f32]) -> Vec<f32> {
+        let norm = values.iter().map(|x| x * x).sum::<f32>().sqrt();
+        values.iter().map(|x| x / norm).collect()
+    }
+
+    #[test]
+    fn finds_added_vectors_and_forgets_removed_books() -> anyhow::Result<()> {
+        let mut graph = HnswCopy::new(4, 32)?;
+        let rows: Vec<(u64, String, Vec<f32>)> = (0..200_u64)
+            .map(|key| {
+                let angle = key as f32 * 0.03;
+                let book = if key < 100 { "a" } else { "b" };
+                (
+                    key,
+                    book.to_owned(),
+                    unit(&[angle.cos(), angle.sin(), 0.1, (key % 7) as f32 * 0.01]),
+                )
+            })
+            .collect();
+        graph.add(&rows)?;
+        graph.mark("a", 1);
+        graph.mark("b", 2);
+        assert_eq!(graph.len(), 200);
+        let query = &rows[150].2;
+        let nearest = graph.search(query, 3)?;
+        assert_eq!(nearest.first().map(|hit| hit.0), Some(150));
+        assert!((nearest[0].1 - 1.0).abs() < SIMILARITY_ERROR, "{nearest:?}");
+        assert!(nearest.windows(2).all(|pair| pair[0].1 >= pair[1].1));
+
+        graph.remove_book("b")?;
+        let found = graph.search(query, 10)?;
+        assert!(!found.is_empty() && found.iter().all(|hit| hit.0 < 100), "{found:?}");
+        assert_eq!(graph.generations().collect::<Vec<_>>(), [("a", 1)]);
+        // A removed key may come back, as SQLite reuses the highest rowids.
+        graph.add(&rows[150..151])?;
+        assert_eq!(graph.search(query, 1)?.first().map(|hit| hit.0), Some(150));
+        Ok(())
+    }
+}
