@@ -15,6 +15,9 @@
 //! adds the header first): the best of `--rounds` passes over all chunks, after a warm-up on
 //! the first 16; the peak RSS of this process (model loaded, every pass run).
 
+#[path = "support/process_memory.rs"]
+mod process_memory;
+
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -83,17 +86,7 @@ fn parse_options() -> anyhow::Result<Options> {
 
 /// Peak resident set size of this process in MiB (`VmHWM`).
 fn peak_rss_mib() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?;
-    let kib: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM without a value")?
-        .parse()?;
-    Ok(kib / 1024.0)
+    Ok(process_memory::status_bytes("VmHWM")? as f64 / (1024.0 * 1024.0))
 }
 
 fn read_reference(path: &str, chunks: usize, dimensions: usize) -> anyhow::Result<Vec<Vec<f32>>> {

@@ -11,6 +11,9 @@
 //!
 //! `scripts/bench-search` runs it on both stores.
 
+#[path = "support/process_memory.rs"]
+mod process_memory;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,16 +32,7 @@ fn corpus_dir() -> PathBuf {
 
 /// This process's resident set (`VmRSS`), in MB.
 fn resident_megabytes() -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kilobytes: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .context("no VmRSS in /proc/self/status")?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kilobytes / 1000.0)
+    Ok(process_memory::status_bytes("VmRSS")? as f64 / 1e6)
 }
 
 /// A deterministic pseudo-random unit vector (xorshift), different per seed.

@@ -15,6 +15,9 @@
 #[path = "../tests/support/vector_data.rs"]
 mod vector_data;
 
+#[path = "support/process_memory.rs"]
+mod process_memory;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -296,18 +299,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// This process's resident set (`VmRSS`), in bytes.
 fn resident_bytes() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .context("no VmRSS in /proc/self/status")?;
-    let kilobytes: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kilobytes * 1024)
+    process_memory::status_bytes("VmRSS")
 }
 
 fn megabytes(bytes: u64) -> String {

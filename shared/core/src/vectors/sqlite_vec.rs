@@ -171,12 +171,13 @@ impl SqliteVecIndex {
 
     /// Where library-wide searches of `model` run: a model past `approximate_from` moves to a
     /// graph (for good: its flat copies are dropped) and the graph's build starts.
-    async fn route(&self, model: &str) -> anyhow::Result<Route> {
+    /// `generations`: every book's current generation, as the caller just read them.
+    async fn route(&self, model: &str, generations: &HashMap<String, i64>) -> anyhow::Result<Route> {
         if let Some(graph) = self.graph_of(model) {
             return Ok(Route::Graph(graph));
         }
         // Counting walks an index of the keys: only when the copies would have to grow.
-        if self.approximate_from > 0 && !self.copies_are_stale(model).await? {
+        if self.approximate_from > 0 && !self.copies_are_stale(model, generations).await {
             return Ok(Route::Exact);
         }
         let count = self.tables().model_count(model).await?;
@@ -240,16 +241,15 @@ impl SqliteVecIndex {
     }
 
     /// Whether any book of `model` changed since the copies were read (or was never read).
-    async fn copies_are_stale(&self, model: &str) -> anyhow::Result<bool> {
-        let generations = self.tables.current_generations(&self.tables.db, None).await?;
+    async fn copies_are_stale(&self, model: &str, generations: &HashMap<String, i64>) -> bool {
         let copies = self.copies.lock().await;
         let Some(copy) = copies.get(model) else {
-            return Ok(true);
+            return true;
         };
-        Ok(copy.len() != generations.len()
+        copy.len() != generations.len()
             || generations
                 .iter()
-                .any(|(book, generation)| copy.get(book).is_none_or(|vectors| vectors.generation != *generation)))
+                .any(|(book, generation)| copy.get(book).is_none_or(|vectors| vectors.generation != *generation))
     }
 
     /// A library-wide search on the graph, brought up to date first.
@@ -259,8 +259,9 @@ impl SqliteVecIndex {
         model: &str,
         query: Vec<f32>,
         k: usize,
+        generations: &HashMap<String, i64>,
     ) -> anyhow::Result<Vec<VectorHit>> {
-        self.sync_graph(graph, model).await?;
+        self.sync_graph(graph, model, generations).await?;
         // A graph finds fewer of the true neighbours the closer k is to its breadth: twice k.
         let count = (2 * k).max(self.breadth);
         let searched = graph.clone();
@@ -278,7 +279,7 @@ impl SqliteVecIndex {
 
     /// Brings the graph to the books' current generations: removed and changed books out,
     /// changed and new books in, each read in one snapshot with its generation.
-    async fn sync_graph(&self, graph: &Arc<Graph>, model: &str) -> anyhow::Result<()> {
+    async fn sync_graph(&self, graph: &Arc<Graph>, model: &str, current: &HashMap<String, i64>) -> anyhow::Result<()> {
         let stale = |current: &HashMap<String, i64>| -> anyhow::Result<(Vec<String>, Vec<String>)> {
             let copy = graph
                 .copy
@@ -299,8 +300,7 @@ impl SqliteVecIndex {
             Ok((gone, changed))
         };
         let tables = self.tables();
-        let current = tables.current_generations(&self.tables.db, None).await?;
-        let (gone, changed) = stale(&current)?;
+        let (gone, changed) = stale(current)?;
         if gone.is_empty() && changed.is_empty() {
             return Ok(());
         }
@@ -497,9 +497,14 @@ impl SqliteVecIndex {
         .await?
     }
 
-    /// The in-memory vectors of `model` for one book or all, brought up to date first.
-    async fn fresh_copy(&self, model: &str, book_id: Option<&str>) -> anyhow::Result<Vec<(String, Arc<BookVectors>)>> {
-        let generations = self.tables.current_generations(&self.tables.db, book_id).await?;
+    /// The in-memory vectors of `model` for one book or all, brought up to date first to
+    /// `generations` (of that book, or of all books), as the caller just read them.
+    async fn fresh_copy(
+        &self,
+        model: &str,
+        book_id: Option<&str>,
+        generations: HashMap<String, i64>,
+    ) -> anyhow::Result<Vec<(String, Arc<BookVectors>)>> {
         let mut copies = self.copies.lock().await;
         let copy = copies.entry(model.to_owned()).or_default();
         match book_id {
@@ -814,24 +819,22 @@ impl VectorIndex for SqliteVecIndex {
         check_vector("the query vector", query, self.tables.dimensions)?;
         let query = flat::unit(query).ok_or_else(|| anyhow::anyhow!("the query vector has no length"))?;
         let k = clamp_k(k);
-        let graph = match book_id {
-            // A model on a graph keeps no copies: one book is read by vec0's scan of its partition.
-            Some(book_id) => match self.graph_of(model) {
-                Some(_) => return self.tables.store_search(model, &query, k, Some(book_id)).await,
-                None => None,
-            },
-            None => match self.route(model).await? {
-                Route::Exact => None,
-                Route::Graph(graph) => Some(graph),
-            },
-        };
-        if let Some(graph) = graph {
+        // A model on a graph keeps no copies: one book is read by vec0's scan of its partition.
+        if let Some(book_id) = book_id
+            && self.graph_of(model).is_some()
+        {
+            return self.tables.store_search(model, &query, k, Some(book_id)).await;
+        }
+        let generations = self.tables.current_generations(&self.tables.db, book_id).await?;
+        if book_id.is_none()
+            && let Route::Graph(graph) = self.route(model, &generations).await?
+        {
             if self.searches_graph(model).await {
-                return self.graph_search(&graph, model, query, k).await;
+                return self.graph_search(&graph, model, query, k, &generations).await;
             }
             return self.tables.store_search(model, &query, k, None).await;
         }
-        let books = self.fresh_copy(model, book_id).await?;
+        let books = self.fresh_copy(model, book_id, generations).await?;
         // Milliseconds of arithmetic: off the async threads.
         Ok(tokio::task::spawn_blocking(move || {
             let books: Vec<(&str, &BookVectors)> =
@@ -870,7 +873,8 @@ impl VectorIndex for SqliteVecIndex {
     }
 
     async fn prepare(&self, model: &str) -> anyhow::Result<()> {
-        let Route::Graph(graph) = self.route(model).await? else {
+        let generations = self.tables.current_generations(&self.tables.db, None).await?;
+        let Route::Graph(graph) = self.route(model, &generations).await? else {
             return Ok(());
         };
         let mut built = graph.built.subscribe();
