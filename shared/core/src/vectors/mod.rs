@@ -33,6 +33,27 @@ pub const MAX_DIMENSIONS: usize = 8192;
 /// The most neighbours one search returns.
 pub const MAX_K: usize = 1000;
 
+/// A vector as a BLOB of little-endian f32: how sqlite-vec reads one, and how a job's parts
+/// keep theirs.
+pub(crate) fn to_blob(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|value| value.to_le_bytes()).collect()
+}
+
+/// The vector of `dimensions` numbers in a BLOB of little-endian f32.
+pub(crate) fn from_blob(blob: &[u8], dimensions: usize) -> anyhow::Result<Vec<f32>> {
+    if blob.len() != dimensions * 4 {
+        anyhow::bail!(
+            "stored vector has {} bytes, expected {} ({dimensions} f32)",
+            blob.len(),
+            dimensions * 4
+        );
+    }
+    Ok(blob
+        .chunks_exact(4)
+        .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        .collect())
+}
+
 /// One chunk's embedding as it is stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkVector {

@@ -33,7 +33,7 @@ use super::flat::{self, BookVectors};
 use super::hnsw::HnswCopy;
 use super::{
     ChunkVector, DEFAULT_EF_SEARCH, VectorHit, VectorIndex, check_book_vectors, check_dimensions, check_vector,
-    clamp_k, hits_from_rows, sort_hits,
+    clamp_k, from_blob, hits_from_rows, sort_hits, to_blob,
 };
 
 /// Vectors per vec0 chunk (vec0's default is 1024): a book's last chunk is partly empty, and a
@@ -96,25 +96,6 @@ struct Tables {
 
 fn statement(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(sea_orm::DbBackend::Sqlite, sql, values)
-}
-
-/// sqlite-vec reads a vector as a BLOB of little-endian f32.
-fn to_blob(vector: &[f32]) -> Vec<u8> {
-    vector.iter().flat_map(|value| value.to_le_bytes()).collect()
-}
-
-fn from_blob(blob: &[u8], dimensions: usize) -> anyhow::Result<Vec<f32>> {
-    if blob.len() != dimensions * 4 {
-        anyhow::bail!(
-            "stored vector has {} bytes, expected {} ({dimensions} f32)",
-            blob.len(),
-            dimensions * 4
-        );
-    }
-    Ok(blob
-        .chunks_exact(4)
-        .map(|bytes| f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-        .collect())
 }
 
 impl SqliteVecIndex {
@@ -576,6 +557,8 @@ impl Tables {
         let generations = self.current_generations(&self.db, None).await?;
         let mut copy = HnswCopy::new(self.dimensions, breadth)?;
         let mut after = 0_i64;
+        // `+k.model` keeps SQLite walking the keys by rowid from `after`: on the model's
+        // index it would read and sort every vector of the model for each page.
         loop {
             let rows = self
                 .db
@@ -583,7 +566,7 @@ impl Tables {
                     &format!(
                         "SELECT k.id, k.book_id, v.embedding \
                          FROM {keys} k CROSS JOIN {vectors} v ON v.rowid = k.id \
-                         WHERE k.model = ? AND k.id > ? ORDER BY k.id LIMIT ?",
+                         WHERE +k.model = ? AND k.id > ? ORDER BY k.id LIMIT ?",
                         keys = self.keys,
                         vectors = self.vectors,
                     ),
@@ -647,15 +630,18 @@ impl Tables {
             return Ok(Vec::new());
         }
         let placeholders = vec!["?"; matches.len()].join(", ");
-        let mut values: Vec<Value> = vec![model.into()];
+        let mut values: Vec<Value> = Vec::with_capacity(matches.len() + 1);
         for (key, _) in matches {
             values.push(i64::try_from(*key)?.into());
         }
+        values.push(model.into());
+        // `+model`: without statistics SQLite would rather walk the model's whole index
+        // (every vector of it) than look the keys up by rowid; the plus keeps it off that.
         let rows = self
             .db
             .query_all_raw(statement(
                 &format!(
-                    "SELECT id, chunk_id, book_id FROM {} WHERE model = ? AND id IN ({placeholders})",
+                    "SELECT id, chunk_id, book_id FROM {} WHERE id IN ({placeholders}) AND +model = ?",
                     self.keys
                 ),
                 values,
