@@ -67,6 +67,34 @@ def services(function, port, state):
     return done.stdout.strip()
 
 
+def production_env(urls, admin_key):
+    """The environment of `hbi api` and `hbi worker` against the four services at `urls`:
+    this process's, less any HBI setting or service address, with JSON logs, `admin_key` as
+    the first admin key and no rate limits (a client polling its jobs would meet 429s)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("HBI__") and key not in ("DATABASE_URL", "REDIS_URL", "FALKORDB_URL", "NEO4J_URI")
+    }
+    env.update(
+        {
+            "REDIS_URL": urls["redis"],
+            "DATABASE_URL": urls["postgres"],
+            "MINIO_ENDPOINT": urls["s3"].removeprefix("http://"),
+            "MINIO_ACCESS_KEY": S3_KEY,
+            "MINIO_SECRET_KEY": S3_SECRET,
+            "MINIO_SECURE": "false",
+            "MINIO_BUCKET_NAME": BUCKET,
+            "FALKORDB_URL": urls["falkordb"],
+            "HBI_BOOTSTRAP_API_KEY": admin_key,
+            "HBI__LOG__FORMAT": "json",
+            "HBI__RATE_LIMIT__REQUESTS_PER_MINUTE": "0",
+            "HBI__RATE_LIMIT__UPLOADS_PER_MINUTE": "0",
+        }
+    )
+    return env
+
+
 # ----------------------------------------------------------------------------- processes
 
 
@@ -218,25 +246,9 @@ class Run:
         # For --ledger-only: the ledger can be drawn again from the stores alone.
         (self.state / "ports.json").write_text(json.dumps({"ports": self.ports, "urls": self.urls}))
         self.admin_key = "chaos-admin-" + secrets.token_hex(16)
-        env = dict(os.environ)
-        for key in list(env):
-            if key.startswith("HBI__") or key in ("DATABASE_URL", "REDIS_URL", "FALKORDB_URL", "NEO4J_URI"):
-                del env[key]
+        env = production_env(self.urls, self.admin_key)
         env.update(
             {
-                "REDIS_URL": self.urls["redis"],
-                "DATABASE_URL": self.urls["postgres"],
-                "MINIO_ENDPOINT": self.urls["s3"].removeprefix("http://"),
-                "MINIO_ACCESS_KEY": S3_KEY,
-                "MINIO_SECRET_KEY": S3_SECRET,
-                "MINIO_SECURE": "false",
-                "MINIO_BUCKET_NAME": BUCKET,
-                "FALKORDB_URL": self.urls["falkordb"],
-                "HBI_BOOTSTRAP_API_KEY": self.admin_key,
-                "HBI__LOG__FORMAT": "json",
-                # The client polls its jobs: limits would turn the run into 429s.
-                "HBI__RATE_LIMIT__REQUESTS_PER_MINUTE": "0",
-                "HBI__RATE_LIMIT__UPLOADS_PER_MINUTE": "0",
                 # A killed worker's job comes back after 3 beats (15 s, not the default 90 s).
                 "HBI__QUEUE__HEARTBEAT_SECS": str(self.args.heartbeat_secs),
                 # N workers share the cores: one inference thread each.

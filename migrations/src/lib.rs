@@ -14,6 +14,7 @@ mod m20261126_000002_api_keys;
 mod m20261127_000001_one_live_job_per_book;
 mod m20261203_000001_book_language;
 mod m20261204_000001_webhooks;
+mod m20261207_000001_job_parts;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_one_live_job_per_book::Migration),
             Box::new(m20261203_000001_book_language::Migration),
             Box::new(m20261204_000001_webhooks::Migration),
+            Box::new(m20261207_000001_job_parts::Migration),
         ]
     }
 }

@@ -56,6 +56,7 @@ pub async fn run(settings: &Settings, backends: Backends, shutdown: Cancellation
             },
             scratch_dir: backends.scratch.path().to_path_buf(),
             chunk_sizes: settings.chunking,
+            part_chunks: settings.worker.part_chunks,
         },
     );
     tracing::info!(worker_id = %worker_id, concurrency = settings.worker.concurrency, queue = backends.queue.kind(), "worker started");

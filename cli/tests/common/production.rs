@@ -154,3 +154,14 @@ impl Stack {
         self.graph().await.query(query).execute().await.expect("cypher write");
     }
 }
+
+/// The first column of every row of a PostgreSQL query, as text.
+pub async fn sql_strings(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await
+        .expect("sql query")
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).expect("a text column"))
+        .collect()
+}

@@ -240,11 +240,25 @@ async fn any_query_text_is_safe() {
 }
 
 /// With the embedding model on: chunks get vectors (the quality gate counts them), and
-/// semantic and hybrid search answer with cosine scores.
+/// semantic and hybrid search answer with cosine scores. The book is embedded in parts of
+/// 24 chunks, taken by the process's two job slots through the embedded queue.
 #[tokio::test(flavor = "multi_thread")]
 async fn semantic_and_hybrid_search_use_the_chunk_vectors() {
-    let server = TestServer::start(&[("HBI__EMBEDDINGS__PROVIDER", "minilm")]);
+    let server = TestServer::start(&[
+        ("HBI__EMBEDDINGS__PROVIDER", "minilm"),
+        ("HBI__WORKER__PART_CHUNKS", "24"),
+        ("HBI__WORKER__CONCURRENCY", "2"),
+    ]);
     let book_id = server.ingest_corpus_book("amsldoc", "amsldoc").await;
+    let parts_done: f64 = server
+        .metrics_text()
+        .await
+        .lines()
+        .find(|line| line.starts_with("hbi_job_parts_total{outcome=\"done\"}"))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0);
+    assert!(parts_done >= 2.0, "the book was embedded in parts: {parts_done}");
     let (_, quality) = server.get_json(&format!("/books/{book_id}/quality")).await;
     let consistency = quality["gates"]
         .as_array()

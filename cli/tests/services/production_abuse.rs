@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use common::{Role, TestServer};
 use hostile::{HostileFile, hostile_files};
-use production::Stack;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use production::{Stack, sql_strings};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -94,15 +93,6 @@ fn book_with_outline_titles(titles: &[&str]) -> Vec<u8> {
 fn as_extracted(title: &str) -> String {
     let cleaned: String = title.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     cleaned.trim().to_owned()
-}
-
-async fn sql_strings(db: &DatabaseConnection, sql: &str, values: Vec<sea_orm::Value>) -> Vec<String> {
-    db.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
-        .await
-        .expect("sql query")
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0).expect("a text column"))
-        .collect()
 }
 
 fn toc_titles(nodes: &Value, out: &mut Vec<String>) {

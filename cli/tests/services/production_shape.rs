@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::mcp::{Asked, check_against_http, mcp_client_run};
 use common::{Role, TEST_ADMIN_KEY, TestServer, corpus_pdf};
-use production::Stack;
+use production::{Stack, sql_strings};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -757,4 +757,94 @@ async fn the_portal_works_on_the_production_shape() {
             .any(|key| key.starts_with(&format!("derived/{hash}/")) && key.ends_with(suffix))
     };
     assert!(derived("-w1200.png") && derived("-words.json"), "{keys:?}");
+}
+
+/// One book over two workers: its chunks cut into parts (`worker.part_chunks`), each worker
+/// embeds a share. The worker that does not hold the book's job is killed in the middle of
+/// a part; the part is taken over once its lease runs out, and the book succeeds in its
+/// first attempt with one vector per chunk, nothing duplicated, no part left behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_book_in_parts_is_shared_by_two_workers_and_survives_one_killed_mid_part() {
+    let stack = Stack::start();
+    let env = [
+        ("HBI__EMBEDDINGS__PROVIDER", "minilm"),
+        ("HBI__WORKER__PART_CHUNKS", "16"),
+    ];
+    let api = stack.spawn(Role::Api, &env);
+    let mut workers = [stack.spawn(Role::Worker, &env), stack.spawn(Role::Worker, &env)];
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    let db = stack.sql().await;
+    let pdf = std::fs::read(corpus_pdf("r-intro")).expect("r-intro pdf");
+    let (book_id, job_id) = upload(&api, "An Introduction to R", pdf).await;
+    let job = wait_until(&api, &format!("/jobs/{job_id}"), Duration::from_secs(300), |_, job| {
+        job["state"] == "running" && job["stage"] == "embed"
+    })
+    .await;
+    let holder = job["history"]
+        .as_array()
+        .and_then(|history| history.last())
+        .and_then(|attempt| attempt["worker_id"].as_str())
+        .expect("the job's worker")
+        .to_owned();
+
+    // The other worker, once it has finished a part and is running the next.
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let helper = loop {
+        let running = sql_strings(
+            &db,
+            "SELECT p.worker_id FROM job_parts p WHERE p.job_id = $1 AND p.state = 'running' AND p.worker_id <> $2 \
+             AND EXISTS (SELECT 1 FROM job_parts d WHERE d.job_id = $1 AND d.state = 'done' AND d.worker_id = p.worker_id)",
+            vec![job_id.as_str().into(), holder.as_str().into()],
+        )
+        .await;
+        if let Some(helper) = running.into_iter().next() {
+            break helper;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second worker never took a second part: {}",
+            api.get_json(&format!("/jobs/{job_id}")).await.1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let doomed = workers
+        .iter()
+        .position(|worker| worker.log_lines().iter().any(|line| line.contains(&helper)))
+        .expect("the helper's process");
+    workers[doomed].kill();
+
+    let job = api.wait_for_job(&job_id, Duration::from_secs(600)).await;
+    assert_eq!(job["state"], "succeeded", "job: {job}");
+    assert_eq!(job["attempts"], 1, "the book's job itself never stopped: {job}");
+    let chunks = sql_i64(
+        &db,
+        "SELECT count(*) FROM chunks WHERE book_id = $1",
+        vec![book_id.as_str().into()],
+    )
+    .await;
+    assert!(
+        chunks > 3 * 16,
+        "r-intro makes enough chunks for several parts: {chunks}"
+    );
+    for sql in [
+        "SELECT count(*) FROM chunk_vectors_384 WHERE book_id = $1",
+        "SELECT count(DISTINCT chunk_id) FROM chunk_vectors_384 WHERE book_id = $1",
+    ] {
+        assert_eq!(sql_i64(&db, sql, vec![book_id.as_str().into()]).await, chunks, "{sql}");
+    }
+    for sql in [
+        "SELECT count(*) FROM job_parts WHERE job_id = $1",
+        "SELECT count(*) FROM job_part_vectors WHERE job_id = $1",
+    ] {
+        assert_eq!(sql_i64(&db, sql, vec![job_id.as_str().into()]).await, 0, "{sql}");
+    }
+    let survivor = &workers[1 - doomed];
+    assert!(
+        survivor.log_lines().iter().any(|line| line.contains("part embedded")),
+        "the book's own worker embedded parts too"
+    );
+    assert_rows_unique(&db, &book_id).await;
 }

@@ -239,9 +239,7 @@ async fn bench_hbi(options: &Options, workers: usize, concurrency: usize) -> any
 
     let mut complete = true;
     for i in 0..options.latency_jobs {
-        let message = JobMessage {
-            job_id: format!("lat-{i}-{}", unix_ns()),
-        };
+        let message = JobMessage::job(format!("lat-{i}-{}", unix_ns()));
         queue.enqueue(&message, Duration::ZERO).await?;
         tokio::time::sleep(options.pace).await;
     }
@@ -252,9 +250,7 @@ async fn bench_hbi(options: &Options, workers: usize, concurrency: usize) -> any
     // Burst: every job due at the same whole second, so workers drain a full backlog.
     let due_s = burst_due_s(options.jobs);
     for i in 0..options.jobs {
-        let message = JobMessage {
-            job_id: format!("burst-{i}-{}", unix_ns()),
-        };
+        let message = JobMessage::job(format!("burst-{i}-{}", unix_ns()));
         let delay = Duration::from_secs(due_s).saturating_sub(Duration::from_nanos(unix_ns() as u64));
         queue.enqueue(&message, delay).await?;
     }

@@ -127,9 +127,7 @@ async fn run(options: &Options, queue_name: &str, sweep: bool) -> anyhow::Result
     let mut readings = Vec::with_capacity(options.rounds);
     for round in 1..=options.rounds {
         for i in 0..per_round {
-            let message = JobMessage {
-                job_id: format!("{:08x}-{round:04}-{i:06}-0000-000000000000", 0xbe4c_0000u32),
-            };
+            let message = JobMessage::job(format!("{:08x}-{round:04}-{i:06}-0000-000000000000", 0xbe4c_0000u32));
             queue.enqueue(&message, Duration::ZERO).await?;
         }
         let deadline = Instant::now() + Duration::from_secs(600);

@@ -11,7 +11,10 @@ use sea_orm::{
 };
 
 use crate::chunking::Chunk;
-use crate::db::entities::{book, chunk, index_entry, index_locator, job, job_attempt, page, quality_result, toc_entry};
+use crate::db::entities::{
+    book, chunk, index_entry, index_locator, job, job_attempt, job_part, job_part_vector, page, quality_result,
+    toc_entry,
+};
 use crate::domain::{BookLanguages, BookStatus, clean_label, new_id};
 use crate::quality::GateResult;
 
@@ -230,6 +233,32 @@ impl Catalog {
             .await?)
     }
 
+    /// The book's chunks at positions `first..end`, in reading order, as the chunk stage
+    /// made them (what a part of the book's job embeds).
+    pub async fn chunks_between(&self, book_id: &str, first: u32, end: u32) -> anyhow::Result<Vec<Chunk>> {
+        let rows = chunk::Entity::find()
+            .filter(chunk::Column::BookId.eq(book_id))
+            .filter(chunk::Column::Position.gte(to_i32(first)))
+            .filter(chunk::Column::Position.lt(to_i32(end)))
+            .order_by_asc(chunk::Column::Position)
+            .all(&self.db)
+            .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Chunk {
+                    position: u32::try_from(row.position)?,
+                    section_path: serde_json::from_str(&row.section_path)
+                        .map_err(|err| anyhow::anyhow!("chunk {} has an unreadable section path: {err}", row.id))?,
+                    text: row.text,
+                    first_page: u32::try_from(row.first_page)?,
+                    last_page: u32::try_from(row.last_page)?,
+                    first_label: row.first_label,
+                    last_label: row.last_label,
+                })
+            })
+            .collect()
+    }
+
     /// The book's chunks that cover any of `pages` (physical, 1-based), in reading order.
     pub async fn chunks_covering(&self, book_id: &str, pages: &[u32]) -> anyhow::Result<Vec<chunk::Model>> {
         if pages.is_empty() {
@@ -328,7 +357,15 @@ impl Catalog {
             .await?;
         if !job_ids.is_empty() {
             job_attempt::Entity::delete_many()
-                .filter(job_attempt::Column::JobId.is_in(job_ids))
+                .filter(job_attempt::Column::JobId.is_in(job_ids.clone()))
+                .exec(&txn)
+                .await?;
+            job_part_vector::Entity::delete_many()
+                .filter(job_part_vector::Column::JobId.is_in(job_ids.clone()))
+                .exec(&txn)
+                .await?;
+            job_part::Entity::delete_many()
+                .filter(job_part::Column::JobId.is_in(job_ids))
                 .exec(&txn)
                 .await?;
         }

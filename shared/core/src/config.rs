@@ -138,6 +138,9 @@ pub struct WorkerSettings {
     /// After SIGTERM, how long in-flight jobs may run on before they are handed back (their
     /// lease then runs out and another worker takes them over).
     pub shutdown_grace_secs: f64,
+    /// Chunks to embed in one part of a large book's job: a book with more than this many
+    /// to embed is cut into parts that every worker takes a share of. 0: never cut.
+    pub part_chunks: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -478,6 +481,12 @@ impl Settings {
         }
         if !(self.worker.shutdown_grace_secs >= 0.0 && self.worker.shutdown_grace_secs <= 3_600.0) {
             return invalid("worker.shutdown_grace_secs", "must be between 0 and 3600");
+        }
+        if self.worker.part_chunks > 1_000_000 {
+            return invalid(
+                "worker.part_chunks",
+                "must be at most 1000000 (0: never cut a book into parts)",
+            );
         }
         if self.worker.extractor_memory_mb < 64 {
             return invalid("worker.extractor_memory_mb", "must be at least 64");

@@ -148,6 +148,28 @@ string_enum! {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobMessage {
     pub job_id: String,
+    /// One part of the job (a range of a large book's chunks to embed, see
+    /// `jobs::parts`), not the job itself. Absent in the messages of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<u32>,
+}
+
+impl JobMessage {
+    /// Run the job.
+    pub fn job(job_id: impl Into<String>) -> Self {
+        Self {
+            job_id: job_id.into(),
+            part: None,
+        }
+    }
+
+    /// Run part `part` of the job.
+    pub fn part(job_id: impl Into<String>, part: u32) -> Self {
+        Self {
+            job_id: job_id.into(),
+            part: Some(part),
+        }
+    }
 }
 
 /// A printed page label as every store keeps it: without control characters. A /PageLabels

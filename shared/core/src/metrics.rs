@@ -120,6 +120,7 @@ struct Metrics {
     quality_gates: IntCounterVec,
     search_duration: HistogramVec,
     embeddings: IntCounter,
+    job_parts: IntCounterVec,
     llm_requests: IntCounterVec,
     llm_duration: Histogram,
     llm_tokens: IntCounterVec,
@@ -260,6 +261,11 @@ impl Metrics {
                 "hbi_embeddings_generated_total",
                 "Embedding vectors computed.",
             )?,
+            job_parts: b.counter_vec(
+                "hbi_job_parts_total",
+                "Parts of large books' jobs run by this process, by outcome (done, failed, cancelled, taken_over: its lease ran out and another worker's result stands).",
+                &["outcome"],
+            )?,
             llm_requests: b.counter_vec(
                 "hbi_llm_requests_total",
                 "Requests to a language model, by provider, model and outcome.",
@@ -385,6 +391,12 @@ pub fn job_finished(state: JobState) {
     }
     metrics.jobs.with_label_values(&[state.as_str()]).inc();
     metrics.worker_processed.inc();
+}
+
+/// A part of a large book's job ended here with `outcome` (`done`, `failed`, `cancelled`,
+/// `taken_over`).
+pub fn job_part_finished(outcome: &str) {
+    METRICS.job_parts.with_label_values(&[outcome]).inc();
 }
 
 /// One pipeline stage of one job attempt took `seconds`.
@@ -568,13 +580,14 @@ mod tests {
             "hbi_rerank_requests_total",
             "hbi_rerank_duration_seconds",
             "hbi_webhook_deliveries_total",
+            "hbi_job_parts_total",
         ] {
             assert!(names.contains(name), "{name} is defined");
         }
         assert_eq!(
             names.len(),
-            26,
-            "only the names of SPEC section 4, the two quality gauges, the refusals, OCR's pages and seconds, the reranker's requests and seconds and the webhook attempts"
+            27,
+            "only the names of SPEC section 4, the two quality gauges, the refusals, OCR's pages and seconds, the reranker's requests and seconds, the webhook attempts and the job parts"
         );
 
         let text = encode()?;

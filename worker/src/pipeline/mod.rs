@@ -50,6 +50,8 @@ pub struct PipelineSettings {
     pub extractor: ExtractorConfig,
     pub scratch_dir: std::path::PathBuf,
     pub chunk_sizes: hbi_shared::chunking::ChunkSizes,
+    /// Chunks to embed in one part of a large book's job; 0: a book is never cut.
+    pub part_chunks: u32,
 }
 
 pub struct Pipeline {
@@ -163,6 +165,9 @@ impl Pipeline {
 #[async_trait]
 impl JobHandler for Pipeline {
     async fn handle(&self, message: JobMessage) -> anyhow::Result<()> {
+        if let Some(part) = message.part {
+            return self.handle_part(&message.job_id, part).await;
+        }
         let jobs = &self.backends.jobs;
         let worker_id = &self.settings.worker_id;
         let claim = match jobs.claim(&message.job_id, worker_id, self.settings.lease).await {
@@ -248,6 +253,12 @@ impl Pipeline {
             },
         };
         let state = jobs.finish(&job, worker_id, outcome.clone()).await?;
+        // A failed attempt keeps its finished parts for the next; an ended job needs none.
+        if state != JobState::Failed
+            && let Err(err) = jobs.drop_parts(&job.id).await
+        {
+            tracing::warn!(error = %format!("{err:#}"), "the job's parts could not be removed");
+        }
         let span = tracing::Span::current();
         span.record("outcome", state.as_str());
         if matches!(state, JobState::Failed | JobState::Dead) {

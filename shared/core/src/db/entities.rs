@@ -421,3 +421,58 @@ pub mod webhook_delivery {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod job_part {
+    use sea_orm::entity::prelude::*;
+
+    /// A range of a large book's chunks to embed, which any worker may take (see
+    /// `crate::jobs::parts`).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "job_parts")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub job_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub part: i32,
+        /// Chunk positions `first_chunk..end_chunk`.
+        pub first_chunk: i32,
+        pub end_chunk: i32,
+        /// Chunks of the whole book when the parts were laid out: a run that cut the book
+        /// differently lays them out again.
+        pub chunk_count: i32,
+        /// `queued`, `running` or `done`.
+        pub state: String,
+        pub worker_id: Option<String>,
+        pub lease_until: Option<DateTimeUtc>,
+        pub attempts: i32,
+        pub error: Option<String>,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod job_part_vector {
+    use sea_orm::entity::prelude::*;
+
+    /// A vector a finished part computed, by the embedded text's hash, until the book's job
+    /// stores the book's vectors.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "job_part_vectors")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub job_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub content_hash: String,
+        /// Little-endian f32s.
+        pub embedding: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

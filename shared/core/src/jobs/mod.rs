@@ -5,6 +5,7 @@
 //! Uploads commit book, file and job first; the [`relay`] then puts committed jobs on the
 //! queue (a transactional outbox), so a queue outage never loses an upload.
 
+pub mod parts;
 mod redis_queue;
 pub mod relay;
 mod sqlite_queue;

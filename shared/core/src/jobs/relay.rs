@@ -27,7 +27,7 @@ pub async fn publish(store: &JobStore, queue: &dyn JobQueue, job: &job::Model) -
         .run_after
         .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
         .unwrap_or(Duration::ZERO);
-    queue.enqueue(&JobMessage { job_id: job.id.clone() }, delay).await?;
+    queue.enqueue(&JobMessage::job(job.id.clone()), delay).await?;
     store.mark_enqueued(&job.id).await
 }
 

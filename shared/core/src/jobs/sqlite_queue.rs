@@ -171,9 +171,7 @@ mod tests {
         )
         .await?;
         for id in ["done-long-ago", "done-just-now", "waiting"] {
-            queue
-                .enqueue(&JobMessage { job_id: id.to_owned() }, Duration::ZERO)
-                .await?;
+            queue.enqueue(&JobMessage::job(id), Duration::ZERO).await?;
         }
         // What a worker's acknowledgement leaves: status Done and the time it finished.
         let finish = |id: &'static str, at: i64| {

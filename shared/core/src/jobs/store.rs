@@ -12,7 +12,8 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 
-use crate::db::entities::{book, file, job, job_attempt};
+use super::parts;
+use crate::db::entities::{book, file, job, job_attempt, job_part};
 use crate::domain::{BookStatus, ContentHash, JobState, Stage, new_id};
 
 /// The file half of an upload, already in the blob store.
@@ -45,10 +46,10 @@ fn is_unique_violation(err: &DbErr) -> bool {
 
 #[derive(Clone)]
 pub struct JobStore {
-    db: DatabaseConnection,
+    pub(super) db: DatabaseConnection,
 }
 
-fn chrono_delay(delay: Duration) -> chrono::Duration {
+pub(super) fn chrono_delay(delay: Duration) -> chrono::Duration {
     chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -277,6 +278,16 @@ impl JobStore {
             .filter(job::Column::State.eq(JobState::Running.as_str()))
             .exec(&self.db)
             .await?;
+        // Its parts go back to the queue: whoever runs their job takes them at once.
+        job_part::Entity::update_many()
+            .col_expr(job_part::Column::State, Expr::value(parts::QUEUED))
+            .col_expr(job_part::Column::WorkerId, Expr::value(Option::<String>::None))
+            .col_expr(job_part::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .col_expr(job_part::Column::UpdatedAt, Expr::value(now))
+            .filter(job_part::Column::WorkerId.eq(worker_id))
+            .filter(job_part::Column::State.eq(parts::RUNNING))
+            .exec(&self.db)
+            .await?;
         Ok(result.rows_affected)
     }
 
@@ -495,10 +506,17 @@ impl JobStore {
 
     /// Heartbeat: keeps the leases of this worker's running jobs alive.
     pub async fn extend_leases(&self, worker_id: &str, lease: Duration) -> anyhow::Result<()> {
+        let until = Utc::now() + chrono_delay(lease);
         job::Entity::update_many()
-            .col_expr(job::Column::LeaseUntil, Expr::value(Utc::now() + chrono_delay(lease)))
+            .col_expr(job::Column::LeaseUntil, Expr::value(until))
             .filter(job::Column::WorkerId.eq(worker_id))
             .filter(job::Column::State.eq(JobState::Running.as_str()))
+            .exec(&self.db)
+            .await?;
+        job_part::Entity::update_many()
+            .col_expr(job_part::Column::LeaseUntil, Expr::value(until))
+            .filter(job_part::Column::WorkerId.eq(worker_id))
+            .filter(job_part::Column::State.eq(parts::RUNNING))
             .exec(&self.db)
             .await?;
         Ok(())

@@ -242,3 +242,126 @@ async fn cancel_queued_running_and_requeue() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Every part of the job, with its state, holder and attempts.
+async fn parts_snapshot(jobs: &JobStore, job_id: &str) -> anyhow::Result<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+
+    use crate::db::entities::job_part;
+    let mut out = String::new();
+    let rows = job_part::Entity::find()
+        .filter(job_part::Column::JobId.eq(job_id))
+        .order_by_asc(job_part::Column::Part)
+        .all(&jobs.db)
+        .await?;
+    for row in rows {
+        writeln!(
+            out,
+            "part{} {}..{} {} worker={} attempts={} error={}",
+            row.part,
+            row.first_chunk,
+            row.end_chunk,
+            row.state,
+            row.worker_id.as_deref().unwrap_or("-"),
+            row.attempts,
+            row.error.as_deref().unwrap_or("-"),
+        )?;
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn parts_are_shared_taken_over_and_kept_across_attempts() -> anyhow::Result<()> {
+    let f = fixture().await?;
+    let lease = Duration::from_secs(60);
+    let job = f.jobs.create_ingest_job(&f.book_id, &f.file, 3, None).await?;
+    // No part is claimed while the job itself is not running.
+    let open = f.jobs.lay_out_parts(&job.id, 10, 4).await?;
+    assert_eq!(
+        open.iter()
+            .map(|range| (range.first_chunk, range.end_chunk))
+            .collect::<Vec<_>>(),
+        [(0, 4), (4, 8), (8, 10)]
+    );
+    assert_eq!(f.jobs.claim_part(&job.id, 0, "w2", lease, 3).await?, None);
+    let held = claimed(f.jobs.claim(&job.id, "w1", lease).await?);
+
+    // Two workers take a part each; a part is held by one worker only.
+    let first = f.jobs.claim_next_part(&job.id, "w1", lease, 3).await?;
+    assert_eq!(first.map(|range| range.part), Some(0));
+    assert_eq!(f.jobs.claim_part(&job.id, 0, "w2", lease, 3).await?, None);
+    assert_eq!(
+        f.jobs
+            .claim_part(&job.id, 1, "w2", Duration::ZERO, 3)
+            .await?
+            .map(|r| r.part),
+        Some(1)
+    );
+    let vectors = vec![("h0".to_owned(), vec![0.5_f32, 1.0]), ("h1".to_owned(), vec![1.0, 0.0])];
+    assert!(f.jobs.finish_part(&job.id, 0, "w1", &vectors).await?);
+    // w2's lease ran out: w1 takes part 1 over, and w2's late result is refused.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        f.jobs.claim_next_part(&job.id, "w1", lease, 3).await?.map(|r| r.part),
+        Some(1)
+    );
+    assert!(
+        !f.jobs
+            .finish_part(&job.id, 1, "w2", &[("h9".to_owned(), vec![9.0, 9.0])])
+            .await?
+    );
+    f.jobs.release_part(&job.id, 1, "w1", Some("model timed out")).await?;
+    assert_eq!(
+        parts_snapshot(&f.jobs, &job.id).await?,
+        "part0 0..4 done worker=w1 attempts=1 error=-\n\
+         part1 4..8 queued worker=- attempts=2 error=model timed out\n\
+         part2 8..10 queued worker=- attempts=0 error=-\n"
+    );
+    let progress = f.jobs.parts_progress(&job.id, 3).await?;
+    assert_eq!(
+        (progress.done, progress.parts, progress.chunks_done, progress.chunks),
+        (1, 3, 4, 10)
+    );
+    assert_eq!(progress.given_up, None);
+    // Out of attempts: no claim takes it, and the progress names it.
+    assert_eq!(
+        f.jobs.claim_next_part(&job.id, "w1", lease, 2).await?.map(|r| r.part),
+        Some(2)
+    );
+    assert_eq!(f.jobs.claim_part(&job.id, 1, "w1", lease, 2).await?, None);
+    assert_eq!(
+        f.jobs.parts_progress(&job.id, 2).await?.given_up,
+        Some((1, "model timed out".to_owned()))
+    );
+
+    // The next attempt lays the same parts out again: the finished one and its vectors stay,
+    // the others start over; a different cut starts afresh.
+    let open = f.jobs.lay_out_parts(&job.id, 10, 4).await?;
+    assert_eq!(open.iter().map(|range| range.part).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        parts_snapshot(&f.jobs, &job.id).await?,
+        "part0 0..4 done worker=w1 attempts=1 error=-\n\
+         part1 4..8 queued worker=- attempts=0 error=-\n\
+         part2 8..10 running worker=w1 attempts=1 error=-\n"
+    );
+    let gathered = f.jobs.part_vectors(&job.id).await?;
+    assert_eq!(gathered.len(), 2);
+    assert_eq!(gathered.get("h0"), Some(&vec![0.5_f32, 1.0]));
+    // A worker that stops hands its parts back with its jobs.
+    f.jobs.hand_back("w1").await?;
+    assert!(
+        parts_snapshot(&f.jobs, &job.id)
+            .await?
+            .contains("part2 8..10 queued worker=- attempts=1")
+    );
+    assert_eq!(f.jobs.lay_out_parts(&job.id, 12, 4).await?.len(), 3);
+    assert!(f.jobs.part_vectors(&job.id).await?.is_empty());
+
+    // A cancel stops every claim; the ended job's parts go.
+    f.jobs.request_cancel(&job.id).await?;
+    assert_eq!(f.jobs.claim_next_part(&job.id, "w2", lease, 3).await?, None);
+    f.jobs.finish(&held, "w1", Outcome::Cancelled).await?;
+    f.jobs.drop_parts(&job.id).await?;
+    assert_eq!(parts_snapshot(&f.jobs, &job.id).await?, "");
+    Ok(())
+}

@@ -24,7 +24,7 @@ fn open(url: &str, queue: &str) -> Arc<RedisJobQueue> {
 }
 
 fn message(id: impl std::fmt::Display) -> JobMessage {
-    JobMessage { job_id: id.to_string() }
+    JobMessage::job(id.to_string())
 }
 
 /// Counts deliveries per job id and records when each first arrived; optionally holds every
