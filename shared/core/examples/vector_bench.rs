@@ -4,8 +4,8 @@
 //! insert rate, KNN k = 10 latency p50/p95 over 200 queries without and with a book filter, and
 //! recall@10 against brute force. sqlite-vec runs twice on the same file: on its exact
 //! in-memory copy, and on its HNSW graph (the route past `vectors.approximate_from`), with the
-//! graph's build time and the memory each holds (the exact copy: the resident set's growth;
-//! the graph: usearch's own count).
+//! graph's build time (with its save), its load time after a restart, and the memory each
+//! holds (the exact copy: the resident set's growth; the graph: usearch's own count).
 //!
 //! `cargo run --release -p hbi-shared --example vector_bench`
 //! Knobs: `HBI_BENCH_VECTORS` (100000), `HBI_BENCH_BOOKS` (100), `HBI_BENCH_QUERIES` (200),
@@ -229,16 +229,18 @@ async fn main() -> anyhow::Result<()> {
         megabytes(copy_bytes)
     ));
 
-    let graph = SqliteVecIndex::open(db, DIMENSIONS)
+    let graph_dir = dir.path().join("vector-graphs");
+    let graph = SqliteVecIndex::open(db.clone(), DIMENSIONS)
         .await?
-        .with_approximate_from(0, DEFAULT_EF_SEARCH);
+        .with_approximate_from(0, DEFAULT_EF_SEARCH)
+        .with_graph_dir(graph_dir.clone());
     let before = resident_bytes()?;
     let started = Instant::now();
     graph.prepare(MODEL).await?;
     let build = started.elapsed();
     let graph_resident = resident_bytes()?.saturating_sub(before);
     let graph_bytes = graph.graph_memory(MODEL).context("the graph was not built")? as u64;
-    eprintln!("sqlite-vec graph: built in {:.1} s", build.as_secs_f64());
+    eprintln!("sqlite-vec graph: built and saved in {:.1} s", build.as_secs_f64());
     let name = format!("sqlite-vec + usearch HNSW (f16, M=16, ef={DEFAULT_EF_SEARCH}; book: vec0 exact)");
     let searched = row(&name, None, &graph, &data).await?;
     rows.push(format!("{searched} {} |", megabytes(graph_bytes)));
@@ -251,6 +253,23 @@ async fn main() -> anyhow::Result<()> {
         megabytes(graph_resident),
     ));
     drop(graph);
+    // A restart: the next process loads the saved graph instead of building it.
+    let restarted = SqliteVecIndex::open(db, DIMENSIONS)
+        .await?
+        .with_approximate_from(0, DEFAULT_EF_SEARCH)
+        .with_graph_dir(graph_dir);
+    let started = Instant::now();
+    restarted.prepare(MODEL).await?;
+    let load = started.elapsed();
+    anyhow::ensure!(
+        restarted.graph_was_loaded(MODEL) == Some(true),
+        "the saved graph was not loaded"
+    );
+    notes.push(format!(
+        "graph after a restart: loaded from its saved file in {:.1} s, instead of the build",
+        load.as_secs_f64()
+    ));
+    drop(restarted);
     drop(dir);
 
     match std::env::var("HBI_BENCH_PG_URL") {

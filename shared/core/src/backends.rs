@@ -179,7 +179,8 @@ impl Backends {
             DbBackend::Sqlite => Arc::new(
                 SqliteVecIndex::open(db.clone(), dimensions)
                     .await?
-                    .with_approximate_from(settings.vectors.approximate_from, settings.vectors.hnsw_ef_search),
+                    .with_approximate_from(settings.vectors.approximate_from, settings.vectors.hnsw_ef_search)
+                    .with_graph_dir(settings.storage.data_dir.join("vector-graphs")),
             ),
             other => anyhow::bail!("no vector store for a {other:?} database"),
         };

@@ -7,7 +7,9 @@
 //! would halve that again, but their recall stops near 0.94 on text embeddings.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 /// Links a node keeps per layer (usearch's default is 16): more costs memory and build time.
@@ -26,11 +28,23 @@ fn build_threads() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
+/// What is saved beside a graph's file: the file's name, and which book each key came from
+/// at which generation (what the first sync after a load compares with the database).
+#[derive(Serialize, Deserialize)]
+struct SavedBooks {
+    graph_file: String,
+    dimensions: usize,
+    vectors: usize,
+    books: HashMap<String, (i64, Vec<u64>)>,
+}
+
 /// The graph of one model's vectors and which book each key came from.
 pub(super) struct HnswCopy {
     index: Index,
     /// Book -> the generation its vectors in the graph belong to, and their keys.
     books: HashMap<String, (i64, Vec<u64>)>,
+    /// Read from a saved file rather than built.
+    loaded: bool,
 }
 
 impl HnswCopy {
@@ -50,7 +64,90 @@ impl HnswCopy {
         Ok(Self {
             index,
             books: HashMap::new(),
+            loaded: false,
         })
+    }
+
+    /// Saves the graph as `{base}.json` (which books, at which generations) and the graph
+    /// file it names beside it. The graph file is new each time and the JSON is renamed into
+    /// place last, so a reader sees the old pair or the new one, never half of each.
+    pub fn save(&self, base: &Path) -> anyhow::Result<()> {
+        let dir = base
+            .parent()
+            .ok_or_else(|| anyhow::anyhow!("{} has no folder", base.display()))?;
+        std::fs::create_dir_all(dir)?;
+        let stem = base
+            .file_name()
+            .and_then(|name| name.to_str())
+            .ok_or_else(|| anyhow::anyhow!("{} is not a file name", base.display()))?;
+        let graph_file = format!("{stem}-{}.usearch", uuid::Uuid::new_v4().simple());
+        let graph_path = dir.join(&graph_file);
+        let graph_name = graph_path
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", graph_path.display()))?;
+        self.index
+            .save(graph_name)
+            .map_err(|err| anyhow::anyhow!("cannot save the HNSW graph to {graph_name}: {err}"))?;
+        let saved = SavedBooks {
+            graph_file: graph_file.clone(),
+            dimensions: self.index.dimensions(),
+            vectors: self.index.size(),
+            books: self.books.clone(),
+        };
+        let books_path = books_file(base);
+        let partial = books_path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_vec(&saved)?)?;
+        std::fs::rename(&partial, &books_path)?;
+        // Older graph files of this base are no longer named by anything.
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&format!("{stem}-")) && name.ends_with(".usearch") && name != graph_file {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// The graph saved at `base` by [`save`](Self::save), searching `breadth` candidates;
+    /// `None` when none was saved, an error when what is there does not hold together.
+    pub fn load(base: &Path, dimensions: usize, breadth: usize) -> anyhow::Result<Option<Self>> {
+        let books_path = books_file(base);
+        let bytes = match std::fs::read(&books_path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let saved: SavedBooks = serde_json::from_slice(&bytes)?;
+        anyhow::ensure!(
+            saved.dimensions == dimensions,
+            "the saved graph has {} dimensions, the store {dimensions}",
+            saved.dimensions
+        );
+        let graph_path = books_path.with_file_name(&saved.graph_file);
+        let graph_name = graph_path
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("{} is not UTF-8", graph_path.display()))?;
+        let mut copy = Self::new(dimensions, breadth)?;
+        copy.index
+            .load(graph_name)
+            .map_err(|err| anyhow::anyhow!("cannot load the HNSW graph {graph_name}: {err}"))?;
+        anyhow::ensure!(
+            copy.index.dimensions() == dimensions && copy.index.size() == saved.vectors,
+            "the saved graph holds {} vectors of {} dimensions, its books file says {} of {dimensions}",
+            copy.index.size(),
+            copy.index.dimensions(),
+            saved.vectors
+        );
+        copy.index.change_expansion_search(breadth);
+        copy.books = saved.books;
+        copy.loaded = true;
+        Ok(Some(copy))
+    }
+
+    /// Whether the graph was read from a saved file rather than built.
+    pub fn was_loaded(&self) -> bool {
+        self.loaded
     }
 
     /// Vectors in the graph.
@@ -148,6 +245,13 @@ impl HnswCopy {
     }
 }
 
+/// `{base}.json`.
+fn books_file(base: &Path) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +292,46 @@ mod tests {
         // A removed key may come back, as SQLite reuses the highest rowids.
         graph.add(&rows[150..151])?;
         assert_eq!(graph.search(query, 1)?.first().map(|hit| hit.0), Some(150));
+        Ok(())
+    }
+
+    #[test]
+    fn a_saved_graph_loads_with_its_books_and_generations() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let base = dir.path().join("graphs").join("chunk_vectors_4-model");
+        assert!(HnswCopy::load(&base, 4, 32)?.is_none(), "nothing saved yet");
+        let rows: Vec<(u64, String, Vec<f32>)> = (0..50_u64)
+            .map(|key| {
+                let angle = key as f32 * 0.1;
+                (
+                    key,
+                    format!("book-{}", key % 2),
+                    unit(&[angle.cos(), angle.sin(), 0.2, 0.1]),
+                )
+            })
+            .collect();
+        let mut graph = HnswCopy::new(4, 32)?;
+        graph.add(&rows)?;
+        graph.mark("book-0", 7);
+        graph.mark("book-1", 9);
+        graph.save(&base)?;
+        graph.remove_book("book-1")?;
+        graph.save(&base)?;
+        let graph_files = std::fs::read_dir(base.parent().ok_or_else(|| anyhow::anyhow!("parent"))?)?
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".usearch"))
+            .count();
+        assert_eq!(graph_files, 1, "the older graph file went");
+
+        let loaded = HnswCopy::load(&base, 4, 32)?.ok_or_else(|| anyhow::anyhow!("saved"))?;
+        assert_eq!(loaded.generations().collect::<Vec<_>>(), [("book-0", 7)]);
+        let found = loaded.search(&rows[20].2, 3)?;
+        assert_eq!(found.first().map(|hit| hit.0), Some(20));
+        assert!(
+            found.iter().all(|hit| hit.0 % 2 == 0),
+            "book-1 stays removed: {found:?}"
+        );
+        assert!(HnswCopy::load(&base, 8, 32).is_err(), "another dimension is refused");
         Ok(())
     }
 }

@@ -18,9 +18,12 @@
 //! that model then go through an HNSW graph (`hnsw`, similarities within 1e-3 of f32's) built
 //! in the background from vec0, and it follows the generations like the copies do.
 //! Until it is built they run on vec0's own exact scan. A search within one book stays exact:
-//! vec0's scan of that book's partition.
+//! vec0's scan of that book's partition. A graph is saved under the data directory
+//! (`with_graph_dir`) once built and again after a tenth of it changed, with the generation of
+//! each book in it, so a restart loads it and the first sync catches up on what changed since.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -28,6 +31,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode, Statement, TransactionOptions,
     TransactionTrait, Value,
 };
+use sha2::Digest as _;
 
 use super::flat::{self, BookVectors};
 use super::hnsw::HnswCopy;
@@ -49,6 +53,9 @@ const HASH_BATCH: usize = 500;
 /// Vectors of one model from which library-wide searches go through the HNSW graph.
 pub const DEFAULT_APPROXIMATE_FROM: usize = 200_000;
 
+/// Changes (vectors added or removed) after which a graph is saved again, at the least.
+const SAVE_AFTER_CHANGES: usize = 10_000;
+
 /// Rows read from vec0 per step while a graph is built: memory stays flat at a million.
 const BUILD_PAGE: i64 = 20_000;
 
@@ -68,6 +75,8 @@ struct Graph {
     built: tokio::sync::watch::Sender<Option<Result<(), String>>>,
     /// One search at a time brings the graph up to date; the others wait for it.
     syncing: tokio::sync::Mutex<()>,
+    /// Vectors added or removed since the graph was last saved.
+    unsaved: std::sync::atomic::AtomicUsize,
 }
 
 pub struct SqliteVecIndex {
@@ -79,6 +88,8 @@ pub struct SqliteVecIndex {
     approximate_from: usize,
     /// Candidates a graph search keeps (its `ef`).
     breadth: usize,
+    /// Where graphs are saved, so that a restart loads one instead of building it.
+    graph_dir: Option<PathBuf>,
 }
 
 /// The store's database and table names (what a background graph build needs of it).
@@ -115,6 +126,7 @@ impl SqliteVecIndex {
             graphs: Arc::new(std::sync::Mutex::new(HashMap::new())),
             approximate_from: DEFAULT_APPROXIMATE_FROM,
             breadth: DEFAULT_EF_SEARCH,
+            graph_dir: None,
         };
         index.create_tables().await?;
         Ok(index)
@@ -129,10 +141,35 @@ impl SqliteVecIndex {
         self
     }
 
+    /// Saves each model's HNSW graph under `dir` once it is built (and again after every
+    /// tenth of it has changed), and loads it from there instead of building it; the first
+    /// search after a load brings it up to the books' generations like any other.
+    #[must_use]
+    pub fn with_graph_dir(mut self, dir: PathBuf) -> Self {
+        self.graph_dir = Some(dir);
+        self
+    }
+
+    /// Where the graph of `model` is saved: its vector table and a digest of its name (a
+    /// model name may hold any character).
+    fn graph_base(&self, model: &str) -> Option<PathBuf> {
+        let digest = hex::encode(sha2::Sha256::digest(model.as_bytes()));
+        let dir = self.graph_dir.as_ref()?;
+        Some(dir.join(format!("{}-{}", self.tables.vectors, &digest[..16])))
+    }
+
     /// Whether library-wide searches of `model` run on a built HNSW graph now.
     pub async fn searches_graph(&self, model: &str) -> bool {
         self.graph_of(model)
             .is_some_and(|graph| graph.copy.read().map(|copy| copy.is_some()).unwrap_or(false))
+    }
+
+    /// Whether the HNSW graph of `model` was loaded from its saved file (`Some(false)`: built
+    /// here; `None`: not ready).
+    pub fn graph_was_loaded(&self, model: &str) -> Option<bool> {
+        let graph = self.graph_of(model)?;
+        let copy = graph.copy.read().ok()?;
+        copy.as_ref().map(HnswCopy::was_loaded)
     }
 
     /// Bytes the HNSW graph of `model` holds (vectors and links), once built.
@@ -177,6 +214,7 @@ impl SqliteVecIndex {
                 copy: RwLock::new(None),
                 built: tokio::sync::watch::channel(None).0,
                 syncing: tokio::sync::Mutex::new(()),
+                unsaved: std::sync::atomic::AtomicUsize::new(0),
             });
             graphs.insert(model.to_owned(), graph.clone());
             graph
@@ -189,16 +227,17 @@ impl SqliteVecIndex {
         );
         let (tables, model, breadth, building) = (self.tables(), model.to_owned(), self.breadth, graph.clone());
         let graphs = self.graphs.clone();
+        let base = self.graph_base(&model);
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let outcome = match tables.build_graph(&model, breadth).await {
+            let outcome = match tables.load_or_build_graph(&model, breadth, base).await {
                 Ok(copy) => {
                     tracing::info!(
                         model,
                         vectors = copy.len(),
                         bytes = copy.memory(),
                         seconds = started.elapsed().as_secs_f64(),
-                        "HNSW graph built"
+                        "HNSW graph ready"
                     );
                     match building.copy.write() {
                         Ok(mut slot) => {
@@ -294,23 +333,43 @@ impl SqliteVecIndex {
             loaded.push(tables.book_rows(model, book).await?);
         }
         let updated = graph.clone();
-        tokio::task::spawn_blocking(move || {
+        let (moved, size) = tokio::task::spawn_blocking(move || {
             let mut copy = updated
                 .copy
                 .write()
                 .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))?;
             let copy = copy.as_mut().ok_or_else(|| anyhow::anyhow!("the graph is not built"))?;
+            let before = copy.len();
             // Every removal before any insertion: SQLite hands a freed rowid to the next row.
             for book in gone.iter().chain(&changed) {
                 copy.remove_book(book)?;
             }
+            let kept = copy.len();
             for (book, generation, rows) in loaded {
                 copy.add(&rows)?;
                 copy.mark(&book, generation);
             }
-            Ok::<_, anyhow::Error>(())
+            // Vectors removed and added.
+            Ok::<_, anyhow::Error>(((before - kept) + (copy.len() - kept), copy.len()))
         })
         .await??;
+        let unsaved = graph.unsaved.fetch_add(moved, std::sync::atomic::Ordering::Relaxed) + moved;
+        if let Some(base) = self.graph_base(model)
+            && unsaved >= (size / 10).max(SAVE_AFTER_CHANGES)
+        {
+            graph.unsaved.store(0, std::sync::atomic::Ordering::Relaxed);
+            let saving = graph.clone();
+            tokio::task::spawn_blocking(move || {
+                let saved = saving
+                    .copy
+                    .read()
+                    .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))
+                    .and_then(|copy| copy.as_ref().map_or(Ok(()), |copy| copy.save(&base)));
+                if let Err(err) = saved {
+                    tracing::warn!(error = %format!("{err:#}"), "the HNSW graph could not be saved; a restart builds it again");
+                }
+            });
+        }
         Ok(())
     }
 
@@ -547,6 +606,40 @@ impl Tables {
             None => 0,
         };
         Ok(usize::try_from(count)?)
+    }
+
+    /// The graph of `model` saved at `base` if there is one that loads, otherwise one built
+    /// from vec0 (and saved there). A saved graph is as old as its save: the first sync
+    /// brings it to the books' current generations.
+    async fn load_or_build_graph(
+        &self,
+        model: &str,
+        breadth: usize,
+        base: Option<PathBuf>,
+    ) -> anyhow::Result<HnswCopy> {
+        let Some(base) = base else {
+            return self.build_graph(model, breadth).await;
+        };
+        let (from, dimensions) = (base.clone(), self.dimensions);
+        match tokio::task::spawn_blocking(move || HnswCopy::load(&from, dimensions, breadth)).await? {
+            Ok(Some(copy)) => {
+                tracing::info!(model, vectors = copy.len(), file = %base.display(), "HNSW graph loaded");
+                return Ok(copy);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(model, error = %format!("{err:#}"), "the saved HNSW graph is unusable; building it again")
+            }
+        }
+        let copy = self.build_graph(model, breadth).await?;
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = copy.save(&base) {
+                tracing::warn!(error = %format!("{err:#}"), "the HNSW graph could not be saved; a restart builds it again");
+            }
+            copy
+        })
+        .await
+        .map_err(Into::into)
     }
 
     /// A graph of every vector of `model`, read page by page in key order (memory stays one

@@ -204,6 +204,67 @@ async fn sqlite_vec_graph_keeps_the_contract() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A graph saved under the data directory is loaded by the next process instead of being
+/// built, and its first search catches up on what another process changed meanwhile.
+#[tokio::test]
+async fn sqlite_vec_graph_is_saved_and_loaded_after_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let graphs = dir.path().join("vector-graphs");
+    let open = |graph_dir: Option<std::path::PathBuf>| {
+        let path = dir.path().to_path_buf();
+        async move {
+            let index = SqliteVecIndex::open(sqlite(&path).await?, DEFAULT_EMBEDDING_DIMENSIONS)
+                .await?
+                .with_approximate_from(500, 100);
+            anyhow::Ok(match graph_dir {
+                Some(graph_dir) => index.with_graph_dir(graph_dir),
+                None => index,
+            })
+        }
+    };
+    let mut source = vector_data::Generator::low_rank(5, DEFAULT_EMBEDDING_DIMENSIONS, 16);
+    let first = open(Some(graphs.clone())).await?;
+    let mut stored = Vec::new();
+    for book in ["book-a", "book-b", "book-c"] {
+        let vectors = source.book(book, 300);
+        first.replace_book(book, "m", &vectors).await?;
+        stored.extend(vectors);
+    }
+    wait_for_graph(&first, "m").await?;
+    assert_eq!(first.graph_was_loaded("m"), Some(false), "built: nothing was saved yet");
+    drop(first);
+
+    // While no process holds the graph, another one replaces B and deletes C.
+    let writer = open(None).await?;
+    let new_b = source.book("book-b", 200);
+    writer.replace_book("book-b", "m", &new_b).await?;
+    writer.delete_book("book-c").await?;
+    stored.retain(|vector| vector.book_id == "book-a");
+    stored.extend(new_b.iter().cloned());
+
+    let restarted = open(Some(graphs)).await?;
+    wait_for_graph(&restarted, "m").await?;
+    assert_eq!(restarted.graph_was_loaded("m"), Some(true), "loaded from its file");
+    let moved = &new_b[17];
+    let hits = restarted.search("m", &moved.embedding, 5, None).await?;
+    assert_eq!(hits[0].chunk_id, moved.chunk_id, "B's new vectors are in: {hits:?}");
+    let queries: Vec<Vec<f32>> = (0..30).map(|_| source.vector()).collect();
+    let mut recall = 0.0;
+    for query in &queries {
+        let hits = restarted.search("m", query, 10, None).await?;
+        assert!(
+            hits.iter().all(|hit| hit.book_id != "book-c"),
+            "C was deleted: {hits:?}"
+        );
+        let truth = vector_data::brute_force(&stored, query, 10, None);
+        let found: Vec<String> = hits.iter().map(|hit| hit.chunk_id.clone()).collect();
+        recall += vector_data::recall(&found, &truth);
+    }
+    let recall = recall / queries.len() as f64;
+    assert!(recall >= 0.95, "recall@10 after the load and the catch-up {recall}");
+    Ok(())
+}
+
 /// The graph follows another process's writes; until it is built, searches answer from vec0's
 /// exact scan; a search within one book stays exact throughout.
 #[tokio::test]
