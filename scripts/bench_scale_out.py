@@ -68,6 +68,8 @@ class Bench:
         self.ports = {name: free_port() for name in ("redis", "postgres", "s3", "falkordb")}
         self.urls = {}
         self.workers = []
+        # Each run's workers get names (and log files) of their own.
+        self.runs = 0
 
     def setup(self):
         pg_bin = subprocess.run(
@@ -103,8 +105,9 @@ class Bench:
     def start_workers(self, count):
         for worker in self.workers:
             worker.stop()
+        self.runs += 1
         self.workers = [
-            PinnedProcess(self.args.hbi, "worker", f"{count}w{n}", self.state, self.env, core=n % os.cpu_count())
+            PinnedProcess(self.args.hbi, "worker", f"run{self.runs}-{n}", self.state, self.env, core=n % os.cpu_count())
             for n in range(count)
         ]
         for worker in self.workers:
