@@ -15,6 +15,7 @@ use crate::db::entities::{
     book, chunk, index_entry, index_locator, job, job_attempt, job_part, job_part_vector, page, quality_result,
     toc_entry,
 };
+use crate::db::to_i32;
 use crate::domain::{BookLanguages, BookStatus, clean_label, new_id};
 use crate::quality::GateResult;
 
@@ -24,10 +25,6 @@ const BATCH: usize = 500;
 #[derive(Clone)]
 pub struct Catalog {
     db: DatabaseConnection,
-}
-
-fn to_i32(value: u32) -> i32 {
-    i32::try_from(value).unwrap_or(i32::MAX)
 }
 
 impl Catalog {

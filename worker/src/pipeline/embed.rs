@@ -54,22 +54,22 @@ impl Pipeline {
         let missing = missing(chunks, &known);
         let embedded = missing.len();
         let part_chunks = self.settings.part_chunks as usize;
-        if part_chunks > 0 && missing.len() > part_chunks {
-            match self.embed_in_parts(job, embedder, chunks, cancel).await? {
-                Step::Next(vectors) => known.extend(vectors),
-                Step::Cancelled => return Ok(Step::Cancelled),
-            }
+        let fresh = if part_chunks > 0 && missing.len() > part_chunks {
+            self.embed_in_parts(job, embedder, chunks, &known, cancel).await?
         } else {
             let progress = Progress {
                 jobs: &self.backends.jobs,
                 job_id: &job.id,
                 total: u32::try_from(missing.len()).unwrap_or(u32::MAX),
             };
-            match embed_batches(embedder, &missing, cancel, Some(progress)).await? {
-                Step::Next(vectors) => known.extend(vectors),
-                Step::Cancelled => return Ok(Step::Cancelled),
-            }
-        }
+            embed_batches(embedder, &missing, cancel, Some(progress))
+                .await?
+                .map(|vectors| vectors.into_iter().collect())
+        };
+        let Step::Next(fresh) = fresh else {
+            return Ok(Step::Cancelled);
+        };
+        known.extend(fresh);
         tracing::info!(
             chunks = chunks.len(),
             embedded,
@@ -80,13 +80,14 @@ impl Pipeline {
         Ok(Step::Next(known))
     }
 
-    /// The book's chunks embedded in parts (see the module's note): answers the parts'
-    /// vectors once every part is done.
+    /// The book's chunks embedded in parts (see the module's note), `known` the vectors
+    /// stored already: answers the parts' vectors once every part is done.
     async fn embed_in_parts(
         &self,
         job: &job::Model,
         embedder: &dyn Embedder,
         chunks: &[Chunk],
+        known: &VectorsByHash,
         cancel: &CancellationToken,
     ) -> StageResult<Step<VectorsByHash>> {
         let jobs = &self.backends.jobs;
@@ -108,6 +109,7 @@ impl Pipeline {
                 tracing::warn!(part = range.part, error = %format!("{err:#}"), "part left to this worker");
             }
         }
+        let mut reported = None;
         loop {
             if cancel.is_cancelled() {
                 return Ok(Step::Cancelled);
@@ -119,13 +121,16 @@ impl Pipeline {
                 let first = range.first_chunk as usize;
                 let end = (range.end_chunk as usize).min(chunks.len());
                 let part = chunks.get(first..end).unwrap_or_default();
-                if let Step::Cancelled = self.run_part(job, embedder, range, part, cancel).await? {
+                if let Step::Cancelled = self.run_part(job, embedder, range, part, known, cancel).await? {
                     return Ok(Step::Cancelled);
                 }
             }
             let progress = jobs.parts_progress(&job.id, job.max_attempts).await?;
-            jobs.report_progress(&job.id, Stage::Embed, progress.chunks_done, progress.chunks)
-                .await?;
+            if reported != Some(progress.chunks_done) {
+                jobs.report_progress(&job.id, Stage::Embed, progress.chunks_done, progress.chunks)
+                    .await?;
+                reported = Some(progress.chunks_done);
+            }
             if progress.finished() {
                 break;
             }
@@ -145,37 +150,22 @@ impl Pipeline {
         Ok(Step::Next(jobs.part_vectors(&job.id).await?))
     }
 
-    /// Embeds one claimed part (`chunks` are its chunks) and commits its vectors; a part
-    /// that fails or is cancelled goes back to the queue.
+    /// Embeds one claimed part (`chunks` are its chunks, `known` vectors stored already) and
+    /// commits its vectors; a part that fails or is cancelled goes back to the queue.
     async fn run_part(
         &self,
         job: &job::Model,
         embedder: &dyn Embedder,
         range: PartRange,
         chunks: &[Chunk],
+        known: &VectorsByHash,
         cancel: &CancellationToken,
     ) -> StageResult<Step<()>> {
         let jobs = &self.backends.jobs;
         let worker_id = &self.settings.worker_id;
         let started = std::time::Instant::now();
-        let outcome = if chunks.len() == range.len() as usize {
-            let hashes: Vec<String> = chunks.iter().map(Chunk::content_hash).collect();
-            match self.backends.vectors.cached(embedder.model(), &hashes).await {
-                Ok(known) => {
-                    let missing = missing(chunks, &known);
-                    embed_batches(embedder, &missing, cancel, None).await
-                }
-                Err(err) => Err(err.into()),
-            }
-        } else {
-            Err(Failure::Retryable(format!(
-                "part {} should hold {} chunks, the book has {} there",
-                range.part,
-                range.len(),
-                chunks.len()
-            )))
-        };
-        match outcome {
+        let missing = missing(chunks, known);
+        match embed_batches(embedder, &missing, cancel, None).await {
             Ok(Step::Next(vectors)) => {
                 if jobs.finish_part(&job.id, range.part, worker_id, &vectors).await? {
                     hbi_shared::metrics::job_part_finished("done");
@@ -257,13 +247,8 @@ impl Pipeline {
             hbi_shared::trace_context::continue_stored(&span, stored);
         }
         async {
-            let chunks = match self
-                .backends
-                .catalog
-                .chunks_between(&job.book_id, range.first_chunk, range.end_chunk)
-                .await
-            {
-                Ok(chunks) => chunks,
+            let (chunks, known) = match self.part_input(&job, embedder.model(), range).await {
+                Ok(input) => input,
                 Err(err) => {
                     jobs.release_part(job_id, part, &self.settings.worker_id, Some(&format!("{err:#}")))
                         .await?;
@@ -272,7 +257,9 @@ impl Pipeline {
             };
             let cancel = CancellationToken::new();
             let watcher = spawn_cancel_watch(jobs.clone(), job.id.clone(), cancel.clone());
-            let outcome = self.run_part(&job, embedder.as_ref(), range, &chunks, &cancel).await;
+            let outcome = self
+                .run_part(&job, embedder.as_ref(), range, &chunks, &known, &cancel)
+                .await;
             watcher.abort();
             if let Err(Failure::Retryable(message) | Failure::Refused(message)) = outcome {
                 anyhow::bail!("part {part} of job {job_id}: {message}");
@@ -283,8 +270,32 @@ impl Pipeline {
         .await
     }
 
+    /// What a part delivered to another worker embeds: its chunks, read back from the catalog,
+    /// and the vectors of `model` stored for them already.
+    async fn part_input(
+        &self,
+        job: &job::Model,
+        model: &str,
+        range: PartRange,
+    ) -> anyhow::Result<(Vec<Chunk>, VectorsByHash)> {
+        let chunks = self
+            .backends
+            .catalog
+            .chunks_between(&job.book_id, range.first_chunk, range.end_chunk)
+            .await?;
+        anyhow::ensure!(
+            chunks.len() == range.len() as usize,
+            "part {} should hold {} chunks, the book has {} there",
+            range.part,
+            range.len(),
+            chunks.len()
+        );
+        let hashes: Vec<String> = chunks.iter().map(Chunk::content_hash).collect();
+        let known = self.backends.vectors.cached(model, &hashes).await?;
+        Ok((chunks, known))
+    }
+
     /// `index_vectors`: the book's vectors replace those it had; answers how many it has now.
-    /// The parts' vectors, if the book was embedded in parts, go once they are stored.
     pub(super) async fn index_vectors(
         &self,
         job: &job::Model,
@@ -306,7 +317,6 @@ impl Pipeline {
             .collect();
         let store = &self.backends.vectors;
         store.replace_book(&job.book_id, model, &rows).await?;
-        self.backends.jobs.drop_parts(&job.id).await?;
         Ok(store.count(&job.book_id).await?)
     }
 }

@@ -119,6 +119,15 @@ enum Step<T> {
     Cancelled,
 }
 
+impl<T> Step<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Step<U> {
+        match self {
+            Self::Next(value) => Step::Next(f(value)),
+            Self::Cancelled => Step::Cancelled,
+        }
+    }
+}
+
 impl Pipeline {
     pub fn new(backends: Backends, settings: PipelineSettings) -> Self {
         Self {

@@ -55,6 +55,11 @@ pub async fn sqlite_pool(url: &str, max_connections: u32) -> anyhow::Result<sea_
 /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails at
 /// once with "database is locked" when another connection wrote in between, where an
 /// immediate one waits its turn under the busy timeout. Other databases ignore the mode.
+/// A count or position as the database's 32-bit integer columns hold it (saturating).
+pub(crate) fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
 pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     db.begin_with_options(TransactionOptions {
         sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),

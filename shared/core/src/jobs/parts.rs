@@ -11,7 +11,7 @@
 //! then gathers the vectors and runs the stages that need the whole book.
 //!
 //! Parts outlive a failed attempt of the job (the next attempt keeps the finished ones) and
-//! go when the job's vectors are stored or the job ends.
+//! go when the job ends.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,11 +22,12 @@ use sea_orm::{ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
 
 use super::store::{JobStore, chrono_delay};
 use crate::db::entities::{job, job_part, job_part_vector};
+use crate::db::to_i32;
 use crate::domain::JobState;
 use crate::vectors::{from_blob, to_blob};
 
-pub(super) const QUEUED: &str = "queued";
-pub(super) const RUNNING: &str = "running";
+const QUEUED: &str = "queued";
+const RUNNING: &str = "running";
 const DONE: &str = "done";
 
 /// Part rows written in one statement (SQLite binds at most 32,766 values).
@@ -72,8 +73,26 @@ fn to_u32(value: i32) -> u32 {
     u32::try_from(value).unwrap_or(0)
 }
 
-fn to_i32(value: u32) -> i32 {
-    i32::try_from(value).unwrap_or(i32::MAX)
+/// Parts a claim may take: queued, or running under a lease that ran out (its worker died).
+fn claimable(now: chrono::DateTime<Utc>) -> Condition {
+    Condition::any().add(job_part::Column::State.eq(QUEUED)).add(
+        Condition::all()
+            .add(job_part::Column::State.eq(RUNNING))
+            .add(job_part::Column::LeaseUntil.lt(now)),
+    )
+}
+
+/// The update that puts running parts back in the queue, held by nobody; the caller says which.
+fn back_to_queue(now: chrono::DateTime<Utc>) -> sea_orm::UpdateMany<job_part::Entity> {
+    job_part::Entity::update_many()
+        .col_expr(job_part::Column::State, Expr::value(QUEUED))
+        .col_expr(job_part::Column::WorkerId, Expr::value(Option::<String>::None))
+        .col_expr(
+            job_part::Column::LeaseUntil,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(job_part::Column::UpdatedAt, Expr::value(now))
+        .filter(job_part::Column::State.eq(RUNNING))
 }
 
 fn range_of(row: &job_part::Model) -> PartRange {
@@ -172,11 +191,6 @@ impl JobStore {
         max_attempts: i32,
     ) -> anyhow::Result<Option<PartRange>> {
         let now = Utc::now();
-        let claimable = Condition::any().add(job_part::Column::State.eq(QUEUED)).add(
-            Condition::all()
-                .add(job_part::Column::State.eq(RUNNING))
-                .add(job_part::Column::LeaseUntil.lt(now)),
-        );
         let job_running = Query::select()
             .column(job::Column::Id)
             .from(job::Entity)
@@ -193,7 +207,7 @@ impl JobStore {
             .filter(job_part::Column::JobId.eq(job_id))
             .filter(job_part::Column::Part.eq(to_i32(part)))
             .filter(job_part::Column::Attempts.lt(max_attempts))
-            .filter(claimable)
+            .filter(claimable(now))
             .filter(job_part::Column::JobId.in_subquery(job_running))
             .exec(&self.db)
             .await?;
@@ -214,17 +228,10 @@ impl JobStore {
         lease: Duration,
         max_attempts: i32,
     ) -> anyhow::Result<Option<PartRange>> {
-        let now = Utc::now();
         let candidates = job_part::Entity::find()
             .filter(job_part::Column::JobId.eq(job_id))
             .filter(job_part::Column::Attempts.lt(max_attempts))
-            .filter(
-                Condition::any().add(job_part::Column::State.eq(QUEUED)).add(
-                    Condition::all()
-                        .add(job_part::Column::State.eq(RUNNING))
-                        .add(job_part::Column::LeaseUntil.lt(now)),
-                ),
-            )
+            .filter(claimable(Utc::now()))
             .order_by_asc(job_part::Column::Part)
             .all(&self.db)
             .await?;
@@ -293,19 +300,31 @@ impl JobStore {
         worker_id: &str,
         error: Option<&str>,
     ) -> anyhow::Result<()> {
-        job_part::Entity::update_many()
-            .col_expr(job_part::Column::State, Expr::value(QUEUED))
-            .col_expr(job_part::Column::WorkerId, Expr::value(Option::<String>::None))
-            .col_expr(
-                job_part::Column::LeaseUntil,
-                Expr::value(Option::<chrono::DateTime<Utc>>::None),
-            )
+        back_to_queue(Utc::now())
             .col_expr(job_part::Column::Error, Expr::value(error.map(str::to_owned)))
-            .col_expr(job_part::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(job_part::Column::JobId.eq(job_id))
             .filter(job_part::Column::Part.eq(to_i32(part)))
             .filter(job_part::Column::WorkerId.eq(worker_id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Heartbeat: keeps the leases of the parts `worker_id` runs until `until`.
+    pub(super) async fn extend_part_leases(&self, worker_id: &str, until: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+        job_part::Entity::update_many()
+            .col_expr(job_part::Column::LeaseUntil, Expr::value(until))
+            .filter(job_part::Column::WorkerId.eq(worker_id))
             .filter(job_part::Column::State.eq(RUNNING))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// A stopping worker's parts go back to the queue: whoever runs their job takes them at once.
+    pub(super) async fn hand_back_parts(&self, worker_id: &str) -> anyhow::Result<()> {
+        back_to_queue(Utc::now())
+            .filter(job_part::Column::WorkerId.eq(worker_id))
             .exec(&self.db)
             .await?;
         Ok(())

@@ -12,8 +12,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
 };
 
-use super::parts;
-use crate::db::entities::{book, file, job, job_attempt, job_part};
+use crate::db::entities::{book, file, job, job_attempt};
 use crate::domain::{BookStatus, ContentHash, JobState, Stage, new_id};
 
 /// The file half of an upload, already in the blob store.
@@ -278,16 +277,7 @@ impl JobStore {
             .filter(job::Column::State.eq(JobState::Running.as_str()))
             .exec(&self.db)
             .await?;
-        // Its parts go back to the queue: whoever runs their job takes them at once.
-        job_part::Entity::update_many()
-            .col_expr(job_part::Column::State, Expr::value(parts::QUEUED))
-            .col_expr(job_part::Column::WorkerId, Expr::value(Option::<String>::None))
-            .col_expr(job_part::Column::LeaseUntil, Expr::value(Option::<DateTime<Utc>>::None))
-            .col_expr(job_part::Column::UpdatedAt, Expr::value(now))
-            .filter(job_part::Column::WorkerId.eq(worker_id))
-            .filter(job_part::Column::State.eq(parts::RUNNING))
-            .exec(&self.db)
-            .await?;
+        self.hand_back_parts(worker_id).await?;
         Ok(result.rows_affected)
     }
 
@@ -513,13 +503,7 @@ impl JobStore {
             .filter(job::Column::State.eq(JobState::Running.as_str()))
             .exec(&self.db)
             .await?;
-        job_part::Entity::update_many()
-            .col_expr(job_part::Column::LeaseUntil, Expr::value(until))
-            .filter(job_part::Column::WorkerId.eq(worker_id))
-            .filter(job_part::Column::State.eq(parts::RUNNING))
-            .exec(&self.db)
-            .await?;
-        Ok(())
+        self.extend_part_leases(worker_id, until).await
     }
 
     /// Records the stage a running job has reached; progress counts stay until the stage reports its own.

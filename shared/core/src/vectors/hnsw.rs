@@ -99,10 +99,11 @@ impl HnswCopy {
         std::fs::write(&partial, serde_json::to_vec(&saved)?)?;
         std::fs::rename(&partial, &books_path)?;
         // Older graph files of this base are no longer named by anything.
+        let prefix = format!("{stem}-");
         for entry in std::fs::read_dir(dir)?.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&format!("{stem}-")) && name.ends_with(".usearch") && name != graph_file {
+            if name.starts_with(&prefix) && name.ends_with(".usearch") && name != graph_file {
                 let _ = std::fs::remove_file(entry.path());
             }
         }

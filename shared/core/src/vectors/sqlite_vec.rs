@@ -359,15 +359,9 @@ impl SqliteVecIndex {
         {
             graph.unsaved.store(0, std::sync::atomic::Ordering::Relaxed);
             let saving = graph.clone();
-            tokio::task::spawn_blocking(move || {
-                let saved = saving
-                    .copy
-                    .read()
-                    .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))
-                    .and_then(|copy| copy.as_ref().map_or(Ok(()), |copy| copy.save(&base)));
-                if let Err(err) = saved {
-                    tracing::warn!(error = %format!("{err:#}"), "the HNSW graph could not be saved; a restart builds it again");
-                }
+            tokio::task::spawn_blocking(move || match saving.copy.read() {
+                Ok(copy) => copy.iter().for_each(|copy| save_graph(copy, &base)),
+                Err(_) => tracing::warn!("the graph's lock is poisoned; it is not saved"),
             });
         }
         Ok(())
@@ -633,9 +627,7 @@ impl Tables {
         }
         let copy = self.build_graph(model, breadth).await?;
         tokio::task::spawn_blocking(move || {
-            if let Err(err) = copy.save(&base) {
-                tracing::warn!(error = %format!("{err:#}"), "the HNSW graph could not be saved; a restart builds it again");
-            }
+            save_graph(&copy, &base);
             copy
         })
         .await
@@ -789,6 +781,13 @@ impl Tables {
             ))
             .await?;
         hits_from_rows(&rows)
+    }
+}
+
+/// Saves the graph at `base`; a failure costs only a rebuild after the next restart.
+fn save_graph(copy: &HnswCopy, base: &std::path::Path) {
+    if let Err(err) = copy.save(base) {
+        tracing::warn!(error = %format!("{err:#}"), "the HNSW graph could not be saved; a restart builds it again");
     }
 }
 
