@@ -67,13 +67,27 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if first == "mcp" {
         return Some(Scope::Read);
     }
-    if matches!(first, "config" | "dlq" | "keys" | "webhooks") || method == Method::DELETE {
+    if matches!(first, "config" | "dlq" | "keys" | "webhooks" | "audit") || method == Method::DELETE {
         return Some(Scope::Admin);
     }
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         return Some(Scope::Read);
     }
     Some(Scope::Write)
+}
+
+/// Why a key restricted to libraries may not use this path at all: the settings, the
+/// dead-letter queue, keys, webhooks and the audit log are operators' (an admin key over
+/// every library), and `/stats` counts every library's books.
+fn beyond_reach(principal: &Principal, path: &str) -> Option<&'static str> {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    if matches!(first, "config" | "dlq" | "keys" | "webhooks" | "audit") && !principal.is_operator() {
+        return Some("Not enough permissions: this operation is for operators, an admin key over every library");
+    }
+    if first == "stats" && principal.readable_libraries().is_some() {
+        return Some("Not enough permissions: the statistics count every library; this API key reaches only some");
+    }
+    None
 }
 
 /// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute` and has
@@ -180,6 +194,10 @@ pub async fn guard<E: Endpoint>(
         Caller::Anonymous => return Ok(unauthorized(Rejection::MissingKey, "Not authenticated")),
         Caller::Unknown | Caller::Unreadable => return Ok(unauthorized(Rejection::InvalidKey, "Invalid API key")),
     };
+    if let Some(refusal) = beyond_reach(&principal, &path) {
+        request_rejected(Rejection::InsufficientScope);
+        return Ok(detail(StatusCode::FORBIDDEN, refusal));
+    }
     if !principal.scope.includes(needed) {
         request_rejected(Rejection::InsufficientScope);
         return Ok(detail(

@@ -190,11 +190,13 @@ impl<const DOCUMENTED: u8> From<LibraryError> for ApiError<DOCUMENTED> {
         let status = match &err {
             LibraryError::BookNotFound
             | LibraryError::JobNotFound
+            | LibraryError::LibraryNotFound
             | LibraryError::NotInDeadLetterQueue
             | LibraryError::PageNotFound { .. }
             | LibraryError::PageLabelNotFound { .. }
             | LibraryError::NoPageImage(_) => StatusCode::NOT_FOUND,
             LibraryError::Conflict(_) => StatusCode::CONFLICT,
+            LibraryError::Forbidden(_) => StatusCode::FORBIDDEN,
             LibraryError::BadFile(_) => StatusCode::BAD_REQUEST,
             LibraryError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             LibraryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -214,9 +216,11 @@ impl<const DOCUMENTED: u8> From<LibraryError> for ApiError<DOCUMENTED> {
             }
             LibraryError::Internal(inner) => return Self::from(inner),
         };
-        let documented = ERROR_STATUSES
-            .iter()
-            .any(|(bit, code, _)| *code == status.as_u16() && (*bit & DOCUMENTED) != 0);
+        // 403 is on every operation that needs a key (`access::document_security`).
+        let documented = status == StatusCode::FORBIDDEN
+            || ERROR_STATUSES
+                .iter()
+                .any(|(bit, code, _)| *code == status.as_u16() && (*bit & DOCUMENTED) != 0);
         if !documented {
             // A use case answered what this operation's document does not list: a client
             // generated from it would not expect it. Said loudly so a test run shows it.

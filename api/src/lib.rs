@@ -26,6 +26,7 @@ use routes::books::BooksApi;
 use routes::config::ConfigApi;
 use routes::jobs::{DlqApi, JobsApi};
 use routes::keys::KeysApi;
+use routes::libraries::LibrariesApi;
 use routes::query::QueryApi;
 use routes::search::SearchApi;
 use routes::system::SystemApi;
@@ -74,6 +75,7 @@ type Apis = (
     DlqApi,
     ConfigApi,
     KeysApi,
+    LibrariesApi,
     WebhooksApi,
 );
 
@@ -88,6 +90,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             DlqApi,
             ConfigApi,
             KeysApi,
+            LibrariesApi,
             WebhooksApi,
         ),
         "HBI: Hybrid Book Index",
@@ -103,7 +106,13 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
              retry, questions) and `admin` (configuration, dead-letter queue, deletions, API keys, \
              webhooks); \
              admin implies write implies read. Missing or unknown key: 401; a key without the \
-             scope: 403; too many requests: 429 with `Retry-After`.",
+             scope: 403; too many requests: 429 with `Retry-After`.\n\n\
+             **Libraries.** Every book belongs to one library (`default` unless named). A key \
+             made with `libraries` reaches only those, each with its own scope; a book in a \
+             library the key does not reach answers 404, as if it did not exist, and searches, \
+             index terms and questions use only the books the key may read. An admin key over \
+             every library is an operator: configuration, dead-letter queue, keys, webhooks, \
+             the audit log and making or removing libraries are theirs.",
     )
 }
 
@@ -283,24 +292,26 @@ pub(crate) async fn observe<E: poem::Endpoint>(
     } else {
         telemetry::request_span(&request, route, &request_id)
     };
-    let (mut response, pattern) = async {
-        match endpoint.call(request).await {
-            Ok(output) => {
-                let response = output.into_response();
-                let pattern = response.data::<PathPattern>().cloned();
-                (response, pattern)
-            }
-            Err(err) => {
-                let pattern = err.data::<PathPattern>().cloned();
-                if err.is::<poem::error::CorsError>() {
-                    hbi_shared::metrics::request_rejected(hbi_shared::metrics::Rejection::OriginNotAllowed);
+    // What the request changes is audited with its id.
+    let (mut response, pattern) = hbi_shared::audit::REQUEST_ID
+        .scope(request_id.clone(), async {
+            match endpoint.call(request).await {
+                Ok(output) => {
+                    let response = output.into_response();
+                    let pattern = response.data::<PathPattern>().cloned();
+                    (response, pattern)
                 }
-                (error::to_fastapi_shape(err).await, pattern)
+                Err(err) => {
+                    let pattern = err.data::<PathPattern>().cloned();
+                    if err.is::<poem::error::CorsError>() {
+                        hbi_shared::metrics::request_rejected(hbi_shared::metrics::Rejection::OriginNotAllowed);
+                    }
+                    (error::to_fastapi_shape(err).await, pattern)
+                }
             }
-        }
-    }
-    .instrument(span.clone())
-    .await;
+        })
+        .instrument(span.clone())
+        .await;
     // Both ways to refuse a large body end here: the declared length, and the upload
     // handler counting a body without one.
     if response.status() == poem::http::StatusCode::PAYLOAD_TOO_LARGE {

@@ -347,9 +347,16 @@ impl LibraryMcp {
             .or_else(|| self.session_caller.clone())
     }
 
-    fn require(&self, context: &RequestContext<RoleServer>, needed: Scope, what: &str) -> Result<(), ToolFailure> {
+    /// The caller, when its key has `needed` somewhere; the library it reaches is checked
+    /// by each use case.
+    fn require(
+        &self,
+        context: &RequestContext<RoleServer>,
+        needed: Scope,
+        what: &str,
+    ) -> Result<Principal, ToolFailure> {
         match self.caller(context) {
-            Some(principal) if principal.scope.includes(needed) => Ok(()),
+            Some(principal) if principal.scope.includes(needed) => Ok(principal),
             Some(principal) => Err(ToolFailure::Refused(format!(
                 "Not enough permissions: this API key has the {} scope, {what} needs {needed}",
                 principal.scope
@@ -364,12 +371,12 @@ impl LibraryMcp {
         Parameters(args): Parameters<ListBooksArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult<Books> {
-        self.require(&context, Scope::Read, "list_books")?;
+        let who = self.require(&context, Scope::Read, "list_books")?;
         let limit = args.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(ToolFailure::Refused("limit must be between 1 and 1000".to_owned()));
         }
-        let books = self.library.books(args.skip, limit).await?;
+        let books = self.library.books(&who, None, args.skip, limit).await?;
         Ok(Json(Books {
             books: books
                 .into_iter()
@@ -393,7 +400,7 @@ impl LibraryMcp {
         Parameters(args): Parameters<SearchArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult<SearchHits> {
-        self.require(&context, Scope::Read, "search")?;
+        let who = self.require(&context, Scope::Read, "search")?;
         if args.query.trim().is_empty() {
             return Err(ToolFailure::Refused("query must not be blank".to_owned()));
         }
@@ -409,14 +416,17 @@ impl LibraryMcp {
         let book_id = args.book_id.as_deref().map(book_id).transpose()?;
         let hits = self
             .library
-            .search(PageQuery {
-                text: args.query,
-                mode,
-                book_id,
-                section: None,
-                k: k as usize,
-                index_boost: true,
-            })
+            .search(
+                &who,
+                PageQuery {
+                    text: args.query,
+                    mode,
+                    book_id,
+                    section: None,
+                    k: k as usize,
+                    index_boost: true,
+                },
+            )
             .await?;
         Ok(Json(SearchHits {
             results: hits
@@ -440,9 +450,9 @@ impl LibraryMcp {
         Parameters(args): Parameters<BookArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult<Toc> {
-        self.require(&context, Scope::Read, "toc")?;
+        let who = self.require(&context, Scope::Read, "toc")?;
         let id = book_id(&args.book_id)?;
-        let toc = self.library.toc(&id).await?;
+        let toc = self.library.toc(&who, &id).await?;
         Ok(Json(Toc {
             book_id: id.as_str().to_owned(),
             entries: toc.into_iter().map(TocEntryView::from).collect(),
@@ -457,7 +467,7 @@ impl LibraryMcp {
         Parameters(args): Parameters<IndexLookupArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult<IndexEntries> {
-        self.require(&context, Scope::Read, "index_lookup")?;
+        let who = self.require(&context, Scope::Read, "index_lookup")?;
         let term = args.term.trim();
         if term.is_empty() {
             return Err(ToolFailure::Refused("term must not be blank".to_owned()));
@@ -466,11 +476,11 @@ impl LibraryMcp {
         match args.book_id.as_deref() {
             Some(raw) => {
                 let id = book_id(raw)?;
-                let nodes = self.library.index(&id, Some(term)).await?;
+                let nodes = self.library.index(&who, &id, Some(term)).await?;
                 flatten_index(id.as_str(), nodes, &[], &mut entries);
             }
             None => {
-                for found in self.library.find_term(term).await? {
+                for found in self.library.find_term(&who, term).await? {
                     entries.push(IndexEntryView {
                         book_id: found.hit.book_id,
                         term: found.hit.term,
@@ -504,11 +514,11 @@ impl LibraryMcp {
         Parameters(args): Parameters<GetPageArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult<PageText> {
-        self.require(&context, Scope::Read, "get_page")?;
+        let who = self.require(&context, Scope::Read, "get_page")?;
         let id = book_id(&args.book_id)?;
         let page = match (args.page, args.label.as_deref()) {
-            (Some(number), None) => self.library.page(&id, number).await?,
-            (None, Some(label)) if !label.trim().is_empty() => self.library.page_labelled(&id, label).await?,
+            (Some(number), None) => self.library.page(&who, &id, number).await?,
+            (None, Some(label)) if !label.trim().is_empty() => self.library.page_labelled(&who, &id, label).await?,
             _ => {
                 return Err(ToolFailure::Refused(
                     "give either page (a physical page number) or label (a printed page label)".to_owned(),
@@ -526,7 +536,7 @@ impl LibraryMcp {
         Parameters(args): Parameters<AskArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult<Answered> {
-        self.require(&context, Scope::Write, "ask")?;
+        let who = self.require(&context, Scope::Write, "ask")?;
         if let Some(top_k) = args.top_k
             && !(1..=100).contains(&top_k)
         {
@@ -534,11 +544,14 @@ impl LibraryMcp {
         }
         let outcome = self
             .library
-            .ask(Ask {
-                question: args.question,
-                book_id: args.book_id.as_deref().map(book_id).transpose()?,
-                top_k: args.top_k.map(|k| k as usize),
-            })
+            .ask(
+                &who,
+                Ask {
+                    question: args.question,
+                    book_id: args.book_id.as_deref().map(book_id).transpose()?,
+                    top_k: args.top_k.map(|k| k as usize),
+                },
+            )
             .await?;
         let book_of = |chunk_id: &str| {
             outcome
@@ -623,12 +636,12 @@ impl ServerHandler for LibraryMcp {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        if self.require(&context, Scope::Read, "reading resources").is_err() {
+        let Ok(who) = self.require(&context, Scope::Read, "reading resources") else {
             return Err(ErrorData::invalid_request("Not authenticated", None));
-        }
+        };
         let books = self
             .library
-            .books(0, MAX_LISTED_BOOKS)
+            .books(&who, None, 0, MAX_LISTED_BOOKS)
             .await
             .map_err(|err| resource_error("hbi://books", err))?;
         Ok(ListResourcesResult::with_all_items(
@@ -661,14 +674,22 @@ impl ServerHandler for LibraryMcp {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        if self.require(&context, Scope::Read, "reading resources").is_err() {
+        let Ok(who) = self.require(&context, Scope::Read, "reading resources") else {
             return Err(ErrorData::invalid_request("Not authenticated", None));
-        }
+        };
         let uri = request.uri.as_str();
         match parse_resource_uri(uri) {
             Some(ResourceUri::Book(id)) => {
-                let book = self.library.book(&id).await.map_err(|err| resource_error(uri, err))?;
-                let toc = self.library.toc(&id).await.map_err(|err| resource_error(uri, err))?;
+                let book = self
+                    .library
+                    .book(&who, &id)
+                    .await
+                    .map_err(|err| resource_error(uri, err))?;
+                let toc = self
+                    .library
+                    .toc(&who, &id)
+                    .await
+                    .map_err(|err| resource_error(uri, err))?;
                 json_contents(
                     uri,
                     &serde_json::json!({
@@ -684,7 +705,7 @@ impl ServerHandler for LibraryMcp {
             Some(ResourceUri::Page(id, number)) => {
                 let page = self
                     .library
-                    .page(&id, number)
+                    .page(&who, &id, number)
                     .await
                     .map_err(|err| resource_error(uri, err))?;
                 json_contents(uri, &PageText::from(page))

@@ -22,14 +22,17 @@ use poem_openapi::types::Type;
 use serde_json::{Map, Value, json};
 
 use crate::routes::config::ConfigUpdate;
-use crate::routes::keys::KeyCreate;
+use crate::routes::keys::{KeyCreate, LibraryAccess};
+use crate::routes::libraries::LibraryCreate;
 use crate::routes::webhooks::WebhookCreate;
 
 /// Request bodies that refuse a property they do not know (422 `extra_forbidden` or
 /// `unknown field`); every other body ignores unknown properties, as FastAPI does.
-fn closed_schemas() -> [String; 3] {
+fn closed_schemas() -> [String; 5] {
     [
         KeyCreate::name().into_owned(),
+        LibraryAccess::name().into_owned(),
+        LibraryCreate::name().into_owned(),
         ConfigUpdate::name().into_owned(),
         WebhookCreate::name().into_owned(),
     ]
@@ -261,6 +264,12 @@ mod tests {
         let webhook = json!({"url": "https://example.com/hook", "events": ["job.dead"]});
         assert!(WebhookCreate::parse_from_json(extra(webhook.clone())).is_err());
         assert!(WebhookCreate::parse_from_json(Some(webhook)).is_ok());
+        let library = json!({"id": "physics", "name": "Physics"});
+        assert!(LibraryCreate::parse_from_json(extra(library.clone())).is_err());
+        assert!(LibraryCreate::parse_from_json(Some(library)).is_ok());
+        let access = json!({"library_id": "physics", "scope": "read"});
+        assert!(LibraryAccess::parse_from_json(extra(access.clone())).is_err());
+        assert!(LibraryAccess::parse_from_json(Some(access)).is_ok());
         assert!(BookCreate::parse_from_json(extra(json!({"title": "t"}))).is_ok());
         assert!(QueryRequest::parse_from_json(extra(json!({"query": "q"}))).is_ok());
 

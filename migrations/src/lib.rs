@@ -15,6 +15,7 @@ mod m20261127_000001_one_live_job_per_book;
 mod m20261203_000001_book_language;
 mod m20261204_000001_webhooks;
 mod m20261207_000001_job_parts;
+mod m20261208_000001_libraries;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_book_language::Migration),
             Box::new(m20261204_000001_webhooks::Migration),
             Box::new(m20261207_000001_job_parts::Migration),
+            Box::new(m20261208_000001_libraries::Migration),
         ]
     }
 }

@@ -1,7 +1,8 @@
 use hbi_shared::LibraryError;
+use hbi_shared::access::Principal;
 use hbi_shared::db::entities::{book, job};
 use hbi_shared::domain::BookId;
-use hbi_shared::library::{self, UploadOutcome};
+use hbi_shared::library::{self, NewBook, UploadOutcome};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -37,6 +38,8 @@ pub struct Book {
     /// The languages OCR reads the book's scanned pages with, as Tesseract names them, joined
     /// by `+` (`eng`, `deu+eng`).
     pub language: String,
+    /// The library the book belongs to (`default` unless made in another).
+    pub library_id: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -53,6 +56,7 @@ impl From<book::Model> for Book {
             page_count: m.page_count,
             toc_source: m.toc_source,
             language: m.language,
+            library_id: m.library_id,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -74,6 +78,10 @@ pub struct BookCreate {
     /// names them.
     #[oai(nullable, validator(max_length = 100))]
     pub language: Option<String>,
+    /// The library the book goes to, where the key needs the write scope; absent or null:
+    /// `default`.
+    #[oai(nullable, validator(max_length = 64))]
+    pub library_id: Option<String>,
 }
 
 #[derive(Debug, Multipart)]
@@ -216,11 +224,20 @@ impl BooksApi {
     async fn create(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         body: Json<BookCreate>,
-    ) -> Result<CreatedBook, ApiError<{ status::INVALID }>> {
+    ) -> Result<CreatedBook, ApiError<{ status::NOT_FOUND | status::INVALID }>> {
         let book = state
             .library
-            .create_book(&body.title, body.author.as_deref(), body.language.as_deref())
+            .create_book(
+                &caller,
+                NewBook {
+                    library: body.library_id.as_deref(),
+                    title: &body.title,
+                    author: body.author.as_deref(),
+                    language: body.language.as_deref(),
+                },
+            )
             .await?;
         Ok(CreatedBook::Created(Json(book.into())))
     }
@@ -235,14 +252,21 @@ impl BooksApi {
     async fn list(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
+        /// Only the books of this library (which the key must reach).
+        #[oai(validator(max_length = 64))]
+        library_id: Query<Option<String>>,
         /// How many books to skip.
         #[oai(default)]
         skip: Query<u64>,
         /// How many books to return (at most 1000).
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<u64>,
-    ) -> Result<Json<Vec<Book>>, ApiError<0>> {
-        let books = state.library.books(skip.0, limit.0.min(MAX_LIST_LIMIT)).await?;
+    ) -> Result<Json<Vec<Book>>, ApiError<{ status::NOT_FOUND }>> {
+        let books = state
+            .library
+            .books(&caller, library_id.0.as_deref(), skip.0, limit.0.min(MAX_LIST_LIMIT))
+            .await?;
         Ok(Json(books.into_iter().map(Book::from).collect()))
     }
 
@@ -253,8 +277,13 @@ impl BooksApi {
         tag = "ApiTags::Books",
         operation_id = "get_book"
     )]
-    async fn get(&self, state: Data<&AppState>, book_id: Path<String>) -> Result<Json<Book>, LookupError> {
-        let book = state.library.book(&parse_book_id(&book_id)?).await?;
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        book_id: Path<String>,
+    ) -> Result<Json<Book>, LookupError> {
+        let book = state.library.book(&caller, &parse_book_id(&book_id)?).await?;
         Ok(Json(book.into()))
     }
 
@@ -270,9 +299,10 @@ impl BooksApi {
     async fn delete(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
     ) -> Result<DeletedBook, ApiError<{ status::NOT_FOUND | status::CONFLICT }>> {
-        state.library.delete_book(&parse_book_id(&book_id)?).await?;
+        state.library.delete_book(&caller, &parse_book_id(&book_id)?).await?;
         Ok(DeletedBook::Deleted)
     }
 
@@ -292,6 +322,7 @@ impl BooksApi {
     async fn upload(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
         /// Process the file again even if this content was processed before.
         #[oai(default)]
@@ -309,7 +340,7 @@ impl BooksApi {
             body: form.file.into_async_read(),
             reprocess: reprocess.0,
         };
-        Ok(match state.library.upload(&id, upload).await? {
+        Ok(match state.library.upload(&caller, &id, upload).await? {
             UploadOutcome::Queued { book, job } => UploadResponse::Accepted(Json(accepted(book, &job))),
             UploadOutcome::AlreadyProcessed { book, job } => {
                 UploadResponse::AlreadyProcessed(Json(accepted(book, &job)))
@@ -324,8 +355,13 @@ impl BooksApi {
         tag = "ApiTags::Books",
         operation_id = "get_toc"
     )]
-    async fn toc(&self, state: Data<&AppState>, book_id: Path<String>) -> Result<Json<Vec<TocNode>>, LookupError> {
-        let toc = state.library.toc(&parse_book_id(&book_id)?).await?;
+    async fn toc(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        book_id: Path<String>,
+    ) -> Result<Json<Vec<TocNode>>, LookupError> {
+        let toc = state.library.toc(&caller, &parse_book_id(&book_id)?).await?;
         Ok(Json(toc.into_iter().map(TocNode::from).collect()))
     }
 
@@ -339,8 +375,13 @@ impl BooksApi {
         tag = "ApiTags::Books",
         operation_id = "get_quality"
     )]
-    async fn quality(&self, state: Data<&AppState>, book_id: Path<String>) -> Result<Json<BookQuality>, LookupError> {
-        let quality = state.library.quality(&parse_book_id(&book_id)?).await?;
+    async fn quality(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        book_id: Path<String>,
+    ) -> Result<Json<BookQuality>, LookupError> {
+        let quality = state.library.quality(&caller, &parse_book_id(&book_id)?).await?;
         Ok(Json(quality.into()))
     }
 
@@ -354,12 +395,16 @@ impl BooksApi {
     async fn index(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
         /// Only entries whose term (or a sub-entry's) contains this text, case-insensitively.
         #[oai(validator(max_length = 200))]
         q: Query<Option<String>>,
     ) -> Result<Json<Vec<IndexEntryView>>, LookupError> {
-        let index = state.library.index(&parse_book_id(&book_id)?, q.0.as_deref()).await?;
+        let index = state
+            .library
+            .index(&caller, &parse_book_id(&book_id)?, q.0.as_deref())
+            .await?;
         Ok(Json(index.into_iter().map(IndexEntryView::from).collect()))
     }
 
@@ -373,12 +418,13 @@ impl BooksApi {
     async fn page(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
         /// 1-based physical page number.
         #[oai(validator(minimum(value = "1")))]
         number: Path<u32>,
     ) -> Result<Json<PageView>, LookupError> {
-        let page = state.library.page(&parse_book_id(&book_id)?, number.0).await?;
+        let page = state.library.page(&caller, &parse_book_id(&book_id)?, number.0).await?;
         Ok(Json(page.into()))
     }
 
@@ -395,12 +441,16 @@ impl BooksApi {
     async fn page_by_label(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
         /// The page number as printed.
         #[oai(validator(min_length = 1, max_length = 50))]
         label: Path<String>,
     ) -> Result<Json<PageView>, LookupError> {
-        let page = state.library.page_labelled(&parse_book_id(&book_id)?, &label.0).await?;
+        let page = state
+            .library
+            .page_labelled(&caller, &parse_book_id(&book_id)?, &label.0)
+            .await?;
         Ok(Json(page.into()))
     }
 
@@ -418,6 +468,7 @@ impl BooksApi {
     async fn page_image(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
         /// 1-based physical page number.
         #[oai(validator(minimum(value = "1")))]
@@ -426,7 +477,10 @@ impl BooksApi {
         #[oai(name = "If-None-Match")]
         if_none_match: poem_openapi::param::Header<Option<String>>,
     ) -> Result<PageImageResponse, LookupError> {
-        let image = state.library.page_image(&parse_book_id(&book_id)?, number.0).await?;
+        let image = state
+            .library
+            .page_image(&caller, &parse_book_id(&book_id)?, number.0)
+            .await?;
         let cache = "private, max-age=86400".to_owned();
         if if_none_match
             .0
@@ -457,13 +511,14 @@ impl BooksApi {
     async fn page_words(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         book_id: Path<String>,
         /// 1-based physical page number.
         #[oai(validator(minimum(value = "1")))]
         number: Path<u32>,
     ) -> Result<Json<PageWords>, LookupError> {
         let id = parse_book_id(&book_id)?;
-        let words = state.library.page_words(&id, number.0).await?;
+        let words = state.library.page_words(&caller, &id, number.0).await?;
         Ok(Json(PageWords {
             book_id: id.to_string(),
             number: number.0,

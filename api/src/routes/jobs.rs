@@ -1,4 +1,5 @@
 use hbi_shared::LibraryError;
+use hbi_shared::access::Principal;
 use hbi_shared::db::entities::{job, job_attempt};
 use hbi_shared::domain::{JobId, JobState};
 use hbi_shared::library::{JobReport, JobUpdate};
@@ -229,11 +230,12 @@ impl JobsApi {
     async fn get(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         job_id: Path<String>,
     ) -> Result<Json<JobView>, ApiError<{ status::NOT_FOUND }>> {
         let report = state
             .library
-            .job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
+            .job(&caller, &parse_job_id(&job_id, LibraryError::JobNotFound)?)
             .await?;
         Ok(Json(report.into()))
     }
@@ -251,6 +253,7 @@ impl JobsApi {
     async fn events(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         job_id: Path<String>,
         /// The id of the last event this client received (browsers send it when they
         /// reconnect).
@@ -260,7 +263,7 @@ impl JobsApi {
         use futures::StreamExt;
         let id = parse_job_id(&job_id, LibraryError::JobNotFound)?;
         let every = std::time::Duration::from_millis(state.settings.server.events_poll_ms);
-        let updates = state.library.follow_job(&id, last_event_id.0, every).await?;
+        let updates = state.library.follow_job(&caller, &id, last_event_id.0, every).await?;
         // Open streams end with the server, so that a shutdown does not wait on them.
         let updates = updates.take_until(state.streams_end.clone().cancelled_owned());
         Ok(JobEvents::Stream(
@@ -275,6 +278,7 @@ impl JobsApi {
     async fn list(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         /// Only jobs in this state.
         #[oai(name = "state")]
         job_state: Query<Option<JobStateParam>>,
@@ -283,7 +287,7 @@ impl JobsApi {
         limit: Query<u64>,
     ) -> Result<Json<Vec<JobView>>, ApiError<0>> {
         let filter = job_state.0.map(JobStateParam::into_state);
-        let jobs = state.library.jobs(filter, limit.0).await?;
+        let jobs = state.library.jobs(&caller, filter, limit.0).await?;
         Ok(Json(
             jobs.into_iter().map(|job| JobView::new(job, Vec::new())).collect(),
         ))
@@ -299,10 +303,15 @@ impl JobsApi {
         tag = "ApiTags::Jobs",
         operation_id = "retry_job"
     )]
-    async fn retry(&self, state: Data<&AppState>, job_id: Path<String>) -> Result<Requeued, TransitionError> {
+    async fn retry(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        job_id: Path<String>,
+    ) -> Result<Requeued, TransitionError> {
         let report = state
             .library
-            .retry_job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
+            .retry_job(&caller, &parse_job_id(&job_id, LibraryError::JobNotFound)?)
             .await?;
         Ok(Requeued::Accepted(Json(report.into())))
     }
@@ -316,10 +325,15 @@ impl JobsApi {
         tag = "ApiTags::Jobs",
         operation_id = "cancel_job"
     )]
-    async fn cancel(&self, state: Data<&AppState>, job_id: Path<String>) -> Result<Cancelling, TransitionError> {
+    async fn cancel(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        job_id: Path<String>,
+    ) -> Result<Cancelling, TransitionError> {
         let report = state
             .library
-            .cancel_job(&parse_job_id(&job_id, LibraryError::JobNotFound)?)
+            .cancel_job(&caller, &parse_job_id(&job_id, LibraryError::JobNotFound)?)
             .await?;
         Ok(Cancelling::Accepted(Json(report.into())))
     }
@@ -338,11 +352,12 @@ impl DlqApi {
     async fn list(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         /// How many jobs to return (at most 1000).
         #[oai(default = "default_limit", validator(minimum(value = "1"), maximum(value = "1000")))]
         limit: Query<u64>,
     ) -> Result<Json<Vec<JobView>>, ApiError<0>> {
-        let reports = state.library.dead_letters(limit.0).await?;
+        let reports = state.library.dead_letters(&caller, limit.0).await?;
         Ok(Json(reports.into_iter().map(JobView::from).collect()))
     }
 
@@ -353,9 +368,14 @@ impl DlqApi {
         tag = "ApiTags::Jobs",
         operation_id = "requeue_dlq_job"
     )]
-    async fn requeue(&self, state: Data<&AppState>, job_id: Path<String>) -> Result<Requeued, TransitionError> {
+    async fn requeue(
+        &self,
+        state: Data<&AppState>,
+        caller: Data<&Principal>,
+        job_id: Path<String>,
+    ) -> Result<Requeued, TransitionError> {
         let id = parse_job_id(&job_id, LibraryError::NotInDeadLetterQueue)?;
-        let report = state.library.requeue_dead_letter(&id).await?;
+        let report = state.library.requeue_dead_letter(&caller, &id).await?;
         Ok(Requeued::Accepted(Json(report.into())))
     }
 
@@ -369,10 +389,11 @@ impl DlqApi {
     async fn discard(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         job_id: Path<String>,
     ) -> Result<Discarded, ApiError<{ status::NOT_FOUND }>> {
         let id = parse_job_id(&job_id, LibraryError::NotInDeadLetterQueue)?;
-        state.library.discard_dead_letter(&id).await?;
+        state.library.discard_dead_letter(&caller, &id).await?;
         Ok(Discarded::Discarded)
     }
 }

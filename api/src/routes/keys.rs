@@ -1,11 +1,14 @@
-//! POST /keys, GET /keys, DELETE /keys/{key_id}: API keys, for admins
-//! (`hbi_shared::access::ApiKeyStore`). A key is shown once, when it is made; lists show
-//! its non-secret prefix only. GET /whoami: any key's own id and scope (what the portal
-//! shows and offers follows it).
+//! POST /keys, GET /keys, DELETE /keys/{key_id}: API keys, for operators (the use cases
+//! of `hbi_shared::Library`). A key reaches every library with its scope, or the libraries
+//! it was made with, a scope each. A key is shown once, when it is made; lists show its
+//! non-secret prefix only. GET /whoami: any key's own id, scope and libraries (what the
+//! portal shows and offers follows it).
 
-use hbi_shared::access::{Principal, RevokeOutcome, Scope};
-use hbi_shared::db::entities::api_key;
+use std::collections::BTreeMap;
+
+use hbi_shared::access::{Principal, Reach, RevokeOutcome, Scope};
 use hbi_shared::domain::parse_id;
+use hbi_shared::library::KeyListing;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -56,7 +59,34 @@ pub struct KeyCreate {
     /// What or who the key is for, to recognise it in lists (1 to 100 characters, no NUL).
     #[oai(validator(min_length = 1, max_length = 100, pattern = "^[^\\x00]*$"))]
     pub name: String,
+    /// The most the key may do: in every library, or (with `libraries`) the ceiling of its
+    /// scope in each.
     pub scope: ScopeView,
+    /// Only these libraries, each with its scope (at most `scope`); absent or null: every
+    /// library.
+    #[oai(nullable, validator(max_items = 1000))]
+    pub libraries: Option<Vec<LibraryAccess>>,
+}
+
+/// A library a key reaches and what it may do there.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct LibraryAccess {
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub library_id: String,
+    pub scope: ScopeView,
+}
+
+fn access_views(libraries: Option<BTreeMap<String, Scope>>) -> Option<Vec<LibraryAccess>> {
+    libraries.map(|libraries| {
+        libraries
+            .into_iter()
+            .map(|(library_id, scope)| LibraryAccess {
+                library_id,
+                scope: scope.into(),
+            })
+            .collect()
+    })
 }
 
 /// An API key as listed: never the key itself.
@@ -76,10 +106,14 @@ pub struct KeyView {
     /// Set once revoked: requests with it are refused.
     #[oai(nullable)]
     pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The libraries it reaches with its scope in each; null: every library.
+    #[oai(nullable)]
+    pub libraries: Option<Vec<LibraryAccess>>,
 }
 
 impl KeyView {
-    fn new(key: api_key::Model) -> Self {
+    fn new(listing: KeyListing) -> Self {
+        let KeyListing { key, libraries } = listing;
         // The store writes only known scopes; an unknown one is shown as the least.
         let scope = key.scope.parse::<Scope>().unwrap_or(Scope::Read);
         Self {
@@ -90,6 +124,7 @@ impl KeyView {
             created_at: key.created_at,
             last_used_at: key.last_used_at,
             revoked_at: key.revoked_at,
+            libraries: access_views(libraries),
         }
     }
 }
@@ -126,6 +161,9 @@ pub struct CallerView {
     /// is off); never the key itself.
     pub key_id: String,
     pub scope: ScopeView,
+    /// The libraries it reaches with its scope in each; null: every library.
+    #[oai(nullable)]
+    pub libraries: Option<Vec<LibraryAccess>>,
 }
 
 const KEY_NOT_FOUND: &str = "API key not found";
@@ -137,9 +175,14 @@ impl KeysApi {
     /// Any valid key may ask; a client (the portal) offers what the scope allows.
     #[oai(path = "/whoami", method = "get", tag = "ApiTags::Keys", operation_id = "whoami")]
     async fn whoami(&self, caller: Data<&Principal>) -> Result<Json<CallerView>, ApiError<0>> {
+        let libraries = match &caller.reach {
+            Reach::Everything => None,
+            Reach::Libraries(libraries) => Some(libraries.clone()),
+        };
         Ok(Json(CallerView {
             key_id: caller.key_id.clone(),
             scope: caller.scope.into(),
+            libraries: access_views(libraries),
         }))
     }
 
@@ -157,20 +200,21 @@ impl KeysApi {
         state: Data<&AppState>,
         caller: Data<&Principal>,
         body: Json<KeyCreate>,
-    ) -> Result<CreatedKey, ApiError<0>> {
+    ) -> Result<CreatedKey, ApiError<{ status::INVALID }>> {
         let scope = Scope::from(body.0.scope);
-        let (key, secret) = state.backends.api_keys.create(&body.0.name, scope).await?;
-        tracing::info!(
-            key_id = %key.id,
-            name = %key.name,
-            scope = %key.scope,
-            prefix = %key.prefix,
-            by = %caller.key_id,
-            "API key created"
-        );
+        let libraries = body.0.libraries.map(|libraries| {
+            libraries
+                .into_iter()
+                .map(|access| (access.library_id, Scope::from(access.scope)))
+                .collect::<BTreeMap<_, _>>()
+        });
+        let (listing, secret) = state
+            .library
+            .create_key(&caller, &body.0.name, scope, libraries)
+            .await?;
         Ok(CreatedKey::Created(Json(NewKeyView {
             key: secret.expose().to_owned(),
-            details: KeyView::new(key),
+            details: KeyView::new(listing),
         })))
     }
 
@@ -186,17 +230,13 @@ impl KeysApi {
     async fn list(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         /// Also list revoked keys.
         #[oai(default)]
         include_revoked: Query<bool>,
     ) -> Result<Json<Vec<KeyView>>, ApiError<0>> {
-        let keys = state.backends.api_keys.list().await?;
-        Ok(Json(
-            keys.into_iter()
-                .filter(|key| include_revoked.0 || key.revoked_at.is_none())
-                .map(KeyView::new)
-                .collect(),
-        ))
+        let keys = state.library.keys(&caller, include_revoked.0).await?;
+        Ok(Json(keys.into_iter().map(KeyView::new).collect()))
     }
 
     /// Revoke an API key
@@ -217,12 +257,8 @@ impl KeysApi {
         let Some(id) = parse_id(&key_id) else {
             return Err(ApiError::not_found(KEY_NOT_FOUND));
         };
-        match state.backends.api_keys.revoke(&id).await? {
-            RevokeOutcome::Revoked => {
-                tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
-                Ok(RevokedKey::Revoked)
-            }
-            RevokeOutcome::AlreadyRevoked => Ok(RevokedKey::Revoked),
+        match state.library.revoke_key(&caller, &id).await? {
+            RevokeOutcome::Revoked | RevokeOutcome::AlreadyRevoked => Ok(RevokedKey::Revoked),
             RevokeOutcome::NotFound => Err(ApiError::not_found(KEY_NOT_FOUND)),
         }
     }

@@ -6,6 +6,7 @@ pub mod books;
 pub mod config;
 pub mod jobs;
 pub mod keys;
+pub mod libraries;
 pub mod query;
 pub mod search;
 pub mod system;
@@ -27,8 +28,10 @@ pub enum ApiTags {
     Config,
     /// Health, readiness, counts and metrics
     System,
-    /// API keys: make, list and revoke them (admin scope)
+    /// API keys: make, list and revoke them (operators)
     Keys,
+    /// Libraries: the collections books belong to and keys are given access to; the audit log
+    Libraries,
     /// Webhooks: signed job and book events POSTed to your URLs (admin scope)
     Webhooks,
 }

@@ -2,6 +2,7 @@
 //! (`hbi_shared::answer` holds the flow).
 
 use hbi_shared::LibraryError;
+use hbi_shared::access::Principal;
 use hbi_shared::answer::Outcome;
 use hbi_shared::domain::BookId;
 use hbi_shared::library::Ask;
@@ -145,6 +146,7 @@ impl QueryApi {
     async fn query(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         body: Json<QueryRequest>,
     ) -> Result<
         Json<QueryAnswer>,
@@ -167,6 +169,6 @@ impl QueryApi {
             book_id,
             top_k: body.0.top_k.map(|k| k as usize),
         };
-        Ok(Json(state.library.ask(ask).await?.into()))
+        Ok(Json(state.library.ask(&caller, ask).await?.into()))
     }
 }

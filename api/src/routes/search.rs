@@ -1,6 +1,7 @@
 //! GET /search (keyword, semantic, hybrid, with the index-term boost) and GET /terms (an
 //! index term across every book, through the graph).
 
+use hbi_shared::access::Principal;
 use hbi_shared::domain::BookId;
 use hbi_shared::library::PageQuery;
 use hbi_shared::search::SearchMode;
@@ -122,13 +123,14 @@ impl SearchApi {
     async fn search(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         /// What to look for.
         #[oai(validator(min_length = 1, max_length = 1000))]
         q: Query<String>,
         /// keyword, semantic or hybrid (default).
         #[oai(default = "default_mode")]
         mode: Query<Mode>,
-        /// Only this book.
+        /// Only this book (a book the key may not read gives no results).
         book_id: Query<Option<String>>,
         /// Only pages in a section whose title contains this text.
         #[oai(validator(max_length = 500))]
@@ -155,7 +157,7 @@ impl SearchApi {
             k: usize::try_from(k.0).unwrap_or(10),
             index_boost: boost.0,
         };
-        let hits = state.library.search(query).await?;
+        let hits = state.library.search(&caller, query).await?;
         Ok(Json(SearchResults {
             query: q.0,
             mode: mode.0,
@@ -180,19 +182,20 @@ impl SearchApi {
         }))
     }
 
-    /// Find an index term across all books
+    /// Find an index term across the books this key may read
     ///
-    /// Matches the printed index entries of every book by their normalised text: exact
-    /// matches first, then entries that start with the query.
+    /// Matches the printed index entries of every readable book by their normalised text:
+    /// exact matches first, then entries that start with the query.
     #[oai(path = "/terms", method = "get", tag = "ApiTags::Search", operation_id = "terms")]
     async fn terms(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         /// The term, e.g. `vector`.
         #[oai(validator(min_length = 1, max_length = 500))]
         q: Query<String>,
     ) -> Result<Json<TermResults>, ApiError<0>> {
-        let found = state.library.find_term(&q.0).await?;
+        let found = state.library.find_term(&caller, &q.0).await?;
         let results = found
             .into_iter()
             .map(|found| TermOccurrence {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod formats;
+pub mod libraries;
 pub mod llm;
 pub mod mcp;
 pub mod portal;

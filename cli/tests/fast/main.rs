@@ -23,6 +23,7 @@ mod e2e_upload;
 mod hostile_files;
 mod injection;
 mod job_events;
+mod libraries;
 mod mcp;
 mod page_images;
 mod portal;

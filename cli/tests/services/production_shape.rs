@@ -759,6 +759,20 @@ async fn the_portal_works_on_the_production_shape() {
     assert!(derived("-w1200.png") && derived("-words.json"), "{keys:?}");
 }
 
+/// Libraries and access on the production shape: `common::libraries`' scenario on `hbi
+/// api` and a worker over PostgreSQL, Redis, S3 and FalkorDB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_reaches_only_its_libraries_on_the_production_shape() {
+    let stack = Stack::start();
+    let api = stack.spawn(Role::Api, &[]);
+    let _worker = stack.spawn(Role::Worker, &[]);
+    wait_until(&api, "/health/ready", Duration::from_secs(30), |status, _| {
+        status == 200
+    })
+    .await;
+    common::libraries::a_key_reaches_only_its_libraries(&api, "production").await;
+}
+
 /// One book over two workers: its chunks cut into parts (`worker.part_chunks`), each worker
 /// embeds a share. The worker that does not hold the book's job is killed in the middle of
 /// a part; the part is taken over once its lease runs out, and the book succeeds in its

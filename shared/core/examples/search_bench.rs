@@ -14,6 +14,7 @@
 #[path = "support/process_memory.rs"]
 mod process_memory;
 
+use hbi_shared::domain::BookFilter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -186,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .pop()
         .context("no vector")?;
-    backends.vectors.search(&model, &probe, 10, None).await?;
+    backends.vectors.search(&model, &probe, 10, &BookFilter::All).await?;
     eprintln!("first vector search {:.2} s", started.elapsed().as_secs_f64());
 
     // Each stage alone, to see where a search spends its time.
@@ -204,10 +205,10 @@ async fn main() -> anyhow::Result<()> {
             .context("no vector")?;
         let embedded = started.elapsed();
         let started = Instant::now();
-        std::hint::black_box(backends.text.search_pages(None, query, 100).await?);
+        std::hint::black_box(backends.text.search_pages(&BookFilter::All, query, 100).await?);
         let keyword = started.elapsed();
         let started = Instant::now();
-        std::hint::black_box(backends.vectors.search(&model, &vector, 100, None).await?);
+        std::hint::black_box(backends.vectors.search(&model, &vector, 100, &BookFilter::All).await?);
         let knn = started.elapsed();
         if n >= 5 {
             for (stage, time) in stages.iter_mut().zip([embedded, keyword, knn]) {
@@ -235,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
             let request = SearchRequest {
                 query: query.clone(),
                 mode,
-                book_id: None,
+                books: BookFilter::All,
                 section: None,
                 k: 10,
                 index_boost: true,

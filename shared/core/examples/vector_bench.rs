@@ -18,6 +18,7 @@ mod vector_data;
 #[path = "support/process_memory.rs"]
 mod process_memory;
 
+use hbi_shared::domain::BookFilter;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -90,9 +91,13 @@ async fn searches(index: &dyn VectorIndex, data: &Data, filtered: bool) -> anyho
     let mut times = Vec::with_capacity(data.queries.len());
     let mut recalls = Vec::with_capacity(data.queries.len());
     for (n, query) in data.queries.iter().enumerate() {
-        let book = filtered.then(|| data.books[n % data.books.len()].as_str());
+        let book = if filtered {
+            BookFilter::one(&data.books[n % data.books.len()])
+        } else {
+            BookFilter::All
+        };
         let started = Instant::now();
-        let hits = index.search(MODEL, query, K, book).await?;
+        let hits = index.search(MODEL, query, K, &book).await?;
         times.push(started.elapsed());
         let found: Vec<String> = hits.into_iter().map(|hit| hit.chunk_id).collect();
         let truth = if filtered {

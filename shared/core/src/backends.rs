@@ -274,6 +274,8 @@ impl Backends {
                         .unwrap_or_else(|| "hbi".into()),
                     settings.worker.extractor_memory_mb,
                 ),
+                audit: crate::audit::AuditLog::new(self.db.clone(), settings.auth.audit_retention_days),
+                api_keys: self.api_keys.clone(),
             },
             LibraryLimits {
                 max_upload_bytes: settings.max_upload_bytes(),

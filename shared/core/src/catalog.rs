@@ -12,12 +12,16 @@ use sea_orm::{
 
 use crate::chunking::Chunk;
 use crate::db::entities::{
-    book, chunk, index_entry, index_locator, job, job_attempt, job_part, job_part_vector, page, quality_result,
-    toc_entry,
+    api_key_library, book, chunk, index_entry, index_locator, job, job_attempt, job_part, job_part_vector, library,
+    page, quality_result, toc_entry,
 };
 use crate::db::to_i32;
 use crate::domain::{BookLanguages, BookStatus, clean_label, new_id};
 use crate::quality::GateResult;
+
+/// The library every book made before libraries moved to, and where a book goes when none
+/// is named (made by the migration, never removed).
+pub const DEFAULT_LIBRARY: &str = "default";
 
 /// Rows per INSERT, well under SQLite's and PostgreSQL's bind-parameter limits.
 const BATCH: usize = 500;
@@ -42,8 +46,20 @@ impl Catalog {
             .await
     }
 
+    /// A book in the default library.
     pub async fn create_book_written_in(
         &self,
+        title: &str,
+        author: Option<&str>,
+        languages: &BookLanguages,
+    ) -> anyhow::Result<book::Model> {
+        self.create_book_in(DEFAULT_LIBRARY, title, author, languages).await
+    }
+
+    /// A book in `library_id` (which must exist: the caller checks).
+    pub async fn create_book_in(
+        &self,
+        library_id: &str,
         title: &str,
         author: Option<&str>,
         languages: &BookLanguages,
@@ -59,6 +75,7 @@ impl Catalog {
             page_count: Set(None),
             toc_source: Set(None),
             language: Set(languages.to_string()),
+            library_id: Set(library_id.to_owned()),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -71,15 +88,114 @@ impl Catalog {
     }
 
     pub async fn books(&self, skip: u64, limit: u64) -> anyhow::Result<Vec<book::Model>> {
+        self.books_in(None, skip, limit).await
+    }
+
+    /// Books of these libraries (`None`: of every library), oldest first.
+    pub async fn books_in(
+        &self,
+        libraries: Option<&[String]>,
+        skip: u64,
+        limit: u64,
+    ) -> anyhow::Result<Vec<book::Model>> {
         // SQL takes signed 64-bit numbers, and sea-query's SQLite binding panics on a larger
         // u64: an offset past i64::MAX skips every row all the same.
         let as_sql = |n: u64| n.min(i64::MAX as u64);
-        Ok(book::Entity::find()
+        let mut query = book::Entity::find();
+        if let Some(libraries) = libraries {
+            query = query.filter(book::Column::LibraryId.is_in(libraries.iter().cloned()));
+        }
+        Ok(query
             .order_by_asc(book::Column::CreatedAt)
+            .order_by_asc(book::Column::Id)
             .offset(as_sql(skip))
             .limit(as_sql(limit))
             .all(&self.db)
             .await?)
+    }
+
+    /// Ids of every book in these libraries.
+    pub async fn book_ids_in(&self, libraries: &[String]) -> anyhow::Result<Vec<String>> {
+        Ok(book::Entity::find()
+            .select_only()
+            .column(book::Column::Id)
+            .filter(book::Column::LibraryId.is_in(libraries.iter().cloned()))
+            .into_tuple()
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Libraries by id, these only (`None`: all).
+    pub async fn libraries(&self, only: Option<&[String]>) -> anyhow::Result<Vec<library::Model>> {
+        let mut query = library::Entity::find();
+        if let Some(only) = only {
+            query = query.filter(library::Column::Id.is_in(only.iter().cloned()));
+        }
+        Ok(query.order_by_asc(library::Column::Id).all(&self.db).await?)
+    }
+
+    pub async fn library(&self, id: &str) -> anyhow::Result<Option<library::Model>> {
+        Ok(library::Entity::find_by_id(id).one(&self.db).await?)
+    }
+
+    /// A new library; `None` when one of that id exists.
+    pub async fn create_library(
+        &self,
+        id: &str,
+        name: &str,
+        description: Option<&str>,
+    ) -> anyhow::Result<Option<library::Model>> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        if library::Entity::find_by_id(id).one(&txn).await?.is_some() {
+            return Ok(None);
+        }
+        let made = library::ActiveModel {
+            id: Set(id.to_owned()),
+            name: Set(name.to_owned()),
+            description: Set(description.map(str::to_owned)),
+            created_at: Set(Utc::now()),
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(Some(made))
+    }
+
+    /// Removes an empty library and every key's access to it; `false` when it still holds
+    /// a book (checked in the same transaction, so no book is left without its library).
+    pub async fn delete_empty_library(&self, id: &str) -> anyhow::Result<bool> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        let holds_books = book::Entity::find()
+            .filter(book::Column::LibraryId.eq(id))
+            .count(&txn)
+            .await?
+            > 0;
+        if holds_books {
+            return Ok(false);
+        }
+        api_key_library::Entity::delete_many()
+            .filter(api_key_library::Column::LibraryId.eq(id))
+            .exec(&txn)
+            .await?;
+        library::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Books in each library, by library id.
+    pub async fn book_counts_by_library(&self) -> anyhow::Result<HashMap<String, u64>> {
+        let rows: Vec<(String, i64)> = book::Entity::find()
+            .select_only()
+            .column(book::Column::LibraryId)
+            .column_as(book::Column::Id.count(), "books")
+            .group_by(book::Column::LibraryId)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(library, books)| (library, u64::try_from(books).unwrap_or(0)))
+            .collect())
     }
 
     pub async fn count_books_with_status(&self, status: BookStatus) -> anyhow::Result<u64> {

@@ -240,6 +240,8 @@ pub struct AuthSettings {
     /// An admin key accepted by every replica without being stored; `HBI_BOOTSTRAP_API_KEY`.
     #[serde(default, deserialize_with = "blank_is_none")]
     pub bootstrap_api_key: Option<SecretString>,
+    /// Days an audit log entry is kept (at least 1).
+    pub audit_retention_days: u32,
 }
 
 /// The least length of `HBI_BOOTSTRAP_API_KEY`: anything shorter is guessable.

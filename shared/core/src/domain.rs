@@ -441,3 +441,61 @@ mod tests {
         assert!(!JobState::Failed.is_final());
     }
 }
+
+/// The books a search may find pages and chunks in: every book, or only some (one book, or
+/// the books of the libraries an API key may read). Stores filter by it before they rank,
+/// so that `k` hits come back from the books allowed and none from the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BookFilter {
+    #[default]
+    All,
+    Only(std::sync::Arc<std::collections::BTreeSet<String>>),
+}
+
+impl BookFilter {
+    pub fn one(book_id: &str) -> Self {
+        Self::Only(std::sync::Arc::new(std::iter::once(book_id.to_owned()).collect()))
+    }
+
+    pub fn among(book_ids: impl IntoIterator<Item = String>) -> Self {
+        Self::Only(std::sync::Arc::new(book_ids.into_iter().collect()))
+    }
+
+    pub fn admits(&self, book_id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(books) => books.contains(book_id),
+        }
+    }
+
+    /// The book, when the filter names exactly one.
+    pub fn single(&self) -> Option<&str> {
+        match self {
+            Self::Only(books) if books.len() == 1 => books.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Whether no book at all is allowed (a key that reads no library).
+    pub fn admits_none(&self) -> bool {
+        matches!(self, Self::Only(books) if books.is_empty())
+    }
+
+    /// The allowed ids as one SQL text parameter, `id,id,…` (ids are UUIDs: no commas), for
+    /// `= ANY(string_to_array($n, ','))` on PostgreSQL; `None` for every book.
+    pub fn comma_separated(&self) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Only(books) => Some(books.iter().map(String::as_str).collect::<Vec<_>>().join(",")),
+        }
+    }
+
+    /// The allowed ids as a JSON array, for `IN (SELECT value FROM json_each(?))` on
+    /// SQLite (one parameter, however many books); `None` for every book.
+    pub fn json_array(&self) -> Option<String> {
+        match self {
+            Self::All => None,
+            Self::Only(books) => Some(serde_json::Value::from(books.iter().cloned().collect::<Vec<_>>()).to_string()),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod answer;
+pub mod audit;
 pub mod backends;
 pub mod blank;
 pub mod blobs;

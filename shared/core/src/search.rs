@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::domain::BookStatus;
+use crate::domain::{BookFilter, BookStatus};
 use crate::graph::term_key;
 use crate::outline::{self, TocEntry};
 use crate::rerank::Reranker;
@@ -105,7 +105,8 @@ impl FusionWeights {
 pub struct SearchRequest {
     pub query: String,
     pub mode: SearchMode,
-    pub book_id: Option<String>,
+    /// The books hits may come from (one book, the books a key may read, or all).
+    pub books: BookFilter,
     /// Only pages whose section path has a title containing this text (case-insensitive).
     pub section: Option<String>,
     pub k: usize,
@@ -151,7 +152,7 @@ pub trait SemanticSearch: Send + Sync {
     /// The embedding model's name (for logs and metrics).
     fn model(&self) -> &str;
 
-    async fn nearest_chunks(&self, query: &str, k: usize, book_id: Option<&str>) -> anyhow::Result<Vec<(String, f64)>>;
+    async fn nearest_chunks(&self, query: &str, k: usize, books: &BookFilter) -> anyhow::Result<Vec<(String, f64)>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +210,7 @@ impl Searcher {
     }
 
     pub async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, SearchError> {
-        let book = request.book_id.as_deref();
+        let book = &request.books;
         let want_keyword = matches!(request.mode, SearchMode::Keyword | SearchMode::Hybrid);
         let want_semantic = matches!(request.mode, SearchMode::Semantic | SearchMode::Hybrid);
         let semantic = match (want_semantic, &self.semantic) {
@@ -429,8 +430,11 @@ impl Searcher {
 
     /// The books a search may return (or the one asked for), with the content hash that keys
     /// their cached facts.
-    async fn searchable_books(&self, book: Option<&str>) -> anyhow::Result<Vec<(String, Option<String>)>> {
-        Ok(match book {
+    async fn searchable_books(&self, books: &BookFilter) -> anyhow::Result<Vec<(String, Option<String>)>> {
+        if books.admits_none() {
+            return Ok(Vec::new());
+        }
+        Ok(match books.single() {
             Some(book) => self
                 .catalog
                 .book(book)
@@ -443,7 +447,7 @@ impl Searcher {
                 .books(0, 100_000)
                 .await?
                 .into_iter()
-                .filter(|b| matches!(b.status, BookStatus::Ready | BookStatus::NeedsReview))
+                .filter(|b| matches!(b.status, BookStatus::Ready | BookStatus::NeedsReview) && books.admits(&b.id))
                 .map(|b| (b.id, b.content_hash))
                 .collect(),
         })
@@ -665,11 +669,11 @@ impl SemanticSearch for VectorSemantic {
         self.embedder.model()
     }
 
-    async fn nearest_chunks(&self, query: &str, k: usize, book_id: Option<&str>) -> anyhow::Result<Vec<(String, f64)>> {
+    async fn nearest_chunks(&self, query: &str, k: usize, books: &BookFilter) -> anyhow::Result<Vec<(String, f64)>> {
         let Some(vector) = self.embedder.embed(&[query.to_owned()]).await?.pop() else {
             anyhow::bail!("the embedding model returned no vector for the query");
         };
-        let hits = self.vectors.search(self.embedder.model(), &vector, k, book_id).await?;
+        let hits = self.vectors.search(self.embedder.model(), &vector, k, books).await?;
         Ok(hits
             .into_iter()
             .map(|hit| (hit.chunk_id, f64::from(hit.similarity)))

@@ -1,6 +1,7 @@
 //! The `api_keys` table: make, list, look up and revoke keys. Shared by every replica through
 //! the database, so a key made or revoked on one is known to all at their next request.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,7 +10,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, Qu
 use subtle::ConstantTimeEq;
 
 use super::{ApiKeySecret, Scope, key_hash};
-use crate::db::entities::api_key;
+use crate::db::entities::{api_key, api_key_library};
 
 /// `last_used_at` is written at most this often per key, so that reading does not turn
 /// every request into a database write.
@@ -34,11 +35,24 @@ impl ApiKeyStore {
         Self { db }
     }
 
-    /// Makes a key; the secret is returned here and never again.
+    /// Makes a key over every library; the secret is returned here and never again.
     pub async fn create(&self, name: &str, scope: Scope) -> anyhow::Result<(api_key::Model, ApiKeySecret)> {
+        self.create_reaching(name, scope, None).await
+    }
+
+    /// Makes a key of `scope` (the most it may do anywhere) over every library, or, with
+    /// `libraries`, over those only, with a scope each; the secret is returned here and
+    /// never again. The caller checks that the libraries exist.
+    pub async fn create_reaching(
+        &self,
+        name: &str,
+        scope: Scope,
+        libraries: Option<&BTreeMap<String, Scope>>,
+    ) -> anyhow::Result<(api_key::Model, ApiKeySecret)> {
         let secret = ApiKeySecret::generate()?;
+        let id = crate::domain::new_id();
         let row = api_key::ActiveModel {
-            id: Set(crate::domain::new_id()),
+            id: Set(id.clone()),
             name: Set(name.to_owned()),
             scope: Set(scope.as_str().to_owned()),
             key_hash: Set(key_hash(secret.expose())),
@@ -46,8 +60,51 @@ impl ApiKeyStore {
             created_at: Set(Utc::now()),
             last_used_at: Set(None),
             revoked_at: Set(None),
+            all_libraries: Set(libraries.is_none()),
         };
-        Ok((row.insert(&self.db).await?, secret))
+        let txn = crate::db::begin_write(&self.db).await?;
+        let key = row.insert(&txn).await?;
+        for (library, scope) in libraries.into_iter().flatten() {
+            api_key_library::ActiveModel {
+                key_id: Set(id.clone()),
+                library_id: Set(library.clone()),
+                scope: Set(scope.as_str().to_owned()),
+            }
+            .insert(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok((key, secret))
+    }
+
+    /// The libraries a key restricted to libraries reaches, with its scope in each (rows of
+    /// an unknown scope are left out, and logged).
+    pub async fn libraries_of(&self, key_id: &str) -> anyhow::Result<BTreeMap<String, Scope>> {
+        let rows = api_key_library::Entity::find()
+            .filter(api_key_library::Column::KeyId.eq(key_id))
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match row.scope.parse::<Scope>() {
+                Ok(scope) => Some((row.library_id, scope)),
+                Err(_) => {
+                    tracing::error!(key_id, library = %row.library_id, scope = %row.scope, "stored library access has an unknown scope; left out");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Every key's libraries, for key lists: key id -> library -> scope.
+    pub async fn all_library_access(&self) -> anyhow::Result<HashMap<String, BTreeMap<String, Scope>>> {
+        let mut access: HashMap<String, BTreeMap<String, Scope>> = HashMap::new();
+        for row in api_key_library::Entity::find().all(&self.db).await? {
+            if let Ok(scope) = row.scope.parse::<Scope>() {
+                access.entry(row.key_id).or_default().insert(row.library_id, scope);
+            }
+        }
+        Ok(access)
     }
 
     /// Every key, revoked ones included, oldest first.
@@ -112,10 +169,11 @@ impl ApiKeyStore {
         })
     }
 
-    /// Whether some admin key is still live (the bootstrap key aside).
+    /// Whether some operator key (admin over every library) is still live, the bootstrap key aside.
     pub async fn has_live_admin(&self) -> anyhow::Result<bool> {
         Ok(api_key::Entity::find()
             .filter(api_key::Column::Scope.eq(Scope::Admin.as_str()))
+            .filter(api_key::Column::AllLibraries.eq(true))
             .filter(api_key::Column::RevokedAt.is_null())
             .one(&self.db)
             .await?

@@ -11,6 +11,7 @@
 pub mod keys;
 pub mod rate_limit;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -113,13 +114,26 @@ pub fn key_hash(key: &str) -> String {
     hex::encode(digest(key))
 }
 
+/// Which libraries a key reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Every library, with the key's own scope: operators' keys, and every key made before
+    /// libraries existed.
+    Everything,
+    /// Only these libraries, each with the scope the key has there.
+    Libraries(BTreeMap<String, Scope>),
+}
+
 /// Who a request comes from, once its key is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The key's id (`bootstrap` for the bootstrap key, `local` when authentication is off):
     /// what rate limits and logs name, never the key itself.
     pub key_id: String,
+    /// The most the key may do anywhere (for a key restricted to libraries, its highest
+    /// scope among them): what each route checks before a use case checks the library.
     pub scope: Scope,
+    pub reach: Reach,
 }
 
 impl Principal {
@@ -128,9 +142,38 @@ impl Principal {
 
     /// Everyone, when authentication is turned off for local use.
     pub fn local() -> Self {
+        Self::operator("local")
+    }
+
+    /// An admin key over every library.
+    pub fn operator(key_id: &str) -> Self {
         Self {
-            key_id: "local".to_owned(),
+            key_id: key_id.to_owned(),
             scope: Scope::Admin,
+            reach: Reach::Everything,
+        }
+    }
+
+    /// Whether this is an operator: the admin scope over every library (the bootstrap key,
+    /// admin keys not restricted to libraries). Only operators see the settings, the
+    /// dead-letter queue, keys, webhooks and the audit log, and make or remove libraries.
+    pub fn is_operator(&self) -> bool {
+        self.scope == Scope::Admin && self.reach == Reach::Everything
+    }
+
+    /// What the key may do in `library`; `None` where it may not even read it.
+    pub fn scope_in(&self, library: &str) -> Option<Scope> {
+        match &self.reach {
+            Reach::Everything => Some(self.scope),
+            Reach::Libraries(libraries) => libraries.get(library).copied(),
+        }
+    }
+
+    /// The libraries the key may read; `None` for every library.
+    pub fn readable_libraries(&self) -> Option<Vec<String>> {
+        match &self.reach {
+            Reach::Everything => None,
+            Reach::Libraries(libraries) => Some(libraries.keys().cloned().collect()),
         }
     }
 }
@@ -158,10 +201,7 @@ impl Authenticator {
         if let Some(bootstrap) = &self.bootstrap
             && bool::from(bootstrap.ct_eq(&presented_digest))
         {
-            return Ok(Some(Principal {
-                key_id: Principal::BOOTSTRAP_ID.to_owned(),
-                scope: Scope::Admin,
-            }));
+            return Ok(Some(Principal::operator(Principal::BOOTSTRAP_ID)));
         }
         let Some(key) = self.store.find_live(&hex::encode(presented_digest)).await? else {
             return Ok(None);
@@ -170,7 +210,16 @@ impl Authenticator {
             tracing::error!(key_id = %key.id, scope = %key.scope, "stored API key has an unknown scope; refused");
             return Ok(None);
         };
-        Ok(Some(Principal { key_id: key.id, scope }))
+        let reach = if key.all_libraries {
+            Reach::Everything
+        } else {
+            Reach::Libraries(self.store.libraries_of(&key.id).await?)
+        };
+        Ok(Some(Principal {
+            key_id: key.id,
+            scope,
+            reach,
+        }))
     }
 
     pub fn store(&self) -> &ApiKeyStore {

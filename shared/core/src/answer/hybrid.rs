@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use super::keyword::retrieved_chunk;
 use super::{KeywordChunkRetriever, RetrievedChunk, Retriever};
 use crate::catalog::Catalog;
+use crate::domain::BookFilter;
 use crate::knobs::KnobStore;
 use crate::search::{FusionWeights, SemanticSearch, reciprocal_rank};
 
@@ -54,7 +55,7 @@ struct Fused {
 
 #[async_trait]
 impl Retriever for HybridChunkRetriever {
-    async fn retrieve(&self, query: &str, book_id: Option<&str>, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
+    async fn retrieve(&self, query: &str, books: &BookFilter, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
         if top_k == 0 || query.trim().is_empty() {
             return Ok(Vec::new());
         }
@@ -62,8 +63,8 @@ impl Retriever for HybridChunkRetriever {
         let weights = FusionWeights::from_knobs(&knobs);
         let pool = (top_k * POOL_FACTOR).clamp(MIN_POOL, MAX_POOL);
         let (by_keyword, nearest) = tokio::try_join!(
-            self.keyword.retrieve(query, book_id, pool),
-            self.semantic.nearest_chunks(query, pool, book_id),
+            self.keyword.retrieve(query, books, pool),
+            self.semantic.nearest_chunks(query, pool, books),
         )?;
 
         let mut fused: HashMap<String, Fused> = HashMap::new();

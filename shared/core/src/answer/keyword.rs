@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use super::{RetrievedChunk, Retriever};
 use crate::catalog::Catalog;
 use crate::db::entities::chunk;
+use crate::domain::BookFilter;
 use crate::text_index::TextIndex;
 
 /// Most content words of a question that are searched.
@@ -116,7 +117,7 @@ impl KeywordChunkRetriever {
     async fn candidate_pages(
         &self,
         terms: &[Term],
-        book_id: Option<&str>,
+        books: &BookFilter,
         limit: usize,
     ) -> anyhow::Result<BTreeMap<String, HashMap<u32, f64>>> {
         let mut searches: Vec<(String, f64)> = Vec::new();
@@ -131,7 +132,7 @@ impl KeywordChunkRetriever {
         }
         let mut pages: BTreeMap<String, HashMap<u32, f64>> = BTreeMap::new();
         for (query, weight) in searches {
-            let hits = self.text.search_pages(book_id, &query, limit as u64).await?;
+            let hits = self.text.search_pages(books, &query, limit as u64).await?;
             let best = hits.iter().map(|hit| hit.score).fold(0.0_f64, f64::max);
             for hit in hits {
                 let scaled = if best > 0.0 { hit.score / best } else { 1.0 };
@@ -188,13 +189,13 @@ impl Retriever for KeywordChunkRetriever {
     /// `score` is the share of the question's content words (or their plural or singular)
     /// that the chunk contains: 1.0 when all are there. Ties go to the chunk on the pages the
     /// index ranks higher.
-    async fn retrieve(&self, query: &str, book_id: Option<&str>, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
+    async fn retrieve(&self, query: &str, books: &BookFilter, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
         let terms = query_terms(query);
         if terms.is_empty() || top_k == 0 {
             return Ok(Vec::new());
         }
         let limit = (top_k * 3).clamp(MIN_PAGES, MAX_PAGES);
-        let pages = self.candidate_pages(&terms, book_id, limit).await?;
+        let pages = self.candidate_pages(&terms, books, limit).await?;
         let mut candidates = Vec::new();
         for (book, page_scores) in &pages {
             let numbers: Vec<u32> = page_scores.keys().copied().collect();

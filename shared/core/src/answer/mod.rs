@@ -35,6 +35,7 @@ pub use hybrid::HybridChunkRetriever;
 pub use keyword::KeywordChunkRetriever;
 pub use reranked::RerankedRetriever;
 
+use crate::domain::BookFilter;
 use crate::knobs::Knobs;
 use crate::llm::{ChatModel, LlmError, complete_traced};
 use crate::sanitize::{self, MARKER};
@@ -58,15 +59,16 @@ pub struct RetrievedChunk {
 
 #[async_trait]
 pub trait Retriever: Send + Sync {
-    /// At most `top_k` chunks for `query`, best first, each once, from one book or all.
-    async fn retrieve(&self, query: &str, book_id: Option<&str>, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>>;
+    /// At most `top_k` chunks for `query`, best first, each once, from the books `books` allows.
+    async fn retrieve(&self, query: &str, books: &BookFilter, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>>;
 }
 
 /// A question.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Question {
     pub query: String,
-    pub book_id: Option<String>,
+    /// The books passages may come from.
+    pub books: BookFilter,
     /// Overrides the `retrieval_top_k` knob.
     pub top_k: Option<usize>,
 }
@@ -198,7 +200,7 @@ impl Answerer {
         let top_k = question.top_k.unwrap_or(knobs.retrieval_top_k as usize).max(1);
         let retrieved = self
             .retriever
-            .retrieve(&search_text, question.book_id.as_deref(), top_k)
+            .retrieve(&search_text, &question.books, top_k)
             .await
             .map_err(AnswerError::Retrieval)?;
         let relevant: Vec<RetrievedChunk> = retrieved

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{RetrievedChunk, Retriever};
+use crate::domain::BookFilter;
 use crate::knobs::KnobStore;
 use crate::rerank::{Reranker, rerank};
 
@@ -25,10 +26,10 @@ impl RerankedRetriever {
 impl Retriever for RerankedRetriever {
     /// The chunks keep the inner retriever's scores: the relevance gate's threshold is on
     /// that scale, the reranker only decides which `top_k` come and in what order.
-    async fn retrieve(&self, query: &str, book_id: Option<&str>, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
+    async fn retrieve(&self, query: &str, books: &BookFilter, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
         let knobs = self.knobs.get().await?;
         let pool = top_k.max(knobs.rerank_candidates as usize);
-        let candidates = self.inner.retrieve(query, book_id, pool).await?;
+        let candidates = self.inner.retrieve(query, books, pool).await?;
         Ok(
             rerank(self.reranker.as_ref(), query, candidates, |chunk| chunk.text.clone())
                 .await
@@ -56,7 +57,7 @@ mod tests {
         async fn retrieve(
             &self,
             _query: &str,
-            _book: Option<&str>,
+            _books: &BookFilter,
             top_k: usize,
         ) -> anyhow::Result<Vec<RetrievedChunk>> {
             self.asked.lock().expect("lock").push(top_k);
@@ -99,7 +100,7 @@ mod tests {
         });
         let retriever = RerankedRetriever::new(inner.clone(), Arc::new(Reversing), knobs);
 
-        let chunks = retriever.retrieve("q", None, 3).await?;
+        let chunks = retriever.retrieve("q", &BookFilter::All, 3).await?;
         let ids: Vec<&str> = chunks.iter().map(|chunk| chunk.chunk_id.as_str()).collect();
         assert_eq!(ids, ["c7", "c6", "c5"]);
         assert!(
@@ -107,7 +108,7 @@ mod tests {
             "the retriever's scores stay"
         );
         // More asked than candidates: the candidates are the top_k.
-        let chunks = retriever.retrieve("q", None, 12).await?;
+        let chunks = retriever.retrieve("q", &BookFilter::All, 12).await?;
         assert_eq!(chunks.len(), 12);
         assert_eq!(chunks[0].chunk_id, "c11");
         assert_eq!(*inner.asked.lock().expect("lock"), [8, 12]);

@@ -9,12 +9,7 @@ struct FixedRetriever(Vec<RetrievedChunk>);
 
 #[async_trait]
 impl Retriever for FixedRetriever {
-    async fn retrieve(
-        &self,
-        _query: &str,
-        _book_id: Option<&str>,
-        top_k: usize,
-    ) -> anyhow::Result<Vec<RetrievedChunk>> {
+    async fn retrieve(&self, _query: &str, _books: &BookFilter, top_k: usize) -> anyhow::Result<Vec<RetrievedChunk>> {
         Ok(self.0.iter().take(top_k).cloned().collect())
     }
 }
@@ -86,7 +81,7 @@ fn chunk(position: u32, score: f64) -> RetrievedChunk {
 fn question(query: &str) -> Question {
     Question {
         query: query.to_owned(),
-        book_id: None,
+        books: BookFilter::All,
         top_k: None,
     }
 }

@@ -19,6 +19,8 @@ pub mod book {
         pub toc_source: Option<String>,
         /// Tesseract's names of the book's languages, `+`-joined ([`crate::domain::BookLanguages`]).
         pub language: String,
+        /// The library the book belongs to; who may read it follows from that.
+        pub library_id: String,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }
@@ -333,6 +335,9 @@ pub mod api_key {
         pub created_at: DateTimeUtc,
         pub last_used_at: Option<DateTimeUtc>,
         pub revoked_at: Option<DateTimeUtc>,
+        /// Whether the key reaches every library with its scope (operators, and every key
+        /// made before libraries); otherwise only those of its `api_key_libraries` rows.
+        pub all_libraries: bool,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -469,6 +474,75 @@ pub mod job_part_vector {
         pub content_hash: String,
         /// Little-endian f32s.
         pub embedding: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod library {
+    use sea_orm::entity::prelude::*;
+
+    /// A collection of books; access is given per library.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "libraries")]
+    pub struct Model {
+        /// A short name chosen when it is made (`default`, `physics-team`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub name: String,
+        pub description: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod api_key_library {
+    use sea_orm::entity::prelude::*;
+
+    /// A library a key restricted to libraries reaches, and what it may do there.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "api_key_libraries")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key_id: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub library_id: String,
+        /// `read`, `write` or `admin` of that library.
+        pub scope: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod audit_entry {
+    use sea_orm::entity::prelude::*;
+
+    /// One change someone made: a write, a delete, a key or access change.
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "audit_log")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub at: DateTimeUtc,
+        /// The key that did it (`bootstrap`, `local`, or a key's id).
+        pub key_id: String,
+        /// What was done, as `noun.verb` (`book.create`, `book.delete`, `key.create`).
+        pub action: String,
+        pub library_id: Option<String>,
+        pub book_id: Option<String>,
+        /// What else it was done to (a key, a job, a webhook), by id.
+        pub target: Option<String>,
+        pub request_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -172,9 +172,30 @@ impl JobStore {
     }
 
     pub async fn list(&self, state: Option<JobState>, limit: u64) -> anyhow::Result<Vec<job::Model>> {
+        self.list_in(None, state, limit).await
+    }
+
+    /// The newest jobs of the books in these libraries (`None`: every library) first.
+    pub async fn list_in(
+        &self,
+        libraries: Option<&[String]>,
+        state: Option<JobState>,
+        limit: u64,
+    ) -> anyhow::Result<Vec<job::Model>> {
         let mut query = job::Entity::find().order_by_desc(job::Column::CreatedAt).limit(limit);
         if let Some(state) = state {
             query = query.filter(job::Column::State.eq(state.as_str()));
+        }
+        if let Some(libraries) = libraries {
+            query = query.filter(
+                job::Column::BookId.in_subquery(
+                    sea_orm::sea_query::Query::select()
+                        .column(crate::db::entities::book::Column::Id)
+                        .from(crate::db::entities::book::Entity)
+                        .and_where(crate::db::entities::book::Column::LibraryId.is_in(libraries.iter().cloned()))
+                        .to_owned(),
+                ),
+            );
         }
         Ok(query.all(&self.db).await?)
     }

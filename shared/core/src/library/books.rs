@@ -4,6 +4,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{Library, LibraryError, LibraryResult};
+use crate::access::{Principal, Scope};
+use crate::audit::AuditEvent;
+use crate::catalog::DEFAULT_LIBRARY;
 use crate::db::entities::{book, job};
 use crate::domain::{BookId, BookLanguages, ContentHash, JobState};
 use crate::jobs::relay;
@@ -14,6 +17,16 @@ pub const MAX_BOOK_FIELD_CHARS: usize = 1000;
 
 /// Bytes of the file's head kept to recognise its format.
 const HEAD_BYTES: usize = 1024;
+
+/// A book to make.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewBook<'a> {
+    /// The library it goes to; the default library when absent.
+    pub library: Option<&'a str>,
+    pub title: &'a str,
+    pub author: Option<&'a str>,
+    pub language: Option<&'a str>,
+}
 
 /// An upload as it arrives: the body streams, nothing is held in memory.
 pub struct Upload<R> {
@@ -34,15 +47,22 @@ pub enum UploadOutcome {
 }
 
 impl Library {
-    /// A new book without a file yet. The title is trimmed and must not be blank; `language`
-    /// ([`BookLanguages`]: ISO 639 codes, `+`-joined) is what OCR reads its scans with,
-    /// English when absent.
-    pub async fn create_book(
-        &self,
-        title: &str,
-        author: Option<&str>,
-        language: Option<&str>,
-    ) -> LibraryResult<book::Model> {
+    /// A new book without a file yet, in `library` (the default library when absent), where
+    /// `who` must have the write scope. The title is trimmed and must not be blank;
+    /// `language` ([`BookLanguages`]: ISO 639 codes, `+`-joined) is what OCR reads its scans
+    /// with, English when absent.
+    pub async fn create_book(&self, who: &Principal, new: NewBook<'_>) -> LibraryResult<book::Model> {
+        let NewBook {
+            library,
+            title,
+            author,
+            language,
+        } = new;
+        let library = library.unwrap_or(DEFAULT_LIBRARY);
+        super::libraries::allowed(who, library, Scope::Write, LibraryError::LibraryNotFound)?;
+        if self.stores.catalog.library(library).await?.is_none() {
+            return Err(LibraryError::LibraryNotFound);
+        }
         let title = title.trim();
         if title.is_empty() {
             return Err(LibraryError::Invalid {
@@ -64,29 +84,54 @@ impl Library {
                 })?,
             None => BookLanguages::default(),
         };
-        Ok(self
+        let book = self
             .stores
             .catalog
-            .create_book_written_in(title, author.map(str::trim), &languages)
-            .await?)
+            .create_book_in(library, title, author.map(str::trim), &languages)
+            .await?;
+        self.audit(
+            who,
+            AuditEvent {
+                action: "book.create",
+                library_id: Some(library),
+                book_id: Some(&book.id),
+                ..AuditEvent::default()
+            },
+        )
+        .await?;
+        Ok(book)
     }
 
-    pub async fn books(&self, skip: u64, limit: u64) -> LibraryResult<Vec<book::Model>> {
-        Ok(self.stores.catalog.books(skip, limit).await?)
+    /// The books `who` may read, oldest first, of one library if `library` is given (a
+    /// library it may not read is not found).
+    pub async fn books(
+        &self,
+        who: &Principal,
+        library: Option<&str>,
+        skip: u64,
+        limit: u64,
+    ) -> LibraryResult<Vec<book::Model>> {
+        let libraries = match library {
+            Some(library) => {
+                if who.scope_in(library).is_none() {
+                    return Err(LibraryError::LibraryNotFound);
+                }
+                Some(vec![library.to_owned()])
+            }
+            None => who.readable_libraries(),
+        };
+        Ok(self.stores.catalog.books_in(libraries.as_deref(), skip, limit).await?)
     }
 
-    pub async fn book(&self, id: &BookId) -> LibraryResult<book::Model> {
-        self.stores
-            .catalog
-            .book(id.as_str())
-            .await?
-            .ok_or(LibraryError::BookNotFound)
+    pub async fn book(&self, who: &Principal, id: &BookId) -> LibraryResult<book::Model> {
+        self.book_for(who, id, Scope::Read).await
     }
 
-    /// Deletes the book from every store: its jobs end first, in a statement a worker's
-    /// claim cannot slip past, so nothing writes to the book once it is being deleted.
-    pub async fn delete_book(&self, id: &BookId) -> LibraryResult<()> {
-        let book = self.book(id).await?;
+    /// Deletes the book from every store (the admin scope in its library): its jobs end
+    /// first, in a statement a worker's claim cannot slip past, so nothing writes to the
+    /// book once it is being deleted.
+    pub async fn delete_book(&self, who: &Principal, id: &BookId) -> LibraryResult<()> {
+        let book = self.book_for(who, id, Scope::Admin).await?;
         if !self.stores.jobs.stop_for_delete(&book.id).await? {
             return Err(LibraryError::Conflict(
                 "a job is processing this book; cancel it or wait for it to finish".to_owned(),
@@ -97,14 +142,28 @@ impl Library {
         self.stores.graph.delete_book(&book.id).await?;
         self.stores.catalog.delete_book(&book.id).await?;
         self.collect_blob(book.content_hash.as_deref(), None).await?;
-        Ok(())
+        self.audit(
+            who,
+            AuditEvent {
+                action: "book.delete",
+                library_id: Some(&book.library_id),
+                book_id: Some(&book.id),
+                ..AuditEvent::default()
+            },
+        )
+        .await
     }
 
     /// Streams the upload into a scratch file while hashing it (a large book never sits in
     /// memory and a body over the limit is cut off as it streams), stores it
     /// content-addressed, commits the job and puts it on the queue.
-    pub async fn upload<R: AsyncRead + Unpin>(&self, id: &BookId, upload: Upload<R>) -> LibraryResult<UploadOutcome> {
-        let book = self.book(id).await?;
+    pub async fn upload<R: AsyncRead + Unpin>(
+        &self,
+        who: &Principal,
+        id: &BookId,
+        upload: Upload<R>,
+    ) -> LibraryResult<UploadOutcome> {
+        let book = self.book_for(who, id, Scope::Write).await?;
         if let Some(job) = self.stores.jobs.latest_for_book(&book.id).await?
             && JobState::LIVE.contains(&job.state)
         {
@@ -177,6 +236,16 @@ impl Library {
             tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "job left to the outbox relay");
         }
         tracing::info!(book_id = %book.id, job_id = %job.id, bytes = size, "upload accepted");
+        self.audit(
+            who,
+            AuditEvent {
+                action: "book.upload",
+                library_id: Some(&book.library_id),
+                book_id: Some(&book.id),
+                target: Some(&job.id),
+            },
+        )
+        .await?;
         let book = self.stores.catalog.book(&book.id).await?.unwrap_or(book);
         Ok(UploadOutcome::Queued { book, job })
     }

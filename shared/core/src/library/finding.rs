@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::{Library, LibraryError, LibraryResult};
+use crate::access::Principal;
 use crate::answer::{AnswerError, Answerer, Outcome, Question};
-use crate::domain::BookId;
+use crate::domain::{BookFilter, BookId};
 use crate::graph::TermHit;
 use crate::llm::LlmError;
 use crate::search::{FusionWeights, SearchError, SearchHit, SearchMode, SearchRequest};
@@ -51,12 +52,15 @@ pub struct Ask {
 }
 
 impl Library {
-    pub async fn search(&self, query: PageQuery) -> LibraryResult<Vec<SearchHit>> {
+    /// Pages of the books `who` may read (of one book if asked: a book it may not read
+    /// gives no hits, as a book that does not exist).
+    pub async fn search(&self, who: &Principal, query: PageQuery) -> LibraryResult<Vec<SearchHit>> {
+        let books = self.searchable_by(who, query.book_id.as_ref()).await?;
         let knobs = self.stores.knobs.get().await?;
         let request = SearchRequest {
             query: query.text,
             mode: query.mode,
-            book_id: query.book_id.map(|id| id.as_str().to_owned()),
+            books,
             section: query.section.filter(|s| !s.trim().is_empty()),
             k: query.k,
             index_boost: query.index_boost,
@@ -74,22 +78,33 @@ impl Library {
         })
     }
 
-    /// The index entries of every book matching `term` by their normalised text: exact
-    /// matches first, then entries that start with it.
-    pub async fn find_term(&self, term: &str) -> LibraryResult<Vec<TermFound>> {
+    /// The index entries matching `term` by their normalised text in every book `who` may
+    /// read (the graph's Term nodes are shared by all books): exact matches first, then
+    /// entries that start with it.
+    pub async fn find_term(&self, who: &Principal, term: &str) -> LibraryResult<Vec<TermFound>> {
         let hits = self.stores.graph.books_for_term(term).await?;
-        let mut titles: HashMap<String, Option<String>> = HashMap::new();
+        // Book -> its title, when `who` may read it.
+        let mut readable: HashMap<String, Option<String>> = HashMap::new();
         let mut found = Vec::with_capacity(hits.len());
         for hit in hits {
-            if !titles.contains_key(&hit.book_id) {
-                let title = self.stores.catalog.book(&hit.book_id).await?.map(|b| b.title);
-                titles.insert(hit.book_id.clone(), title);
+            if !readable.contains_key(&hit.book_id) {
+                let title = self
+                    .stores
+                    .catalog
+                    .book(&hit.book_id)
+                    .await?
+                    .filter(|book| who.scope_in(&book.library_id).is_some())
+                    .map(|book| book.title);
+                readable.insert(hit.book_id.clone(), title);
             }
+            let Some(title) = readable.get(&hit.book_id).cloned().flatten() else {
+                continue;
+            };
             let ends: Vec<u32> = hit.pages.iter().flatten().copied().collect();
             let labels = self.stores.catalog.page_labels_of(&hit.book_id, &ends).await?;
             let label = |page: u32| labels.get(&page).cloned().unwrap_or_else(|| page.to_string());
             found.push(TermFound {
-                book_title: titles.get(&hit.book_id).cloned().flatten(),
+                book_title: Some(title),
                 page_labels: hit
                     .pages
                     .iter()
@@ -101,24 +116,27 @@ impl Library {
         Ok(found)
     }
 
-    /// Answers a question from the retrieved chunks, each claim with its page.
-    pub async fn ask(&self, ask: Ask) -> LibraryResult<Outcome> {
+    /// Answers a question from the chunks of the books `who` may read, each claim with its
+    /// page.
+    pub async fn ask(&self, who: &Principal, ask: Ask) -> LibraryResult<Outcome> {
         if ask.question.trim().is_empty() {
             return Err(LibraryError::Invalid {
                 field: "query",
                 reason: "must not be blank".to_owned(),
             });
         }
+        // The book first: one the caller may not read is not found, whatever else is missing.
+        let books = match &ask.book_id {
+            Some(id) => BookFilter::one(self.book(who, id).await?.id.as_str()),
+            None => self.readable_books(who).await?,
+        };
         let Some(model) = self.stores.llm.clone() else {
             return Err(LibraryError::Unavailable(NO_LLM.to_owned()));
         };
-        if let Some(id) = &ask.book_id {
-            self.book(id).await?;
-        }
         let knobs = self.stores.knobs.get().await?;
         let question = Question {
             query: ask.question,
-            book_id: ask.book_id.map(|id| id.as_str().to_owned()),
+            books,
             top_k: ask.top_k,
         };
         let answerer = Answerer::new(self.stores.retriever.clone(), model);
@@ -126,6 +144,22 @@ impl Library {
             AnswerError::Retrieval(err) => LibraryError::Internal(err),
             AnswerError::Llm(err @ LlmError::Timeout(_)) => LibraryError::ModelTimedOut(err.to_string()),
             AnswerError::Llm(err) => LibraryError::ModelFailed(err.to_string()),
+        })
+    }
+
+    /// The books a search by `who` may find hits in: `book` alone when it may read it (no
+    /// book at all when not), else every book it may read.
+    async fn searchable_by(&self, who: &Principal, book: Option<&BookId>) -> LibraryResult<BookFilter> {
+        let Some(book) = book else {
+            return self.readable_books(who).await;
+        };
+        if who.readable_libraries().is_none() {
+            return Ok(BookFilter::one(book.as_str()));
+        }
+        Ok(match self.book(who, book).await {
+            Ok(book) => BookFilter::one(&book.id),
+            Err(LibraryError::BookNotFound) => BookFilter::among([]),
+            Err(err) => return Err(err),
         })
     }
 }

@@ -8,6 +8,8 @@ use futures::Stream;
 use sha2::{Digest, Sha256};
 
 use super::{Library, LibraryError, LibraryResult};
+use crate::access::{Principal, Scope};
+use crate::audit::AuditEvent;
 use crate::db::entities::{job, job_attempt};
 use crate::domain::{JobId, JobState, Stage};
 use crate::jobs::relay;
@@ -171,13 +173,8 @@ impl RunAgain {
 }
 
 impl Library {
-    pub async fn job(&self, id: &JobId) -> LibraryResult<JobReport> {
-        let job = self
-            .stores
-            .jobs
-            .get(id.as_str())
-            .await?
-            .ok_or(LibraryError::JobNotFound)?;
+    pub async fn job(&self, who: &Principal, id: &JobId) -> LibraryResult<JobReport> {
+        let job = self.job_for(who, id, Scope::Read).await?;
         let history = self.stores.jobs.attempts(id.as_str()).await?;
         Ok(JobReport { job, history })
     }
@@ -188,16 +185,12 @@ impl Library {
     /// after the job's end state (at once if the follower has seen it).
     pub async fn follow_job(
         &self,
+        who: &Principal,
         id: &JobId,
         seen: Option<String>,
         every: Duration,
     ) -> LibraryResult<impl Stream<Item = JobUpdate> + Send + 'static> {
-        let first = self
-            .stores
-            .jobs
-            .get(id.as_str())
-            .await?
-            .ok_or(LibraryError::JobNotFound)?;
+        let first = self.job_for(who, id, Scope::Read).await?;
         let following = Following {
             jobs: self.stores.jobs.clone(),
             job_id: id.as_str().to_owned(),
@@ -213,13 +206,16 @@ impl Library {
         }))
     }
 
-    /// The newest jobs first, in `state` if given (without their histories).
-    pub async fn jobs(&self, state: Option<JobState>, limit: u64) -> LibraryResult<Vec<job::Model>> {
-        Ok(self.stores.jobs.list(state, limit).await?)
+    /// The newest jobs of the books `who` may read first, in `state` if given (without
+    /// their histories).
+    pub async fn jobs(&self, who: &Principal, state: Option<JobState>, limit: u64) -> LibraryResult<Vec<job::Model>> {
+        let libraries = who.readable_libraries();
+        Ok(self.stores.jobs.list_in(libraries.as_deref(), state, limit).await?)
     }
 
-    /// The dead-letter queue, each job with its attempts.
-    pub async fn dead_letters(&self, limit: u64) -> LibraryResult<Vec<JobReport>> {
+    /// The dead-letter queue, each job with its attempts (operators only).
+    pub async fn dead_letters(&self, who: &Principal, limit: u64) -> LibraryResult<Vec<JobReport>> {
+        Self::operators_only(who, "the dead-letter queue")?;
         let mut reports = Vec::new();
         for job in self.stores.jobs.list(Some(JobState::Dead), limit).await? {
             let history = self.stores.jobs.attempts(&job.id).await?;
@@ -230,13 +226,8 @@ impl Library {
 
     /// Asks a job to stop: a queued or retrying one ends at once, a running one when its
     /// worker next looks (or, if that worker died, when the stranded sweep finds it).
-    pub async fn cancel_job(&self, id: &JobId) -> LibraryResult<JobReport> {
-        let before = self
-            .stores
-            .jobs
-            .get(id.as_str())
-            .await?
-            .ok_or(LibraryError::JobNotFound)?;
+    pub async fn cancel_job(&self, who: &Principal, id: &JobId) -> LibraryResult<JobReport> {
+        let before = self.job_for(who, id, Scope::Write).await?;
         if before.state.is_final() {
             return Err(LibraryError::Conflict(format!(
                 "the job has already ended: {}",
@@ -244,30 +235,61 @@ impl Library {
             )));
         }
         self.stores.jobs.request_cancel(id.as_str()).await?;
-        self.job(id).await
+        self.audit_job(who, "job.cancel", &before).await?;
+        self.job(who, id).await
     }
 
     /// Runs a dead or cancelled job again with a fresh set of attempts.
-    pub async fn retry_job(&self, id: &JobId) -> LibraryResult<JobReport> {
-        self.run_again(id, RunAgain::Retry).await
+    pub async fn retry_job(&self, who: &Principal, id: &JobId) -> LibraryResult<JobReport> {
+        let job = self.job_for(who, id, Scope::Write).await?;
+        let report = self.run_again(who, id, RunAgain::Retry).await?;
+        self.audit_job(who, "job.retry", &job).await?;
+        Ok(report)
     }
 
-    /// Takes a job out of the dead-letter queue and runs it again.
-    pub async fn requeue_dead_letter(&self, id: &JobId) -> LibraryResult<JobReport> {
-        self.run_again(id, RunAgain::FromDeadLetters).await
+    /// Takes a job out of the dead-letter queue and runs it again (operators only).
+    pub async fn requeue_dead_letter(&self, who: &Principal, id: &JobId) -> LibraryResult<JobReport> {
+        Self::operators_only(who, "the dead-letter queue")?;
+        let report = self.run_again(who, id, RunAgain::FromDeadLetters).await?;
+        self.audit_job(who, "dlq.requeue", &report.job).await?;
+        Ok(report)
     }
 
-    /// Drops a job from the dead-letter queue without running it: it ends `cancelled`.
-    pub async fn discard_dead_letter(&self, id: &JobId) -> LibraryResult<()> {
-        if self.stores.jobs.discard_dead(id.as_str()).await? {
-            Ok(())
-        } else {
-            Err(LibraryError::NotInDeadLetterQueue)
+    /// Drops a job from the dead-letter queue without running it: it ends `cancelled`
+    /// (operators only).
+    pub async fn discard_dead_letter(&self, who: &Principal, id: &JobId) -> LibraryResult<()> {
+        Self::operators_only(who, "the dead-letter queue")?;
+        let job = self.stores.jobs.get(id.as_str()).await?;
+        if !self.stores.jobs.discard_dead(id.as_str()).await? {
+            return Err(LibraryError::NotInDeadLetterQueue);
         }
+        if let Some(job) = job {
+            self.audit_job(who, "dlq.discard", &job).await?;
+        }
+        Ok(())
+    }
+
+    async fn audit_job(&self, who: &Principal, action: &str, job: &job::Model) -> LibraryResult<()> {
+        let library = self
+            .stores
+            .catalog
+            .book(&job.book_id)
+            .await?
+            .map(|book| book.library_id);
+        self.audit(
+            who,
+            AuditEvent {
+                action,
+                library_id: library.as_deref(),
+                book_id: Some(&job.book_id),
+                target: Some(&job.id),
+            },
+        )
+        .await
     }
 
     /// Puts an ended job back through the outbox; only the book's latest job may run again.
-    async fn run_again(&self, id: &JobId, how: RunAgain) -> LibraryResult<JobReport> {
+    async fn run_again(&self, who: &Principal, id: &JobId, how: RunAgain) -> LibraryResult<JobReport> {
         let from = how.allowed_states();
         let job = match self
             .stores
@@ -297,6 +319,6 @@ impl Library {
         if let Err(err) = relay::publish(&self.stores.jobs, self.stores.queue.as_ref(), &job).await {
             tracing::warn!(job_id = %job.id, error = %format!("{err:#}"), "requeued job left to the outbox relay");
         }
-        self.job(id).await
+        self.job(who, id).await
     }
 }

@@ -1,21 +1,29 @@
 //! The library's use cases: what a reader or an operator does with books and their jobs
 //! (create, upload, delete, read the ToC, index and pages, follow, cancel and run jobs
-//! again). Every door (the HTTP API, the portal, MCP) calls these and only maps their
-//! answers; none of them writes to a store itself.
+//! again), with libraries (collections of books), API keys and the audit log. Every door
+//! (the HTTP API, the portal, MCP) calls these and only maps their answers; none of them
+//! writes to a store itself. Each use case takes the caller (`Principal`) and checks its
+//! access to the book's library here (`libraries.rs`), so no door can forget to.
 
 mod books;
 mod finding;
 mod jobs;
+mod keys;
+mod libraries;
 mod reading;
 
 use std::sync::Arc;
 
-pub use books::{Upload, UploadOutcome};
+pub use books::{NewBook, Upload, UploadOutcome};
 pub use finding::{Ask, NO_EMBEDDER, NO_LLM, PageQuery, TermFound};
 pub use jobs::{JobReport, JobUpdate};
+pub use keys::KeyListing;
+pub use libraries::LibraryView;
 pub use reading::{BookQuality, IndexNode, PageImage, PageRange, PageView, TocNode};
 
+use crate::access::ApiKeyStore;
 use crate::answer::Retriever;
+use crate::audit::AuditLog;
 use crate::blobs::BlobStore;
 use crate::catalog::Catalog;
 use crate::graph::GraphStore;
@@ -37,6 +45,12 @@ pub enum LibraryError {
     BookNotFound,
     #[error("Job not found")]
     JobNotFound,
+    #[error("Library not found")]
+    LibraryNotFound,
+    /// The caller may read what it asked for but not do this to it (or this is for
+    /// operators).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("Job not found in the dead-letter queue")]
     NotInDeadLetterQueue,
     #[error("page {number} not found; the book has {page_count} pages")]
@@ -113,6 +127,9 @@ pub struct LibraryStores {
     pub llm: Option<Arc<dyn ChatModel>>,
     /// Draws page images.
     pub renderer: PageRenderer,
+    /// Who changed what.
+    pub audit: AuditLog,
+    pub api_keys: ApiKeyStore,
 }
 
 /// The use cases over the stores, each behind its trait.

@@ -2,6 +2,7 @@
 //! with where it sits, and the quality gates of its last run.
 
 use super::{Library, LibraryError, LibraryResult};
+use crate::access::Principal;
 use crate::db::entities::{book, index_entry, index_locator, quality_result};
 use crate::domain::BookId;
 use crate::outline::{self, TocEntry, nest_by_level};
@@ -78,8 +79,8 @@ pub struct BookQuality {
 
 impl Library {
     /// The table of contents, nested, each entry with its printed page label.
-    pub async fn toc(&self, id: &BookId) -> LibraryResult<Vec<TocNode>> {
-        let book = self.book(id).await?;
+    pub async fn toc(&self, who: &Principal, id: &BookId) -> LibraryResult<Vec<TocNode>> {
+        let book = self.book(who, id).await?;
         let labels = self.stores.catalog.page_labels(&book.id).await?;
         let chapters = self.stores.graph.chapters(&book.id).await?;
         Ok(nest_toc(&crate::graph::outline_of(chapters), &labels))
@@ -87,8 +88,8 @@ impl Library {
 
     /// Every index of the book, nested by sub-entry; with `query`, only the entries whose
     /// term (or a sub-entry's) contains it, case-insensitively.
-    pub async fn index(&self, id: &BookId, query: Option<&str>) -> LibraryResult<Vec<IndexNode>> {
-        let book = self.book(id).await?;
+    pub async fn index(&self, who: &Principal, id: &BookId, query: Option<&str>) -> LibraryResult<Vec<IndexNode>> {
+        let book = self.book(who, id).await?;
         let labels = self.stores.catalog.page_labels(&book.id).await?;
         let rows = self.stores.catalog.index_entries(&book.id).await?;
         let flat = rows
@@ -102,8 +103,8 @@ impl Library {
         })
     }
 
-    pub async fn page(&self, id: &BookId, number: u32) -> LibraryResult<PageView> {
-        let book = self.book(id).await?;
+    pub async fn page(&self, who: &Principal, id: &BookId, number: u32) -> LibraryResult<PageView> {
+        let book = self.book(who, id).await?;
         let Some(page) = self.stores.catalog.page(&book.id, number).await? else {
             return Err(LibraryError::PageNotFound {
                 number,
@@ -132,8 +133,8 @@ impl Library {
 
     /// The page whose printed label is `label` ("xiv", "143"; case and surrounding spaces
     /// aside), the first one if several share it.
-    pub async fn page_labelled(&self, id: &BookId, label: &str) -> LibraryResult<PageView> {
-        let book = self.book(id).await?;
+    pub async fn page_labelled(&self, who: &Principal, id: &BookId, label: &str) -> LibraryResult<PageView> {
+        let book = self.book(who, id).await?;
         let wanted = label.trim();
         let labels = self.stores.catalog.page_labels(&book.id).await?;
         let Some(position) = labels
@@ -144,14 +145,15 @@ impl Library {
                 label: wanted.to_owned(),
             });
         };
-        self.page(id, u32::try_from(position + 1).unwrap_or(u32::MAX)).await
+        self.page(who, id, u32::try_from(position + 1).unwrap_or(u32::MAX))
+            .await
     }
 
     /// Page `number` drawn `READING_WIDTH` pixels wide: from the blob store when it was drawn
     /// before, otherwise drawn now from the book's original and kept there.
-    pub async fn page_image(&self, id: &BookId, number: u32) -> LibraryResult<PageImage> {
+    pub async fn page_image(&self, who: &Principal, id: &BookId, number: u32) -> LibraryResult<PageImage> {
         use crate::page_images::{READING_WIDTH, image_name};
-        let (_, hash) = self.drawable_page(id, number).await?;
+        let (_, hash) = self.drawable_page(who, id, number).await?;
         let etag = format!("\"{}-{number}-{READING_WIDTH}\"", &hash.as_str()[..16]);
         let png = self
             .derived_of_page(
@@ -167,8 +169,13 @@ impl Library {
     /// page), for marking a search hit there: located once, then kept in the blob store
     /// beside the page's image. A page without a text layer (a scan) is read by OCR in the
     /// book's languages.
-    pub async fn page_words(&self, id: &BookId, number: u32) -> LibraryResult<hbi_extraction::PageWords> {
-        let (book, hash) = self.drawable_page(id, number).await?;
+    pub async fn page_words(
+        &self,
+        who: &Principal,
+        id: &BookId,
+        number: u32,
+    ) -> LibraryResult<hbi_extraction::PageWords> {
+        let (book, hash) = self.drawable_page(who, id, number).await?;
         let languages = book
             .language
             .parse::<crate::domain::BookLanguages>()
@@ -187,10 +194,11 @@ impl Library {
     /// Book `id` and its content hash when it has a processed page `number`.
     async fn drawable_page(
         &self,
+        who: &Principal,
         id: &BookId,
         number: u32,
     ) -> LibraryResult<(book::Model, crate::domain::ContentHash)> {
-        let book = self.book(id).await?;
+        let book = self.book(who, id).await?;
         let page_count = book.page_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
         let hash: Option<crate::domain::ContentHash> = book.content_hash.as_deref().and_then(|hash| hash.parse().ok());
         let Some(hash) = hash.filter(|_| page_count > 0) else {
@@ -268,8 +276,8 @@ impl Library {
         Ok(path)
     }
 
-    pub async fn quality(&self, id: &BookId) -> LibraryResult<BookQuality> {
-        let book = self.book(id).await?;
+    pub async fn quality(&self, who: &Principal, id: &BookId) -> LibraryResult<BookQuality> {
+        let book = self.book(who, id).await?;
         let gates = self.stores.catalog.quality(&book.id).await?;
         Ok(BookQuality {
             job_id: gates.first().map(|gate| gate.job_id.clone()),

@@ -6,6 +6,8 @@ mod sqlite_fts;
 
 use async_trait::async_trait;
 
+use crate::domain::BookFilter;
+
 pub use postgres_fts::PostgresFtsIndex;
 pub use sqlite_fts::SqliteFtsIndex;
 
@@ -41,12 +43,12 @@ pub trait TextIndex: Send + Sync {
     /// Pages of the book in the index (a consistency check for the quality gates and tests).
     async fn page_count(&self, book_id: &str) -> anyhow::Result<u64>;
 
-    /// The best `limit` pages for the user's `query` (plain words, `"quoted phrases"`), in one
-    /// book or all. Any text is a valid query: operators and quotes are read as words, never as
+    /// The best `limit` pages for the user's `query` (plain words, `"quoted phrases"`), among
+    /// the books `books` allows (filtered before ranking). Any text is a valid query: operators and quotes are read as words, never as
     /// syntax, and a query without words finds nothing.
     /// Without snippets: making one re-reads the page's text, worth it only for the few hits
     /// a search returns ([`snippets`](Self::snippets)).
-    async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>>;
+    async fn search_pages(&self, books: &BookFilter, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>>;
 
     /// A snippet for each hit of a search for `query`, in order: HTML-escaped page text around
     /// the matches, each match inside `<b>..</b>`; empty when the page no longer matches (its

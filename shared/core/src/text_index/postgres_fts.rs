@@ -1,6 +1,8 @@
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
+use crate::domain::BookFilter;
+
 use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, count_rows, snippet_html};
 
 /// Rows per INSERT: three parameters a row, far under PostgreSQL's 65,535.
@@ -109,9 +111,9 @@ impl TextIndex for PostgresFtsIndex {
         .await
     }
 
-    async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {
+    async fn search_pages(&self, books: &BookFilter, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {
         let query = clean_text(query);
-        if limit == 0 || !query.chars().any(char::is_alphanumeric) {
+        if limit == 0 || !query.chars().any(char::is_alphanumeric) || books.admits_none() {
             return Ok(Vec::new());
         }
         let rows = self
@@ -120,12 +122,12 @@ impl TextIndex for PostgresFtsIndex {
                 // websearch_to_tsquery reads any text without a syntax error.
                 "SELECT s.book_id, s.page, ts_rank(s.tsv, q.query)::float8 AS score \
                  FROM page_search s, websearch_to_tsquery('simple', $1) AS q(query) \
-                 WHERE s.tsv @@ q.query AND ($2::text IS NULL OR s.book_id = $2) \
+                 WHERE s.tsv @@ q.query AND ($2::text IS NULL OR s.book_id = ANY(string_to_array($2, ','))) \
                  ORDER BY score DESC, s.book_id, s.page \
                  LIMIT $3",
                 vec![
                     query.into(),
-                    book_id.map(str::to_owned).into(),
+                    books.comma_separated().into(),
                     i64::try_from(limit).unwrap_or(i64::MAX).into(),
                 ],
             ))

@@ -1,6 +1,8 @@
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
+use crate::domain::BookFilter;
+
 use super::{IndexedPage, MATCH_END, MATCH_START, PageHit, TextIndex, clean_text, count_rows, snippet_html};
 
 pub struct SqliteFtsIndex {
@@ -88,17 +90,24 @@ impl TextIndex for SqliteFtsIndex {
         .await
     }
 
-    async fn search_pages(&self, book_id: Option<&str>, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {
+    async fn search_pages(&self, books: &BookFilter, query: &str, limit: u64) -> anyhow::Result<Vec<PageHit>> {
         let Some(fts_query) = fts5_query(query) else {
             return Ok(Vec::new());
         };
+        if books.admits_none() {
+            return Ok(Vec::new());
+        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // Ranked by rowid among equals (pages are indexed in page order): the book and page
         // columns live in the page's stored row with its text, and reading them for every
         // matching page cost most of a search. They are read for the `limit` best only.
-        let (book_filter, mut values): (&str, Vec<Value>) = match book_id {
-            Some(book_id) => ("AND book_id = ?", vec![fts_query.into(), book_id.into()]),
-            None => ("", vec![fts_query.into()]),
+        let (book_filter, mut values): (&str, Vec<Value>) = match (books.single(), books.json_array()) {
+            (Some(book_id), _) => ("AND book_id = ?", vec![fts_query.into(), book_id.into()]),
+            (None, Some(book_ids)) => (
+                "AND book_id IN (SELECT value FROM json_each(?))",
+                vec![fts_query.into(), book_ids.into()],
+            ),
+            (None, None) => ("", vec![fts_query.into()]),
         };
         values.push(limit.into());
         let rows = self

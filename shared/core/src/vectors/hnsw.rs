@@ -236,14 +236,43 @@ impl HnswCopy {
             .index
             .search(query, count)
             .map_err(|err| anyhow::anyhow!("HNSW search failed: {err}"))?;
-        // Inner-product distance is 1 - the dot product, the cosine of unit vectors.
-        Ok(found
-            .keys
-            .into_iter()
-            .zip(found.distances)
-            .map(|(key, distance)| (key, 1.0 - distance))
-            .collect())
+        Ok(similarities(found))
     }
+
+    /// As [`search`](Self::search), among the vectors of `books` only: the graph's walk
+    /// skips the others as it goes (usearch's filtered search), so it can come back with
+    /// fewer than `count` when few vectors pass.
+    pub fn search_among(
+        &self,
+        query: &[f32],
+        count: usize,
+        books: &std::collections::BTreeSet<String>,
+    ) -> anyhow::Result<Vec<(u64, f32)>> {
+        let allowed: std::collections::HashSet<u64> = books
+            .iter()
+            .filter_map(|book| self.books.get(book))
+            .flat_map(|(_, keys)| keys.iter().copied())
+            .collect();
+        if allowed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self
+            .index
+            .filtered_search(query, count, |key| allowed.contains(&key))
+            .map_err(|err| anyhow::anyhow!("HNSW search failed: {err}"))?;
+        Ok(similarities(found))
+    }
+}
+
+/// usearch's matches as (key, cosine similarity).
+fn similarities(found: usearch::ffi::Matches) -> Vec<(u64, f32)> {
+    // Inner-product distance is 1 - the dot product, the cosine of unit vectors.
+    found
+        .keys
+        .into_iter()
+        .zip(found.distances)
+        .map(|(key, distance)| (key, 1.0 - distance))
+        .collect()
 }
 
 /// `{base}.json`.

@@ -20,6 +20,8 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
+use crate::domain::BookFilter;
+
 pub use hnsw::SIMILARITY_ERROR as GRAPH_SIMILARITY_ERROR;
 pub use pgvector::{DEFAULT_EF_SEARCH, PgVectorIndex};
 pub use sqlite_vec::{DEFAULT_APPROXIMATE_FROM, SqliteVecIndex};
@@ -90,15 +92,11 @@ pub trait VectorIndex: Send + Sync {
     /// unchanged text is never embedded twice. Hashes without a vector are left out.
     async fn cached(&self, model: &str, content_hashes: &[String]) -> anyhow::Result<HashMap<String, Vec<f32>>>;
 
-    /// The `k` nearest chunks by cosine, nearest first, optionally within one book, among the
-    /// vectors of `model` only. `k` is clamped to `1..=1000`.
-    async fn search(
-        &self,
-        model: &str,
-        query: &[f32],
-        k: usize,
-        book_id: Option<&str>,
-    ) -> anyhow::Result<Vec<VectorHit>>;
+    /// The `k` nearest chunks by cosine, nearest first, among the books `books` allows
+    /// (filtered before ranking: `k` hits come back when the allowed books hold that many)
+    /// and the vectors of `model` only. Results for one book are exact. `k` is clamped to
+    /// `1..=1000`.
+    async fn search(&self, model: &str, query: &[f32], k: usize, books: &BookFilter) -> anyhow::Result<Vec<VectorHit>>;
 
     /// Vectors stored for the book, of every model.
     async fn count(&self, book_id: &str) -> anyhow::Result<u64>;

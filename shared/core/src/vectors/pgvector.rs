@@ -15,6 +15,7 @@ use sea_orm::prelude::PgVector;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
 use super::{ChunkVector, VectorHit, VectorIndex, check_book_vectors, check_dimensions, check_vector, clamp_k};
+use crate::domain::BookFilter;
 
 /// Rows per INSERT: five parameters a row, far under PostgreSQL's 65,535.
 const INSERT_BATCH: usize = 500;
@@ -268,26 +269,29 @@ impl VectorIndex for PgVectorIndex {
         Ok(found)
     }
 
-    async fn search(
-        &self,
-        model: &str,
-        query: &[f32],
-        k: usize,
-        book_id: Option<&str>,
-    ) -> anyhow::Result<Vec<VectorHit>> {
+    async fn search(&self, model: &str, query: &[f32], k: usize, books: &BookFilter) -> anyhow::Result<Vec<VectorHit>> {
         check_vector("the query vector", query, self.dimensions)?;
+        if books.admits_none() {
+            return Ok(Vec::new());
+        }
         let k = clamp_k(k);
         let mut values: Vec<Value> = vec![
             PgVector::from(query.to_vec()).into(),
             model.into(),
             i64::try_from(k)?.into(),
         ];
-        let book_filter = match book_id {
-            Some(book_id) => {
+        // Filtered inside the scan (iterative_scan keeps the HNSW walk going until k rows
+        // pass), so k hits come back from the allowed books.
+        let book_filter = match (books.single(), books.comma_separated()) {
+            (Some(book_id), _) => {
                 values.push(book_id.into());
                 "AND book_id = $4"
             }
-            None => "",
+            (None, Some(book_ids)) => {
+                values.push(book_ids.into());
+                "AND book_id = ANY(string_to_array($4, ','))"
+            }
+            (None, None) => "",
         };
         let txn = self.db.begin().await?;
         if self.ann != AnnIndex::None {

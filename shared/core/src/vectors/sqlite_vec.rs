@@ -22,7 +22,7 @@
 //! (`with_graph_dir`) once built and again after a tenth of it changed, with the generation of
 //! each book in it, so a restart loads it and the first sync catches up on what changed since.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -39,6 +39,7 @@ use super::{
     ChunkVector, DEFAULT_EF_SEARCH, VectorHit, VectorIndex, check_book_vectors, check_dimensions, check_vector,
     clamp_k, from_blob, hits_from_rows, sort_hits, to_blob,
 };
+use crate::domain::BookFilter;
 
 /// Vectors per vec0 chunk (vec0's default is 1024): a book's last chunk is partly empty, and a
 /// smaller chunk wastes less of it while costing a KNN scan next to nothing.
@@ -280,6 +281,7 @@ impl SqliteVecIndex {
         query: Vec<f32>,
         k: usize,
         generations: &HashMap<String, i64>,
+        among: Option<Arc<BTreeSet<String>>>,
     ) -> anyhow::Result<Vec<VectorHit>> {
         self.sync_graph(graph, model, generations).await?;
         // A graph finds fewer of the true neighbours the closer k is to its breadth: twice k.
@@ -291,7 +293,10 @@ impl SqliteVecIndex {
                 .read()
                 .map_err(|_| anyhow::anyhow!("the graph's lock is poisoned"))?;
             let copy = copy.as_ref().ok_or_else(|| anyhow::anyhow!("the graph is not built"))?;
-            copy.search(&query, count)
+            match among {
+                Some(books) => copy.search_among(&query, count, &books),
+                None => copy.search(&query, count),
+            }
         })
         .await??;
         self.tables.hits_for_matches(model, &candidates, k).await
@@ -750,6 +755,24 @@ impl Tables {
         Ok(hits)
     }
 
+    /// vec0's exact KNN over each allowed book's partition (those with vectors), merged.
+    async fn store_search_among(
+        &self,
+        model: &str,
+        query: &[f32],
+        k: usize,
+        allowed: &BTreeSet<String>,
+        generations: &HashMap<String, i64>,
+    ) -> anyhow::Result<Vec<VectorHit>> {
+        let mut hits = Vec::new();
+        for book_id in allowed.iter().filter(|book| generations.contains_key(*book)) {
+            hits.extend(self.store_search(model, query, k, Some(book_id)).await?);
+        }
+        super::sort_hits(&mut hits);
+        hits.truncate(k);
+        Ok(hits)
+    }
+
     /// vec0's own exact KNN, of the whole library or one book.
     async fn store_search(
         &self,
@@ -782,6 +805,19 @@ impl Tables {
             .await?;
         hits_from_rows(&rows)
     }
+}
+
+/// The `k` nearest among in-memory copies, off the async threads (milliseconds of arithmetic).
+async fn nearest_in_copies(
+    copies: Vec<(String, Arc<BookVectors>)>,
+    query: Vec<f32>,
+    k: usize,
+) -> anyhow::Result<Vec<VectorHit>> {
+    Ok(tokio::task::spawn_blocking(move || {
+        let books: Vec<(&str, &BookVectors)> = copies.iter().map(|(id, vectors)| (id.as_str(), &**vectors)).collect();
+        flat::nearest(&books, &query, k)
+    })
+    .await?)
 }
 
 /// Saves the graph at `base`; a failure costs only a rebuild after the next restart.
@@ -887,39 +923,52 @@ impl VectorIndex for SqliteVecIndex {
         Ok(found)
     }
 
-    async fn search(
-        &self,
-        model: &str,
-        query: &[f32],
-        k: usize,
-        book_id: Option<&str>,
-    ) -> anyhow::Result<Vec<VectorHit>> {
+    async fn search(&self, model: &str, query: &[f32], k: usize, books: &BookFilter) -> anyhow::Result<Vec<VectorHit>> {
         check_vector("the query vector", query, self.tables.dimensions)?;
         let query = flat::unit(query).ok_or_else(|| anyhow::anyhow!("the query vector has no length"))?;
         let k = clamp_k(k);
-        // A model on a graph keeps no copies: one book is read by vec0's scan of its partition.
-        if let Some(book_id) = book_id
-            && self.graph_of(model).is_some()
-        {
-            return self.tables.store_search(model, &query, k, Some(book_id)).await;
+        if books.admits_none() {
+            return Ok(Vec::new());
         }
-        let generations = self.tables.current_generations(&self.tables.db, book_id).await?;
-        if book_id.is_none()
-            && let Route::Graph(graph) = self.route(model, &generations).await?
-        {
-            if self.searches_graph(model).await {
-                return self.graph_search(&graph, model, query, k, &generations).await;
+        if let Some(book_id) = books.single() {
+            // A model on a graph keeps no copies: one book is read by vec0's scan of its partition.
+            if self.graph_of(model).is_some() {
+                return self.tables.store_search(model, &query, k, Some(book_id)).await;
             }
-            return self.tables.store_search(model, &query, k, None).await;
+            let generations = self.tables.current_generations(&self.tables.db, Some(book_id)).await?;
+            let copies = self.fresh_copy(model, Some(book_id), generations).await?;
+            return nearest_in_copies(copies, query, k).await;
         }
-        let books = self.fresh_copy(model, book_id, generations).await?;
-        // Milliseconds of arithmetic: off the async threads.
-        Ok(tokio::task::spawn_blocking(move || {
-            let books: Vec<(&str, &BookVectors)> =
-                books.iter().map(|(id, vectors)| (id.as_str(), &**vectors)).collect();
-            flat::nearest(&books, &query, k)
-        })
-        .await?)
+        let generations = self.tables.current_generations(&self.tables.db, None).await?;
+        if let Route::Graph(graph) = self.route(model, &generations).await? {
+            let graph_ready = self.searches_graph(model).await;
+            return match books {
+                BookFilter::All if graph_ready => self.graph_search(&graph, model, query, k, &generations, None).await,
+                BookFilter::All => self.tables.store_search(model, &query, k, None).await,
+                BookFilter::Only(allowed) => {
+                    if graph_ready {
+                        let hits = self
+                            .graph_search(&graph, model, query.clone(), k, &generations, Some(allowed.clone()))
+                            .await?;
+                        if hits.len() >= k {
+                            return Ok(hits);
+                        }
+                    }
+                    // Few of the graph's vectors pass (or it is not built): the allowed books'
+                    // own partitions, scanned exactly.
+                    self.tables
+                        .store_search_among(model, &query, k, allowed, &generations)
+                        .await
+                }
+            };
+        }
+        let copies = self
+            .fresh_copy(model, None, generations)
+            .await?
+            .into_iter()
+            .filter(|(book, _)| books.admits(book))
+            .collect();
+        nearest_in_copies(copies, query, k).await
     }
 
     async fn count(&self, book_id: &str) -> anyhow::Result<u64> {

@@ -3,6 +3,7 @@
 //! the hybrid one with the real all-MiniLM-L6-v2 model and sqlite-vec.
 
 use crate::services;
+use hbi_shared::domain::BookFilter;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,7 +70,7 @@ async fn exercise(db: DatabaseConnection, text: Arc<dyn TextIndex>) -> anyhow::R
     let found = retriever
         .retrieve(
             "How does the assignment operator set up numeric vectors?",
-            Some(&book_id),
+            &BookFilter::one(&book_id),
             10,
         )
         .await?;
@@ -90,19 +91,32 @@ async fn exercise(db: DatabaseConnection, text: Arc<dyn TextIndex>) -> anyhow::R
     assert_eq!(ids.len(), found.len(), "each chunk once");
 
     // Every book, top_k honoured.
-    let found = retriever.retrieve("assignment vectors", None, 10).await?;
+    let found = retriever.retrieve("assignment vectors", &BookFilter::All, 10).await?;
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(found.iter().any(|chunk| chunk.book_id == other_id));
-    assert_eq!(retriever.retrieve("assignment vectors", None, 1).await?.len(), 1);
+    assert_eq!(
+        retriever
+            .retrieve("assignment vectors", &BookFilter::All, 1)
+            .await?
+            .len(),
+        1
+    );
 
     // Half the words: half the score.
-    let found = retriever.retrieve("plots spaceships", Some(&book_id), 10).await?;
+    let found = retriever
+        .retrieve("plots spaceships", &BookFilter::one(&book_id), 10)
+        .await?;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].score, 0.5);
 
     // Nothing to find, or nothing to search for.
-    assert!(retriever.retrieve("quantum chromodynamics", None, 10).await?.is_empty());
-    assert!(retriever.retrieve("?! \" *", None, 10).await?.is_empty());
+    assert!(
+        retriever
+            .retrieve("quantum chromodynamics", &BookFilter::All, 10)
+            .await?
+            .is_empty()
+    );
+    assert!(retriever.retrieve("?! \" *", &BookFilter::All, 10).await?.is_empty());
     Ok(())
 }
 
@@ -170,7 +184,9 @@ async fn hybrid_retrieval_finds_what_keywords_miss_and_scores_by_evidence() -> a
     );
 
     // No word of the question is on the graphics page ("drawn", not "draw"): only its meaning.
-    let found = retriever.retrieve("How can I draw a chart?", Some(&book_id), 2).await?;
+    let found = retriever
+        .retrieve("How can I draw a chart?", &BookFilter::one(&book_id), 2)
+        .await?;
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(found[0].chunk_id, format!("{book_id}:000003"), "{found:?}");
     assert_eq!(found[0].page_label, "5");
@@ -183,7 +199,11 @@ async fn hybrid_retrieval_finds_what_keywords_miss_and_scores_by_evidence() -> a
 
     // Both lists agree: the chunk holds every content word, so its evidence is complete.
     let found = retriever
-        .retrieve("How does the assignment operator set up numeric vectors?", None, 3)
+        .retrieve(
+            "How does the assignment operator set up numeric vectors?",
+            &BookFilter::All,
+            3,
+        )
         .await?;
     assert_eq!(found.len(), 3);
     assert!(
@@ -193,7 +213,7 @@ async fn hybrid_retrieval_finds_what_keywords_miss_and_scores_by_evidence() -> a
     assert_eq!(found[0].score, 1.0);
     assert!(found.iter().all(|chunk| (0.0..=1.0).contains(&chunk.score)));
 
-    assert!(retriever.retrieve("   ", None, 5).await?.is_empty());
-    assert!(retriever.retrieve("vectors", None, 0).await?.is_empty());
+    assert!(retriever.retrieve("   ", &BookFilter::All, 5).await?.is_empty());
+    assert!(retriever.retrieve("vectors", &BookFilter::All, 0).await?.is_empty());
     Ok(())
 }

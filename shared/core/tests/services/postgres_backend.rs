@@ -1,6 +1,7 @@
 //! The production metadata store: every SQL store of `Backends` on a real PostgreSQL with pgvector.
 
 use crate::services;
+use hbi_shared::domain::BookFilter;
 
 use std::path::Path;
 use std::time::Duration;
@@ -304,7 +305,10 @@ async fn every_sql_store_works_on_postgres() -> anyhow::Result<()> {
     backends.text.index_pages(&book.id, &indexed).await?;
     backends.text.index_pages(&book.id, &indexed).await?;
     assert_eq!(backends.text.page_count(&book.id).await?, 3);
-    let hits = backends.text.search_pages(Some(&book.id), "Page 2 directed", 5).await?;
+    let hits = backends
+        .text
+        .search_pages(&BookFilter::one(&book.id), "Page 2 directed", 5)
+        .await?;
     assert_eq!(hits.first().map(|hit| hit.page), Some(2), "{hits:?}");
 
     // API keys: found by hash until revoked; the first start of an instance without an

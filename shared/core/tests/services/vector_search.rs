@@ -4,6 +4,7 @@
 use crate::services;
 use crate::vector_checks;
 use crate::vector_data;
+use hbi_shared::domain::BookFilter;
 
 use std::path::Path;
 
@@ -131,7 +132,7 @@ async fn sqlite_vec_searches_see_other_processes_writes() -> anyhow::Result<()> 
         }
     };
     for (n, query) in queries.iter().enumerate() {
-        let hits = reader.search("m", query, 20, None).await?;
+        let hits = reader.search("m", query, 20, &BookFilter::All).await?;
         same_as_vec0(&format!("query {n}"), &hits, &vec0_knn(&reader_db, query, 20).await?);
     }
 
@@ -139,15 +140,18 @@ async fn sqlite_vec_searches_see_other_processes_writes() -> anyhow::Result<()> 
     let second_a = source.book(a, 250);
     writer.replace_book(a, "m", &second_a).await?;
     let moved = &second_a[17];
-    let hits = reader.search("m", &moved.embedding, 3, None).await?;
+    let hits = reader.search("m", &moved.embedding, 3, &BookFilter::All).await?;
     assert_eq!(hits[0].chunk_id, moved.chunk_id);
     assert!(hits[0].similarity > 0.999, "{hits:?}");
     let old = &first_a[17];
-    let hits = reader.search("m", &old.embedding, 1, Some(a)).await?;
+    let hits = reader.search("m", &old.embedding, 1, &BookFilter::one(a)).await?;
     assert!(hits[0].similarity < 0.9, "the old vector of A is gone: {hits:?}");
-    assert_eq!(reader.search("m", &queries[0], 1000, Some(a)).await?.len(), 250);
+    assert_eq!(
+        reader.search("m", &queries[0], 1000, &BookFilter::one(a)).await?.len(),
+        250
+    );
     for (n, query) in queries.iter().enumerate() {
-        let hits = reader.search("m", query, 20, None).await?;
+        let hits = reader.search("m", query, 20, &BookFilter::All).await?;
         same_as_vec0(
             &format!("after replace, query {n}"),
             &hits,
@@ -157,16 +161,23 @@ async fn sqlite_vec_searches_see_other_processes_writes() -> anyhow::Result<()> 
 
     // The writer deletes B: never found again, with or without the book filter.
     writer.delete_book(b).await?;
-    let everything = reader.search("m", &queries[1], 1000, None).await?;
+    let everything = reader.search("m", &queries[1], 1000, &BookFilter::All).await?;
     assert_eq!(everything.len(), 250);
     assert!(everything.iter().all(|hit| hit.book_id == a), "B was deleted");
-    assert!(reader.search("m", &queries[1], 10, Some(b)).await?.is_empty());
+    assert!(
+        reader
+            .search("m", &queries[1], 10, &BookFilter::one(b))
+            .await?
+            .is_empty()
+    );
 
     // Deleted and stored again between two searches: a new generation, never the old one.
     writer.delete_book(a).await?;
     let third_a = source.book(a, 40);
     writer.replace_book(a, "m", &third_a).await?;
-    let hits = reader.search("m", &third_a[3].embedding, 1000, None).await?;
+    let hits = reader
+        .search("m", &third_a[3].embedding, 1000, &BookFilter::All)
+        .await?;
     assert_eq!(hits.len(), 40);
     assert_eq!(hits[0].chunk_id, third_a[3].chunk_id);
     assert!(hits[0].similarity > 0.999, "{hits:?}");
@@ -246,12 +257,12 @@ async fn sqlite_vec_graph_is_saved_and_loaded_after_a_restart() -> anyhow::Resul
     wait_for_graph(&restarted, "m").await?;
     assert_eq!(restarted.graph_was_loaded("m"), Some(true), "loaded from its file");
     let moved = &new_b[17];
-    let hits = restarted.search("m", &moved.embedding, 5, None).await?;
+    let hits = restarted.search("m", &moved.embedding, 5, &BookFilter::All).await?;
     assert_eq!(hits[0].chunk_id, moved.chunk_id, "B's new vectors are in: {hits:?}");
     let queries: Vec<Vec<f32>> = (0..30).map(|_| source.vector()).collect();
     let mut recall = 0.0;
     for query in &queries {
-        let hits = restarted.search("m", query, 10, None).await?;
+        let hits = restarted.search("m", query, 10, &BookFilter::All).await?;
         assert!(
             hits.iter().all(|hit| hit.book_id != "book-c"),
             "C was deleted: {hits:?}"
@@ -287,7 +298,7 @@ async fn sqlite_vec_graph_follows_other_processes_writes() -> anyhow::Result<()>
     let queries: Vec<Vec<f32>> = (0..40).map(|_| source.vector()).collect();
 
     // 1,200 vectors, past 1,000: the first search starts the build and answers exactly.
-    let first = reader.search("m", &queries[0], 10, None).await?;
+    let first = reader.search("m", &queries[0], 10, &BookFilter::All).await?;
     let exact: Vec<String> = vec0_knn(&reader_db, &queries[0], 10)
         .await?
         .into_iter()
@@ -304,12 +315,12 @@ async fn sqlite_vec_graph_follows_other_processes_writes() -> anyhow::Result<()>
         };
     let mut recall = 0.0;
     for query in &queries {
-        let hits = reader.search("m", query, 10, None).await?;
+        let hits = reader.search("m", query, 10, &BookFilter::All).await?;
         assert_eq!(hits.len(), 10);
         assert!(hits.windows(2).all(|pair| pair[0].similarity >= pair[1].similarity));
         recall += recall_of(&stored, &hits, query);
         // Within one book: the exact top 10, as vec0 ranks them.
-        let in_book = reader.search("m", query, 10, Some("book-b")).await?;
+        let in_book = reader.search("m", query, 10, &BookFilter::one("book-b")).await?;
         let truth = vector_data::brute_force(&stored, query, 10, Some("book-b"));
         let found: Vec<String> = in_book.iter().map(|hit| hit.chunk_id.clone()).collect();
         assert_eq!(found, truth.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>());
@@ -324,12 +335,12 @@ async fn sqlite_vec_graph_follows_other_processes_writes() -> anyhow::Result<()>
     stored.retain(|vector| vector.book_id == "book-c");
     stored.extend(new_a.iter().cloned());
     let moved = &new_a[42];
-    let hits = reader.search("m", &moved.embedding, 5, None).await?;
+    let hits = reader.search("m", &moved.embedding, 5, &BookFilter::All).await?;
     assert_eq!(hits[0].chunk_id, moved.chunk_id);
     assert!(hits[0].similarity > 0.998, "{hits:?}");
     let mut recall = 0.0;
     for query in &queries {
-        let hits = reader.search("m", query, 10, None).await?;
+        let hits = reader.search("m", query, 10, &BookFilter::All).await?;
         assert!(
             hits.iter().all(|hit| hit.book_id != "book-b"),
             "B was deleted: {hits:?}"

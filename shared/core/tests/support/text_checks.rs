@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses some of these
 
+use hbi_shared::domain::BookFilter;
 use hbi_shared::text_index::{IndexedPage, PageHit, TextIndex};
 
 /// User input that must never reach the database as syntax: quotes, placeholders, FTS5 and
@@ -128,7 +129,7 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
     assert_eq!(index.page_count(&book_b).await?, 1);
 
     // One book, best page first.
-    let hits = index.search_pages(Some(&book_a), "graph", 10).await?;
+    let hits = index.search_pages(&BookFilter::one(&book_a), "graph", 10).await?;
     let pages: Vec<u32> = hits.iter().map(|hit| hit.page).collect();
     assert_eq!(
         pages.first(),
@@ -147,14 +148,48 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
     assert!(snippets.iter().all(|s| s.contains("<b>graph</b>")), "{snippets:?}");
 
     // All books.
-    let everywhere = pages_of(&index.search_pages(None, "graph", 100).await?);
+    let everywhere = pages_of(&index.search_pages(&BookFilter::All, "graph", 100).await?);
     assert!(everywhere.contains(&(book_b.clone(), 7)), "{everywhere:?}");
     assert!(everywhere.contains(&(book_a.clone(), 1)), "{everywhere:?}");
 
+    // Some books (a key's libraries), filtered before the limit: a book left out takes no
+    // place in it.
+    let only_b = pages_of(
+        &index
+            .search_pages(
+                &BookFilter::among([book_b.clone(), "no-such-book".to_owned()]),
+                "graph",
+                1,
+            )
+            .await?,
+    );
+    assert_eq!(only_b, vec![(book_b.clone(), 7)]);
+    let both_books = pages_of(
+        &index
+            .search_pages(&BookFilter::among([book_a.clone(), book_b.clone()]), "graph", 100)
+            .await?,
+    );
+    let of_a_and_b: Vec<(String, u32)> = everywhere
+        .iter()
+        .filter(|(book, _)| *book == book_a || *book == book_b)
+        .cloned()
+        .collect();
+    assert_eq!(sorted(both_books), sorted(of_a_and_b));
+    assert!(
+        index
+            .search_pages(&BookFilter::among([]), "graph", 10)
+            .await?
+            .is_empty()
+    );
+
     // Every word must match; a quoted phrase must match as written.
-    let both = pages_of(&index.search_pages(Some(&book_a), "graph tree", 10).await?);
+    let both = pages_of(&index.search_pages(&BookFilter::one(&book_a), "graph tree", 10).await?);
     assert_eq!(sorted(both), vec![(book_a.clone(), 2), (book_a.clone(), 5)]);
-    let phrase = pages_of(&index.search_pages(Some(&book_a), "\"directed graph\"", 10).await?);
+    let phrase = pages_of(
+        &index
+            .search_pages(&BookFilter::one(&book_a), "\"directed graph\"", 10)
+            .await?,
+    );
     assert_eq!(
         phrase,
         vec![(book_a.clone(), 1)],
@@ -162,11 +197,19 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
     );
 
     // Limits.
-    assert_eq!(index.search_pages(Some(&book_a), "graph", 1).await?.len(), 1);
-    assert!(index.search_pages(Some(&book_a), "graph", 0).await?.is_empty());
+    assert_eq!(
+        index.search_pages(&BookFilter::one(&book_a), "graph", 1).await?.len(),
+        1
+    );
+    assert!(
+        index
+            .search_pages(&BookFilter::one(&book_a), "graph", 0)
+            .await?
+            .is_empty()
+    );
 
     // The page's own markup never comes through as markup; only the match marks are tags.
-    let sorting = index.search_pages(Some(&book_a), "merge", 10).await?;
+    let sorting = index.search_pages(&BookFilter::one(&book_a), "merge", 10).await?;
     assert_eq!(sorting.len(), 1, "{sorting:?}");
     let snippet = &index.snippets("merge", &sorting).await?[0];
     // FTS5 keeps `<script>` as escaped text; ts_headline drops HTML tags from the text.
@@ -177,24 +220,29 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
 
     // Operators are words here, so a page containing the word matches and nothing else changes.
     for query in hostile_queries() {
-        for book in [None, Some(book_a.as_str())] {
-            if let Err(err) = index.search_pages(book, &query, 10).await {
+        for book in [BookFilter::All, BookFilter::one(&book_a)] {
+            if let Err(err) = index.search_pages(&book, &query, 10).await {
                 panic!("query {query:?} failed: {err:#}");
             }
         }
     }
     assert!(
         index
-            .search_pages(None, "'; DROP TABLE books; --", 10)
+            .search_pages(&BookFilter::All, "'; DROP TABLE books; --", 10)
             .await?
             .is_empty()
     );
     assert_eq!(index.page_count(&book_a).await?, 4, "hostile queries changed nothing");
-    assert!(!index.search_pages(Some(&book_a), "graph", 10).await?.is_empty());
+    assert!(
+        !index
+            .search_pages(&BookFilter::one(&book_a), "graph", 10)
+            .await?
+            .is_empty()
+    );
 
     // Indexing again replaces the book's pages; a hit from before gets no snippet of
     // whatever page took its place (SQLite hands the last rowid out again).
-    let colouring = index.search_pages(Some(&book_b), "graph", 10).await?;
+    let colouring = index.search_pages(&BookFilter::one(&book_b), "graph", 10).await?;
     index
         .index_pages(&book_b, &[page(8, "Another graph on another page.")])
         .await?;
@@ -203,26 +251,36 @@ pub async fn exercise(index: &dyn TextIndex) -> anyhow::Result<()> {
         vec![String::new()],
         "page 7 is gone; page 8 is not its snippet"
     );
-    let before = index.search_pages(Some(&book_a), "graph", 10).await?;
+    let before = index.search_pages(&BookFilter::one(&book_a), "graph", 10).await?;
     index.index_pages(&book_a, &[page(9, "Only heaps remain.")]).await?;
     assert!(
         index.snippets("graph", &before).await?.iter().all(String::is_empty),
         "pages gone from the index have no snippet"
     );
     assert_eq!(index.page_count(&book_a).await?, 1);
-    assert!(index.search_pages(Some(&book_a), "graph", 10).await?.is_empty());
+    assert!(
+        index
+            .search_pages(&BookFilter::one(&book_a), "graph", 10)
+            .await?
+            .is_empty()
+    );
     assert_eq!(
-        pages_of(&index.search_pages(Some(&book_a), "heaps", 10).await?),
+        pages_of(&index.search_pages(&BookFilter::one(&book_a), "heaps", 10).await?),
         vec![(book_a.clone(), 9)]
     );
 
     index.delete_book(&book_a).await?;
     assert_eq!(index.page_count(&book_a).await?, 0);
-    assert!(index.search_pages(Some(&book_a), "heaps", 10).await?.is_empty());
+    assert!(
+        index
+            .search_pages(&BookFilter::one(&book_a), "heaps", 10)
+            .await?
+            .is_empty()
+    );
     // Nor in a search of every book.
     assert!(
         index
-            .search_pages(None, "heaps", 10)
+            .search_pages(&BookFilter::All, "heaps", 10)
             .await?
             .iter()
             .all(|hit| hit.book_id != book_a)

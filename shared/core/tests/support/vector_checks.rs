@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses some of these
 
+use hbi_shared::domain::BookFilter;
 use std::collections::HashMap;
 
 use hbi_shared::vectors::{ChunkVector, MAX_K, VectorHit, VectorIndex};
@@ -147,7 +148,7 @@ pub async fn exercise(
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| source.vector()).collect();
     let mut recalls = Vec::new();
     for (n, query) in queries.iter().enumerate() {
-        let hits = index.search(MODEL, query, 10, None).await?;
+        let hits = index.search(MODEL, query, 10, &BookFilter::All).await?;
         let truth = brute_force(data.values().flatten(), query, 10, None);
         recalls.push(compare(&format!("query {n}"), &hits, &truth, ranking));
     }
@@ -157,14 +158,36 @@ pub async fn exercise(
     let mut recalls = Vec::new();
     for (n, query) in queries.iter().enumerate() {
         let book = &books[n % BOOKS];
-        let hits = index.search(MODEL, query, 10, Some(book)).await?;
+        let hits = index.search(MODEL, query, 10, &BookFilter::one(book)).await?;
         assert_eq!(hits.len(), 10, "a book of {per_book} chunks fills k = 10");
         assert!(hits.iter().all(|hit| &hit.book_id == book), "{hits:?}");
         let truth = brute_force(&data[book], query, 10, Some(book));
         recalls.push(compare(&format!("query {n} in {book}"), &hits, &truth, ranking));
     }
     check_recall("filtered by book", &recalls, ranking);
-    let whole_book = index.search(MODEL, &queries[0], per_book + 50, Some(book_c)).await?;
+
+    // Within some books (a key's libraries): only theirs, still k, ranked among them.
+    let allowed = [books[1].clone(), books[3].clone(), books[5].clone()];
+    let among = BookFilter::among(allowed.iter().cloned());
+    let mut recalls = Vec::new();
+    for (n, query) in queries.iter().enumerate() {
+        let hits = index.search(MODEL, query, 10, &among).await?;
+        assert_eq!(hits.len(), 10, "three books fill k = 10");
+        assert!(hits.iter().all(|hit| allowed.contains(&hit.book_id)), "{hits:?}");
+        let truth = brute_force(allowed.iter().flat_map(|book| data[book].iter()), query, 10, None);
+        recalls.push(compare(&format!("query {n} in three books"), &hits, &truth, ranking));
+    }
+    check_recall("filtered by books", &recalls, ranking);
+    assert!(
+        index
+            .search(MODEL, &queries[0], 10, &BookFilter::among([]))
+            .await?
+            .is_empty(),
+        "no book allowed: no hit"
+    );
+    let whole_book = index
+        .search(MODEL, &queries[0], per_book + 50, &BookFilter::one(book_c))
+        .await?;
     assert_eq!(
         whole_book.len(),
         per_book.min(MAX_K),
@@ -173,20 +196,22 @@ pub async fn exercise(
 
     // A stored vector finds itself first.
     let itself = &data[book_c][7];
-    let hits = index.search(MODEL, &itself.embedding, 3, None).await?;
+    let hits = index.search(MODEL, &itself.embedding, 3, &BookFilter::All).await?;
     assert_eq!(hits[0].chunk_id, itself.chunk_id, "{hits:?}");
     assert!(hits[0].similarity > 0.999, "{hits:?}");
 
     // Models are kept apart: another model's vector is found under that model only.
     let foreign = &other[5];
-    let hits = index.search(OTHER_MODEL, &foreign.embedding, 10, None).await?;
+    let hits = index
+        .search(OTHER_MODEL, &foreign.embedding, 10, &BookFilter::All)
+        .await?;
     assert_eq!(hits[0].chunk_id, foreign.chunk_id);
     assert!(hits[0].similarity > 0.999);
-    let hits = index.search(MODEL, &foreign.embedding, 10, None).await?;
+    let hits = index.search(MODEL, &foreign.embedding, 10, &BookFilter::All).await?;
     assert!(hits.iter().all(|hit| hit.similarity < 0.9), "{hits:?}");
     assert!(
         index
-            .search("no-such-model", &foreign.embedding, 10, None)
+            .search("no-such-model", &foreign.embedding, 10, &BookFilter::All)
             .await?
             .is_empty()
     );
@@ -197,7 +222,7 @@ pub async fn exercise(
         (MODEL, data.values().flatten().collect::<Vec<_>>()),
         (OTHER_MODEL, other.iter().collect()),
     ] {
-        let hits = index.search(model, &queries[4], 200, None).await?;
+        let hits = index.search(model, &queries[4], 200, &BookFilter::All).await?;
         let truth = brute_force(vectors, &queries[4], 200, None);
         let share = compare_many(&format!("k = 200 among {model}"), &hits, &truth, ranking);
         eprintln!("k = 200 among {model}: recall {share:.3}");
@@ -230,15 +255,18 @@ pub async fn exercise(
     assert_eq!(index.cached(MODEL, &many).await?.len(), BOOKS * per_book);
 
     // Replacing is idempotent, and a shorter book drops what it no longer has.
-    let before = index.search(MODEL, &queries[1], 10, None).await?;
+    let before = index.search(MODEL, &queries[1], 10, &BookFilter::All).await?;
     index.replace_book(book_a, MODEL, &data[book_a]).await?;
     index.replace_book(book_a, MODEL, &data[book_a]).await?;
     assert_eq!(index.count(book_a).await?, 2 * per_book as u64, "one copy");
-    assert_eq!(ids(&index.search(MODEL, &queries[1], 10, None).await?), ids(&before));
+    assert_eq!(
+        ids(&index.search(MODEL, &queries[1], 10, &BookFilter::All).await?),
+        ids(&before)
+    );
     let kept = data[book_b][..100].to_vec();
     index.replace_book(book_b, MODEL, &kept).await?;
     assert_eq!(index.count(book_b).await?, 100);
-    let rest = index.search(MODEL, &queries[2], 1000, Some(book_b)).await?;
+    let rest = index.search(MODEL, &queries[2], 1000, &BookFilter::one(book_b)).await?;
     assert_eq!(rest.len(), 100);
     assert!(rest.iter().all(|hit| kept.iter().any(|v| v.chunk_id == hit.chunk_id)));
     data.insert(book_b.clone(), kept.clone());
@@ -285,35 +313,40 @@ pub async fn exercise(
         },
     ] {
         let error = index
-            .search(MODEL, &bad_query, 10, None)
+            .search(MODEL, &bad_query, 10, &BookFilter::All)
             .await
             .expect_err("a bad query vector is refused");
         assert!(format!("{error:#}").contains("query vector"), "{error:#}");
     }
 
     // k is clamped to 1..=1000.
-    assert_eq!(index.search(MODEL, &queries[3], 0, None).await?.len(), 1);
+    assert_eq!(index.search(MODEL, &queries[3], 0, &BookFilter::All).await?.len(), 1);
     let total: usize = data.values().map(Vec::len).sum();
     assert!(total > MAX_K);
-    let most = index.search(MODEL, &queries[3], usize::MAX, None).await?;
+    let most = index.search(MODEL, &queries[3], usize::MAX, &BookFilter::All).await?;
     let truth = brute_force(data.values().flatten(), &queries[3], MAX_K, None);
     compare_many("k above 1000", &most, &truth, ranking);
 
     // Deleting a book removes its vectors of every model and nothing else.
     index.delete_book(book_a).await?;
     assert_eq!(index.count(book_a).await?, 0);
-    assert!(index.search(MODEL, &queries[0], 10, Some(book_a)).await?.is_empty());
     assert!(
         index
-            .search(OTHER_MODEL, &queries[0], 10, Some(book_a))
+            .search(MODEL, &queries[0], 10, &BookFilter::one(book_a))
             .await?
             .is_empty()
     );
-    let others = index.search(OTHER_MODEL, &queries[0], 10, None).await?;
+    assert!(
+        index
+            .search(OTHER_MODEL, &queries[0], 10, &BookFilter::one(book_a))
+            .await?
+            .is_empty()
+    );
+    let others = index.search(OTHER_MODEL, &queries[0], 10, &BookFilter::All).await?;
     assert!(!others.is_empty() && others.iter().all(|hit| &hit.book_id != book_a));
     assert!(index.cached(MODEL, &hashes[..per_book]).await?.is_empty());
     assert_eq!(index.count(book_c).await?, per_book as u64);
-    let hits = index.search(MODEL, &queries[0], 10, None).await?;
+    let hits = index.search(MODEL, &queries[0], 10, &BookFilter::All).await?;
     assert!(hits.iter().all(|hit| &hit.book_id != book_a));
     index.delete_book("no-such-book").await?;
     index.replace_book(book_c, MODEL, &[]).await?;
@@ -335,12 +368,14 @@ pub async fn small_store(index: &dyn VectorIndex) -> anyhow::Result<()> {
     index.replace_book(&one, MODEL, &first).await?;
     index.replace_book(&two, MODEL, &second).await?;
     assert_eq!(index.count(&one).await?, 30);
-    let hits = index.search(MODEL, &second[4].embedding, 5, None).await?;
+    let hits = index.search(MODEL, &second[4].embedding, 5, &BookFilter::All).await?;
     assert_eq!(hits.len(), 5);
     assert_eq!(hits[0].chunk_id, second[4].chunk_id, "{hits:?}");
     // Half precision (pgvector beyond 2,000 dimensions) still tells a vector from the rest.
     assert!(hits[0].similarity > 0.999, "{hits:?}");
-    let hits = index.search(MODEL, &second[4].embedding, 5, Some(&one)).await?;
+    let hits = index
+        .search(MODEL, &second[4].embedding, 5, &BookFilter::one(&one))
+        .await?;
     assert_eq!(hits.len(), 5);
     assert!(hits.iter().all(|hit| hit.book_id == one));
     let cached = index.cached(MODEL, &[first[3].content_hash.clone()]).await?;
