@@ -340,6 +340,12 @@ pub fn document_security(spec: &mut Value) {
     let Some(paths) = spec["paths"].as_object_mut() else {
         return;
     };
+    // What a read key of one library may not do among the GETs.
+    let restricted_reader = Principal {
+        key_id: String::new(),
+        scope: Scope::Read,
+        reach: hbi_shared::access::Reach::Libraries(std::collections::BTreeMap::new()),
+    };
     for (path, operations) in paths.iter_mut() {
         let Some(operations) = operations.as_object_mut() else {
             continue;
@@ -371,7 +377,14 @@ pub fn document_security(spec: &mut Value) {
             });
             if scope != Scope::Read {
                 responses["403"] = json!({
-                    "description": format!("The API key lacks the `{scope}` scope."),
+                    "description": format!(
+                        "The API key lacks the `{scope}` scope (in the book's library), or the operation is for operators and the key reaches only some libraries."
+                    ),
+                    "content": error_body,
+                });
+            } else if beyond_reach(&restricted_reader, path).is_some() {
+                responses["403"] = json!({
+                    "description": "The API key reaches only some libraries; this operation counts every library's books.",
                     "content": error_body,
                 });
             }

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use hbi_shared::LibraryError;
 use hbi_shared::access::{Principal, Scope};
 use hbi_shared::domain::BookId;
-use hbi_shared::library::{Ask, IndexNode, Library, PageQuery, PageRange, PageView, TocNode};
+use hbi_shared::library::{
+    Ask, IndexNode, Library, MAX_TERM_RESULTS, PageQuery, PageRange, PageView, TermQuery, TocNode,
+};
 use hbi_shared::search::SearchMode;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::IntoCallToolResult;
@@ -480,7 +482,12 @@ impl LibraryMcp {
                 flatten_index(id.as_str(), nodes, &[], &mut entries);
             }
             None => {
-                for found in self.library.find_term(&who, term).await? {
+                let query = TermQuery {
+                    text: term.to_owned(),
+                    book_id: None,
+                    limit: MAX_TERM_RESULTS,
+                };
+                for found in self.library.find_terms(&who, query).await? {
                     entries.push(IndexEntryView {
                         book_id: found.hit.book_id,
                         term: found.hit.term,

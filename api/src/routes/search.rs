@@ -3,7 +3,7 @@
 
 use hbi_shared::access::Principal;
 use hbi_shared::domain::BookId;
-use hbi_shared::library::PageQuery;
+use hbi_shared::library::{MAX_TERM_RESULTS, PageQuery, TermQuery};
 use hbi_shared::search::SearchMode;
 use poem::web::Data;
 use poem_openapi::param::Query;
@@ -93,12 +93,18 @@ pub struct TermOccurrence {
     pub pages: Vec<Vec<u32>>,
     /// The printed labels of each range's first and last page (`["xii", "xiv"]`).
     pub page_labels: Vec<Vec<String>>,
+    /// How it matched: `exact`, `qualified`, `words`, `prefix`, `initials` or `fuzzy`.
+    pub matched: String,
 }
 
 #[derive(Debug, Clone, Object)]
 pub struct TermResults {
     pub query: String,
     pub results: Vec<TermOccurrence>,
+}
+
+fn default_term_limit() -> u32 {
+    20
 }
 
 fn default_k() -> u32 {
@@ -184,18 +190,46 @@ impl SearchApi {
 
     /// Find an index term across the books this key may read
     ///
-    /// Matches the printed index entries of every readable book by their normalised text:
-    /// exact matches first, then entries that start with the query.
+    /// By its words, a prefix or a package-qualified name, ranked: the whole term first
+    /// (`matched: exact`), then the name after a qualifier (`qualified`: `gc` finds
+    /// `sb-ext:gc`), every word of the query (`words`), a prefix (`prefix`), the term's
+    /// initials (`initials`: `gc` finds "garbage collection"), then words a letter or two
+    /// apart (`fuzzy`); shorter terms first within each. Only books this key may read.
     #[oai(path = "/terms", method = "get", tag = "ApiTags::Search", operation_id = "terms")]
     async fn terms(
         &self,
         state: Data<&AppState>,
         caller: Data<&Principal>,
-        /// The term, e.g. `vector`.
+        /// The term, e.g. `vector`, `garbage coll`, `gc`.
         #[oai(validator(min_length = 1, max_length = 500))]
         q: Query<String>,
-    ) -> Result<Json<TermResults>, ApiError<0>> {
-        let found = state.library.find_term(&caller, &q.0).await?;
+        /// Only this book (a book the key may not read gives no results).
+        book_id: Query<Option<String>>,
+        /// How many entries to return (1 to 100).
+        #[oai(
+            default = "default_term_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
+        limit: Query<u32>,
+    ) -> Result<Json<TermResults>, ApiError<{ status::BAD_REQUEST }>> {
+        let book_id = match book_id.0.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<BookId>()
+                    .map_err(|_| ApiError::bad_request("book_id is not a valid id"))?,
+            ),
+        };
+        let found = state
+            .library
+            .find_terms(
+                &caller,
+                TermQuery {
+                    text: q.0.clone(),
+                    book_id,
+                    limit: usize::try_from(limit.0).unwrap_or(MAX_TERM_RESULTS),
+                },
+            )
+            .await?;
         let results = found
             .into_iter()
             .map(|found| TermOccurrence {
@@ -205,6 +239,7 @@ impl SearchApi {
                 path: found.hit.path,
                 pages: found.hit.pages.iter().map(|range| range.to_vec()).collect(),
                 page_labels: found.page_labels.iter().map(|ends| ends.to_vec()).collect(),
+                matched: found.matched.as_str().to_owned(),
             })
             .collect();
         Ok(Json(TermResults { query: q.0, results }))

@@ -306,3 +306,74 @@ async fn semantic_and_hybrid_search_use_the_chunk_vectors() {
         "some page found by both lists: {hybrid}"
     );
 }
+
+/// GET /terms by words, prefix, initials and near misses, ranked, on amsldoc's index.
+#[tokio::test(flavor = "multi_thread")]
+async fn terms_are_found_by_their_words_a_prefix_initials_or_a_near_miss() {
+    let server = TestServer::start(&[]);
+    let book_id = server.ingest_corpus_book("amsldoc", "amsldoc").await;
+    let terms = |query: &str, extra: &str| {
+        let server = &server;
+        let path = format!("/terms?q={}{extra}", query.replace(' ', "%20"));
+        async move {
+            let (status, body) = server.get_json(&path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            body["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|hit| {
+                    (
+                        hit["term"].as_str().unwrap_or_default().to_owned(),
+                        hit["matched"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let pair = |term: &str, matched: &str| (term.to_owned(), matched.to_owned());
+
+    let exact = terms("Math  Fonts", "").await;
+    assert_eq!(exact.first(), Some(&pair("math fonts", "exact")), "{exact:?}");
+    let words = terms("environment align", "").await;
+    assert_eq!(words.first(), Some(&pair("align environment", "words")), "{words:?}");
+    // "cd": the entry with the word first, then the entry it abbreviates.
+    let cd = terms("cd", "").await;
+    let position = |term: &str| cd.iter().position(|(found, _)| found == term);
+    assert_eq!(cd.first(), Some(&pair("CD environment", "words")), "{cd:?}");
+    assert!(cd.contains(&pair("commutative diagrams", "initials")), "{cd:?}");
+    assert!(position("CD environment") < position("commutative diagrams"));
+    let prefix = terms("mathb", "").await;
+    assert!(
+        prefix.contains(&pair("\\mathbb", "prefix")) && prefix.contains(&pair("\\mathbf", "prefix")),
+        "{prefix:?}"
+    );
+    let typo = terms("enviroment", "&limit=100").await;
+    assert!(
+        typo.len() > 10
+            && typo
+                .iter()
+                .all(|(term, matched)| matched == "fuzzy" && term.contains("environment")),
+        "{typo:?}"
+    );
+    assert!(typo.contains(&pair("align environment", "fuzzy")));
+    // Ranked best first, never more than asked, within one book if asked.
+    let ranks = ["exact", "qualified", "words", "prefix", "initials", "fuzzy"];
+    let order: Vec<usize> = cd
+        .iter()
+        .filter_map(|(_, matched)| ranks.iter().position(|rank| rank == matched))
+        .collect();
+    assert!(order.windows(2).all(|pair| pair[0] <= pair[1]), "{cd:?}");
+    assert_eq!(terms("environment", "&limit=3").await.len(), 3);
+    assert_eq!(
+        terms("environment", &format!("&book_id={book_id}&limit=3")).await.len(),
+        3
+    );
+    assert!(
+        terms("environment", "&book_id=0193c0de-0000-7000-8000-000000000000")
+            .await
+            .is_empty()
+    );
+    let (status, _) = server.get_json("/terms?q=environment&book_id=not-an-id").await;
+    assert_eq!(status, 400);
+}

@@ -44,6 +44,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/keys"),
     ("delete", "/keys/{key_id}"),
     ("get", "/whoami"),
+    ("get", "/libraries"),
+    ("post", "/libraries"),
+    ("get", "/libraries/{library_id}"),
+    ("delete", "/libraries/{library_id}"),
+    ("get", "/audit"),
     ("post", "/webhooks"),
     ("get", "/webhooks"),
     ("get", "/webhooks/{webhook_id}"),
@@ -127,8 +132,10 @@ async fn openapi_document_is_valid_and_complete() {
                 || path.starts_with("/config")
                 || path.starts_with("/dlq")
                 || path.starts_with("/keys")
-                || path.starts_with("/webhooks"),
-            "{method} {path} documents 403 exactly when a read key is not enough"
+                || path.starts_with("/webhooks")
+                || path.starts_with("/audit")
+                || *path == "/stats",
+            "{method} {path} documents 403 exactly when a read key (of one library) is not enough"
         );
     }
 

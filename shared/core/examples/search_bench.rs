@@ -5,7 +5,10 @@
 //! until the chunk count is reached (pages, ToC, index, chunks, full text). Stored chunk
 //! vectors are random unit vectors (embedding 100k chunks on 2 cores would take an hour and
 //! does not change how fast a nearest-neighbour lookup is); every query is embedded by the
-//! real model, so semantic and hybrid latencies include the query's embedding.
+//! real model, so semantic and hybrid latencies include the query's embedding. The books
+//! are spread over `HBI_BENCH_LIBRARIES` libraries (20), and the last table times searches
+//! restricted to the books of one library and of a quarter of them, as a key reaching only
+//! those gets.
 //!
 //!     cargo run --release -p hbi-shared --example search_bench -- [CHUNKS] [DATABASE_URL]
 //!
@@ -107,6 +110,19 @@ async fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(!books.is_empty(), "no corpus books under {}", corpus_dir().display());
 
+    // The books go round-robin into libraries (HBI_BENCH_LIBRARIES, 20), for the searches
+    // restricted to a key's libraries below.
+    let libraries: usize = std::env::var("HBI_BENCH_LIBRARIES")
+        .ok()
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(20)
+        .max(1);
+    let library_ids: Vec<String> = (0..libraries).map(|n| format!("library-{n:02}")).collect();
+    for id in &library_ids {
+        backends.catalog.create_library(id, id, None).await?;
+    }
+
     // Load copies until the target chunk count.
     let loading = Instant::now();
     let (mut chunks_loaded, mut copies) = (0usize, 0usize);
@@ -117,7 +133,15 @@ async fn main() -> anyhow::Result<()> {
             if chunks_loaded >= target {
                 break 'load;
             }
-            let book = backends.catalog.create_book(&format!("copy {copies}"), None).await?;
+            let book = backends
+                .catalog
+                .create_book_in(
+                    &library_ids[copies % libraries],
+                    &format!("copy {copies}"),
+                    None,
+                    &Default::default(),
+                )
+                .await?;
             backends.catalog.save_extraction(&book.id, extraction).await?;
             let chunks = chunk_book(&extraction.pages, &extraction.toc, ChunkSizes::default());
             backends.catalog.replace_chunks(&book.id, &chunks).await?;
@@ -260,6 +284,101 @@ async fn main() -> anyhow::Result<()> {
             percentile(&times, 0.5),
             percentile(&times, 0.95)
         );
+    }
+
+    // Index terms (`Library::find_terms`, GET /terms): by an operator, and by a key of one
+    // library. Queries: words of the corpus's index terms.
+    let library = backends.library(&settings);
+    let mut term_queries: Vec<String> = books
+        .iter()
+        .flat_map(|b| b.index.iter().filter_map(|e| e.path.last().cloned()))
+        .filter(|term| term.chars().any(char::is_alphanumeric))
+        .step_by(7)
+        .collect();
+    term_queries.truncate(200);
+    let one_library = hbi_shared::access::Principal {
+        key_id: "bench".to_owned(),
+        scope: hbi_shared::access::Scope::Read,
+        reach: hbi_shared::access::Reach::Libraries(
+            std::iter::once((library_ids[0].clone(), hbi_shared::access::Scope::Read)).collect(),
+        ),
+    };
+    println!();
+    println!("| store | chunks | /terms by | queries | p50 ms | p95 ms |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for (who, principal) in [
+        ("an operator", hbi_shared::access::Principal::operator("bench")),
+        ("a key of 1 library", one_library),
+    ] {
+        let mut times = Vec::with_capacity(term_queries.len());
+        for (n, text) in term_queries.iter().enumerate() {
+            let started = Instant::now();
+            let found = library
+                .find_terms(
+                    &principal,
+                    hbi_shared::library::TermQuery {
+                        text: text.clone(),
+                        book_id: None,
+                        limit: 20,
+                    },
+                )
+                .await?;
+            if n >= 5 {
+                times.push(started.elapsed());
+            }
+            std::hint::black_box(found);
+        }
+        times.sort();
+        println!(
+            "| {store} | {chunks_loaded} | {who} | {} | {:.1} | {:.1} |",
+            times.len(),
+            percentile(&times, 0.5),
+            percentile(&times, 0.95)
+        );
+    }
+
+    // Restricted to a key's libraries, as `Library::search` runs it for a key that reaches
+    // only some: the key's books read from the catalog, then the search filtered by them.
+    println!();
+    println!("| store | chunks | libraries | the key reaches | its books | mode | queries | p50 ms | p95 ms |");
+    println!("|---|---:|---:|---:|---:|---|---:|---:|---:|");
+    for reached in [1, (libraries / 4).max(1)] {
+        let reachable: Vec<String> = library_ids.iter().take(reached).cloned().collect();
+        for mode in [SearchMode::Keyword, SearchMode::Semantic, SearchMode::Hybrid] {
+            let mut times = Vec::with_capacity(queries.len());
+            let mut books_reached = 0;
+            for (n, query) in queries.iter().enumerate() {
+                let started = Instant::now();
+                let books = BookFilter::among(backends.catalog.book_ids_in(&reachable).await?);
+                if let BookFilter::Only(ids) = &books {
+                    books_reached = ids.len();
+                }
+                let request = SearchRequest {
+                    query: query.clone(),
+                    mode,
+                    books,
+                    section: None,
+                    k: 10,
+                    index_boost: true,
+                    weights: FusionWeights::default(),
+                    rerank_candidates: 0,
+                };
+                let hits = searcher.search(&request).await?;
+                let elapsed = started.elapsed();
+                if n >= 5 {
+                    times.push(elapsed);
+                }
+                std::hint::black_box(hits);
+            }
+            times.sort();
+            println!(
+                "| {store} | {chunks_loaded} | {libraries} | {reached} | {books_reached} | {} | {} | {:.1} | {:.1} |",
+                mode.as_str(),
+                times.len(),
+                percentile(&times, 0.5),
+                percentile(&times, 0.95)
+            );
+        }
     }
     Ok(())
 }

@@ -102,3 +102,60 @@ impl AuditLog {
             .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_carry_the_request_id_and_go_after_the_retention_period() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("audit.db").display());
+        let db = crate::db::connect(&url, 2, true).await?;
+        let log = AuditLog::new(db.clone(), 30);
+        let event = |action| AuditEvent {
+            action,
+            book_id: Some("book"),
+            ..AuditEvent::default()
+        };
+        REQUEST_ID
+            .scope("req-1".to_owned(), log.record("key-a", event("book.create")))
+            .await?;
+        log.record("key-b", event("book.delete")).await?;
+        let entries = log.list(None, 10).await?;
+        let seen: Vec<(&str, &str, Option<&str>)> = entries
+            .iter()
+            .map(|entry| {
+                (
+                    entry.action.as_str(),
+                    entry.key_id.as_str(),
+                    entry.request_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [("book.delete", "key-b", None), ("book.create", "key-a", Some("req-1"))]
+        );
+        assert_eq!(log.list(Some(entries[0].id), 10).await?.len(), 1, "paged by id");
+
+        // 31 days on, the older entry is gone and nothing newer.
+        audit_entry::Entity::update_many()
+            .col_expr(
+                audit_entry::Column::At,
+                sea_orm::sea_query::Expr::value(Utc::now() - Duration::days(31)),
+            )
+            .filter(audit_entry::Column::Action.eq("book.create"))
+            .exec(&db)
+            .await?;
+        assert_eq!(log.prune(Utc::now()).await?, 1);
+        let left: Vec<String> = log
+            .list(None, 10)
+            .await?
+            .into_iter()
+            .map(|entry| entry.action)
+            .collect();
+        assert_eq!(left, ["book.delete"]);
+        Ok(())
+    }
+}

@@ -523,6 +523,79 @@ impl Catalog {
             .collect())
     }
 
+    /// Index entries that may match a term search: their term (lower-cased) contains one of
+    /// `contains` (as written: `%`, `_` and `\` are no wildcards), or matches one of the LIKE
+    /// `patterns`, in `book` or the books of `libraries` (`None`: every book); shortest
+    /// terms first, at most `limit`. The caller ranks them.
+    pub async fn index_entries_like(
+        &self,
+        book: Option<&str>,
+        libraries: Option<&[String]>,
+        contains: &[String],
+        patterns: &[String],
+        limit: u64,
+    ) -> anyhow::Result<Vec<index_entry::Model>> {
+        use sea_orm::sea_query::{ExprTrait, Func, LikeExpr, Query};
+        // SQLite's LIKE ignores ASCII case already (and its lower() knows no other letters):
+        // lower() there would run once per row and pattern for nothing.
+        let sqlite = self.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
+        let lowered = || {
+            if sqlite {
+                Expr::col(index_entry::Column::Term)
+            } else {
+                Expr::expr(Func::lower(Expr::col(index_entry::Column::Term)))
+            }
+        };
+        let mut any = Condition::any();
+        for text in contains {
+            let literal = crate::graph::like_literal(text);
+            any = any.add(lowered().like(LikeExpr::new(format!("%{literal}%")).escape('\\')));
+        }
+        for pattern in patterns {
+            any = any.add(lowered().like(LikeExpr::new(pattern.clone()).escape('\\')));
+        }
+        let mut query = index_entry::Entity::find().filter(any);
+        if let Some(book) = book {
+            query = query.filter(index_entry::Column::BookId.eq(book));
+        }
+        if let Some(libraries) = libraries {
+            query = query.filter(
+                index_entry::Column::BookId.in_subquery(
+                    Query::select()
+                        .column(book::Column::Id)
+                        .from(book::Entity)
+                        .and_where(book::Column::LibraryId.is_in(libraries.iter().cloned()))
+                        .to_owned(),
+                ),
+            );
+        }
+        Ok(query
+            .order_by_asc(Expr::expr(Func::char_length(Expr::col(index_entry::Column::Term))))
+            .order_by_asc(index_entry::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// The page ranges of these index entries, by entry id.
+    pub async fn locators_of(&self, entry_ids: &[i64]) -> anyhow::Result<HashMap<i64, Vec<[u32; 2]>>> {
+        let mut ranges: HashMap<i64, Vec<[u32; 2]>> = HashMap::new();
+        for batch in entry_ids.chunks(BATCH) {
+            let rows = index_locator::Entity::find()
+                .filter(index_locator::Column::EntryId.is_in(batch.iter().copied()))
+                .order_by_asc(index_locator::Column::Id)
+                .all(&self.db)
+                .await?;
+            for row in rows {
+                let (Ok(first), Ok(last)) = (u32::try_from(row.first_page), u32::try_from(row.last_page)) else {
+                    continue;
+                };
+                ranges.entry(row.entry_id).or_default().push([first, last]);
+            }
+        }
+        Ok(ranges)
+    }
+
     /// Index entries whose locators include `page`, in document order.
     pub async fn index_entries_on_page(&self, book_id: &str, page: u32) -> anyhow::Result<Vec<index_entry::Model>> {
         let page = to_i32(page);

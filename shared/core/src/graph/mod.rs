@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use self::falkordb::FalkorGraphStore;
 pub use self::neo4j::Neo4jGraphStore;
 pub use sql::SqlGraphStore;
-pub use terms::{index_terms_from_entries, term_key};
+pub(crate) use sql::like_literal;
+pub use terms::{TermMatch, index_terms_from_entries, match_term, term_key, term_words};
 
 /// At most this many pages of one locator range get an `APPEARS_ON_PAGE` edge, so that a
 /// misread range ("1–999") cannot fan out over the whole book.

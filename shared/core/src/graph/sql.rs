@@ -142,7 +142,7 @@ impl SqlGraphStore {
 }
 
 /// `text` as a LIKE pattern matching itself literally, with `\` as the escape character.
-fn like_literal(text: &str) -> String {
+pub(crate) fn like_literal(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len());
     for ch in text.chars() {
         if matches!(ch, '%' | '_' | '\\') {

@@ -39,6 +39,110 @@ pub fn term_key(text: &str) -> String {
     collapse_whitespace(&folded)
 }
 
+/// How an index term matched a term search, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TermMatch {
+    /// The whole term (or its path, joined) is the query.
+    Exact,
+    /// The name after a package or module qualifier is the query (`gc` for `sb-ext:gc`,
+    /// `read` for `std::fs::read`).
+    Qualified,
+    /// Every word of the query is a word of the term.
+    Words,
+    /// The term starts with the query, or every word of the query starts a word of it.
+    Prefix,
+    /// The query is the term's initials (`gc` for "garbage collection").
+    Initials,
+    /// Every word of the query is a word of the term but for a letter or two.
+    Fuzzy,
+}
+
+impl TermMatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::Qualified => "qualified",
+            Self::Words => "words",
+            Self::Prefix => "prefix",
+            Self::Initials => "initials",
+            Self::Fuzzy => "fuzzy",
+        }
+    }
+}
+
+/// The letters-and-digits words of a text, lower-cased.
+pub fn term_words(text: &str) -> Vec<String> {
+    term_key(text)
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How the index entry `term` (with its `path`, outermost first) matches a search for
+/// `query`; `None` when it does not.
+pub fn match_term(query: &str, term: &str, path: &[String]) -> Option<TermMatch> {
+    let key = term_key(query);
+    if key.is_empty() {
+        return None;
+    }
+    let term_key_ = term_key(term);
+    if term_key_ == key || term_key(&path.join(" ")) == key {
+        return Some(TermMatch::Exact);
+    }
+    let words = term_words(query);
+    if words.is_empty() {
+        return None;
+    }
+    let qualified_name = term_key_.rsplit([':', '.', '/', '\\']).next().unwrap_or_default();
+    if qualified_name != term_key_ && qualified_name == key {
+        return Some(TermMatch::Qualified);
+    }
+    let term_words_ = term_words(term);
+    let has = |word: &String| term_words_.iter().any(|candidate| candidate == word);
+    if words.iter().all(has) {
+        return Some(TermMatch::Words);
+    }
+    let starts = |word: &String| term_words_.iter().any(|candidate| candidate.starts_with(word.as_str()));
+    if term_key_.starts_with(&key) || words.iter().all(starts) {
+        return Some(TermMatch::Prefix);
+    }
+    if words.len() == 1 && words[0].len() >= 2 && term_words_.len() == words[0].chars().count() {
+        let initials: String = term_words_.iter().filter_map(|word| word.chars().next()).collect();
+        if initials == words[0] {
+            return Some(TermMatch::Initials);
+        }
+    }
+    let near = |word: &String| {
+        let allowed = match word.chars().count() {
+            0..=3 => 0,
+            4..=7 => 1,
+            _ => 2,
+        };
+        allowed > 0
+            && term_words_
+                .iter()
+                .any(|candidate| edit_distance(word, candidate) <= allowed)
+    };
+    words.iter().all(near).then_some(TermMatch::Fuzzy)
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        current[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        std::mem::swap(&mut previous, &mut current);
+    }
+    previous[b.len()]
+}
+
 /// Looser than [`term_key`]: punctuation counts as space too. Only for matching a see
 /// reference to its target, where "Ownership." and "ownership" are the same entry.
 fn loose_key(text: &str) -> String {
@@ -187,6 +291,41 @@ pub(crate) fn resolve_references(terms: &[IndexTermNode]) -> References {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_term_search_matches_by_name_words_prefix_initials_and_near_misses() {
+        let path = |parts: &[&str]| parts.iter().map(|part| (*part).to_owned()).collect::<Vec<_>>();
+        let matched = |query: &str, term: &str| match_term(query, term, &path(&[term]));
+        assert_eq!(
+            matched("Garbage  Collection", "garbage collection"),
+            Some(TermMatch::Exact)
+        );
+        assert_eq!(
+            match_term("vectors indexing", "indexing", &path(&["vectors", "indexing"])),
+            Some(TermMatch::Exact),
+            "a sub-entry by its whole path"
+        );
+        assert_eq!(matched("gc", "sb-ext:gc"), Some(TermMatch::Qualified));
+        assert_eq!(matched("read", "std::fs::read"), Some(TermMatch::Qualified));
+        assert_eq!(matched("collection", "garbage collection"), Some(TermMatch::Words));
+        assert_eq!(
+            matched("environment align", "align environment"),
+            Some(TermMatch::Words)
+        );
+        assert_eq!(matched("garb", "garbage collection"), Some(TermMatch::Prefix));
+        assert_eq!(matched("gc", "garbage collection"), Some(TermMatch::Initials));
+        assert_eq!(matched("enviroment", "align environment"), Some(TermMatch::Fuzzy));
+        assert_eq!(matched("gc", "magic"), None, "letters inside a word are no match");
+        assert_eq!(matched("cat", "cut"), None, "short words must be exact");
+        assert_eq!(matched("   ", "anything"), None);
+        assert_eq!(
+            matched("&", "&"),
+            Some(TermMatch::Exact),
+            "a term without letters, as written"
+        );
+        assert_eq!(matched("&", "& operator"), None);
+        assert!(TermMatch::Exact < TermMatch::Qualified && TermMatch::Initials < TermMatch::Fuzzy);
+    }
 
     fn entry(path: &[&str], depth: u32) -> IndexEntry {
         IndexEntry {

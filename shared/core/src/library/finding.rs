@@ -8,7 +8,7 @@ use super::{Library, LibraryError, LibraryResult};
 use crate::access::Principal;
 use crate::answer::{AnswerError, Answerer, Outcome, Question};
 use crate::domain::{BookFilter, BookId};
-use crate::graph::TermHit;
+use crate::graph::{TermHit, TermMatch, match_term, term_key, term_words};
 use crate::llm::LlmError;
 use crate::search::{FusionWeights, SearchError, SearchHit, SearchMode, SearchRequest};
 
@@ -33,10 +33,27 @@ pub struct PageQuery {
     pub index_boost: bool,
 }
 
+/// How many index entries a term search reads before it ranks them.
+const TERM_CANDIDATES: u64 = 5000;
+
+/// The most results a term search gives.
+pub const MAX_TERM_RESULTS: usize = 100;
+
+/// A search for an index term, as a reader asks it.
+#[derive(Debug, Clone)]
+pub struct TermQuery {
+    pub text: String,
+    /// Only this book (one the caller may not read gives nothing).
+    pub book_id: Option<BookId>,
+    pub limit: usize,
+}
+
 /// An index term found in a book.
 #[derive(Debug, Clone)]
 pub struct TermFound {
     pub hit: TermHit,
+    /// How it matched the query.
+    pub matched: TermMatch,
     pub book_title: Option<String>,
     /// The printed labels of each of `hit.pages`' ends, `[first, last]`.
     pub page_labels: Vec<[String; 2]>,
@@ -78,39 +95,83 @@ impl Library {
         })
     }
 
-    /// The index entries matching `term` by their normalised text in every book `who` may
-    /// read (the graph's Term nodes are shared by all books): exact matches first, then
-    /// entries that start with it.
-    pub async fn find_term(&self, who: &Principal, term: &str) -> LibraryResult<Vec<TermFound>> {
-        let hits = self.stores.graph.books_for_term(term).await?;
-        // Book -> its title, when `who` may read it.
-        let mut readable: HashMap<String, Option<String>> = HashMap::new();
-        let mut found = Vec::with_capacity(hits.len());
-        for hit in hits {
-            if !readable.contains_key(&hit.book_id) {
-                let title = self
-                    .stores
-                    .catalog
-                    .book(&hit.book_id)
-                    .await?
-                    .filter(|book| who.scope_in(&book.library_id).is_some())
-                    .map(|book| book.title);
-                readable.insert(hit.book_id.clone(), title);
+    /// The index entries of the books `who` may read (of one book if asked) that match
+    /// `query.text`, best first: the whole term, then a package-qualified name, the query's
+    /// words, a prefix, the term's initials, then words a letter or two apart (see
+    /// [`TermMatch`]); shorter terms first within each. At most `query.limit`.
+    pub async fn find_terms(&self, who: &Principal, query: TermQuery) -> LibraryResult<Vec<TermFound>> {
+        let key = term_key(&query.text);
+        if key.is_empty() {
+            return Ok(Vec::new());
+        }
+        let words = term_words(&query.text);
+        let (book, libraries) = match &query.book_id {
+            Some(id) => match self.book(who, id).await {
+                Ok(book) => (Some(book.id), None),
+                Err(LibraryError::BookNotFound) => return Ok(Vec::new()),
+                Err(err) => return Err(err),
+            },
+            None => (None, who.readable_libraries()),
+        };
+        let mut patterns = Vec::new();
+        // Initials: "g% c%" finds "garbage collection" for "gc".
+        if let [word] = words.as_slice()
+            && (2..=6).contains(&word.chars().count())
+        {
+            let letters: Vec<String> = word.chars().map(|letter| format!("{letter}%")).collect();
+            patterns.push(letters.join(" "));
+        }
+        // Near misses share a word's first two letters.
+        for word in words.iter().filter(|word| word.chars().count() >= 4) {
+            let start: String = word.chars().take(2).collect();
+            patterns.push(format!("{start}%"));
+            patterns.push(format!("% {start}%"));
+        }
+        let candidates = self
+            .stores
+            .catalog
+            .index_entries_like(
+                book.as_deref(),
+                libraries.as_deref(),
+                // The whole query too: a term without letters (`&`, `%o%`) is found as written.
+                &[std::slice::from_ref(&key), words.as_slice()].concat(),
+                &patterns,
+                TERM_CANDIDATES,
+            )
+            .await?;
+        let mut ranked: Vec<(TermMatch, usize, crate::db::entities::index_entry::Model, Vec<String>)> = candidates
+            .into_iter()
+            .filter_map(|entry| {
+                let path: Vec<String> = serde_json::from_str(&entry.path).unwrap_or_else(|_| vec![entry.term.clone()]);
+                let matched = match_term(&query.text, &entry.term, &path)?;
+                Some((matched, entry.term.chars().count(), entry, path))
+            })
+            .collect();
+        ranked.sort_by(|a, b| (a.0, a.1, &a.2.book_id, a.2.position).cmp(&(b.0, b.1, &b.2.book_id, b.2.position)));
+        ranked.truncate(query.limit.clamp(1, MAX_TERM_RESULTS));
+        let ids: Vec<i64> = ranked.iter().map(|(_, _, entry, _)| entry.id).collect();
+        let mut locators = self.stores.catalog.locators_of(&ids).await?;
+        let mut titles: HashMap<String, Option<String>> = HashMap::new();
+        let mut found = Vec::with_capacity(ranked.len());
+        for (matched, _, entry, path) in ranked {
+            if !titles.contains_key(&entry.book_id) {
+                let title = self.stores.catalog.book(&entry.book_id).await?.map(|book| book.title);
+                titles.insert(entry.book_id.clone(), title);
             }
-            let Some(title) = readable.get(&hit.book_id).cloned().flatten() else {
-                continue;
-            };
-            let ends: Vec<u32> = hit.pages.iter().flatten().copied().collect();
-            let labels = self.stores.catalog.page_labels_of(&hit.book_id, &ends).await?;
+            let pages = locators.remove(&entry.id).unwrap_or_default();
+            let ends: Vec<u32> = pages.iter().flatten().copied().collect();
+            let labels = self.stores.catalog.page_labels_of(&entry.book_id, &ends).await?;
             let label = |page: u32| labels.get(&page).cloned().unwrap_or_else(|| page.to_string());
             found.push(TermFound {
-                book_title: Some(title),
-                page_labels: hit
-                    .pages
-                    .iter()
-                    .map(|&[first, last]| [label(first), label(last)])
-                    .collect(),
-                hit,
+                book_title: titles.get(&entry.book_id).cloned().flatten(),
+                page_labels: pages.iter().map(|&[first, last]| [label(first), label(last)]).collect(),
+                matched,
+                hit: TermHit {
+                    book_id: entry.book_id,
+                    term: entry.term,
+                    path,
+                    pages,
+                },
             });
         }
         Ok(found)

@@ -15,7 +15,7 @@ mod reading;
 use std::sync::Arc;
 
 pub use books::{NewBook, Upload, UploadOutcome};
-pub use finding::{Ask, NO_EMBEDDER, NO_LLM, PageQuery, TermFound};
+pub use finding::{Ask, MAX_TERM_RESULTS, NO_EMBEDDER, NO_LLM, PageQuery, TermFound, TermQuery};
 pub use jobs::{JobReport, JobUpdate};
 pub use keys::KeyListing;
 pub use libraries::LibraryView;

@@ -17,6 +17,11 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, 
 use super::{ChunkVector, VectorHit, VectorIndex, check_book_vectors, check_dimensions, check_vector, clamp_k};
 use crate::domain::BookFilter;
 
+/// Searches within books holding at most this many vectors of the model scan them exactly
+/// (a book, or a key's libraries): exact results, and faster than an HNSW walk that most
+/// rows fail.
+const EXACT_SCAN_BELOW: u64 = 20_000;
+
 /// Rows per INSERT: five parameters a row, far under PostgreSQL's 65,535.
 const INSERT_BATCH: usize = 500;
 
@@ -196,6 +201,64 @@ impl PgVectorIndex {
     }
 
     /// The distance the HNSW index orders by, to the query in `$1`.
+    /// Whether the allowed books (`filter` on `$2`) hold at most `limit` vectors of `model`
+    /// (counted up to `limit + 1` on the book index, never further).
+    async fn allowed_vectors_at_most(
+        &self,
+        model: &str,
+        filter: String,
+        books: Value,
+        limit: u64,
+    ) -> anyhow::Result<bool> {
+        let row = self
+            .db
+            .query_one_raw(statement(
+                &format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM {table} WHERE model = $1 {filter} LIMIT $3) AS allowed",
+                    table = self.table
+                ),
+                vec![model.into(), books, i64::try_from(limit + 1)?.into()],
+            ))
+            .await?;
+        let count: i64 = match row {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(u64::MAX) <= limit)
+    }
+
+    /// The exact `k` nearest among the allowed books' vectors (`filter` on `$4`): read
+    /// through the book index, never the HNSW graph, which a selective filter makes walk
+    /// far for every row that passes.
+    async fn exact_search(
+        &self,
+        model: &str,
+        query: &[f32],
+        k: usize,
+        filter: String,
+        books: Value,
+    ) -> anyhow::Result<Vec<VectorHit>> {
+        let rows = self
+            .db
+            .query_all_raw(statement(
+                &format!(
+                    "WITH allowed AS MATERIALIZED (\
+                       SELECT chunk_id, book_id, embedding FROM {table} WHERE model = $2 {filter}) \
+                     SELECT chunk_id, book_id, (embedding <=> $1) AS distance FROM allowed \
+                     ORDER BY distance, chunk_id LIMIT $3",
+                    table = self.table
+                ),
+                vec![
+                    PgVector::from(query.to_vec()).into(),
+                    model.into(),
+                    i64::try_from(k)?.into(),
+                    books,
+                ],
+            ))
+            .await?;
+        super::hits_from_rows(&rows)
+    }
+
     fn order_by(&self) -> String {
         match self.ann {
             AnnIndex::HalfVec => format!("embedding::halfvec({d}) <=> $1::halfvec({d})", d = self.dimensions),
@@ -275,23 +338,37 @@ impl VectorIndex for PgVectorIndex {
             return Ok(Vec::new());
         }
         let k = clamp_k(k);
+        // The allowed books, as the `$n`-th parameter.
+        let (book_filter, book_value): (fn(usize) -> String, Option<Value>) =
+            match (books.single(), books.comma_separated()) {
+                (Some(book_id), _) => (|n| format!("AND book_id = ${n}"), Some(book_id.into())),
+                (None, Some(book_ids)) => (
+                    |n| format!("AND book_id = ANY(string_to_array(${n}, ','))"),
+                    Some(book_ids.into()),
+                ),
+                (None, None) => (|_| String::new(), None),
+            };
+        if let Some(book_value) = &book_value
+            && self
+                .allowed_vectors_at_most(model, book_filter(2), book_value.clone(), EXACT_SCAN_BELOW)
+                .await?
+        {
+            return self
+                .exact_search(model, query, k, book_filter(4), book_value.clone())
+                .await;
+        }
         let mut values: Vec<Value> = vec![
             PgVector::from(query.to_vec()).into(),
             model.into(),
             i64::try_from(k)?.into(),
         ];
+        values.extend(book_value);
         // Filtered inside the scan (iterative_scan keeps the HNSW walk going until k rows
         // pass), so k hits come back from the allowed books.
-        let book_filter = match (books.single(), books.comma_separated()) {
-            (Some(book_id), _) => {
-                values.push(book_id.into());
-                "AND book_id = $4"
-            }
-            (None, Some(book_ids)) => {
-                values.push(book_ids.into());
-                "AND book_id = ANY(string_to_array($4, ','))"
-            }
-            (None, None) => "",
+        let book_filter = if values.len() > 3 {
+            book_filter(4)
+        } else {
+            String::new()
         };
         let txn = self.db.begin().await?;
         if self.ann != AnnIndex::None {
