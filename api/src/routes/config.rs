@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use hbi_shared::access::Principal;
 use hbi_shared::knobs::{KnobIssue, Knobs, KnobsUpdateError};
 use poem::web::Data;
 use poem_openapi::payload::Json;
@@ -142,10 +143,14 @@ impl ConfigApi {
     async fn put(
         &self,
         state: Data<&AppState>,
+        caller: Data<&Principal>,
         body: Json<ConfigPatch>,
     ) -> Result<Json<ConfigView>, ApiError<{ status::INVALID }>> {
         match state.backends.knobs.patch(&body.0.0).await {
-            Ok(knobs) => Ok(Json(knobs.into())),
+            Ok(knobs) => {
+                state.library.audit_change(&caller, "config.update", None).await?;
+                Ok(Json(knobs.into()))
+            }
             Err(KnobsUpdateError::Invalid(issues)) => Err(ApiError::invalid(validation_error(issues))),
             Err(KnobsUpdateError::Store(err)) => Err(err.into()),
         }

@@ -83,7 +83,7 @@ pub struct AuditEntryView {
     pub key_id: String,
     /// `noun.verb`: `book.create`, `book.upload`, `book.delete`, `job.cancel`, `job.retry`,
     /// `dlq.requeue`, `dlq.discard`, `library.create`, `library.delete`, `key.create`,
-    /// `key.revoke`.
+    /// `key.revoke`, `config.update`, `webhook.create`, `webhook.delete`.
     pub action: String,
     #[oai(nullable)]
     pub library_id: Option<String>,

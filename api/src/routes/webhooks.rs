@@ -220,6 +220,10 @@ impl WebhooksApi {
             .await
             .map_err(refusal)?;
         tracing::info!(webhook_id = %endpoint.id, url = %endpoint.url, by = %caller.key_id, "webhook registered");
+        state
+            .library
+            .audit_change(&caller, "webhook.create", Some(&endpoint.id))
+            .await?;
         Ok(CreatedWebhook::Created(Json(NewWebhookView {
             secret,
             details: endpoint.into(),
@@ -273,6 +277,7 @@ impl WebhooksApi {
         let id = endpoint_id(&webhook_id)?;
         if state.backends.webhooks.delete(&id).await? {
             tracing::info!(webhook_id = %id, by = %caller.key_id, "webhook removed");
+            state.library.audit_change(&caller, "webhook.delete", Some(&id)).await?;
             Ok(DeletedWebhook::Deleted)
         } else {
             Err(ApiError::not_found(WEBHOOK_NOT_FOUND))

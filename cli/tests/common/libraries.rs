@@ -288,6 +288,12 @@ pub async fn a_key_reaches_only_its_libraries(server: &TestServer, shape: &str) 
     );
 
     // The audit log says who made what; only operators read it.
+    assert_eq!(
+        send(server.client.put(server.url("/config")).json(&json!({"rrf_k": 60})))
+            .await
+            .0,
+        200
+    );
     let (status, audit, _) = send(server.client.get(server.url("/audit?limit=1000"))).await;
     assert_eq!(status, 200, "{audit}");
     let actions: Vec<(&str, &str)> = audit
@@ -296,7 +302,13 @@ pub async fn a_key_reaches_only_its_libraries(server: &TestServer, shape: &str) 
         .iter()
         .filter_map(|entry| Some((entry["action"].as_str()?, entry["key_id"].as_str()?)))
         .collect();
-    for action in ["library.create", "book.create", "book.upload", "key.create"] {
+    for action in [
+        "library.create",
+        "book.create",
+        "book.upload",
+        "key.create",
+        "config.update",
+    ] {
         assert!(
             actions.contains(&(action, "bootstrap")),
             "{action} by the operator: {actions:?}"

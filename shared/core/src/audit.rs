@@ -26,7 +26,7 @@ const PRUNE_EVERY_SECS: i64 = 3600;
 pub struct AuditEvent<'a> {
     /// `noun.verb`: `book.create`, `book.upload`, `book.delete`, `job.cancel`, `job.retry`,
     /// `dlq.requeue`, `dlq.discard`, `library.create`, `library.delete`, `key.create`,
-    /// `key.revoke`, `config.update`, `webhook.create`, `webhook.delete`, `question.ask`.
+    /// `key.revoke`, `config.update`, `webhook.create`, `webhook.delete`.
     pub action: &'a str,
     pub library_id: Option<&'a str>,
     pub book_id: Option<&'a str>,

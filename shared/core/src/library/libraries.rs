@@ -83,6 +83,20 @@ impl Library {
         Ok(self.stores.audit.record(&who.key_id, event).await?)
     }
 
+    /// Records a change an operator made outside the book use cases (the live knobs, a
+    /// webhook), so that the audit log holds every write.
+    pub async fn audit_change(&self, who: &Principal, action: &str, target: Option<&str>) -> LibraryResult<()> {
+        self.audit(
+            who,
+            AuditEvent {
+                action,
+                target,
+                ..AuditEvent::default()
+            },
+        )
+        .await
+    }
+
     /// The libraries `who` may read, each with its book count.
     pub async fn libraries(&self, who: &Principal) -> LibraryResult<Vec<LibraryView>> {
         let readable = who.readable_libraries();

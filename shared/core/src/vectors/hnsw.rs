@@ -248,18 +248,31 @@ impl HnswCopy {
         count: usize,
         books: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<Vec<(u64, f32)>> {
-        let allowed: std::collections::HashSet<u64> = books
+        let allowed_vectors: usize = books
             .iter()
             .filter_map(|book| self.books.get(book))
-            .flat_map(|(_, keys)| keys.iter().copied())
-            .collect();
-        if allowed.is_empty() {
+            .map(|(_, keys)| keys.len())
+            .sum();
+        if allowed_vectors == 0 {
             return Ok(Vec::new());
         }
-        let found = self
-            .index
-            .filtered_search(query, count, |key| allowed.contains(&key))
-            .map_err(|err| anyhow::anyhow!("HNSW search failed: {err}"))?;
+        // The smaller of the two sets is built for each search: the allowed keys, or, when
+        // most of the graph is allowed, the keys of the other books.
+        let keys_of = |allow: bool| -> std::collections::HashSet<u64> {
+            self.books
+                .iter()
+                .filter(|(book, _)| books.contains(*book) == allow)
+                .flat_map(|(_, (_, keys))| keys.iter().copied())
+                .collect()
+        };
+        let found = if allowed_vectors * 2 <= self.index.size() {
+            let allowed = keys_of(true);
+            self.index.filtered_search(query, count, |key| allowed.contains(&key))
+        } else {
+            let excluded = keys_of(false);
+            self.index.filtered_search(query, count, |key| !excluded.contains(&key))
+        }
+        .map_err(|err| anyhow::anyhow!("HNSW search failed: {err}"))?;
         Ok(similarities(found))
     }
 }
@@ -322,6 +335,42 @@ mod tests {
         // A removed key may come back, as SQLite reuses the highest rowids.
         graph.add(&rows[150..151])?;
         assert_eq!(graph.search(query, 1)?.first().map(|hit| hit.0), Some(150));
+        Ok(())
+    }
+
+    /// A search among some books returns theirs only, whether few books are allowed (the
+    /// allowed keys are looked up) or most (the others' keys are).
+    #[test]
+    fn a_search_among_books_returns_theirs_only() -> anyhow::Result<()> {
+        let mut graph = HnswCopy::new(4, 64)?;
+        let rows: Vec<(u64, String, Vec<f32>)> = (0..400_u64)
+            .map(|key| {
+                let angle = key as f32 * 0.015;
+                (
+                    key,
+                    format!("book-{}", key % 8),
+                    unit(&[angle.cos(), angle.sin(), 0.1, (key % 5) as f32 * 0.02]),
+                )
+            })
+            .collect();
+        graph.add(&rows)?;
+        let query = &rows[200].2;
+        for allowed in [
+            vec!["book-3"],
+            vec!["book-0", "book-1", "book-2", "book-3", "book-4", "book-5", "book-6"],
+        ] {
+            let books: std::collections::BTreeSet<String> = allowed.iter().map(|book| (*book).to_owned()).collect();
+            let found = graph.search_among(query, 10, &books)?;
+            assert_eq!(found.len(), 10, "{allowed:?}");
+            assert!(
+                found
+                    .iter()
+                    .all(|(key, _)| books.contains(&format!("book-{}", key % 8))),
+                "{allowed:?}: {found:?}"
+            );
+        }
+        let nobody = std::collections::BTreeSet::from(["book-9".to_owned()]);
+        assert!(graph.search_among(query, 10, &nobody)?.is_empty());
         Ok(())
     }
 
