@@ -275,6 +275,60 @@ pub async fn a_key_reaches_only_its_libraries(server: &TestServer, shape: &str) 
     }
     assert!(tried > 30);
 
+    // The MCP door answers through the same use cases: alpha is not found there either.
+    let mcp = |method: &'static str, params: Value| {
+        let request = beta
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}));
+        async move {
+            let (status, body, text) = send(request).await;
+            assert_eq!(status, 200, "{shape}: MCP {method}: {text}");
+            (body, text)
+        }
+    };
+    let tool = |name: &'static str, arguments: Value| mcp("tools/call", json!({"name": name, "arguments": arguments}));
+    let (listed, text) = tool("list_books", json!({})).await;
+    let listed: Vec<&str> = listed["result"]["structuredContent"]["books"]
+        .as_array()
+        .expect("books")
+        .iter()
+        .filter_map(|book| book["book_id"].as_str())
+        .collect();
+    assert_eq!(listed, [beta_book.as_str()], "{shape}: {text}");
+    let (found, text) = tool("search", json!({"query": "the equation", "mode": "keyword", "k": 5})).await;
+    let hits = found["result"]["structuredContent"]["results"]
+        .as_array()
+        .expect("hits")
+        .clone();
+    assert_eq!(hits.len(), 5, "{shape}: {text}");
+    assert!(hits.iter().all(|hit| hit["book_id"] == beta_book.as_str()), "{text}");
+    for (name, arguments) in [
+        ("toc", json!({"book_id": alpha_book})),
+        ("get_page", json!({"book_id": alpha_book, "page": 1})),
+        ("index_lookup", json!({"book_id": alpha_book, "term": term})),
+    ] {
+        let (answer, text) = tool(name, arguments).await;
+        assert_eq!(
+            answer["result"]["isError"], true,
+            "{shape}: MCP {name} on alpha's book: {text}"
+        );
+        assert!(text.contains("not found"), "{shape}: MCP {name}: {text}");
+    }
+    let (entries, text) = tool("index_lookup", json!({"term": term})).await;
+    let books: BTreeSet<&str> = entries["result"]["structuredContent"]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["book_id"].as_str())
+        .collect();
+    assert_eq!(books, BTreeSet::from([beta_book.as_str()]), "{shape}: {text}");
+    let (read, text) = mcp("resources/read", json!({"uri": format!("hbi://books/{alpha_book}")})).await;
+    assert!(
+        read.get("error").is_some() && !text.contains("Alpha's amsldoc"),
+        "{shape}: {text}"
+    );
+
     // Nothing the refused calls tried happened: alpha's book is still there, whole.
     let (status, book) = server.get_json(&format!("/books/{alpha_book}")).await;
     assert_eq!((status, book["status"].as_str()), (200, Some("ready")), "{book}");
