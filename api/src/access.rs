@@ -52,7 +52,7 @@ impl AccessControl {
 /// (`/books/0193…/upload`) and on its template (`/books/{book_id}/upload`), and the OpenAPI
 /// document (`document_security`) can never disagree with what is enforced.
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let first = first_segment(path);
     // `/` sends people to the portal, whose files are no secret either: its data comes from
     // the API, with the reader's key.
     if path == "/"
@@ -67,7 +67,7 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     if first == "mcp" {
         return Some(Scope::Read);
     }
-    if matches!(first, "config" | "dlq" | "keys" | "webhooks" | "audit") || method == Method::DELETE {
+    if is_operators_path(first) || method == Method::DELETE {
         return Some(Scope::Admin);
     }
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
@@ -80,14 +80,29 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
 /// dead-letter queue, keys, webhooks and the audit log are operators' (an admin key over
 /// every library), and `/stats` counts every library's books.
 fn beyond_reach(principal: &Principal, path: &str) -> Option<&'static str> {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
-    if matches!(first, "config" | "dlq" | "keys" | "webhooks" | "audit") && !principal.is_operator() {
+    let first = first_segment(path);
+    if is_operators_path(first) && !principal.is_operator() {
         return Some("Not enough permissions: this operation is for operators, an admin key over every library");
     }
-    if first == "stats" && principal.readable_libraries().is_some() {
+    if counts_every_library(first) && principal.readable_libraries().is_some() {
         return Some("Not enough permissions: the statistics count every library; this API key reaches only some");
     }
     None
+}
+
+/// The first segment of a path (`books` for `/books/0193…/toc`).
+fn first_segment(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or_default()
+}
+
+/// Paths (by their first segment) for operators only: the admin scope over every library.
+fn is_operators_path(first: &str) -> bool {
+    matches!(first, "config" | "dlq" | "keys" | "webhooks" | "audit")
+}
+
+/// Paths whose answers count every library's books, refused to keys that reach only some.
+fn counts_every_library(first: &str) -> bool {
+    first == "stats"
 }
 
 /// `POST /books/{book_id}/upload`, which also counts against `uploads_per_minute` and has
@@ -340,12 +355,6 @@ pub fn document_security(spec: &mut Value) {
     let Some(paths) = spec["paths"].as_object_mut() else {
         return;
     };
-    // What a read key of one library may not do among the GETs.
-    let restricted_reader = Principal {
-        key_id: String::new(),
-        scope: Scope::Read,
-        reach: hbi_shared::access::Reach::Libraries(std::collections::BTreeMap::new()),
-    };
     for (path, operations) in paths.iter_mut() {
         let Some(operations) = operations.as_object_mut() else {
             continue;
@@ -382,7 +391,7 @@ pub fn document_security(spec: &mut Value) {
                     ),
                     "content": error_body,
                 });
-            } else if beyond_reach(&restricted_reader, path).is_some() {
+            } else if counts_every_library(first_segment(path)) {
                 responses["403"] = json!({
                     "description": "The API key reaches only some libraries; this operation counts every library's books.",
                     "content": error_body,

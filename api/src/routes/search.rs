@@ -103,6 +103,13 @@ pub struct TermResults {
     pub results: Vec<TermOccurrence>,
 }
 
+/// The optional `book_id` query parameter: a malformed one is a 400, unlike a well-formed id
+/// of a book the key may not read (no results).
+fn book_id_param(raw: Option<&str>) -> Result<Option<BookId>, &'static str> {
+    raw.map(|raw| raw.parse::<BookId>().map_err(|_| "book_id is not a valid id"))
+        .transpose()
+}
+
 fn default_term_limit() -> u32 {
     20
 }
@@ -148,13 +155,7 @@ impl SearchApi {
         #[oai(default = "default_boost")]
         boost: Query<bool>,
     ) -> Result<Json<SearchResults>, ApiError<{ status::BAD_REQUEST | status::UNAVAILABLE }>> {
-        let book_id = match book_id.0.as_deref() {
-            None => None,
-            Some(raw) => Some(
-                raw.parse::<BookId>()
-                    .map_err(|_| ApiError::bad_request("book_id is not a valid id"))?,
-            ),
-        };
+        let book_id = book_id_param(book_id.0.as_deref()).map_err(ApiError::bad_request)?;
         let query = PageQuery {
             text: q.0.clone(),
             mode: mode.0.into(),
@@ -212,13 +213,7 @@ impl SearchApi {
         )]
         limit: Query<u32>,
     ) -> Result<Json<TermResults>, ApiError<{ status::BAD_REQUEST }>> {
-        let book_id = match book_id.0.as_deref() {
-            None => None,
-            Some(raw) => Some(
-                raw.parse::<BookId>()
-                    .map_err(|_| ApiError::bad_request("book_id is not a valid id"))?,
-            ),
-        };
+        let book_id = book_id_param(book_id.0.as_deref()).map_err(ApiError::bad_request)?;
         let found = state
             .library
             .find_terms(

@@ -19,6 +19,16 @@ use crate::db::to_i32;
 use crate::domain::{BookLanguages, BookStatus, clean_label, new_id};
 use crate::quality::GateResult;
 
+/// `SELECT id FROM books WHERE library_id IN (…)`: for `book_id IN (…)` filters of other
+/// tables by library.
+pub(crate) fn books_of_libraries(libraries: &[String]) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(book::Column::Id)
+        .from(book::Entity)
+        .and_where(book::Column::LibraryId.is_in(libraries.iter().cloned()))
+        .to_owned()
+}
+
 /// The library every book made before libraries moved to, and where a book goes when none
 /// is named (made by the migration, never removed).
 pub const DEFAULT_LIBRARY: &str = "default";
@@ -182,9 +192,13 @@ impl Catalog {
         Ok(true)
     }
 
-    /// Books in each library, by library id.
-    pub async fn book_counts_by_library(&self) -> anyhow::Result<HashMap<String, u64>> {
-        let rows: Vec<(String, i64)> = book::Entity::find()
+    /// Books in each library (of these only; `None`: every library), by library id.
+    pub async fn book_counts_by_library(&self, only: Option<&[String]>) -> anyhow::Result<HashMap<String, u64>> {
+        let mut query = book::Entity::find();
+        if let Some(only) = only {
+            query = query.filter(book::Column::LibraryId.is_in(only.iter().cloned()));
+        }
+        let rows: Vec<(String, i64)> = query
             .select_only()
             .column(book::Column::LibraryId)
             .column_as(book::Column::Id.count(), "books")
@@ -535,7 +549,7 @@ impl Catalog {
         patterns: &[String],
         limit: u64,
     ) -> anyhow::Result<Vec<index_entry::Model>> {
-        use sea_orm::sea_query::{ExprTrait, Func, LikeExpr, Query};
+        use sea_orm::sea_query::{ExprTrait, Func, LikeExpr};
         // SQLite's LIKE ignores ASCII case already (and its lower() knows no other letters):
         // lower() there would run once per row and pattern for nothing.
         let sqlite = self.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
@@ -559,15 +573,7 @@ impl Catalog {
             query = query.filter(index_entry::Column::BookId.eq(book));
         }
         if let Some(libraries) = libraries {
-            query = query.filter(
-                index_entry::Column::BookId.in_subquery(
-                    Query::select()
-                        .column(book::Column::Id)
-                        .from(book::Entity)
-                        .and_where(book::Column::LibraryId.is_in(libraries.iter().cloned()))
-                        .to_owned(),
-                ),
-            );
+            query = query.filter(index_entry::Column::BookId.in_subquery(books_of_libraries(libraries)));
         }
         Ok(query
             .order_by_asc(Expr::expr(Func::char_length(Expr::col(index_entry::Column::Term))))

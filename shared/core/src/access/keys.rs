@@ -86,23 +86,17 @@ impl ApiKeyStore {
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|row| match row.scope.parse::<Scope>() {
-                Ok(scope) => Some((row.library_id, scope)),
-                Err(_) => {
-                    tracing::error!(key_id, library = %row.library_id, scope = %row.scope, "stored library access has an unknown scope; left out");
-                    None
-                }
-            })
+            .filter_map(library_access)
+            .map(|(_, access)| access)
             .collect())
     }
 
     /// Every key's libraries, for key lists: key id -> library -> scope.
     pub async fn all_library_access(&self) -> anyhow::Result<HashMap<String, BTreeMap<String, Scope>>> {
         let mut access: HashMap<String, BTreeMap<String, Scope>> = HashMap::new();
-        for row in api_key_library::Entity::find().all(&self.db).await? {
-            if let Ok(scope) = row.scope.parse::<Scope>() {
-                access.entry(row.key_id).or_default().insert(row.library_id, scope);
-            }
+        let rows = api_key_library::Entity::find().all(&self.db).await?;
+        for (key_id, (library, scope)) in rows.into_iter().filter_map(library_access) {
+            access.entry(key_id).or_default().insert(library, scope);
         }
         Ok(access)
     }
@@ -178,6 +172,18 @@ impl ApiKeyStore {
             .one(&self.db)
             .await?
             .is_some())
+    }
+}
+
+/// A stored access row as (key id, (library, scope)); a row of an unknown scope is left out,
+/// and logged.
+fn library_access(row: api_key_library::Model) -> Option<(String, (String, Scope))> {
+    match row.scope.parse::<Scope>() {
+        Ok(scope) => Some((row.key_id, (row.library_id, scope))),
+        Err(_) => {
+            tracing::error!(key_id = %row.key_id, library = %row.library_id, scope = %row.scope, "stored library access has an unknown scope; left out");
+            None
+        }
     }
 }
 

@@ -187,15 +187,7 @@ impl JobStore {
             query = query.filter(job::Column::State.eq(state.as_str()));
         }
         if let Some(libraries) = libraries {
-            query = query.filter(
-                job::Column::BookId.in_subquery(
-                    sea_orm::sea_query::Query::select()
-                        .column(crate::db::entities::book::Column::Id)
-                        .from(crate::db::entities::book::Entity)
-                        .and_where(crate::db::entities::book::Column::LibraryId.is_in(libraries.iter().cloned()))
-                        .to_owned(),
-                ),
-            );
+            query = query.filter(job::Column::BookId.in_subquery(crate::catalog::books_of_libraries(libraries)));
         }
         Ok(query.all(&self.db).await?)
     }

@@ -305,18 +305,23 @@ impl Library {
     }
 }
 
-/// Stored text has no NUL (PostgreSQL cannot hold one) and a bounded length.
+/// A book's title or author: [`check_text`] at [`MAX_BOOK_FIELD_CHARS`].
 fn check_text_field(field: &'static str, value: &str) -> LibraryResult<()> {
+    check_text(field, value, MAX_BOOK_FIELD_CHARS)
+}
+
+/// Stored text has no NUL (PostgreSQL cannot hold one) and at most `max_chars` characters.
+pub(super) fn check_text(field: &'static str, value: &str, max_chars: usize) -> LibraryResult<()> {
     if value.contains('\0') {
         return Err(LibraryError::Invalid {
             field,
             reason: "must not contain a NUL character".to_owned(),
         });
     }
-    if value.chars().count() > MAX_BOOK_FIELD_CHARS {
+    if value.chars().count() > max_chars {
         return Err(LibraryError::Invalid {
             field,
-            reason: format!("must be at most {MAX_BOOK_FIELD_CHARS} characters"),
+            reason: format!("must be at most {max_chars} characters"),
         });
     }
     Ok(())

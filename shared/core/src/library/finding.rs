@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::{Library, LibraryError, LibraryResult};
 use crate::access::Principal;
 use crate::answer::{AnswerError, Answerer, Outcome, Question};
+use crate::db::entities::index_entry;
 use crate::domain::{BookFilter, BookId};
 use crate::graph::{TermHit, TermMatch, match_term, term_key, term_words};
 use crate::llm::LlmError;
@@ -139,31 +140,41 @@ impl Library {
                 TERM_CANDIDATES,
             )
             .await?;
-        let mut ranked: Vec<(TermMatch, usize, crate::db::entities::index_entry::Model, Vec<String>)> = candidates
-            .into_iter()
-            .filter_map(|entry| {
-                let path: Vec<String> = serde_json::from_str(&entry.path).unwrap_or_else(|_| vec![entry.term.clone()]);
-                let matched = match_term(&query.text, &entry.term, &path)?;
-                Some((matched, entry.term.chars().count(), entry, path))
-            })
-            .collect();
-        ranked.sort_by(|a, b| (a.0, a.1, &a.2.book_id, a.2.position).cmp(&(b.0, b.1, &b.2.book_id, b.2.position)));
-        ranked.truncate(query.limit.clamp(1, MAX_TERM_RESULTS));
-        let ids: Vec<i64> = ranked.iter().map(|(_, _, entry, _)| entry.id).collect();
+        // Edit distances over thousands of candidates: off the async threads.
+        let text = query.text.clone();
+        let limit = query.limit.clamp(1, MAX_TERM_RESULTS);
+        let ranked = tokio::task::spawn_blocking(move || rank_terms(&text, candidates, limit))
+            .await
+            .map_err(|err| LibraryError::Internal(err.into()))?;
+        let ids: Vec<i64> = ranked.iter().map(|(_, entry, _)| entry.id).collect();
         let mut locators = self.stores.catalog.locators_of(&ids).await?;
-        let mut titles: HashMap<String, Option<String>> = HashMap::new();
+        let pages: Vec<Vec<[u32; 2]>> = ranked
+            .iter()
+            .map(|(_, entry, _)| locators.remove(&entry.id).unwrap_or_default())
+            .collect();
+        // One title and one set of page labels per book, for all of its entries.
+        let mut ends_by_book: HashMap<&str, Vec<u32>> = HashMap::new();
+        for ((_, entry, _), ranges) in ranked.iter().zip(&pages) {
+            ends_by_book
+                .entry(entry.book_id.as_str())
+                .or_default()
+                .extend(ranges.iter().flatten().copied());
+        }
+        let mut books: HashMap<String, (Option<String>, HashMap<u32, String>)> = HashMap::new();
+        for (book_id, ends) in ends_by_book {
+            let title = self.stores.catalog.book(book_id).await?.map(|book| book.title);
+            let labels = self.stores.catalog.page_labels_of(book_id, &ends).await?;
+            books.insert(book_id.to_owned(), (title, labels));
+        }
+        let no_labels = HashMap::new();
         let mut found = Vec::with_capacity(ranked.len());
-        for (matched, _, entry, path) in ranked {
-            if !titles.contains_key(&entry.book_id) {
-                let title = self.stores.catalog.book(&entry.book_id).await?.map(|book| book.title);
-                titles.insert(entry.book_id.clone(), title);
-            }
-            let pages = locators.remove(&entry.id).unwrap_or_default();
-            let ends: Vec<u32> = pages.iter().flatten().copied().collect();
-            let labels = self.stores.catalog.page_labels_of(&entry.book_id, &ends).await?;
+        for ((matched, entry, path), pages) in ranked.into_iter().zip(pages) {
+            let (title, labels) = books
+                .get(&entry.book_id)
+                .map_or((None, &no_labels), |(title, labels)| (title.clone(), labels));
             let label = |page: u32| labels.get(&page).cloned().unwrap_or_else(|| page.to_string());
             found.push(TermFound {
-                book_title: titles.get(&entry.book_id).cloned().flatten(),
+                book_title: title,
                 page_labels: pages.iter().map(|&[first, last]| [label(first), label(last)]).collect(),
                 matched,
                 hit: TermHit {
@@ -223,4 +234,28 @@ impl Library {
             Err(err) => return Err(err),
         })
     }
+}
+
+/// The `limit` best of `candidates` for a term search for `text`: by how they match
+/// ([`match_term`]), shorter terms first, then by book and position; those that do not
+/// match are left out. Each with its path.
+fn rank_terms(
+    text: &str,
+    candidates: Vec<index_entry::Model>,
+    limit: usize,
+) -> Vec<(TermMatch, index_entry::Model, Vec<String>)> {
+    let mut ranked: Vec<(TermMatch, usize, index_entry::Model, Vec<String>)> = candidates
+        .into_iter()
+        .filter_map(|entry| {
+            let path: Vec<String> = serde_json::from_str(&entry.path).unwrap_or_else(|_| vec![entry.term.clone()]);
+            let matched = match_term(text, &entry.term, &path)?;
+            Some((matched, entry.term.chars().count(), entry, path))
+        })
+        .collect();
+    ranked.sort_by(|a, b| (a.0, a.1, &a.2.book_id, a.2.position).cmp(&(b.0, b.1, &b.2.book_id, b.2.position)));
+    ranked.truncate(limit);
+    ranked
+        .into_iter()
+        .map(|(matched, _, entry, path)| (matched, entry, path))
+        .collect()
 }

@@ -3,6 +3,7 @@
 //! read is not found (its existence is not disclosed); one it may read but not change is
 //! forbidden.
 
+use super::books::check_text;
 use super::{Library, LibraryError, LibraryResult};
 use crate::access::{Principal, Scope};
 use crate::audit::AuditEvent;
@@ -12,6 +13,10 @@ use crate::domain::{BookFilter, BookId, JobId};
 
 /// Longest library id, in characters.
 const MAX_LIBRARY_ID_CHARS: usize = 64;
+
+/// Longest library name and description, in characters.
+const MAX_LIBRARY_NAME_CHARS: usize = 200;
+const MAX_LIBRARY_DESCRIPTION_CHARS: usize = 2000;
 
 /// A library with how many books it holds.
 #[derive(Debug, Clone)]
@@ -101,7 +106,7 @@ impl Library {
     pub async fn libraries(&self, who: &Principal) -> LibraryResult<Vec<LibraryView>> {
         let readable = who.readable_libraries();
         let libraries = self.stores.catalog.libraries(readable.as_deref()).await?;
-        let counts = self.stores.catalog.book_counts_by_library().await?;
+        let counts = self.stores.catalog.book_counts_by_library(readable.as_deref()).await?;
         Ok(libraries
             .into_iter()
             .filter_map(|library| {
@@ -123,7 +128,7 @@ impl Library {
         let books = self
             .stores
             .catalog
-            .book_counts_by_library()
+            .book_counts_by_library(Some(&[id.to_owned()]))
             .await?
             .get(id)
             .copied()
@@ -143,17 +148,15 @@ impl Library {
         Self::operators_only(who, "making a library")?;
         check_library_id(id)?;
         let name = name.trim();
-        if name.is_empty() || name.contains('\0') || name.chars().count() > 200 {
+        if name.is_empty() {
             return Err(LibraryError::Invalid {
                 field: "name",
-                reason: "must be 1 to 200 characters, without NUL".to_owned(),
+                reason: "must not be blank".to_owned(),
             });
         }
-        if description.is_some_and(|text| text.contains('\0') || text.chars().count() > 2000) {
-            return Err(LibraryError::Invalid {
-                field: "description",
-                reason: "must be at most 2000 characters, without NUL".to_owned(),
-            });
+        check_text("name", name, MAX_LIBRARY_NAME_CHARS)?;
+        if let Some(description) = description {
+            check_text("description", description, MAX_LIBRARY_DESCRIPTION_CHARS)?;
         }
         let Some(library) = self.stores.catalog.create_library(id, name, description).await? else {
             return Err(LibraryError::Conflict(format!("a library with the id {id:?} exists")));

@@ -200,7 +200,6 @@ impl PgVectorIndex {
         Ok(())
     }
 
-    /// The distance the HNSW index orders by, to the query in `$1`.
     /// Whether the allowed books (`filter` on `$2`) hold at most `limit` vectors of `model`
     /// (counted up to `limit + 1` on the book index, never further).
     async fn allowed_vectors_at_most(
@@ -259,6 +258,7 @@ impl PgVectorIndex {
         super::hits_from_rows(&rows)
     }
 
+    /// The distance the HNSW index orders by, to the query in `$1`.
     fn order_by(&self) -> String {
         match self.ann {
             AnnIndex::HalfVec => format!("embedding::halfvec({d}) <=> $1::halfvec({d})", d = self.dimensions),
@@ -338,37 +338,35 @@ impl VectorIndex for PgVectorIndex {
             return Ok(Vec::new());
         }
         let k = clamp_k(k);
-        // The allowed books, as the `$n`-th parameter.
-        let (book_filter, book_value): (fn(usize) -> String, Option<Value>) =
-            match (books.single(), books.comma_separated()) {
-                (Some(book_id), _) => (|n| format!("AND book_id = ${n}"), Some(book_id.into())),
-                (None, Some(book_ids)) => (
-                    |n| format!("AND book_id = ANY(string_to_array(${n}, ','))"),
-                    Some(book_ids.into()),
-                ),
-                (None, None) => (|_| String::new(), None),
-            };
-        if let Some(book_value) = &book_value
+        // The allowed books: the condition on the `$n`-th parameter, and its value.
+        let allowed: Option<(fn(usize) -> String, Value)> = match (books.single(), books.comma_separated()) {
+            (Some(book_id), _) => Some((|n| format!("AND book_id = ${n}"), book_id.into())),
+            (None, Some(book_ids)) => Some((
+                |n| format!("AND book_id = ANY(string_to_array(${n}, ','))"),
+                book_ids.into(),
+            )),
+            (None, None) => None,
+        };
+        if let Some((filter, value)) = &allowed
             && self
-                .allowed_vectors_at_most(model, book_filter(2), book_value.clone(), EXACT_SCAN_BELOW)
+                .allowed_vectors_at_most(model, filter(2), value.clone(), EXACT_SCAN_BELOW)
                 .await?
         {
-            return self
-                .exact_search(model, query, k, book_filter(4), book_value.clone())
-                .await;
+            return self.exact_search(model, query, k, filter(4), value.clone()).await;
         }
         let mut values: Vec<Value> = vec![
             PgVector::from(query.to_vec()).into(),
             model.into(),
             i64::try_from(k)?.into(),
         ];
-        values.extend(book_value);
         // Filtered inside the scan (iterative_scan keeps the HNSW walk going until k rows
         // pass), so k hits come back from the allowed books.
-        let book_filter = if values.len() > 3 {
-            book_filter(4)
-        } else {
-            String::new()
+        let book_filter = match allowed {
+            Some((filter, value)) => {
+                values.push(value);
+                filter(4)
+            }
+            None => String::new(),
         };
         let txn = self.db.begin().await?;
         if self.ann != AnnIndex::None {
